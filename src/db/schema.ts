@@ -1,0 +1,127 @@
+// The coordinator's tables. One schema and one set of migrations serve PostgreSQL and
+// PGlite alike, so nothing here may use a feature only one of them has.
+import { sql } from 'drizzle-orm';
+import {
+  bigserial,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgEnum,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+export const buildState = pgEnum('build_state', ['scheduled', 'allocated', 'started', 'succeeded', 'failed', 'canceled']);
+export type BuildState = (typeof buildState.enumValues)[number];
+
+/** Every derivation kiln knows, stored once however many builds use it. */
+export const derivations = pgTable('derivations', {
+  path: text('path').primaryKey(),
+  name: text('name').notNull(),
+  system: text('system').notNull(),
+  /** The .drv file's exact bytes (ATerm is ASCII-safe with escapes, but kept as bytes). */
+  text: text('text').notNull(),
+  fixedOutput: boolean('fixed_output').notNull().default(false),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+export const derivationOutputs = pgTable(
+  'derivation_outputs',
+  {
+    derivationPath: text('derivation_path').notNull().references(() => derivations.path),
+    name: text('name').notNull(),
+    path: text('path').notNull(),
+    hashAlgo: text('hash_algo').notNull().default(''),
+    hash: text('hash').notNull().default(''),
+  },
+  (t) => [primaryKey({ columns: [t.derivationPath, t.name] }), index('derivation_outputs_path').on(t.path)],
+);
+
+/** Edges of the derivation graph: which outputs of which input derivation a derivation uses. */
+export const derivationInputs = pgTable(
+  'derivation_inputs',
+  {
+    derivationPath: text('derivation_path').notNull().references(() => derivations.path),
+    inputPath: text('input_path').notNull().references(() => derivations.path),
+    outputName: text('output_name').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.derivationPath, t.inputPath, t.outputName] }), index('derivation_inputs_input').on(t.inputPath)],
+);
+
+export const agents = pgTable('agents', {
+  id: uuid('id').primaryKey(),
+  name: text('name').notNull().default(''),
+  active: boolean('active').notNull().default(true),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Agents' passwords, only as scrypt hashes; an agent may have several (rotation). */
+export const agentPasswords = pgTable('agent_passwords', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  agentId: uuid('agent_id').notNull().references(() => agents.id),
+  hash: text('hash').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+}, (t) => [index('agent_passwords_agent').on(t.agentId)]);
+
+export const agentTags = pgTable(
+  'agent_tags',
+  {
+    agentId: uuid('agent_id').notNull().references(() => agents.id),
+    key: text('key').notNull(),
+    value: text('value').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.agentId, t.key] })],
+);
+
+export const builds = pgTable(
+  'builds',
+  {
+    id: uuid('id').primaryKey(),
+    derivationPath: text('derivation_path').notNull().references(() => derivations.path),
+    priority: integer('priority').notNull().default(0),
+    state: buildState('state').notNull().default('scheduled'),
+    agentId: uuid('agent_id').references(() => agents.id),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    endedAt: timestamp('ended_at', { withTimezone: true }),
+  },
+  (t) => [
+    index('builds_derivation').on(t.derivationPath),
+    // Paging by creation order; id breaks ties.
+    index('builds_created').on(t.createdAt, t.id),
+    // The queue: only unfinished builds, so the index stays small as history grows.
+    index('builds_unfinished').on(t.state).where(sql`${t.state} in ('scheduled', 'allocated', 'started')`),
+  ],
+);
+
+export const buildTags = pgTable(
+  'build_tags',
+  {
+    buildId: uuid('build_id').notNull().references(() => builds.id, { onDelete: 'cascade' }),
+    key: text('key').notNull(),
+    value: text('value').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.buildId, t.key] }), index('build_tags_key_value').on(t.key, t.value)],
+);
+
+/**
+ * Events, written in the same transaction as the state change they report, and
+ * processed by hooks afterwards (at least once).
+ */
+export const events = pgTable(
+  'events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    type: text('type').notNull(),
+    buildId: uuid('build_id'),
+    agentId: uuid('agent_id'),
+    payload: jsonb('payload').notNull().default({}),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    processedAt: timestamp('processed_at', { withTimezone: true }),
+  },
+  (t) => [index('events_unprocessed').on(t.id).where(sql`${t.processedAt} is null`)],
+);
