@@ -1,0 +1,183 @@
+// NAR blob storage on a filesystem directory. Uploads are staged under `staging/`
+// frame by frame, with a journal of complete frames so that an interrupted upload
+// resumes at a frame boundary; a staged file becomes visible under `nar/` only by an
+// atomic rename once the receiver has checked it. Nothing half written is ever served.
+import { createReadStream, type ReadStream } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, truncate, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface FrameRecord {
+  /** Bytes of the frame as stored (compressed). */
+  stored: number;
+  /** Bytes it holds uncompressed. */
+  plain: number;
+}
+
+export interface StagedUpload {
+  /** Uncompressed bytes held in complete frames: where the sender resumes. */
+  readonly plainOffset: number;
+  /** Stored (compressed) bytes held. */
+  readonly storedSize: number;
+  readonly frames: readonly FrameRecord[];
+  /** Appends one complete frame, then records it in the journal. */
+  append(frame: Uint8Array, plainLength: number): Promise<void>;
+  /** Reads the staged frames back in order, for checking on resume. */
+  readFrames(): AsyncIterable<Buffer>;
+  close(): Promise<void>;
+}
+
+/** A file name under nar/: `<file hash>.nar.<ext>`; checked so no name escapes the directory. */
+const FILE_NAME = /^[0-9a-z]{52}\.nar(\.[a-z0-9]{1,8})?$/;
+const STAGING_KEY = /^[A-Za-z0-9._-]{1,200}$/;
+
+export class NarStorage {
+  private constructor(private readonly root: string) {}
+
+  static async open(root: string): Promise<NarStorage> {
+    await mkdir(join(root, 'nar'), { recursive: true });
+    await mkdir(join(root, 'staging'), { recursive: true });
+    return new NarStorage(root);
+  }
+
+  private stagingPaths(key: string): { data: string; journal: string } {
+    if (!STAGING_KEY.test(key)) throw new Error(`bad staging key ${JSON.stringify(key)}`);
+    const base = join(this.root, 'staging', key);
+    return { data: base + '.part', journal: base + '.frames' };
+  }
+
+  filePath(fileName: string): string {
+    if (!FILE_NAME.test(fileName)) throw new Error(`bad NAR file name ${JSON.stringify(fileName)}`);
+    return join(this.root, 'nar', fileName);
+  }
+
+  /**
+   * Opens the staged upload under `key`, creating it or resuming it. On resume the data
+   * file is cut back to the last frame the journal records, dropping a partial frame.
+   */
+  async stage(key: string, opts: { fresh: boolean }): Promise<StagedUpload> {
+    const paths = this.stagingPaths(key);
+    if (opts.fresh) await this.discard(key);
+    const frames = await readJournal(paths.journal);
+    const storedSize = frames.reduce((n, f) => n + f.stored, 0);
+    const existing = await stat(paths.data).catch(() => undefined);
+    if ((existing?.size ?? 0) < storedSize) {
+      // The journal claims more than the data file has: do not trust either.
+      await this.discard(key);
+      return this.stage(key, { fresh: true });
+    }
+    if (existing && existing.size > storedSize) await truncate(paths.data, storedSize);
+    const data = await open(paths.data, 'a');
+    const journal = await open(paths.journal, 'a');
+    return new FsStagedUpload(paths.data, data, journal, frames);
+  }
+
+  /** Size of what is staged under `key`, without opening it for writing. */
+  async stagedOffset(key: string): Promise<number> {
+    const frames = await readJournal(this.stagingPaths(key).journal);
+    return frames.reduce((n, f) => n + f.plain, 0);
+  }
+
+  /** Moves a checked staged upload into place under its final name (atomic rename). */
+  async commit(key: string, fileName: string): Promise<void> {
+    const paths = this.stagingPaths(key);
+    await rename(paths.data, this.filePath(fileName));
+    await rm(paths.journal, { force: true });
+  }
+
+  async discard(key: string): Promise<void> {
+    const paths = this.stagingPaths(key);
+    await rm(paths.data, { force: true });
+    await rm(paths.journal, { force: true });
+  }
+
+  async size(fileName: string): Promise<number | undefined> {
+    const s = await stat(this.filePath(fileName)).catch(() => undefined);
+    return s?.isFile() ? s.size : undefined;
+  }
+
+  /** Streams a stored file, or a byte range of it (inclusive end, as HTTP ranges are). */
+  read(fileName: string, range?: { start: number; end: number }): ReadStream {
+    return createReadStream(this.filePath(fileName), range ? { start: range.start, end: range.end } : {});
+  }
+
+  async remove(fileName: string): Promise<void> {
+    await rm(this.filePath(fileName), { force: true });
+  }
+}
+
+const JOURNAL_ENTRY = 16; // two little-endian u64: stored, plain
+
+async function readJournal(path: string): Promise<FrameRecord[]> {
+  const bytes = await readFile(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return Buffer.alloc(0);
+    throw err;
+  });
+  const frames: FrameRecord[] = [];
+  // A torn last entry (crash while appending) is ignored: its frame is cut off too.
+  for (let i = 0; i + JOURNAL_ENTRY <= bytes.length; i += JOURNAL_ENTRY) {
+    frames.push({ stored: Number(bytes.readBigUInt64LE(i)), plain: Number(bytes.readBigUInt64LE(i + 8)) });
+  }
+  return frames;
+}
+
+class FsStagedUpload implements StagedUpload {
+  private readonly records: FrameRecord[];
+  private stored: number;
+  private plain: number;
+
+  constructor(
+    private readonly dataPath: string,
+    private readonly data: FileHandle,
+    private readonly journal: FileHandle,
+    frames: FrameRecord[],
+  ) {
+    this.records = [...frames];
+    this.stored = frames.reduce((n, f) => n + f.stored, 0);
+    this.plain = frames.reduce((n, f) => n + f.plain, 0);
+  }
+
+  get plainOffset(): number {
+    return this.plain;
+  }
+
+  get storedSize(): number {
+    return this.stored;
+  }
+
+  get frames(): readonly FrameRecord[] {
+    return this.records;
+  }
+
+  async append(frame: Uint8Array, plainLength: number): Promise<void> {
+    await this.data.write(frame);
+    const entry = Buffer.alloc(JOURNAL_ENTRY);
+    entry.writeBigUInt64LE(BigInt(frame.length), 0);
+    entry.writeBigUInt64LE(BigInt(plainLength), 8);
+    // The frame's bytes are written before the journal names them, so the journal
+    // never records a frame the data file does not hold.
+    await this.journal.write(entry);
+    this.records.push({ stored: frame.length, plain: plainLength });
+    this.stored += frame.length;
+    this.plain += plainLength;
+  }
+
+  async *readFrames(): AsyncIterable<Buffer> {
+    const handle = await open(this.dataPath, 'r');
+    try {
+      let position = 0;
+      for (const f of this.records) {
+        const buf = Buffer.alloc(f.stored);
+        await handle.read(buf, 0, f.stored, position);
+        position += f.stored;
+        yield buf;
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.data.close();
+    await this.journal.close();
+  }
+}

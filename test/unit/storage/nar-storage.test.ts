@@ -1,0 +1,96 @@
+import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NarStorage } from '../../../src/storage/nar-storage.js';
+
+const NAME = '0'.repeat(52) + '.nar.lz4';
+
+describe('NarStorage', () => {
+  let root: string;
+  let storage: NarStorage;
+  beforeEach(async () => {
+    root = mkdtempSync(join(tmpdir(), 'kiln-nars-'));
+    storage = await NarStorage.open(root);
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  test('a staged upload is invisible until it is committed, then readable whole', async () => {
+    const staged = await storage.stage('b1-out', { fresh: true });
+    await staged.append(Buffer.from('frame-one'), 100);
+    await staged.append(Buffer.from('frame-two!'), 50);
+    await staged.close();
+    expect(await storage.size(NAME)).toBeUndefined();
+    expect(readdirSync(join(root, 'nar'))).toEqual([]);
+    await storage.commit('b1-out', NAME);
+    expect(await storage.size(NAME)).toBe(19);
+    const chunks: Buffer[] = [];
+    for await (const c of storage.read(NAME)) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe('frame-oneframe-two!');
+    expect(readdirSync(join(root, 'staging'))).toEqual([]);
+  });
+
+  test('resuming keeps whole frames and reports their uncompressed offset', async () => {
+    const staged = await storage.stage('b2-out', { fresh: true });
+    await staged.append(Buffer.from('aaaa'), 10);
+    await staged.append(Buffer.from('bbbbbb'), 20);
+    await staged.close();
+    expect(await storage.stagedOffset('b2-out')).toBe(30);
+    const resumed = await storage.stage('b2-out', { fresh: false });
+    expect(resumed.plainOffset).toBe(30);
+    expect(resumed.storedSize).toBe(10);
+    const frames: string[] = [];
+    for await (const f of resumed.readFrames()) frames.push(f.toString());
+    expect(frames).toEqual(['aaaa', 'bbbbbb']);
+    await resumed.close();
+  });
+
+  test('a frame cut off half way (no journal entry) is dropped on resume', async () => {
+    const staged = await storage.stage('b3-out', { fresh: true });
+    await staged.append(Buffer.from('whole'), 7);
+    await staged.close();
+    appendFileSync(join(root, 'staging', 'b3-out.part'), 'half-a-fra');
+    const resumed = await storage.stage('b3-out', { fresh: false });
+    expect(resumed.storedSize).toBe(5);
+    expect(resumed.plainOffset).toBe(7);
+    await resumed.append(Buffer.from('next'), 3);
+    await resumed.close();
+    expect(readFileSync(join(root, 'staging', 'b3-out.part'), 'utf8')).toBe('wholenext');
+  });
+
+  test('a torn journal entry is ignored along with its frame', async () => {
+    const staged = await storage.stage('b4-out', { fresh: true });
+    await staged.append(Buffer.from('one'), 1);
+    await staged.close();
+    appendFileSync(join(root, 'staging', 'b4-out.part'), 'two');
+    appendFileSync(join(root, 'staging', 'b4-out.frames'), Buffer.alloc(9, 1));
+    const resumed = await storage.stage('b4-out', { fresh: false });
+    expect(resumed.frames).toEqual([{ stored: 3, plain: 1 }]);
+    await resumed.close();
+  });
+
+  test('a fresh stage throws away what was staged before', async () => {
+    const staged = await storage.stage('b5-out', { fresh: true });
+    await staged.append(Buffer.from('old'), 3);
+    await staged.close();
+    const again = await storage.stage('b5-out', { fresh: true });
+    expect(again.plainOffset).toBe(0);
+    await again.close();
+  });
+
+  test('refuses file names and keys that could leave its directories', () => {
+    expect(() => storage.filePath('../../etc/passwd')).toThrow(/bad NAR file name/);
+    expect(() => storage.filePath(NAME + '/..')).toThrow(/bad NAR file name/);
+    return expect(storage.stage('../x', { fresh: true })).rejects.toThrow(/bad staging key/);
+  });
+
+  test('remove deletes a stored file and tolerates a missing one', async () => {
+    const staged = await storage.stage('b6', { fresh: true });
+    await staged.append(Buffer.from('x'), 1);
+    await staged.close();
+    await storage.commit('b6', NAME);
+    await storage.remove(NAME);
+    expect(existsSync(storage.filePath(NAME))).toBe(false);
+    await storage.remove(NAME);
+  });
+});
