@@ -2,6 +2,7 @@
 // PGlite alike, so nothing here may use a feature only one of them has.
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   bigserial,
   boolean,
   index,
@@ -26,6 +27,12 @@ export const derivations = pgTable('derivations', {
   /** The .drv file's exact bytes (ATerm is ASCII-safe with escapes, but kept as bytes). */
   text: text('text').notNull(),
   fixedOutput: boolean('fixed_output').notNull().default(false),
+  /**
+   * Nix's hashDerivationModulo of this derivation (hex, outputs not masked): what a
+   * derivation that uses this one needs to check its own output paths, kept so that a
+   * submission never re-reads a stored closure.
+   */
+  hashModulo: text('hash_modulo').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
@@ -81,18 +88,25 @@ export const builds = pgTable(
   'builds',
   {
     id: uuid('id').primaryKey(),
+    /** Submission order; what paging goes by (timestamps tie, and lose precision in JS). */
+    seq: bigserial('seq', { mode: 'number' }).notNull().unique(),
     derivationPath: text('derivation_path').notNull().references(() => derivations.path),
     priority: integer('priority').notNull().default(0),
     state: buildState('state').notNull().default('scheduled'),
     agentId: uuid('agent_id').references(() => agents.id),
+    /** How many times the build was handed to an agent. */
+    attempt: integer('attempt').notNull().default(0),
+    /**
+     * While allocated or started: until when the build stays with its agent when that
+     * agent's stream is gone. Null while the agent is connected.
+     */
+    leaseUntil: timestamp('lease_until', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
     endedAt: timestamp('ended_at', { withTimezone: true }),
   },
   (t) => [
     index('builds_derivation').on(t.derivationPath),
-    // Paging by creation order; id breaks ties.
-    index('builds_created').on(t.createdAt, t.id),
     // The queue: only unfinished builds, so the index stays small as history grows.
     index('builds_unfinished').on(t.state).where(sql`${t.state} in ('scheduled', 'allocated', 'started')`),
   ],
@@ -125,3 +139,40 @@ export const events = pgTable(
   },
   (t) => [index('events_unprocessed').on(t.id).where(sql`${t.processedAt} is null`)],
 );
+
+/** Every attempt at a build: which agent, when, and how it ended. */
+export const buildAttempts = pgTable(
+  'build_attempts',
+  {
+    buildId: uuid('build_id').notNull().references(() => builds.id, { onDelete: 'cascade' }),
+    attempt: integer('attempt').notNull(),
+    agentId: uuid('agent_id').notNull().references(() => agents.id),
+    allocatedAt: timestamp('allocated_at', { withTimezone: true }).notNull().defaultNow(),
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    endedAt: timestamp('ended_at', { withTimezone: true }),
+    /** success, failure, timeout, silent-timeout, setup-failure, agent-lost, canceled; null while running. */
+    outcome: text('outcome'),
+    message: text('message').notNull().default(''),
+  },
+  (t) => [primaryKey({ columns: [t.buildId, t.attempt] })],
+);
+
+/**
+ * Store paths the binary cache holds: build outputs uploaded by agents, and .drv files
+ * and sources that submissions brought. A path here counts as available to builds.
+ */
+export const storePaths = pgTable('store_paths', {
+  path: text('path').primaryKey(),
+  narHash: text('nar_hash').notNull(),
+  narSize: bigint('nar_size', { mode: 'number' }).notNull(),
+  references: text('references').array().notNull().default(sql`'{}'::text[]`),
+  deriver: text('deriver').notNull().default(''),
+  /** The NAR as stored: file name under nar/, its compression, hash and size. */
+  fileName: text('file_name').notNull(),
+  compression: text('compression').notNull(),
+  fileHash: text('file_hash').notNull(),
+  fileSize: bigint('file_size', { mode: 'number' }).notNull(),
+  /** The build whose output this is, when an agent built it here. */
+  buildId: uuid('build_id'),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});

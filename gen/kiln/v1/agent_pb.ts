@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/agent.proto.
  */
 export const file_kiln_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FnZW50LnByb3RvEgdraWxuLnYxIqMCCg5Db25uZWN0UmVxdWVzdBIfCgVoZWxsbxgBIAEoCzIOLmtpbG4udjEuSGVsbG9IABInCgloZWFydGJlYXQYAiABKAsyEi5raWxuLnYxLkhlYXJ0YmVhdEgAEioKC2xvYWRfcmVwb3J0GAMgASgLMhMua2lsbi52MS5Mb2FkUmVwb3J0SAASLgoNYnVpbGRfc3RhcnRlZBgEIAEoCzIVLmtpbG4udjEuQnVpbGRTdGFydGVkSAASLgoNc2V0dXBfZmFpbHVyZRgFIAEoCzIVLmtpbG4udjEuU2V0dXBGYWlsdXJlSAASMAoOYnVpbGRfZmluaXNoZWQYBiABKAsyFi5raWxuLnYxLkJ1aWxkRmluaXNoZWRIAEIJCgdtZXNzYWdlIt0BCg9Db25uZWN0UmVzcG9uc2USIwoHd2VsY29tZRgBIAEoCzIQLmtpbG4udjEuV2VsY29tZUgAEiwKDGFzc2lnbl9idWlsZBgCIAEoCzIULmtpbG4udjEuQXNzaWduQnVpbGRIABIsCgxjYW5jZWxfYnVpbGQYAyABKAsyFC5raWxuLnYxLkNhbmNlbEJ1aWxkSAASHwoFZHJhaW4YBCABKAsyDi5raWxuLnYxLkRyYWluSAASHQoEcGluZxgFIAEoCzINLmtpbG4udjEuUGluZ0gAQgkKB21lc3NhZ2UiegoFSGVsbG8SDwoHc3lzdGVtcxgBIAMoCRIbChNtYXhfcGFyYWxsZWxfYnVpbGRzGAIgASgFEhoKBHRhZ3MYAyADKAsyDC5raWxuLnYxLlRhZxIPCgd2ZXJzaW9uGAQgASgJEhYKDmhlbGRfYnVpbGRfaWRzGAUgAygJIh0KCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoBCJPCgpMb2FkUmVwb3J0EhIKCmZyZWVfc2xvdHMYASABKAUSFAoMbG9hZF9hdmVyYWdlGAIgASgBEhcKD2ZyZWVfZGlza19ieXRlcxgDIAEoBCIgCgxCdWlsZFN0YXJ0ZWQSEAoIYnVpbGRfaWQYASABKAkidgoMU2V0dXBGYWlsdXJlEhAKCGJ1aWxkX2lkGAEgASgJEisKBnJlYXNvbhgCIAEoDjIbLmtpbG4udjEuU2V0dXBGYWlsdXJlUmVhc29uEhYKDm1pc3NpbmdfaW5wdXRzGAMgAygJEg8KB21lc3NhZ2UYBCABKAkiYAoKT3V0cHV0SW5mbxIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEAoIbmFyX2hhc2gYAyABKAkSEAoIbmFyX3NpemUYBCABKAQSEgoKcmVmZXJlbmNlcxgFIAMoCSJ+Cg1CdWlsZEZpbmlzaGVkEhAKCGJ1aWxkX2lkGAEgASgJEiQKBnJlc3VsdBgCIAEoDjIULmtpbG4udjEuQnVpbGRSZXN1bHQSJAoHb3V0cHV0cxgDIAMoCzITLmtpbG4udjEuT3V0cHV0SW5mbxIPCgdtZXNzYWdlGAQgASgJIp8BCgdXZWxjb21lEhAKCGFnZW50X2lkGAEgASgJEhsKE2Nvb3JkaW5hdG9yX3ZlcnNpb24YAiABKAkSGQoRYWJhbmRvbl9idWlsZF9pZHMYAyADKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAQgASgNEhEKCWNhY2hlX3VybBgFIAEoCRIYChBjYWNoZV9wdWJsaWNfa2V5GAYgASgJIuUBCgtBc3NpZ25CdWlsZBIQCghidWlsZF9pZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSEgoKZGVyaXZhdGlvbhgDIAEoDBIqCgdvdXRwdXRzGAQgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhAKCHByaW9yaXR5GAUgASgFEhMKC3RyYWNlcGFyZW50GAYgASgJEhcKD3RpbWVvdXRfc2Vjb25kcxgHIAEoDRIaChJtYXhfc2lsZW50X3NlY29uZHMYCCABKA0SDwoHYXR0ZW1wdBgJIAEoDSIvCgtDYW5jZWxCdWlsZBIQCghidWlsZF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiBwoFRHJhaW4iGAoEUGluZxIQCghzZXF1ZW5jZRgBIAEoBCJ9CgxVcGxvYWRIZWFkZXISEAoIYnVpbGRfaWQYASABKAkSEwoLb3V0cHV0X25hbWUYAiABKAkSEgoKc3RvcmVfcGF0aBgDIAEoCRIQCghuYXJfaGFzaBgEIAEoCRIQCghuYXJfc2l6ZRgFIAEoBBIOCgZvZmZzZXQYBiABKAQiWgoTVXBsb2FkT3V0cHV0UmVxdWVzdBInCgZoZWFkZXIYASABKAsyFS5raWxuLnYxLlVwbG9hZEhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCCQoHbWVzc2FnZSI8ChRVcGxvYWRPdXRwdXRSZXNwb25zZRIRCglmaWxlX2hhc2gYASABKAkSEQoJZmlsZV9zaXplGAIgASgEIjsKElF1ZXJ5VXBsb2FkUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRITCgtvdXRwdXRfbmFtZRgCIAEoCSI3ChNRdWVyeVVwbG9hZFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIQCghjb21wbGV0ZRgCIAEoCCJCChBVcGxvYWRMb2dSZXF1ZXN0EhIKCGJ1aWxkX2lkGAEgASgJSAASDwoFY2h1bmsYAiABKAxIAEIJCgdtZXNzYWdlIiEKEVVwbG9hZExvZ1Jlc3BvbnNlEgwKBHNpemUYASABKAQqtgEKElNldHVwRmFpbHVyZVJlYXNvbhIkCiBTRVRVUF9GQUlMVVJFX1JFQVNPTl9VTlNQRUNJRklFRBAAEicKI1NFVFVQX0ZBSUxVUkVfUkVBU09OX01JU1NJTkdfSU5QVVRTEAESMQotU0VUVVBfRkFJTFVSRV9SRUFTT05fQ09VTERfTk9UX0RFTEVURV9PVVRQVVRTEAISHgoaU0VUVVBfRkFJTFVSRV9SRUFTT05fT1RIRVIQAyqaAQoLQnVpbGRSZXN1bHQSHAoYQlVJTERfUkVTVUxUX1VOU1BFQ0lGSUVEEAASGAoUQlVJTERfUkVTVUxUX1NVQ0NFU1MQARIYChRCVUlMRF9SRVNVTFRfRkFJTFVSRRACEhgKFEJVSUxEX1JFU1VMVF9USU1FT1VUEAMSHwobQlVJTERfUkVTVUxUX1NJTEVOVF9USU1FT1VUEAQyrwIKDEFnZW50U2VydmljZRJACgdDb25uZWN0Ehcua2lsbi52MS5Db25uZWN0UmVxdWVzdBoYLmtpbG4udjEuQ29ubmVjdFJlc3BvbnNlKAEwARJNCgxVcGxvYWRPdXRwdXQSHC5raWxuLnYxLlVwbG9hZE91dHB1dFJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZE91dHB1dFJlc3BvbnNlKAESSAoLUXVlcnlVcGxvYWQSGy5raWxuLnYxLlF1ZXJ5VXBsb2FkUmVxdWVzdBocLmtpbG4udjEuUXVlcnlVcGxvYWRSZXNwb25zZRJECglVcGxvYWRMb2cSGS5raWxuLnYxLlVwbG9hZExvZ1JlcXVlc3QaGi5raWxuLnYxLlVwbG9hZExvZ1Jlc3BvbnNlKAFiBnByb3RvMw", [file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FnZW50LnByb3RvEgdraWxuLnYxIqMCCg5Db25uZWN0UmVxdWVzdBIfCgVoZWxsbxgBIAEoCzIOLmtpbG4udjEuSGVsbG9IABInCgloZWFydGJlYXQYAiABKAsyEi5raWxuLnYxLkhlYXJ0YmVhdEgAEioKC2xvYWRfcmVwb3J0GAMgASgLMhMua2lsbi52MS5Mb2FkUmVwb3J0SAASLgoNYnVpbGRfc3RhcnRlZBgEIAEoCzIVLmtpbG4udjEuQnVpbGRTdGFydGVkSAASLgoNc2V0dXBfZmFpbHVyZRgFIAEoCzIVLmtpbG4udjEuU2V0dXBGYWlsdXJlSAASMAoOYnVpbGRfZmluaXNoZWQYBiABKAsyFi5raWxuLnYxLkJ1aWxkRmluaXNoZWRIAEIJCgdtZXNzYWdlIowCCg9Db25uZWN0UmVzcG9uc2USIwoHd2VsY29tZRgBIAEoCzIQLmtpbG4udjEuV2VsY29tZUgAEiwKDGFzc2lnbl9idWlsZBgCIAEoCzIULmtpbG4udjEuQXNzaWduQnVpbGRIABIsCgxjYW5jZWxfYnVpbGQYAyABKAsyFC5raWxuLnYxLkNhbmNlbEJ1aWxkSAASHwoFZHJhaW4YBCABKAsyDi5raWxuLnYxLkRyYWluSAASHQoEcGluZxgFIAEoCzINLmtpbG4udjEuUGluZ0gAEi0KDGFja25vd2xlZGdlZBgGIAEoCzIVLmtpbG4udjEuQWNrbm93bGVkZ2VkSABCCQoHbWVzc2FnZSJ6CgVIZWxsbxIPCgdzeXN0ZW1zGAEgAygJEhsKE21heF9wYXJhbGxlbF9idWlsZHMYAiABKAUSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEg8KB3ZlcnNpb24YBCABKAkSFgoOaGVsZF9idWlsZF9pZHMYBSADKAkiHQoJSGVhcnRiZWF0EhAKCHNlcXVlbmNlGAEgASgEIk8KCkxvYWRSZXBvcnQSEgoKZnJlZV9zbG90cxgBIAEoBRIUCgxsb2FkX2F2ZXJhZ2UYAiABKAESFwoPZnJlZV9kaXNrX2J5dGVzGAMgASgEIiAKDEJ1aWxkU3RhcnRlZBIQCghidWlsZF9pZBgBIAEoCSJ2CgxTZXR1cEZhaWx1cmUSEAoIYnVpbGRfaWQYASABKAkSKwoGcmVhc29uGAIgASgOMhsua2lsbi52MS5TZXR1cEZhaWx1cmVSZWFzb24SFgoObWlzc2luZ19pbnB1dHMYAyADKAkSDwoHbWVzc2FnZRgEIAEoCSJgCgpPdXRwdXRJbmZvEgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRIQCghuYXJfaGFzaBgDIAEoCRIQCghuYXJfc2l6ZRgEIAEoBBISCgpyZWZlcmVuY2VzGAUgAygJIn4KDUJ1aWxkRmluaXNoZWQSEAoIYnVpbGRfaWQYASABKAkSJAoGcmVzdWx0GAIgASgOMhQua2lsbi52MS5CdWlsZFJlc3VsdBIkCgdvdXRwdXRzGAMgAygLMhMua2lsbi52MS5PdXRwdXRJbmZvEg8KB21lc3NhZ2UYBCABKAkinwEKB1dlbGNvbWUSEAoIYWdlbnRfaWQYASABKAkSGwoTY29vcmRpbmF0b3JfdmVyc2lvbhgCIAEoCRIZChFhYmFuZG9uX2J1aWxkX2lkcxgDIAMoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKA0SEQoJY2FjaGVfdXJsGAUgASgJEhgKEGNhY2hlX3B1YmxpY19rZXkYBiABKAki5QEKC0Fzc2lnbkJ1aWxkEhAKCGJ1aWxkX2lkGAEgASgJEhcKD2Rlcml2YXRpb25fcGF0aBgCIAEoCRISCgpkZXJpdmF0aW9uGAMgASgMEioKB291dHB1dHMYBCADKAsyGS5raWxuLnYxLkRlcml2YXRpb25PdXRwdXQSEAoIcHJpb3JpdHkYBSABKAUSEwoLdHJhY2VwYXJlbnQYBiABKAkSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIPCgdhdHRlbXB0GAkgASgNIi8KC0NhbmNlbEJ1aWxkEhAKCGJ1aWxkX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIHCgVEcmFpbiIgCgxBY2tub3dsZWRnZWQSEAoIYnVpbGRfaWQYASABKAkiGAoEUGluZxIQCghzZXF1ZW5jZRgBIAEoBCJtCgxVcGxvYWRIZWFkZXISEAoIYnVpbGRfaWQYASABKAkSEwoLb3V0cHV0X25hbWUYAiABKAkSEgoKc3RvcmVfcGF0aBgDIAEoCRIOCgZvZmZzZXQYBCABKAQSEgoKcmVmZXJlbmNlcxgFIAMoCSIzCg1VcGxvYWRUcmFpbGVyEhAKCG5hcl9oYXNoGAEgASgJEhAKCG5hcl9zaXplGAIgASgEIoUBChNVcGxvYWRPdXRwdXRSZXF1ZXN0EicKBmhlYWRlchgBIAEoCzIVLmtpbG4udjEuVXBsb2FkSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABIpCgd0cmFpbGVyGAMgASgLMhYua2lsbi52MS5VcGxvYWRUcmFpbGVySABCCQoHbWVzc2FnZSI8ChRVcGxvYWRPdXRwdXRSZXNwb25zZRIRCglmaWxlX2hhc2gYASABKAkSEQoJZmlsZV9zaXplGAIgASgEIjsKElF1ZXJ5VXBsb2FkUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRITCgtvdXRwdXRfbmFtZRgCIAEoCSI3ChNRdWVyeVVwbG9hZFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIQCghjb21wbGV0ZRgCIAEoCCJCChBVcGxvYWRMb2dSZXF1ZXN0EhIKCGJ1aWxkX2lkGAEgASgJSAASDwoFY2h1bmsYAiABKAxIAEIJCgdtZXNzYWdlIiEKEVVwbG9hZExvZ1Jlc3BvbnNlEgwKBHNpemUYASABKAQqtgEKElNldHVwRmFpbHVyZVJlYXNvbhIkCiBTRVRVUF9GQUlMVVJFX1JFQVNPTl9VTlNQRUNJRklFRBAAEicKI1NFVFVQX0ZBSUxVUkVfUkVBU09OX01JU1NJTkdfSU5QVVRTEAESMQotU0VUVVBfRkFJTFVSRV9SRUFTT05fQ09VTERfTk9UX0RFTEVURV9PVVRQVVRTEAISHgoaU0VUVVBfRkFJTFVSRV9SRUFTT05fT1RIRVIQAyqaAQoLQnVpbGRSZXN1bHQSHAoYQlVJTERfUkVTVUxUX1VOU1BFQ0lGSUVEEAASGAoUQlVJTERfUkVTVUxUX1NVQ0NFU1MQARIYChRCVUlMRF9SRVNVTFRfRkFJTFVSRRACEhgKFEJVSUxEX1JFU1VMVF9USU1FT1VUEAMSHwobQlVJTERfUkVTVUxUX1NJTEVOVF9USU1FT1VUEAQyrwIKDEFnZW50U2VydmljZRJACgdDb25uZWN0Ehcua2lsbi52MS5Db25uZWN0UmVxdWVzdBoYLmtpbG4udjEuQ29ubmVjdFJlc3BvbnNlKAEwARJNCgxVcGxvYWRPdXRwdXQSHC5raWxuLnYxLlVwbG9hZE91dHB1dFJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZE91dHB1dFJlc3BvbnNlKAESSAoLUXVlcnlVcGxvYWQSGy5raWxuLnYxLlF1ZXJ5VXBsb2FkUmVxdWVzdBocLmtpbG4udjEuUXVlcnlVcGxvYWRSZXNwb25zZRJECglVcGxvYWRMb2cSGS5raWxuLnYxLlVwbG9hZExvZ1JlcXVlc3QaGi5raWxuLnYxLlVwbG9hZExvZ1Jlc3BvbnNlKAFiBnByb3RvMw", [file_kiln_v1_types]);
 
 /**
  * Agent to coordinator on the control stream.
@@ -108,6 +108,12 @@ export type ConnectResponse = Message<"kiln.v1.ConnectResponse"> & {
      */
     value: Ping;
     case: "ping";
+  } | {
+    /**
+     * @generated from field: kiln.v1.Acknowledged acknowledged = 6;
+     */
+    value: Acknowledged;
+    case: "acknowledged";
   } | { case: undefined; value?: undefined };
 };
 
@@ -498,6 +504,26 @@ export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
   messageDesc(file_kiln_v1_agent, 12);
 
 /**
+ * The coordinator recorded a build's final report (finished or setup failure); the
+ * agent need not send it again.
+ *
+ * @generated from message kiln.v1.Acknowledged
+ */
+export type Acknowledged = Message<"kiln.v1.Acknowledged"> & {
+  /**
+   * @generated from field: string build_id = 1;
+   */
+  buildId: string;
+};
+
+/**
+ * Describes the message kiln.v1.Acknowledged.
+ * Use `create(AcknowledgedSchema)` to create a new message.
+ */
+export const AcknowledgedSchema: GenMessage<Acknowledged> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_agent, 13);
+
+/**
  * @generated from message kiln.v1.Ping
  */
 export type Ping = Message<"kiln.v1.Ping"> & {
@@ -512,7 +538,7 @@ export type Ping = Message<"kiln.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 13);
+  messageDesc(file_kiln_v1_agent, 14);
 
 /**
  * @generated from message kiln.v1.UploadHeader
@@ -536,23 +562,18 @@ export type UploadHeader = Message<"kiln.v1.UploadHeader"> & {
   storePath: string;
 
   /**
-   * What the whole uncompressed NAR hashes to ("sha256:<nix base32>") and its size.
-   *
-   * @generated from field: string nar_hash = 4;
-   */
-  narHash: string;
-
-  /**
-   * @generated from field: uint64 nar_size = 5;
-   */
-  narSize: bigint;
-
-  /**
    * Offset in the uncompressed NAR the chunks start at: 0, or what QueryUpload said.
    *
-   * @generated from field: uint64 offset = 6;
+   * @generated from field: uint64 offset = 4;
    */
   offset: bigint;
+
+  /**
+   * Full store paths the output refers to.
+   *
+   * @generated from field: repeated string references = 5;
+   */
+  references: string[];
 };
 
 /**
@@ -560,7 +581,35 @@ export type UploadHeader = Message<"kiln.v1.UploadHeader"> & {
  * Use `create(UploadHeaderSchema)` to create a new message.
  */
 export const UploadHeaderSchema: GenMessage<UploadHeader> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 14);
+  messageDesc(file_kiln_v1_agent, 15);
+
+/**
+ * After the last chunk: what the whole uncompressed NAR hashes to and its size, as the
+ * agent computed them while serialising. The coordinator stores the NAR only if its
+ * own hash and size of what arrived agree.
+ *
+ * @generated from message kiln.v1.UploadTrailer
+ */
+export type UploadTrailer = Message<"kiln.v1.UploadTrailer"> & {
+  /**
+   * "sha256:<nix base32>"
+   *
+   * @generated from field: string nar_hash = 1;
+   */
+  narHash: string;
+
+  /**
+   * @generated from field: uint64 nar_size = 2;
+   */
+  narSize: bigint;
+};
+
+/**
+ * Describes the message kiln.v1.UploadTrailer.
+ * Use `create(UploadTrailerSchema)` to create a new message.
+ */
+export const UploadTrailerSchema: GenMessage<UploadTrailer> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_agent, 16);
 
 /**
  * @generated from message kiln.v1.UploadOutputRequest
@@ -585,6 +634,14 @@ export type UploadOutputRequest = Message<"kiln.v1.UploadOutputRequest"> & {
      */
     value: Uint8Array;
     case: "chunk";
+  } | {
+    /**
+     * Last message of the call.
+     *
+     * @generated from field: kiln.v1.UploadTrailer trailer = 3;
+     */
+    value: UploadTrailer;
+    case: "trailer";
   } | { case: undefined; value?: undefined };
 };
 
@@ -593,7 +650,7 @@ export type UploadOutputRequest = Message<"kiln.v1.UploadOutputRequest"> & {
  * Use `create(UploadOutputRequestSchema)` to create a new message.
  */
 export const UploadOutputRequestSchema: GenMessage<UploadOutputRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 15);
+  messageDesc(file_kiln_v1_agent, 17);
 
 /**
  * @generated from message kiln.v1.UploadOutputResponse
@@ -617,7 +674,7 @@ export type UploadOutputResponse = Message<"kiln.v1.UploadOutputResponse"> & {
  * Use `create(UploadOutputResponseSchema)` to create a new message.
  */
 export const UploadOutputResponseSchema: GenMessage<UploadOutputResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 16);
+  messageDesc(file_kiln_v1_agent, 18);
 
 /**
  * @generated from message kiln.v1.QueryUploadRequest
@@ -639,7 +696,7 @@ export type QueryUploadRequest = Message<"kiln.v1.QueryUploadRequest"> & {
  * Use `create(QueryUploadRequestSchema)` to create a new message.
  */
 export const QueryUploadRequestSchema: GenMessage<QueryUploadRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 17);
+  messageDesc(file_kiln_v1_agent, 19);
 
 /**
  * @generated from message kiln.v1.QueryUploadResponse
@@ -665,7 +722,7 @@ export type QueryUploadResponse = Message<"kiln.v1.QueryUploadResponse"> & {
  * Use `create(QueryUploadResponseSchema)` to create a new message.
  */
 export const QueryUploadResponseSchema: GenMessage<QueryUploadResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 18);
+  messageDesc(file_kiln_v1_agent, 20);
 
 /**
  * @generated from message kiln.v1.UploadLogRequest
@@ -696,7 +753,7 @@ export type UploadLogRequest = Message<"kiln.v1.UploadLogRequest"> & {
  * Use `create(UploadLogRequestSchema)` to create a new message.
  */
 export const UploadLogRequestSchema: GenMessage<UploadLogRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 19);
+  messageDesc(file_kiln_v1_agent, 21);
 
 /**
  * @generated from message kiln.v1.UploadLogResponse
@@ -713,7 +770,7 @@ export type UploadLogResponse = Message<"kiln.v1.UploadLogResponse"> & {
  * Use `create(UploadLogResponseSchema)` to create a new message.
  */
 export const UploadLogResponseSchema: GenMessage<UploadLogResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 20);
+  messageDesc(file_kiln_v1_agent, 22);
 
 /**
  * @generated from enum kiln.v1.SetupFailureReason

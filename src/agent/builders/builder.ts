@@ -1,0 +1,46 @@
+// The one interface every builder backend implements (nix, local; guix later): set up
+// a build, run it with its time limits, and say where its outputs are on disk.
+
+export interface BuildJob {
+  buildId: string;
+  derivationPath: string;
+  /** The .drv file's text. */
+  derivation: string;
+  outputs: { name: string; path: string }[];
+  /** Zero means no limit. */
+  timeoutSeconds: number;
+  maxSilentSeconds: number;
+}
+
+export interface BuiltOutput {
+  name: string;
+  /** The output's store path as clients know it, e.g. /nix/store/…-hello. */
+  storePath: string;
+  /** Where its files are on this machine (differs from storePath for a store elsewhere). */
+  diskPath: string;
+  /** Full store paths the output refers to. */
+  references: string[];
+}
+
+export type BuildOutcome =
+  | { kind: 'success'; outputs: BuiltOutput[] }
+  | { kind: 'failure' | 'timeout' | 'silent-timeout'; message: string }
+  | { kind: 'setup-failure'; reason: 'missing-inputs' | 'could-not-delete-outputs' | 'other'; missingInputs: string[]; message: string };
+
+export interface BuildContext {
+  /** Aborts when the build is canceled or the agent stops. */
+  signal: AbortSignal;
+  /** Receives the build log as it is written. */
+  log(chunk: Buffer): void;
+}
+
+export interface Builder {
+  readonly name: string;
+  build(job: BuildJob, ctx: BuildContext): Promise<BuildOutcome>;
+}
+
+/** Cache connection details a builder substitutes inputs from. */
+export interface CacheInfo {
+  url: string;
+  publicKey: string;
+}

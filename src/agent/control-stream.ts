@@ -1,0 +1,162 @@
+// The agent's end of the control stream: keeps one stream open to the coordinator,
+// reconnecting with backoff and jitter, and tells the coordinator on each connect which
+// builds it holds. Reports that may not have arrived are sent again after a reconnect
+// (the coordinator treats repeats as harmless).
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import {
+  AgentService,
+  ConnectRequestSchema,
+  type AssignBuild,
+  type ConnectRequest,
+  type Welcome,
+} from '../../gen/kiln/v1/agent_pb.js';
+import { AsyncQueue } from '../async-queue.js';
+import type { Logger } from '../logger.js';
+import type { Tag } from '../scheduler/tags.js';
+import { Backoff, delay } from './backoff.js';
+
+type RequestMessage = NonNullable<MessageInitShape<typeof ConnectRequestSchema>['message']>;
+/** What the agent reports about builds (init shapes, so callers pass plain objects). */
+export type Report = Extract<RequestMessage, { case: 'buildStarted' | 'setupFailure' | 'buildFinished' }>;
+
+export interface ControlStreamHandlers {
+  /** Builds the agent holds now (running, or finished with a report not yet confirmed). */
+  heldBuilds(): string[];
+  freeSlots(): number;
+  onWelcome(welcome: Welcome): void;
+  onAssign(assign: AssignBuild): void;
+  onCancel(buildId: string, reason: string): void;
+  onDrain(): void;
+}
+
+export interface ControlStreamOptions {
+  client: Client<typeof AgentService>;
+  systems: string[];
+  maxParallel: number;
+  tags: Tag[];
+  version: string;
+  log: Logger;
+  handlers: ControlStreamHandlers;
+}
+
+export class ControlStream {
+  private outbox: AsyncQueue<ConnectRequest> | undefined;
+  /** Final reports per build, kept until the coordinator acknowledges them. */
+  private readonly pendingFinal = new Map<string, Report>();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private sequence = 0n;
+  connected = false;
+
+  constructor(private readonly opts: ControlStreamOptions) {}
+
+  /** Sends a report now if connected; final reports are also kept to resend after a reconnect. */
+  report(report: Report): void {
+    if (report.case === 'buildFinished' || report.case === 'setupFailure') this.pendingFinal.set(report.value.buildId ?? '', report);
+    this.outbox?.push(create(ConnectRequestSchema, { message: report }));
+  }
+
+  /** Builds whose final report is still pending. */
+  unconfirmed(): string[] {
+    return [...this.pendingFinal.keys()];
+  }
+
+  sendLoad(): void {
+    this.outbox?.push(
+      create(ConnectRequestSchema, { message: { case: 'loadReport', value: { freeSlots: this.opts.handlers.freeSlots() } } }),
+    );
+  }
+
+  /** Runs until the signal aborts: connect, serve the stream, reconnect after a pause. */
+  async run(signal: AbortSignal): Promise<void> {
+    const backoff = new Backoff({ initialMs: 250, maxMs: 30_000 });
+    while (!signal.aborted) {
+      try {
+        await this.session(signal, () => backoff.reset());
+        if (signal.aborted) return;
+        this.opts.log.warn('control stream ended; reconnecting');
+      } catch (err) {
+        if (signal.aborted) return;
+        const e = ConnectError.from(err);
+        if (e.code === Code.Unauthenticated || e.code === Code.PermissionDenied) {
+          this.opts.log.error({ err: e.message }, 'the coordinator refused this agent; check its id and password');
+        } else {
+          this.opts.log.warn({ err: e.message, code: Code[e.code] }, 'control stream failed; reconnecting');
+        }
+      }
+      await delay(backoff.next(), signal).catch(() => undefined);
+    }
+  }
+
+  private async session(signal: AbortSignal, onWelcome: () => void): Promise<void> {
+    const outbox = new AsyncQueue<ConnectRequest>();
+    const held = [...new Set([...this.opts.handlers.heldBuilds(), ...this.pendingFinal.keys()])];
+    outbox.push(
+      create(ConnectRequestSchema, {
+        message: {
+          case: 'hello',
+          value: {
+            systems: this.opts.systems,
+            maxParallelBuilds: this.opts.maxParallel,
+            tags: this.opts.tags,
+            version: this.opts.version,
+            heldBuildIds: held,
+          },
+        },
+      }),
+    );
+    const abort = new AbortController();
+    const onAbort = () => abort.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const responses = this.opts.client.connect(outbox, { signal: abort.signal });
+      for await (const response of responses) {
+        const m = response.message;
+        switch (m.case) {
+          case 'welcome': {
+            // The coordinator no longer expects reports on abandoned builds.
+            for (const id of m.value.abandonBuildIds) this.pendingFinal.delete(id);
+            this.outbox = outbox;
+            this.connected = true;
+            onWelcome();
+            for (const report of this.pendingFinal.values()) outbox.push(create(ConnectRequestSchema, { message: report }));
+            this.startHeartbeat(outbox, m.value.heartbeatIntervalMs || 10_000);
+            this.opts.handlers.onWelcome(m.value);
+            this.sendLoad();
+            break;
+          }
+          case 'assignBuild':
+            this.opts.handlers.onAssign(m.value);
+            break;
+          case 'cancelBuild':
+            this.opts.handlers.onCancel(m.value.buildId, m.value.reason);
+            break;
+          case 'drain':
+            this.opts.handlers.onDrain();
+            break;
+          case 'acknowledged':
+            this.pendingFinal.delete(m.value.buildId);
+            break;
+          case 'ping':
+          case undefined:
+            break;
+        }
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.connected = false;
+      if (this.outbox === outbox) this.outbox = undefined;
+      outbox.end();
+      clearInterval(this.heartbeat);
+    }
+  }
+
+  private startHeartbeat(outbox: AsyncQueue<ConnectRequest>, intervalMs: number): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      this.sequence += 1n;
+      outbox.push(create(ConnectRequestSchema, { message: { case: 'heartbeat', value: { sequence: this.sequence } } }));
+    }, intervalMs);
+    this.heartbeat.unref();
+  }
+}

@@ -1,0 +1,41 @@
+// `kiln agent …`: create agents, give them passwords, list them.
+import { createAdminClient, resolveAdminToken } from '../admin-client.js';
+import { coordinatorUrl } from '../../config.js';
+import { agentJson, agentLine, printJson } from '../output.js';
+import { CLIENT_OPTIONS, exactlyOne, parse, tagsFrom } from '../options.js';
+import { UsageError } from '../usage-error.js';
+
+export async function agentCommand(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'new': {
+      const { values, positionals } = parse(rest, { ...CLIENT_OPTIONS, name: { type: 'string', default: '' }, tag: { type: 'string', multiple: true } });
+      if (positionals.length) throw new UsageError(`kiln agent new takes no arguments, got ${positionals.join(' ')}`);
+      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const { agent } = await client.createAgent({ name: values.name, tags: tagsFrom(values.tag) });
+      if (values.json) printJson(agentJson(agent!));
+      else console.log(agent!.id);
+      return;
+    }
+    case 'password': {
+      const { values, positionals } = parse(rest, CLIENT_OPTIONS);
+      const agentId = exactlyOne(positionals, 'agent id');
+      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const { password } = await client.createAgentPassword({ agentId });
+      if (values.json) printJson({ agentId, password });
+      else console.log(password);
+      return;
+    }
+    case 'list': {
+      const { values, positionals } = parse(rest, CLIENT_OPTIONS);
+      if (positionals.length) throw new UsageError('kiln agent list takes no arguments');
+      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const { agents } = await client.listAgents({});
+      if (values.json) printJson(agents.map(agentJson));
+      else for (const a of agents) console.log(agentLine(a));
+      return;
+    }
+    default:
+      throw new UsageError(`unknown agent command ${JSON.stringify(sub ?? '')}: use new, password or list`);
+  }
+}

@@ -1,0 +1,121 @@
+// `kiln build …`: submit derivations and look after builds.
+import { BuildState } from '../../../gen/kiln/v1/types_pb.js';
+import { coordinatorUrl } from '../../config.js';
+import { createAdminClient, resolveAdminToken, type AdminClient } from '../admin-client.js';
+import { readDerivationClosure } from '../derivation-closure.js';
+import { CLIENT_OPTIONS, exactlyOne, intFrom, parse, tagsFrom } from '../options.js';
+import { buildJson, buildLine, buildText, printJson } from '../output.js';
+import { UsageError } from '../usage-error.js';
+
+type Values = { coordinator?: string; json?: boolean };
+
+function client(values: Values): AdminClient {
+  return createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+}
+
+function stateFrom(text: string): BuildState {
+  const state = BuildState[text.toUpperCase() as keyof typeof BuildState];
+  if (state === undefined || state === BuildState.UNSPECIFIED) {
+    const names = Object.keys(BuildState).filter((k) => Number.isNaN(Number(k)) && k !== 'UNSPECIFIED');
+    throw new UsageError(`--state ${JSON.stringify(text)} is not one of ${names.map((n) => n.toLowerCase()).join(', ')}`);
+  }
+  return state;
+}
+
+export async function buildCommand(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'submit':
+      return submit(rest);
+    case 'show': {
+      const { values, positionals } = parse(rest, CLIENT_OPTIONS);
+      const { build } = await client(values).getBuild({ id: exactlyOne(positionals, 'build id') });
+      console.log(values.json ? JSON.stringify(buildJson(build!), null, 2) : buildText(build!));
+      return;
+    }
+    case 'list':
+      return list(rest);
+    case 'cancel': {
+      const { values, positionals } = parse(rest, CLIENT_OPTIONS);
+      const { build } = await client(values).cancelBuild({ id: exactlyOne(positionals, 'build id') });
+      console.log(values.json ? JSON.stringify(buildJson(build!), null, 2) : buildLine(build!));
+      return;
+    }
+    case 'priority': {
+      const { values, positionals } = parse(rest, CLIENT_OPTIONS);
+      if (positionals.length !== 2) throw new UsageError('usage: kiln build priority <build-id> <priority>');
+      const priority = intFrom(positionals[1], 'priority')!;
+      const { build } = await client(values).setBuildPriority({ id: positionals[0]!, priority });
+      console.log(values.json ? JSON.stringify(buildJson(build!), null, 2) : buildLine(build!));
+      return;
+    }
+    case 'tag': {
+      const { values, positionals } = parse(rest, { ...CLIENT_OPTIONS, remove: { type: 'string', multiple: true } });
+      const [id, ...tags] = positionals;
+      if (!id) throw new UsageError('usage: kiln build tag <build-id> [k=v]... [--remove KEY]...');
+      const { build } = await client(values).updateBuildTags({ id, set: tagsFrom(tags), removeKeys: values.remove ?? [] });
+      console.log(values.json ? JSON.stringify(buildJson(build!), null, 2) : buildLine(build!));
+      return;
+    }
+    default:
+      throw new UsageError(`unknown build command ${JSON.stringify(sub ?? '')}: use submit, show, list, cancel, priority or tag`);
+  }
+}
+
+async function submit(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {
+    ...CLIENT_OPTIONS,
+    priority: { type: 'string' },
+    tag: { type: 'string', multiple: true },
+    id: { type: 'string' },
+    'ignore-if-output-exists': { type: 'boolean', default: false },
+  });
+  if (positionals.length === 0) throw new UsageError('kiln build submit needs at least one .drv path');
+  if (values.id && positionals.length > 1) throw new UsageError('--id names one build: submit one derivation with it');
+  const priority = intFrom(values.priority, '--priority') ?? 0;
+  const tags = tagsFrom(values.tag);
+  const admin = client(values);
+  const results = [];
+  for (const drvPath of positionals) {
+    const derivations = await readDerivationClosure(drvPath);
+    const res = await admin.submitBuild({
+      derivationPath: derivations[0]!.path,
+      derivations,
+      buildId: values.id ?? '',
+      priority,
+      tags,
+      ignoreIfOutputExists: values['ignore-if-output-exists'],
+    });
+    results.push(res);
+    if (!values.json) console.log(res.existing ? `${res.build!.id} (existing build)` : res.build!.id);
+  }
+  if (values.json) printJson(results.map((r) => ({ build: buildJson(r.build!), existing: r.existing })));
+}
+
+async function list(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {
+    ...CLIENT_OPTIONS,
+    state: { type: 'string', multiple: true },
+    tag: { type: 'string', multiple: true },
+    derivation: { type: 'string' },
+    limit: { type: 'string' },
+  });
+  if (positionals.length) throw new UsageError('kiln build list takes no arguments; filter with --state, --tag, --derivation');
+  const limit = intFrom(values.limit, '--limit') ?? 100;
+  const admin = client(values);
+  const builds = [];
+  let pageToken = '';
+  do {
+    const page = await admin.listBuilds({
+      states: (values.state ?? []).map(stateFrom),
+      tags: tagsFrom(values.tag),
+      derivationPath: values.derivation ?? '',
+      pageSize: Math.min(limit - builds.length, 1000),
+      pageToken,
+    });
+    builds.push(...page.builds);
+    pageToken = page.nextPageToken;
+  } while (pageToken && builds.length < limit);
+  if (values.json) printJson(builds.map(buildJson));
+  else for (const b of builds) console.log(buildLine(b));
+}

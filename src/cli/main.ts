@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// The `kiln` command: dispatches to a subcommand, prints errors plainly, exits non-zero.
+import { Code, ConnectError } from '@connectrpc/connect';
+import { agentCommand } from './commands/agent.js';
+import { buildCommand } from './commands/build.js';
+import { coordinatorCommand } from './commands/coordinator.js';
+import { UsageError } from './usage-error.js';
+
+const USAGE = `usage: kiln <command> [options]
+
+  kiln coordinator [--listen HOST:PORT] [--database URL | --data-dir DIR]
+  kiln agent new [--name N] [--tag k=v]...
+  kiln agent password <agent-id>
+  kiln agent list
+  kiln build submit <drv>... [--priority N] [--tag k=v]... [--id UUID] [--ignore-if-output-exists]
+  kiln build show <build-id>
+  kiln build list [--state S]... [--tag k=v]... [--derivation DRV] [--limit N]
+  kiln build cancel <build-id>
+  kiln build priority <build-id> <priority>
+  kiln build tag <build-id> [k=v]... [--remove KEY]...
+
+Client commands talk to --coordinator URL (or $KILN_COORDINATOR, default
+http://127.0.0.1:8745) with the admin token in $KILN_ADMIN_TOKEN, and print
+JSON with --json.`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
+  coordinator: coordinatorCommand,
+  agent: agentCommand,
+  build: buildCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(USAGE);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`kiln: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    await command(rest);
+    return 0;
+  } catch (err) {
+    return report(err);
+  }
+}
+
+function report(err: unknown): number {
+  if (err instanceof UsageError) {
+    console.error(`kiln: ${err.message}\n(kiln --help shows the commands)`);
+    return 2;
+  }
+  if (err instanceof ConnectError) {
+    if (err.code === Code.Unavailable) {
+      console.error(`kiln: cannot reach the coordinator: ${err.rawMessage}\n(is it running? check --coordinator or KILN_COORDINATOR)`);
+    } else {
+      console.error(`kiln: ${Code[err.code]}: ${err.rawMessage}`);
+    }
+    return 1;
+  }
+  console.error(`kiln: ${err instanceof Error ? err.message : String(err)}`);
+  return 1;
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,47 @@
+// How the CLI shows builds and agents: aligned text for people, JSON for scripts.
+import { toJson } from '@bufbuild/protobuf';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { AgentSchema, BuildSchema, BuildState, type Agent, type Build, type Tag } from '../../gen/kiln/v1/types_pb.js';
+
+export function stateName(state: BuildState): string {
+  return (BuildState[state] ?? 'UNSPECIFIED').toLowerCase();
+}
+
+const tagText = (tags: Tag[]) => tags.map((t) => `${t.key}=${t.value}`).join(' ');
+
+export function buildJson(b: Build): unknown {
+  return toJson(BuildSchema, b, { alwaysEmitImplicit: true });
+}
+
+export function agentJson(a: Agent): unknown {
+  return toJson(AgentSchema, a, { alwaysEmitImplicit: true });
+}
+
+export function printJson(value: unknown): void {
+  console.log(JSON.stringify(value, null, 2));
+}
+
+export function buildText(b: Build): string {
+  const lines = [
+    `build      ${b.id}`,
+    `state      ${stateName(b.state)}`,
+    `derivation ${b.derivationPath}`,
+    `system     ${b.system}`,
+    `priority   ${b.priority}`,
+  ];
+  if (b.tags.length) lines.push(`tags       ${tagText(b.tags)}`);
+  if (b.agentId) lines.push(`agent      ${b.agentId}`);
+  for (const o of b.outputs) lines.push(`output     ${o.name} ${o.path}`);
+  for (const i of b.inputDerivations) lines.push(`input      ${i}`);
+  if (b.createdAt) lines.push(`created    ${timestampDate(b.createdAt).toISOString()}`);
+  if (b.endedAt) lines.push(`ended      ${timestampDate(b.endedAt).toISOString()}`);
+  return lines.join('\n');
+}
+
+export function buildLine(b: Build): string {
+  return [b.id, stateName(b.state).padEnd(9), String(b.priority).padStart(4), b.derivationPath, tagText(b.tags)].join('  ').trimEnd();
+}
+
+export function agentLine(a: Agent): string {
+  return [a.id, a.active ? 'active  ' : 'inactive', a.name || '-', tagText(a.tags)].join('  ').trimEnd();
+}

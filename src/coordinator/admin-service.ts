@@ -1,0 +1,124 @@
+// AdminService: translates between protobuf messages and kiln's domain, nothing more.
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { ServiceImpl } from '@connectrpc/connect';
+import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
+import { AgentSchema, BuildSchema, BuildState, type Agent, type Build } from '../../gen/kiln/v1/types_pb.js';
+import type { Database } from '../db/connection.js';
+import type { BuildState as DbBuildState } from '../db/schema.js';
+import { invalidArgument } from '../errors.js';
+import type { BuildRecord } from '../scheduler/build-queries.js';
+import { getBuild, listBuilds } from '../scheduler/build-queries.js';
+import { cancelBuild, setBuildPriority, updateBuildTags } from '../scheduler/build-changes.js';
+import { submitBuild } from '../scheduler/submission.js';
+import { createAgent, createAgentPassword, listAgents, type AgentRecord } from './agent-registry.js';
+
+const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
+  scheduled: BuildState.SCHEDULED,
+  allocated: BuildState.ALLOCATED,
+  started: BuildState.STARTED,
+  succeeded: BuildState.SUCCEEDED,
+  failed: BuildState.FAILED,
+  canceled: BuildState.CANCELED,
+};
+
+export function stateFromProto(state: BuildState): DbBuildState {
+  const found = (Object.entries(STATE_TO_PROTO) as [DbBuildState, BuildState][]).find(([, p]) => p === state);
+  if (!found) throw invalidArgument(`unknown build state ${state}`);
+  return found[0];
+}
+
+export function buildToProto(b: BuildRecord): Build {
+  return create(BuildSchema, {
+    id: b.id,
+    derivationPath: b.derivationPath,
+    system: b.system,
+    priority: b.priority,
+    state: STATE_TO_PROTO[b.state],
+    tags: b.tags,
+    outputs: b.outputs,
+    inputDerivations: b.inputDerivations,
+    agentId: b.agentId ?? '',
+    createdAt: timestampFromDate(b.createdAt),
+    updatedAt: timestampFromDate(b.updatedAt),
+    endedAt: b.endedAt ? timestampFromDate(b.endedAt) : undefined,
+  });
+}
+
+export function agentToProto(a: AgentRecord): Agent {
+  return create(AgentSchema, {
+    id: a.id,
+    name: a.name,
+    tags: a.tags,
+    active: a.active,
+    passwordCount: a.passwordCount,
+    createdAt: timestampFromDate(a.createdAt),
+  });
+}
+
+/** What the admin service tells the rest of the coordinator about its changes. */
+export interface AdminNotifications {
+  /** Builds were added or changed in a way that may make work available. */
+  buildsChanged(): void;
+  /** A build an agent holds was canceled: the agent should stop it. */
+  buildCanceled(buildId: string, agentId: string): void;
+}
+
+export function adminService(db: Database, notify: AdminNotifications): ServiceImpl<typeof AdminService> {
+  return {
+    async submitBuild(req) {
+      const result = await submitBuild(db, {
+        derivationPath: req.derivationPath,
+        derivations: req.derivations.map((d) => ({ path: d.path, text: d.text })),
+        buildId: req.buildId || undefined,
+        priority: req.priority,
+        tags: req.tags.map(({ key, value }) => ({ key, value })),
+        ignoreIfOutputExists: req.ignoreIfOutputExists,
+      });
+      if (!result.existing) notify.buildsChanged();
+      return { build: buildToProto(result.build), existing: result.existing };
+    },
+    async getBuild(req) {
+      return { build: buildToProto(await getBuild(db, req.id)) };
+    },
+    async listBuilds(req) {
+      const page = await listBuilds(
+        db,
+        {
+          states: req.states.map(stateFromProto),
+          tags: req.tags.map(({ key, value }) => ({ key, value })),
+          derivationPath: req.derivationPath || undefined,
+        },
+        { size: req.pageSize, token: req.pageToken },
+      );
+      return { builds: page.builds.map(buildToProto), nextPageToken: page.nextToken };
+    },
+    async cancelBuild(req) {
+      const before = await getBuild(db, req.id);
+      const build = await cancelBuild(db, req.id);
+      if (before.agentId && before.state !== 'canceled') notify.buildCanceled(build.id, before.agentId);
+      return { build: buildToProto(build) };
+    },
+    async setBuildPriority(req) {
+      const build = await setBuildPriority(db, req.id, req.priority);
+      notify.buildsChanged();
+      return { build: buildToProto(build) };
+    },
+    async updateBuildTags(req) {
+      const set = req.set.map(({ key, value }) => ({ key, value }));
+      const build = await updateBuildTags(db, req.id, set, req.removeKeys);
+      notify.buildsChanged();
+      return { build: buildToProto(build) };
+    },
+    async createAgent(req) {
+      const agent = await createAgent(db, { name: req.name, tags: req.tags.map(({ key, value }) => ({ key, value })) });
+      return { agent: agentToProto(agent) };
+    },
+    async createAgentPassword(req) {
+      return { password: await createAgentPassword(db, req.agentId) };
+    },
+    async listAgents() {
+      return { agents: (await listAgents(db)).map(agentToProto) };
+    },
+  };
+}

@@ -1,0 +1,75 @@
+// The agents connected to this coordinator process, one session per agent: what it can
+// build, how much credit (free slots) it has, and the queue of messages to send it.
+import { ConnectError, Code } from '@connectrpc/connect';
+import type { ConnectResponse } from '../../gen/kiln/v1/agent_pb.js';
+import { AsyncQueue } from '../async-queue.js';
+import type { Tag } from '../scheduler/tags.js';
+
+export class AgentSession {
+  readonly outbox = new AsyncQueue<ConnectResponse>();
+  /** Builds assigned to the agent that it has not finished or given back. */
+  readonly holding = new Set<string>();
+  /** Free slots in the agent's last load report, less what was assigned since. */
+  private reportedFree: number;
+  draining = false;
+  lastSeen = Date.now();
+
+  constructor(
+    readonly agentId: string,
+    readonly systems: string[],
+    readonly tags: Tag[],
+    readonly maxParallel: number,
+  ) {
+    this.reportedFree = maxParallel;
+  }
+
+  /** How many more builds the agent can take now: never more than it said it can. */
+  credit(): number {
+    if (this.draining || this.outbox.closed) return 0;
+    return Math.max(0, Math.min(this.maxParallel - this.holding.size, this.reportedFree));
+  }
+
+  reportLoad(freeSlots: number): void {
+    this.reportedFree = freeSlots;
+  }
+
+  assigned(buildId: string): void {
+    this.holding.add(buildId);
+    this.reportedFree -= 1;
+  }
+
+  released(buildId: string): void {
+    if (this.holding.delete(buildId)) this.reportedFree = Math.min(this.maxParallel, this.reportedFree + 1);
+  }
+}
+
+export class AgentSessions {
+  private readonly byAgent = new Map<string, AgentSession>();
+
+  /** Adds a session; a previous one for the same agent is ended (the newer stream wins). */
+  add(session: AgentSession): void {
+    const previous = this.byAgent.get(session.agentId);
+    this.byAgent.set(session.agentId, session);
+    previous?.outbox.end(new ConnectError('replaced by a newer connection of the same agent', Code.Aborted));
+  }
+
+  /** Removes the session if it is still the agent's current one; says whether it was. */
+  remove(session: AgentSession): boolean {
+    if (this.byAgent.get(session.agentId) !== session) return false;
+    this.byAgent.delete(session.agentId);
+    return true;
+  }
+
+  get(agentId: string): AgentSession | undefined {
+    return this.byAgent.get(agentId);
+  }
+
+  all(): AgentSession[] {
+    return [...this.byAgent.values()];
+  }
+
+  closeAll(reason: string): void {
+    for (const s of this.byAgent.values()) s.outbox.end(new ConnectError(reason, Code.Unavailable));
+    this.byAgent.clear();
+  }
+}

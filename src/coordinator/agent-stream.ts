@@ -1,0 +1,173 @@
+// AgentService.Connect: the long-lived control stream of one agent. Reads the agent's
+// messages in the background and yields the coordinator's (from the session's outbox)
+// until either side ends. The agent must say Hello first.
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
+import {
+  BuildResult,
+  ConnectResponseSchema,
+  SetupFailureReason,
+  WelcomeSchema,
+  type ConnectRequest,
+  type ConnectResponse,
+  type Hello,
+} from '../../gen/kiln/v1/agent_pb.js';
+import type { Database } from '../db/connection.js';
+import type { Logger } from '../logger.js';
+import {
+  recordFinished,
+  recordSetupFailure,
+  recordStarted,
+  reconcileHeldBuilds,
+  startLeases,
+  type FinishOutcome,
+  type SetupFailureKind,
+} from '../scheduler/build-reports.js';
+import { validateTags } from '../scheduler/tags.js';
+import { getAgent } from './agent-registry.js';
+import { AgentSession, type AgentSessions } from './agent-sessions.js';
+import { authenticatedAgent } from './auth.js';
+import { toConnectError } from './connect-errors.js';
+import type { Dispatcher } from './dispatcher.js';
+
+export interface AgentStreamDeps {
+  db: Database;
+  sessions: AgentSessions;
+  dispatcher: Dispatcher;
+  log: Logger;
+  version: string;
+  /** How long an agent's builds wait for it after its stream ends. */
+  leaseMs: number;
+  heartbeatIntervalMs: number;
+  /** Where agents substitute inputs from; known once the server listens. */
+  cache: () => { url: string; publicKey: string };
+}
+
+const OUTCOMES: Partial<Record<BuildResult, FinishOutcome>> = {
+  [BuildResult.SUCCESS]: 'success',
+  [BuildResult.FAILURE]: 'failure',
+  [BuildResult.TIMEOUT]: 'timeout',
+  [BuildResult.SILENT_TIMEOUT]: 'silent-timeout',
+};
+
+const SETUP_KINDS: Record<SetupFailureReason, SetupFailureKind> = {
+  [SetupFailureReason.UNSPECIFIED]: 'other',
+  [SetupFailureReason.MISSING_INPUTS]: 'missing-inputs',
+  [SetupFailureReason.COULD_NOT_DELETE_OUTPUTS]: 'could-not-delete-outputs',
+  [SetupFailureReason.OTHER]: 'other',
+};
+
+export function agentStream(deps: AgentStreamDeps) {
+  return async function* connect(requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext): AsyncGenerator<ConnectResponse> {
+    const agentId = ctx.values.get(authenticatedAgent)!;
+    const log = deps.log.child({ agentId });
+    const iterator = requests[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    if (first.done || first.value.message.case !== 'hello') {
+      throw new ConnectError('the first message on the control stream must be Hello', Code.InvalidArgument);
+    }
+    const hello = first.value.message.value;
+    const session = await openSession(deps, agentId, hello);
+    const { abandon } = await reconcileHeldBuilds(deps.db, agentId, hello.heldBuildIds);
+    for (const id of hello.heldBuildIds) if (!abandon.includes(id)) session.holding.add(id);
+    deps.sessions.add(session);
+    log.info({ systems: session.systems, maxParallel: session.maxParallel, holding: session.holding.size }, 'agent connected');
+
+    session.outbox.push(
+      create(ConnectResponseSchema, {
+        message: {
+          case: 'welcome',
+          value: create(WelcomeSchema, {
+            agentId,
+            coordinatorVersion: deps.version,
+            abandonBuildIds: abandon,
+            heartbeatIntervalMs: deps.heartbeatIntervalMs,
+            cacheUrl: deps.cache().url,
+            cachePublicKey: deps.cache().publicKey,
+          }),
+        },
+      }),
+    );
+    deps.dispatcher.poke();
+
+    // Read the agent's messages until its side ends; a bad report ends the stream.
+    void (async () => {
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) break;
+        session.lastSeen = Date.now();
+        await handleMessage(deps, session, next.value);
+      }
+    })().then(
+      () => session.outbox.end(),
+      (err: unknown) => session.outbox.end(toConnectError(err, log, 'AgentService.Connect')),
+    );
+
+    try {
+      for await (const message of session.outbox) yield message;
+    } finally {
+      session.outbox.end();
+      if (deps.sessions.remove(session)) {
+        // Only the agent's current stream hands its builds to the lease clock.
+        await startLeases(deps.db, agentId, deps.leaseMs).catch((err: unknown) => log.error({ err }, 'could not start leases'));
+        log.info({ holding: session.holding.size }, 'agent disconnected');
+      }
+    }
+  };
+}
+
+async function openSession(deps: AgentStreamDeps, agentId: string, hello: Hello): Promise<AgentSession> {
+  const agent = await getAgent(deps.db, agentId);
+  if (!agent.active) throw new ConnectError(`agent ${agentId} is deactivated`, Code.PermissionDenied);
+  if (hello.systems.length === 0) throw new ConnectError('Hello names no systems the agent builds for', Code.InvalidArgument);
+  if (hello.maxParallelBuilds < 1 || hello.maxParallelBuilds > 1024) {
+    throw new ConnectError(`Hello.max_parallel_builds ${hello.maxParallelBuilds} is outside 1..1024`, Code.InvalidArgument);
+  }
+  const offered = validateTags(hello.tags.map(({ key, value }) => ({ key, value })), 'Hello');
+  // Tags recorded for the agent win over the ones it offers for the same key.
+  const tags = [...agent.tags, ...offered.filter((t) => !agent.tags.some((a) => a.key === t.key))];
+  return new AgentSession(agentId, [...hello.systems], tags, hello.maxParallelBuilds);
+}
+
+async function handleMessage(deps: AgentStreamDeps, session: AgentSession, request: ConnectRequest): Promise<void> {
+  const { db, dispatcher } = deps;
+  const m = request.message;
+  switch (m.case) {
+    case 'hello':
+      throw new ConnectError('Hello may only be the first message', Code.InvalidArgument);
+    case 'heartbeat':
+      return;
+    case 'loadReport':
+      session.reportLoad(m.value.freeSlots);
+      dispatcher.poke();
+      return;
+    case 'buildStarted':
+      await recordStarted(db, session.agentId, m.value.buildId);
+      return;
+    case 'setupFailure':
+      await recordSetupFailure(db, session.agentId, m.value.buildId, {
+        kind: SETUP_KINDS[m.value.reason] ?? 'other',
+        missingInputs: [...m.value.missingInputs],
+        message: m.value.message,
+      });
+      session.released(m.value.buildId);
+      acknowledge(session, m.value.buildId);
+      dispatcher.poke();
+      return;
+    case 'buildFinished': {
+      const outcome = OUTCOMES[m.value.result];
+      if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
+      await recordFinished(db, session.agentId, m.value.buildId, outcome, m.value.message);
+      session.released(m.value.buildId);
+      acknowledge(session, m.value.buildId);
+      dispatcher.poke();
+      return;
+    }
+    case undefined:
+      throw new ConnectError('empty message on the control stream', Code.InvalidArgument);
+  }
+}
+
+function acknowledge(session: AgentSession, buildId: string): void {
+  session.outbox.push(create(ConnectResponseSchema, { message: { case: 'acknowledged', value: { buildId } } }));
+}

@@ -1,0 +1,32 @@
+// The API edge's one translation of errors: kiln's domain errors become gRPC statuses
+// with their message intact; anything unexpected becomes INTERNAL and is logged.
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { KilnError, type ErrorKind } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+const CODES: Record<ErrorKind, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  failed_precondition: Code.FailedPrecondition,
+  permission_denied: Code.PermissionDenied,
+  unauthenticated: Code.Unauthenticated,
+  unavailable: Code.Unavailable,
+};
+
+export function toConnectError(err: unknown, log: Logger, method: string): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof KilnError) return new ConnectError(err.message, CODES[err.kind]);
+  log.error({ err, method }, 'unexpected error in RPC handler');
+  return new ConnectError(`internal error in ${method}; the coordinator's log has the details`, Code.Internal);
+}
+
+export function errorInterceptor(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      throw toConnectError(err, log, `${req.service.typeName}.${req.method.name}`);
+    }
+  };
+}

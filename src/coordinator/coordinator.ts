@@ -1,0 +1,132 @@
+// The coordinator process: database, RPC services and HTTP routes on one port, and an
+// orderly shutdown (stop accepting, finish what is in flight, close the database).
+import { readFileSync } from 'node:fs';
+import { create } from '@bufbuild/protobuf';
+import type { ConnectRouter } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
+import { AgentService, ConnectResponseSchema } from '../../gen/kiln/v1/agent_pb.js';
+import { openDatabase, type DatabaseHandle, type DatabaseOptions } from '../db/connection.js';
+import { createLogger, type Logger } from '../logger.js';
+import { loadOrCreateAdminToken } from './admin-token.js';
+import { adminService } from './admin-service.js';
+import { checkAgentPassword } from './agent-registry.js';
+import { AgentSessions } from './agent-sessions.js';
+import { agentStream } from './agent-stream.js';
+import { authInterceptor } from './auth.js';
+import { errorInterceptor } from './connect-errors.js';
+import { Dispatcher } from './dispatcher.js';
+import { chainRoutes, healthRoute } from './http-routes.js';
+import { listen, type Listener } from './listener.js';
+
+export const DEFAULT_PORT = 8745;
+export const COORDINATOR_VERSION = '0.1.0';
+
+export interface CoordinatorOptions {
+  host?: string;
+  port?: number;
+  database: DatabaseOptions;
+  /** Where the admin token, keys and (by default) NARs live. */
+  dataDir: string;
+  adminToken?: string;
+  tls?: { certFile: string; keyFile: string };
+  log?: Logger;
+  /** How long an agent's builds wait for it after its stream ends (default 5 minutes). */
+  leaseMs?: number;
+  /** How often the dispatcher looks for work unprompted and expires leases. */
+  dispatchIntervalMs?: number;
+}
+
+export type CoordinatorState = 'starting' | 'running' | 'stopping' | 'stopped';
+
+export interface Coordinator {
+  /** Base URL clients use, e.g. http://127.0.0.1:8745 */
+  url: string;
+  port: number;
+  adminToken: string;
+  database: DatabaseHandle;
+  sessions: AgentSessions;
+  dispatcher: Dispatcher;
+  state(): CoordinatorState;
+  stop(): Promise<void>;
+}
+
+export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordinator> {
+  let state: CoordinatorState = 'starting';
+  const log = opts.log ?? createLogger({ name: 'kiln-coordinator' });
+  const adminToken = loadOrCreateAdminToken(opts.dataDir, opts.adminToken);
+  const database = await openDatabase(opts.database);
+  const { db } = database;
+  const sessions = new AgentSessions();
+  const dispatcher = new Dispatcher({ db, sessions, log, intervalMs: opts.dispatchIntervalMs });
+  let url = '';
+
+  const routes = (router: ConnectRouter) => {
+    router.service(
+      AdminService,
+      adminService(db, {
+        buildsChanged: () => dispatcher.poke(),
+        buildCanceled: (buildId, agentId) =>
+          sessions.get(agentId)?.outbox.push(create(ConnectResponseSchema, {
+            message: { case: 'cancelBuild', value: { buildId, reason: 'canceled by an operator' } },
+          })),
+      }),
+    );
+    router.service(AgentService, {
+      connect: agentStream({
+        db,
+        sessions,
+        dispatcher,
+        log,
+        version: COORDINATOR_VERSION,
+        leaseMs: opts.leaseMs ?? 5 * 60_000,
+        heartbeatIntervalMs: 10_000,
+        cache: () => ({ url, publicKey: '' }),
+      }),
+    });
+  };
+  const fallback = chainRoutes([healthRoute(() => state === 'running')], (err) => log.error({ err }, 'HTTP route failed'));
+  const handler = connectNodeAdapter({
+    routes,
+    fallback,
+    interceptors: [errorInterceptor(log), authInterceptor({ adminToken, checkAgentPassword: (id, pw) => checkAgentPassword(db, id, pw) })],
+  });
+
+  const tls = opts.tls ? { cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) } : undefined;
+  let listener: Listener;
+  try {
+    listener = await listen(handler, { host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT, tls, pingIntervalMs: 10_000 });
+  } catch (err) {
+    await dispatcher.stop();
+    await database.close();
+    throw err;
+  }
+  const host = listener.address.address.includes(':') ? `[${listener.address.address}]` : listener.address.address;
+  url = `${tls ? 'https' : 'http'}://${host}:${listener.address.port}`;
+  state = 'running';
+  log.info({ url, database: database.kind }, 'coordinator running');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    port: listener.address.port,
+    adminToken,
+    database,
+    sessions,
+    dispatcher,
+    state: () => state,
+    stop() {
+      stopping ??= (async () => {
+        state = 'stopping';
+        listener.stopAccepting();
+        await dispatcher.stop();
+        sessions.closeAll('the coordinator is shutting down');
+        await listener.close();
+        await database.close();
+        state = 'stopped';
+        log.info('coordinator stopped');
+      })();
+      return stopping;
+    },
+  };
+}

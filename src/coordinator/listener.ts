@@ -1,0 +1,134 @@
+// One port for everything: gRPC needs HTTP/2, while Nix, curl and browsers speak
+// HTTP/1.1 to the binary cache. Node's cleartext http2 server cannot fall back to
+// HTTP/1.1 (allowHTTP1 works only with TLS, through ALPN), so without TLS we read the
+// first bytes of each connection: the HTTP/2 client preface goes to the http2 server,
+// anything else to an HTTP/1.1 server. Both share one request handler.
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttp2Server,
+  createSecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+} from 'node:http2';
+import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
+
+export type RequestHandler = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  tls?: { cert: Buffer; key: Buffer };
+  /** HTTP/2 PING interval, so a dead peer behind NAT is noticed in seconds. */
+  pingIntervalMs?: number;
+}
+
+export interface Listener {
+  address: AddressInfo;
+  /** Stops accepting connections; open ones continue until `close` is called. */
+  stopAccepting(): void;
+  /** Closes every connection (HTTP/2 sessions get GOAWAY first). */
+  close(): Promise<void>;
+}
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+export async function listen(handler: RequestHandler, opts: ListenOptions): Promise<Listener> {
+  const sessions = new Set<Http2Session>();
+  const sockets = new Set<Socket>();
+  const http2Options = { settings: { enableConnectProtocol: false } };
+  const h2 = opts.tls
+    ? createSecureServer({ ...http2Options, cert: opts.tls.cert, key: opts.tls.key, allowHTTP1: true }, handler)
+    : createHttp2Server(http2Options, handler);
+  h2.on('session', (session: Http2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    if (opts.pingIntervalMs) keepAlive(session, opts.pingIntervalMs);
+  });
+  // Without keep-alive timeouts a slow client could hold a socket forever.
+  const h1 = createHttpServer({ keepAliveTimeout: 5_000, requestTimeout: 0 }, handler);
+
+  let front: Server;
+  if (opts.tls) {
+    front = h2 as unknown as Server;
+  } else {
+    front = createNetServer((socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      route(socket);
+    });
+  }
+
+  function route(socket: Socket): void {
+    // Read in paused mode ('readable' + read()), never 'data': once a socket has been
+    // flowing, bytes unshifted back into it do not reach the native HTTP/2 session.
+    let seen = Buffer.alloc(0);
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = socket.read() as Buffer | null) !== null) seen = Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, PREFACE.length);
+      const isH2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (isH2 && seen.length < PREFACE.length) return; // need more bytes to decide
+      socket.off('readable', onReadable);
+      socket.unshift(seen);
+      (isH2 ? h2 : h1).emit('connection', socket);
+    };
+    socket.on('readable', onReadable);
+    socket.on('error', () => socket.destroy());
+  }
+
+  if (opts.tls) {
+    h2.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    front.once('error', reject);
+    front.listen(opts.port, opts.host, () => {
+      front.off('error', reject);
+      resolve();
+    });
+  });
+
+  return {
+    address: front.address() as AddressInfo,
+    stopAccepting() {
+      front.close();
+    },
+    async close() {
+      front.close();
+      for (const session of sessions) session.close();
+      h1.closeIdleConnections();
+      // Give sessions a moment to say GOAWAY and finish; then cut what is left.
+      await Promise.race([
+        Promise.all([...sessions].map((s) => new Promise((r) => s.once('close', r)))),
+        new Promise((r) => setTimeout(r, 2_000).unref()),
+      ]);
+      for (const session of sessions) session.destroy();
+      h1.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}
+
+/** Pings the peer regularly; a session whose ping goes unanswered is destroyed. */
+function keepAlive(session: Http2Session, intervalMs: number): void {
+  const timer = setInterval(() => {
+    if (session.destroyed || session.closed) return;
+    const timeout = setTimeout(() => session.destroy(new Error('HTTP/2 ping timed out')), intervalMs).unref();
+    try {
+      session.ping((err) => {
+        clearTimeout(timeout);
+        if (err && !session.destroyed) session.destroy(err);
+      });
+    } catch {
+      clearTimeout(timeout);
+    }
+  }, intervalMs).unref();
+  session.once('close', () => clearInterval(timer));
+}

@@ -1,0 +1,208 @@
+// Receiving an output NAR (AgentService.UploadOutput): frames are decompressed as they
+// arrive to hash the NAR, check its structure and count its size, while the compressed
+// frames are staged on disk as they are. Only when the trailer's hash and size match
+// what arrived is the file moved into place and the store path recorded; a broken
+// upload stays staged so that it resumes where it stopped.
+import { createHash, type Hash as NodeHash } from 'node:crypto';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { decompressFrame } from 'lz4-napi';
+import type { UploadHeader, UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
+import { AsyncQueue } from '../async-queue.js';
+import type { Database } from '../db/connection.js';
+import { storePaths } from '../db/schema.js';
+import { encodeBase32 } from '../store/base32.js';
+import { Hash } from '../store/hash.js';
+import { NarError } from '../store/nar-format.js';
+import { parseNar } from '../store/nar-parser.js';
+import { parseStorePath } from '../store/store-path.js';
+import type { NarStorage, StagedUpload } from '../storage/nar-storage.js';
+import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
+
+export interface ReceivedOutput {
+  fileHash: string;
+  fileSize: number;
+}
+
+/** The staging key of one output of one build. */
+export function stagingKey(buildId: string, outputName: string): string {
+  return `${buildId}.${outputName}`;
+}
+
+/** A NAR being received: its hashes and structure check, fed frame by frame. */
+class IncomingNar {
+  readonly narHash: NodeHash = createHash('sha256');
+  readonly fileHash: NodeHash = createHash('sha256');
+  narSize = 0;
+  fileSize = 0;
+  private readonly plain = new AsyncQueue<Uint8Array>();
+  private readonly parsing: Promise<void>;
+
+  constructor() {
+    // The parser runs beside the receiver, reading decompressed bytes from a queue.
+    this.parsing = (async () => {
+      for await (const _event of parseNar(this.plain)) {
+        // Events are not needed; parsing them is the check.
+      }
+    })();
+    this.parsing.catch(() => undefined); // observed in finish()
+  }
+
+  async add(frame: Uint8Array, index: number): Promise<Buffer> {
+    let plain: Buffer;
+    try {
+      plain = await decompressFrame(frame);
+    } catch (err) {
+      throw new ConnectError(`chunk ${index} is not a valid LZ4 frame: ${(err as Error).message}`, Code.InvalidArgument);
+    }
+    this.narHash.update(plain);
+    this.fileHash.update(frame);
+    this.narSize += plain.length;
+    this.fileSize += frame.length;
+    this.plain.push(plain);
+    return plain;
+  }
+
+  /** Ends the NAR and waits for the structure check. */
+  async finish(): Promise<void> {
+    this.plain.end();
+    try {
+      await this.parsing;
+    } catch (err) {
+      if (err instanceof NarError) throw new ConnectError(`the uploaded NAR is not valid: ${err.message}`, Code.InvalidArgument);
+      throw err;
+    }
+  }
+
+  abandon(): void {
+    this.plain.end(new Error('upload abandoned'));
+  }
+}
+
+export async function receiveOutput(
+  deps: { db: Database; storage: NarStorage },
+  agentId: string,
+  requests: AsyncIterable<UploadOutputRequest>,
+): Promise<ReceivedOutput> {
+  const iterator = requests[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done || first.value.message.case !== 'header') {
+    throw new ConnectError('the first message of an upload must be its header', Code.InvalidArgument);
+  }
+  const header = first.value.message.value;
+  const output = await outputOfHeldBuild(deps.db, agentId, header.buildId, header.outputName);
+  if (output.path !== header.storePath) {
+    throw new ConnectError(`output ${header.outputName} of build ${header.buildId} is ${output.path}, not ${header.storePath}`, Code.InvalidArgument);
+  }
+  for (const ref of header.references) {
+    try {
+      parseStorePath(ref);
+    } catch (err) {
+      throw new ConnectError(`reference ${JSON.stringify(ref)}: ${(err as Error).message}`, Code.InvalidArgument);
+    }
+  }
+
+  const key = stagingKey(header.buildId, header.outputName);
+  const staged = await deps.storage.stage(key, { fresh: header.offset === 0n });
+  const incoming = new IncomingNar();
+  let completed = false;
+  try {
+    if (BigInt(staged.plainOffset) !== header.offset) {
+      throw new ConnectError(
+        `the coordinator holds ${staged.plainOffset} bytes of this upload, not ${header.offset}: resume from QueryUpload's offset`,
+        Code.FailedPrecondition,
+      );
+    }
+    await replayStaged(staged, incoming);
+    const trailer = await receiveFrames(iterator, staged, incoming);
+    await staged.close();
+    await incoming.finish();
+    const declared = parseDeclaredHash(trailer.narHash);
+    const received = new Hash('sha256', incoming.narHash.digest());
+    if (BigInt(incoming.narSize) !== trailer.narSize || !received.equals(declared)) {
+      throw new ConnectError(
+        `the NAR that arrived (${incoming.narSize} bytes, ${received}) is not the one declared (${trailer.narSize} bytes, ${declared}); nothing was stored`,
+        Code.InvalidArgument,
+      );
+    }
+    const fileHash = encodeBase32(incoming.fileHash.digest());
+    const fileName = `${fileHash}.nar.lz4`;
+    await deps.storage.commit(key, fileName);
+    completed = true;
+    await recordStorePath(deps.db, header, output.derivationPath, {
+      narHash: received.toString(),
+      narSize: incoming.narSize,
+      fileName,
+      fileHash: `sha256:${fileHash}`,
+      fileSize: incoming.fileSize,
+    });
+    return { fileHash: `sha256:${fileHash}`, fileSize: incoming.fileSize };
+  } catch (err) {
+    incoming.abandon();
+    await staged.close().catch(() => undefined);
+    // A refused NAR is thrown away whole; a broken stream keeps what came for a resume.
+    if (!completed && err instanceof ConnectError && err.code === Code.InvalidArgument) await deps.storage.discard(key);
+    throw err;
+  }
+}
+
+/** Feeds what a previous attempt staged back through the hashes and the NAR check. */
+async function replayStaged(staged: StagedUpload, incoming: IncomingNar): Promise<void> {
+  let index = 0;
+  for await (const frame of staged.readFrames()) await incoming.add(frame, index++);
+}
+
+async function receiveFrames(
+  iterator: AsyncIterator<UploadOutputRequest>,
+  staged: StagedUpload,
+  incoming: IncomingNar,
+): Promise<{ narHash: string; narSize: bigint }> {
+  let index = staged.frames.length;
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) {
+      throw new ConnectError('the upload ended before its trailer; resume from the offset QueryUpload reports', Code.Aborted);
+    }
+    const m = next.value.message;
+    if (m.case === 'chunk') {
+      const plain = await incoming.add(m.value, index++);
+      await staged.append(m.value, plain.length);
+    } else if (m.case === 'trailer') {
+      return m.value;
+    } else {
+      throw new ConnectError(`unexpected ${m.case ?? 'empty'} message in the middle of an upload`, Code.InvalidArgument);
+    }
+  }
+}
+
+function parseDeclaredHash(text: string): Hash {
+  try {
+    const h = Hash.parse(text);
+    if (h.algorithm !== 'sha256') throw new Error('NAR hashes are sha256');
+    return h;
+  } catch (err) {
+    throw new ConnectError(`trailer nar_hash ${JSON.stringify(text)}: ${(err as Error).message}`, Code.InvalidArgument);
+  }
+}
+
+async function recordStorePath(
+  db: Database,
+  header: UploadHeader,
+  deriver: string,
+  nar: { narHash: string; narSize: number; fileName: string; fileHash: string; fileSize: number },
+): Promise<void> {
+  await db
+    .insert(storePaths)
+    .values({
+      path: header.storePath,
+      narHash: nar.narHash,
+      narSize: nar.narSize,
+      references: [...header.references].sort(),
+      deriver,
+      fileName: nar.fileName,
+      compression: 'lz4',
+      fileHash: nar.fileHash,
+      fileSize: nar.fileSize,
+      buildId: header.buildId,
+    })
+    .onConflictDoNothing();
+}

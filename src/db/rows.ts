@@ -1,0 +1,6 @@
+// Raw SQL results differ by driver: postgres.js returns the rows array itself, PGlite
+// returns `{ rows }`. Code that runs raw statements reads rows through this.
+export function rowsOf<T>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[];
+  return ((result as { rows?: T[] }).rows ?? []) as T[];
+}

@@ -1,0 +1,123 @@
+// Reading builds: one build with everything about it, and filtered, paged lists.
+import { and, asc, eq, exists, gt, inArray, type SQL } from 'drizzle-orm';
+import type { Database } from '../db/connection.js';
+import { builds, buildTags, derivationInputs, derivationOutputs, derivations, type BuildState } from '../db/schema.js';
+import { invalidArgument, notFound } from '../errors.js';
+import { isUuid } from '../uuid.js';
+import type { Tag } from './tags.js';
+
+export interface OutputRecord {
+  name: string;
+  path: string;
+  hashAlgo: string;
+  hash: string;
+}
+
+export interface BuildRecord {
+  id: string;
+  seq: number;
+  derivationPath: string;
+  system: string;
+  priority: number;
+  state: BuildState;
+  tags: Tag[];
+  outputs: OutputRecord[];
+  inputDerivations: string[];
+  agentId: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  endedAt: Date | null;
+}
+
+export interface BuildFilter {
+  states?: BuildState[];
+  tags?: Tag[];
+  derivationPath?: string;
+}
+
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+
+export async function getBuild(db: Database, id: string): Promise<BuildRecord> {
+  if (!isUuid(id)) throw invalidArgument(`build id ${JSON.stringify(id)} is not a UUID`);
+  const [found] = await loadBuilds(db, [eq(builds.id, id)], 1);
+  if (!found) throw notFound(`no build with id ${id}`);
+  return found;
+}
+
+/** A page of builds in submission order; the cursor is the last build's sequence number. */
+export async function listBuilds(
+  db: Database,
+  filter: BuildFilter,
+  page: { size?: number; token?: string },
+): Promise<{ builds: BuildRecord[]; nextToken: string }> {
+  const size = page.size && page.size > 0 ? Math.min(page.size, MAX_PAGE_SIZE) : DEFAULT_PAGE_SIZE;
+  const where: SQL[] = [];
+  if (filter.states?.length) where.push(inArray(builds.state, filter.states));
+  if (filter.derivationPath) where.push(eq(builds.derivationPath, filter.derivationPath));
+  for (const tag of filter.tags ?? []) {
+    where.push(
+      exists(
+        db
+          .select({ one: buildTags.buildId })
+          .from(buildTags)
+          .where(and(eq(buildTags.buildId, builds.id), eq(buildTags.key, tag.key), eq(buildTags.value, tag.value))),
+      ),
+    );
+  }
+  if (page.token) where.push(gt(builds.seq, decodeCursor(page.token)));
+  const found = await loadBuilds(db, where, size + 1);
+  const more = found.length > size;
+  const pageBuilds = found.slice(0, size);
+  const last = pageBuilds[pageBuilds.length - 1];
+  return { builds: pageBuilds, nextToken: more && last ? encodeCursor(last) : '' };
+}
+
+function encodeCursor(b: BuildRecord): string {
+  return Buffer.from(`seq:${b.seq}`).toString('base64url');
+}
+
+function decodeCursor(token: string): number {
+  const m = /^seq:(\d{1,15})$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
+  if (!m) throw invalidArgument('page_token is not one this coordinator handed out');
+  return Number(m[1]);
+}
+
+async function loadBuilds(db: Database, where: SQL[], limit: number): Promise<BuildRecord[]> {
+  const rows = await db
+    .select({ build: builds, system: derivations.system })
+    .from(builds)
+    .innerJoin(derivations, eq(derivations.path, builds.derivationPath))
+    .where(and(...where))
+    .orderBy(asc(builds.seq))
+    .limit(limit);
+  if (rows.length === 0) return [];
+  const ids = rows.map((r) => r.build.id);
+  const drvs = [...new Set(rows.map((r) => r.build.derivationPath))];
+  const [tags, outputs, inputs] = await Promise.all([
+    db.select().from(buildTags).where(inArray(buildTags.buildId, ids)).orderBy(asc(buildTags.key)),
+    db.select().from(derivationOutputs).where(inArray(derivationOutputs.derivationPath, drvs)).orderBy(asc(derivationOutputs.name)),
+    db
+      .selectDistinct({ derivationPath: derivationInputs.derivationPath, inputPath: derivationInputs.inputPath })
+      .from(derivationInputs)
+      .where(inArray(derivationInputs.derivationPath, drvs))
+      .orderBy(asc(derivationInputs.inputPath)),
+  ]);
+  return rows.map(({ build, system }) => ({
+    id: build.id,
+    seq: build.seq,
+    derivationPath: build.derivationPath,
+    system,
+    priority: build.priority,
+    state: build.state,
+    agentId: build.agentId,
+    createdAt: build.createdAt,
+    updatedAt: build.updatedAt,
+    endedAt: build.endedAt,
+    tags: tags.filter((t) => t.buildId === build.id).map(({ key, value }) => ({ key, value })),
+    outputs: outputs
+      .filter((o) => o.derivationPath === build.derivationPath)
+      .map(({ name, path, hashAlgo, hash }) => ({ name, path, hashAlgo, hash })),
+    inputDerivations: inputs.filter((i) => i.derivationPath === build.derivationPath).map((i) => i.inputPath),
+  }));
+}

@@ -1,0 +1,38 @@
+// Real derivations for tests, made by nix-instantiate, with their closures read back
+// from the store as a submission carries them.
+import { readFileSync } from 'node:fs';
+import { parseDerivation } from '../../src/store/derivation.js';
+import { instantiate } from './nix.js';
+
+export const SYSTEM = 'x86_64-linux';
+
+/** A Nix expression for a derivation whose builder is /bin/sh -c script. */
+export function shDrv(name: string, script: string, extra = ''): string {
+  return `derivation { name = "${name}"; system = "${SYSTEM}"; builder = "/bin/sh"; args = [ "-c" ${JSON.stringify(script)} ]; ${extra} }`;
+}
+
+/** The .drv texts of a derivation's closure, root first. */
+export function closureOf(drvPath: string): { path: string; text: Uint8Array }[] {
+  const out: { path: string; text: Uint8Array }[] = [];
+  const seen = new Set<string>();
+  const visit = (p: string) => {
+    if (seen.has(p)) return;
+    seen.add(p);
+    const text = readFileSync(p);
+    out.push({ path: p, text });
+    for (const input of parseDerivation(text.toString('utf8')).inputDrvs.keys()) visit(input);
+  };
+  visit(drvPath);
+  return out;
+}
+
+/** A fresh derivation (unique by a nonce) with a chain of inputs: top ← mid ← leaf. */
+export function chain(nonce: string): { top: string; mid: string; leaf: string } {
+  const [top] = instantiate(`let
+    leaf = ${shDrv(`leaf-${nonce}`, 'echo leaf > $out')};
+    mid = ${shDrv(`mid-${nonce}`, 'cat ${leaf} > $out')};
+  in ${shDrv(`top-${nonce}`, 'cat ${mid} > $out')}`);
+  const closure = closureOf(top!);
+  const find = (n: string) => closure.find((c) => c.path.endsWith(`-${n}-${nonce}.drv`))!.path;
+  return { top: top!, mid: find('mid'), leaf: find('leaf') };
+}

@@ -1,0 +1,241 @@
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Code, ConnectError } from '@connectrpc/connect';
+import * as grpc from '@grpc/grpc-js';
+import { count } from 'drizzle-orm';
+import { BuildState } from '../../gen/kiln/v1/types_pb.js';
+import { builds, buildTags, derivationInputs, derivationOutputs, derivations, events } from '../../src/db/schema.js';
+import { DATABASE_KINDS } from '../helpers/databases.js';
+import { cliEnv, grpcJsAdminClient, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
+import { chain, closureOf } from '../helpers/derivations.js';
+
+async function snapshot(t: TestCoordinator) {
+  const { db } = t.coordinator.database;
+  const n = async (table: Parameters<typeof db.select>[0] extends never ? never : typeof builds | typeof derivations | typeof derivationOutputs | typeof derivationInputs | typeof buildTags | typeof events) =>
+    Number((await db.select({ n: count() }).from(table))[0]!.n);
+  return {
+    builds: await n(builds),
+    derivations: await n(derivations),
+    outputs: await n(derivationOutputs),
+    inputs: await n(derivationInputs),
+    tags: await n(buildTags),
+    events: await n(events),
+  };
+}
+
+function rejection(err: unknown): ConnectError {
+  expect(err).toBeInstanceOf(ConnectError);
+  return err as ConnectError;
+}
+
+describe.each(DATABASE_KINDS)('builds through AdminService on %s', (kind) => {
+  let t: TestCoordinator;
+  beforeAll(async () => {
+    t = await startTestCoordinator(kind);
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  test('submits a derivation with its inputs and shows outputs, inputs and tags', async () => {
+    const { top, mid } = chain(`${kind}-submit`);
+    const res = await t.admin.submitBuild({
+      derivationPath: top,
+      derivations: closureOf(top),
+      priority: 7,
+      tags: [{ key: 'project', value: 'demo' }],
+    });
+    expect(res.existing).toBe(false);
+    const b = res.build!;
+    expect(b.state).toBe(BuildState.SCHEDULED);
+    expect(b.priority).toBe(7);
+    expect(b.system).toBe('x86_64-linux');
+    expect(b.inputDerivations).toEqual([mid]);
+    expect(b.outputs.map((o) => o.name)).toEqual(['out']);
+    expect(b.tags).toEqual([expect.objectContaining({ key: 'project', value: 'demo' })]);
+    const { build } = await t.admin.getBuild({ id: b.id });
+    expect(build!.derivationPath).toBe(top);
+  });
+
+  test('stores each derivation once however many builds use it, and keeps the submitted bytes', async () => {
+    const { top } = chain(`${kind}-once`);
+    const closure = closureOf(top);
+    const before = await snapshot(t);
+    await t.admin.submitBuild({ derivationPath: top, derivations: closure });
+    await t.admin.submitBuild({ derivationPath: top, derivations: closure });
+    const after = await snapshot(t);
+    expect(after.builds - before.builds).toBe(2);
+    expect(after.derivations - before.derivations).toBe(3);
+    const [row] = await t.coordinator.database.db.select().from(derivations).where((await import('drizzle-orm')).eq(derivations.path, top));
+    expect(row!.text).toBe(readFileSync(top, 'utf8'));
+  });
+
+  test('needs only the texts the coordinator lacks', async () => {
+    const { top, mid, leaf } = chain(`${kind}-partial`);
+    await t.admin.submitBuild({ derivationPath: mid, derivations: closureOf(mid) });
+    const res = await t.admin.submitBuild({ derivationPath: top, derivations: closureOf(top).filter((d) => d.path !== mid && d.path !== leaf) });
+    expect(res.build!.inputDerivations).toEqual([mid]);
+  });
+
+  test('ignore_if_output_exists returns the existing build instead of a new one', async () => {
+    const { top } = chain(`${kind}-ignore`);
+    const first = await t.admin.submitBuild({ derivationPath: top, derivations: closureOf(top) });
+    const second = await t.admin.submitBuild({ derivationPath: top, derivations: [], ignoreIfOutputExists: true });
+    expect(second.existing).toBe(true);
+    expect(second.build!.id).toBe(first.build!.id);
+    await t.admin.cancelBuild({ id: first.build!.id });
+    const third = await t.admin.submitBuild({ derivationPath: top, derivations: [], ignoreIfOutputExists: true });
+    expect(third.existing).toBe(false);
+  });
+
+  test('refuses a tampered .drv with INVALID_ARGUMENT naming it, and stores nothing', async () => {
+    const { top } = chain(`${kind}-tamper`);
+    const closure = closureOf(top);
+    const forged = closure.map((d) =>
+      d.path === top ? { ...d, text: Buffer.from(Buffer.from(d.text).toString('utf8').replace('"/bin/sh"', '"/bin/bash"')) } : d,
+    );
+    const before = await snapshot(t);
+    const err = rejection(await t.admin.submitBuild({ derivationPath: top, derivations: forged }).catch((e: unknown) => e));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain(`derivations[0]: the text of ${top} hashes to`);
+    expect(await snapshot(t)).toEqual(before);
+  });
+
+  test('refuses a malformed .drv, naming the field and the offset, and stores nothing', async () => {
+    const { top } = chain(`${kind}-malformed`);
+    const closure = closureOf(top);
+    closure[1] = { ...closure[1]!, text: Buffer.from('Derive([("out",') };
+    const before = await snapshot(t);
+    const err = rejection(await t.admin.submitBuild({ derivationPath: top, derivations: closure }).catch((e: unknown) => e));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toMatch(/^derivations\[1\]: \S+ is not a valid derivation: expected .* \(at offset \d+\)$/);
+    expect(await snapshot(t)).toEqual(before);
+  });
+
+  test('refuses a derivation whose input is neither sent nor known, and stores nothing', async () => {
+    const { top, mid } = chain(`${kind}-missing`);
+    const before = await snapshot(t);
+    const err = rejection(
+      await t.admin.submitBuild({ derivationPath: top, derivations: closureOf(top).filter((d) => d.path !== mid) }).catch((e: unknown) => e),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain(`input derivation ${mid} is neither in the request's derivations nor known`);
+    expect(await snapshot(t)).toEqual(before);
+  });
+
+  test('refuses a duplicate build id with ALREADY_EXISTS, and a malformed one with INVALID_ARGUMENT', async () => {
+    const { top } = chain(`${kind}-dup`);
+    const id = randomUUID();
+    await t.admin.submitBuild({ derivationPath: top, derivations: closureOf(top), buildId: id });
+    const before = await snapshot(t);
+    const err = rejection(await t.admin.submitBuild({ derivationPath: top, derivations: [], buildId: id }).catch((e: unknown) => e));
+    expect(err.code).toBe(Code.AlreadyExists);
+    expect(err.rawMessage).toContain(id);
+    const bad = rejection(await t.admin.submitBuild({ derivationPath: top, derivations: [], buildId: 'not-a-uuid' }).catch((e: unknown) => e));
+    expect(bad.code).toBe(Code.InvalidArgument);
+    expect(await snapshot(t)).toEqual(before);
+  });
+
+  test('unknown builds are NOT_FOUND for get, cancel, priority and tags', async () => {
+    const id = randomUUID();
+    for (const call of [
+      () => t.admin.getBuild({ id }),
+      () => t.admin.cancelBuild({ id }),
+      () => t.admin.setBuildPriority({ id, priority: 1 }),
+      () => t.admin.updateBuildTags({ id, set: [{ key: 'a', value: 'b' }] }),
+    ]) {
+      const err = rejection(await call().catch((e: unknown) => e));
+      expect(err.code).toBe(Code.NotFound);
+      expect(err.rawMessage).toBe(`no build with id ${id}`);
+    }
+  });
+
+  test('cancels, re-prioritises and re-tags a build; a canceled build cannot be canceled into another state', async () => {
+    const { top } = chain(`${kind}-steer`);
+    const { build } = await t.admin.submitBuild({ derivationPath: top, derivations: closureOf(top), tags: [{ key: 'a', value: '1' }, { key: 'b', value: '2' }] });
+    const p = await t.admin.setBuildPriority({ id: build!.id, priority: 42 });
+    expect(p.build!.priority).toBe(42);
+    const tagged = await t.admin.updateBuildTags({ id: build!.id, set: [{ key: 'a', value: 'x' }, { key: 'c', value: '3' }], removeKeys: ['b'] });
+    expect(tagged.build!.tags.map((x) => `${x.key}=${x.value}`)).toEqual(['a=x', 'c=3']);
+    const c = await t.admin.cancelBuild({ id: build!.id });
+    expect(c.build!.state).toBe(BuildState.CANCELED);
+    expect(c.build!.endedAt).toBeDefined();
+    const again = await t.admin.cancelBuild({ id: build!.id });
+    expect(again.build!.state).toBe(BuildState.CANCELED);
+  });
+
+  test('lists builds by state, tag and derivation, page by page', async () => {
+    const nonce = `${kind}-list-${randomUUID().slice(0, 8)}`;
+    const { top } = chain(nonce);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { build } = await t.admin.submitBuild({ derivationPath: top, derivations: i === 0 ? closureOf(top) : [], tags: [{ key: 'run', value: nonce }] });
+      ids.push(build!.id);
+    }
+    await t.admin.cancelBuild({ id: ids[4]! });
+    const seen: string[] = [];
+    let pageToken = '';
+    do {
+      const page = await t.admin.listBuilds({ tags: [{ key: 'run', value: nonce }], pageSize: 2, pageToken });
+      expect(page.builds.length).toBeLessThanOrEqual(2);
+      seen.push(...page.builds.map((b) => b.id));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(seen).toEqual(ids);
+    const scheduled = await t.admin.listBuilds({ tags: [{ key: 'run', value: nonce }], states: [BuildState.SCHEDULED] });
+    expect(scheduled.builds.map((b) => b.id)).toEqual(ids.slice(0, 4));
+    const byDrv = await t.admin.listBuilds({ derivationPath: top, states: [BuildState.CANCELED] });
+    expect(byDrv.builds.map((b) => b.id)).toEqual([ids[4]]);
+    const err = rejection(await t.admin.listBuilds({ pageToken: 'garbage' }).catch((e: unknown) => e));
+    expect(err.code).toBe(Code.InvalidArgument);
+  });
+
+  test('a grpc-js client built from the .proto files submits and reads builds', async () => {
+    const { top } = chain(`${kind}-grpcjs`);
+    const { call, client } = grpcJsAdminClient(t.coordinator.url, t.coordinator.adminToken);
+    const res = await call<{ build: { id: string; state: string; derivationPath: string } }>('SubmitBuild', {
+      derivationPath: top,
+      derivations: closureOf(top).map((d) => ({ path: d.path, text: Buffer.from(d.text) })),
+      priority: 3,
+    });
+    expect(res.build.state).toBe('BUILD_STATE_SCHEDULED');
+    const got = await call<{ build: { derivationPath: string } }>('GetBuild', { id: res.build.id });
+    expect(got.build.derivationPath).toBe(top);
+    const err = (await call('GetBuild', { id: randomUUID() }).catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.NOT_FOUND);
+    client.close();
+  });
+
+  test('kiln build submit reads the closure from the store; show, list, priority, tag and cancel work', async () => {
+    const { top } = chain(`${kind}-cli`);
+    const env = cliEnv(t);
+    const submitted = await runCli(['build', 'submit', top, '--priority', '5', '--tag', 'via=cli'], env);
+    expect(submitted.stderr).toBe('');
+    expect(submitted.code).toBe(0);
+    const id = submitted.stdout.trim();
+    const shown = await runCli(['build', 'show', id], env);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(`derivation ${top}`);
+    expect(shown.stdout).toContain('state      scheduled');
+    expect(shown.stdout).toContain('tags       via=cli');
+    const listed = await runCli(['build', 'list', '--tag', 'via=cli', '--json'], env);
+    expect((JSON.parse(listed.stdout) as { id: string }[]).map((b) => b.id)).toContain(id);
+    expect((await runCli(['build', 'priority', id, '9'], env)).code).toBe(0);
+    expect((await runCli(['build', 'tag', id, 'x=y', '--remove', 'via'], env)).code).toBe(0);
+    const json = JSON.parse((await runCli(['build', 'show', id, '--json'], env)).stdout) as { priority: number; tags: unknown[] };
+    expect(json.priority).toBe(9);
+    expect(json.tags).toEqual([{ key: 'x', value: 'y' }]);
+    const canceled = await runCli(['build', 'cancel', id], env);
+    expect(canceled.stdout).toContain('canceled');
+  });
+
+  test('kiln build submit of a tampered file in a fake store prints the reason and exits 1', async () => {
+    const res = await runCli(['build', 'submit', '/nix/store/00000000000000000000000000000000-nope.drv'], cliEnv(t));
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('is not in the local store');
+    const bad = await runCli(['build', 'list', '--state', 'bogus'], cliEnv(t));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--state "bogus" is not one of');
+  });
+});
