@@ -99,7 +99,7 @@ describe('Guix key files', () => {
 
   test("q in libgcrypt's key file is d·G in the 32-byte Ed25519 encoding", () => {
     const secret = parseGuixSecretKey(guileSec);
-    const q = findToken(parseSexp(guilePub.toString('latin1')), 'q')![1] as Uint8Array;
+    const q = findToken(parseSexp(Buffer.from(guilePub).toString('latin1')), 'q')![1] as Uint8Array;
     expect(q.length).toBe(32);
     expect(Buffer.from(encodePoint(multiply(secret.d, BASE)))).toEqual(Buffer.from(q));
   });
