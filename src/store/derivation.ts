@@ -1,22 +1,36 @@
-// Derivations (.drv files, ATerm `Derive(...)`): parsing and printing byte for byte as
-// Nix does, Nix's hashDerivationModulo, and recomputing output paths to catch a .drv
-// that was changed after it was written.
-import { ATermReader, DerivationError, quote } from './aterm.js';
-import { Hash, HashError, parseAlgorithm } from './hash.js';
-import { makeFixedOutputPath, makeOutputPath, makeTextPath, parseStorePath, StorePathError } from './store-path.js';
+// Derivations (.drv files, ATerm `Derive(...)`): parsed with the checks Nix makes when it
+// reads one, printed back byte for byte, named, and given their own store path. Output
+// path computation lives in output-paths.ts and is re-exported here.
+import { ATermReader, decodeDerivationText, DerivationError, printDerive } from './aterm.js';
+import { Hash, parseAlgorithm, type HashAlgorithm } from './hash.js';
+import { makeTextPath, parseStorePath, validateName } from './store-path.js';
 
 export { DerivationError };
+export {
+  computeOutputPaths,
+  computeOutputPathsAsync,
+  DerivationProblem,
+  derivationType,
+  fixedOutput,
+  hashDerivationModulo,
+  hashDerivationModuloAsync,
+  verifyDerivation,
+  verifyDerivationAsync,
+  type AsyncDerivationResolver,
+  type DerivationResolver,
+  type DerivationType,
+} from './output-paths.js';
 
 export interface DerivationOutput {
-  /** Empty for content-addressed (floating) outputs, which kiln does not build. */
+  /** Empty for floating content-addressed and deferred outputs, which kiln does not build. */
   path: string;
-  /** For fixed outputs: `sha256`, or `r:sha256` for a NAR hash. */
+  /** For content-addressed outputs: `sha256`, or `r:sha256` for a hash of the NAR. */
   hashAlgo: string;
-  /** For fixed outputs: the expected hash, in hex. */
+  /** For fixed outputs: the expected hash, as written (Nix writes hex). */
   hash: string;
 }
 
-/** A parsed derivation; maps keep the file's order so printing gives the same bytes. */
+/** A parsed derivation; maps and lists keep the file's order so printing gives the same bytes. */
 export interface Derivation {
   outputs: Map<string, DerivationOutput>;
   inputDrvs: Map<string, string[]>;
@@ -27,80 +41,182 @@ export interface Derivation {
   env: Map<string, string>;
 }
 
-/** Resolves an input derivation's path to its parsed derivation. */
-export type DerivationResolver = (drvPath: string) => Derivation;
+export interface ParseOptions {
+  /** Every path must be in this store; by default, in the store of the first path seen. */
+  storeDir?: string;
+}
 
-export function parseDerivation(text: string): Derivation {
+/**
+ * Parses a .drv, raising only DerivationError. Beyond the syntax it checks what Nix
+ * checks when it reads one (store paths, hash algorithms, fixed hashes), and refuses
+ * duplicates and escapes that Nix never writes, so that printing gives the same bytes.
+ */
+export function parseDerivation(input: string | Uint8Array, opts: ParseOptions = {}): Derivation {
+  const text = typeof input === 'string' ? input : decodeDerivationText(input);
   const r = new ATermReader(text);
+  let storeDir = opts.storeDir;
+  // Runs a semantic check on a string just read, blaming `field` at the string's offset.
+  const checked = <T>(field: string, read: () => T, check: (value: T) => void): T => {
+    const start = r.mark();
+    const value = read();
+    try {
+      check(value);
+    } catch (err) {
+      if (err instanceof DerivationError) throw err;
+      throw new DerivationError((err as Error).message, { field, offset: r.offset(start), cause: err });
+    }
+    return value;
+  };
+  const storePath = (path: string) => {
+    const p = parseStorePath(path, storeDir);
+    storeDir ??= p.storeDir;
+    return p;
+  };
+  const unique = (seen: { has(k: string): boolean }, what: string) => (key: string) => {
+    if (seen.has(key)) throw new Error(`${what} ${JSON.stringify(key)} appears twice`);
+  };
+
   r.expect('Derive(');
   const outputs = new Map<string, DerivationOutput>();
-  for (const [name, path, hashAlgo, hash] of r.list(() => tuple(r, 4))) {
-    if (outputs.has(name!)) throw new DerivationError(`output ${JSON.stringify(name)} appears twice`);
-    outputs.set(name!, { path: path!, hashAlgo: hashAlgo!, hash: hash! });
-  }
-  if (outputs.size === 0) throw new DerivationError('the derivation has no outputs');
+  r.list(() => {
+    r.expect('(');
+    const name = checked('outputs', () => r.rawString(), (n) => {
+      unique(outputs, 'output')(n);
+      validateName(n, 'output name');
+    });
+    const field = `outputs[${JSON.stringify(name)}]`;
+    const parts = ['path', 'hashAlgo', 'hash'].map((part) => {
+      r.expect(',');
+      return { part, at: r.mark(), value: r.rawString() };
+    }) as [Part, Part, Part];
+    r.expect(')');
+    checkOutput(parts, storePath, (part, err) => {
+      throw new DerivationError(err.message, { field: `${field}.${part.part}`, offset: r.offset(part.at), cause: err });
+    });
+    const [{ value: outPath }, { value: hashAlgo }, { value: hash }] = parts;
+    outputs.set(name, { path: outPath, hashAlgo, hash });
+  });
+  if (outputs.size === 0) r.fail('a derivation needs at least one output');
+
   r.expect(',');
   const inputDrvs = new Map<string, string[]>();
-  for (const [path, outs] of r.list(() => {
+  r.list(() => {
     r.expect('(');
-    const path = r.string();
+    const path = checked('inputDrvs', () => r.rawString(), (p) => {
+      unique(inputDrvs, 'input derivation')(p);
+      if (!storePath(p).name.endsWith('.drv')) throw new Error(`${p} does not end in .drv`);
+    });
     r.expect(',');
-    const outs = r.list(() => r.string());
+    const seen = new Set<string>();
+    const outs = r.list(() => checked(`inputDrvs[${JSON.stringify(path)}]`, () => r.rawString(), (o) => {
+      unique(seen, 'output')(o);
+      seen.add(o);
+    }));
     r.expect(')');
-    return [path, outs] as const;
-  })) {
-    if (inputDrvs.has(path)) throw new DerivationError(`input derivation ${path} appears twice`);
     inputDrvs.set(path, outs);
-  }
+  });
+
   r.expect(',');
-  const inputSrcs = r.list(() => r.string());
+  const srcs = new Set<string>();
+  const inputSrcs = r.list(() => checked('inputSrcs', () => r.rawString(), (p) => {
+    unique(srcs, 'input source')(p);
+    srcs.add(p);
+    storePath(p);
+  }));
   r.expect(',');
-  const platform = r.string();
+  const platform = r.rawString();
   r.expect(',');
   const builder = r.string();
   r.expect(',');
   const args = r.list(() => r.string());
   r.expect(',');
   const env = new Map<string, string>();
-  for (const [key, value] of r.list(() => tuple(r, 2))) {
-    if (env.has(key!)) throw new DerivationError(`environment variable ${JSON.stringify(key)} appears twice`);
-    env.set(key!, value!);
-  }
+  r.list(() => {
+    const [key, value] = r.tuple(
+      () => checked('env', () => r.string(), unique(env, 'environment variable')),
+      () => r.string(),
+    ) as [string, string];
+    env.set(key, value);
+  });
   r.expect(')');
   r.end();
   return { outputs, inputDrvs, inputSrcs, platform, builder, args, env };
 }
 
-function tuple(r: ATermReader, n: number): string[] {
-  r.expect('(');
-  const out = [r.string()];
-  for (let i = 1; i < n; i++) {
-    r.expect(',');
-    out.push(r.string());
-  }
-  r.expect(')');
-  return out;
+interface Part {
+  part: string;
+  at: number;
+  value: string;
 }
 
-const list = (items: string[]) => '[' + items.join(',') + ']';
+/** The four forms of output Nix reads: input-addressed, fixed, floating (or impure), deferred. */
+function checkOutput([path, hashAlgo, hash]: [Part, Part, Part], storePath: (p: string) => unknown, fail: (part: Part, err: Error) => never): void {
+  const attempt = (part: Part, check: () => unknown) => {
+    try {
+      check();
+    } catch (err) {
+      fail(part, err as Error);
+    }
+  };
+  if (hashAlgo.value === '') {
+    if (hash.value !== '') fail(hash, new Error('a hash without a hashAlgo'));
+    if (path.value !== '') attempt(path, () => storePath(path.value)); // empty: a deferred output
+    return;
+  }
+  const algo = hashAlgo.value.startsWith('r:') ? hashAlgo.value.slice(2) : hashAlgo.value;
+  let algorithm: HashAlgorithm = 'sha256';
+  attempt(hashAlgo, () => (algorithm = parseAlgorithm(algo)));
+  if (hash.value === '' || hash.value === 'impure') {
+    // Floating content-addressed or impure: the path is known only after the build.
+    if (path.value !== '') fail(path, new Error(`a path for an output with no fixed hash (hashAlgo ${hashAlgo.value})`));
+    return;
+  }
+  attempt(hash, () => Hash.parseDigest(algorithm, hash.value));
+  attempt(path, () => storePath(path.value));
+}
 
-export function printDerivation(drv: Derivation, opts: { maskOutputs?: boolean; inputDrvs?: Map<string, string[]> } = {}): string {
-  const mask = opts.maskOutputs ?? false;
-  const outputs = [...drv.outputs].map(([name, o]) => `(${[name, mask ? '' : o.path, o.hashAlgo, o.hash].map(quote).join(',')})`);
-  const inputs = [...(opts.inputDrvs ?? drv.inputDrvs)].map(([path, outs]) => `(${quote(path)},${list(outs.map(quote))})`);
-  const env = [...drv.env].map(([k, v]) => `(${quote(k)},${quote(mask && drv.outputs.has(k) ? '' : v)})`);
-  return (
-    'Derive(' +
-    [list(outputs), list(inputs), list(drv.inputSrcs.map(quote)), quote(drv.platform), quote(drv.builder), list(drv.args.map(quote)), list(env)].join(',') +
-    ')'
-  );
+/** The derivation as Nix writes it. */
+export function printDerivation(drv: Derivation): string {
+  // The fields Nix writes unescaped must have nothing to escape, or the text would not parse.
+  const unescaped = (field: string, s: string) => {
+    if (/["\\]/.test(s)) throw new DerivationError(`${JSON.stringify(s)} has a quote or backslash, which Nix cannot write here`, { field });
+    return s;
+  };
+  return printDerive({
+    outputs: [...drv.outputs].map(([name, o]) => {
+      const field = `outputs[${JSON.stringify(name)}]`;
+      return [unescaped('outputs', name), unescaped(field, o.path), unescaped(field, o.hashAlgo), unescaped(field, o.hash)] as const;
+    }),
+    inputDrvs: [...drv.inputDrvs].map(([path, outs]) => [unescaped('inputDrvs', path), outs.map((o) => unescaped(`inputDrvs[${JSON.stringify(path)}]`, o))] as const),
+    inputSrcs: drv.inputSrcs.map((p) => unescaped('inputSrcs', p)),
+    platform: unescaped('platform', drv.platform),
+    builder: drv.builder,
+    args: drv.args,
+    env: [...drv.env],
+  });
 }
 
 /** The derivation's name from its .drv path (`…/<hash>-hello.drv` → `hello`). */
 export function derivationName(drvPath: string): string {
-  const { name } = parseStorePath(drvPath);
-  if (!name.endsWith('.drv')) throw new DerivationError(`${drvPath} does not end in .drv`);
+  let name: string;
+  try {
+    name = parseStorePath(drvPath).name;
+  } catch (err) {
+    throw new DerivationError((err as Error).message, { cause: err });
+  }
+  if (!name.endsWith('.drv') || name === '.drv') throw new DerivationError(`${drvPath} does not end in <name>.drv`);
   return name.slice(0, -'.drv'.length);
+}
+
+/** The derivation's name from its `name` environment variable, as `derivation` sets it. */
+export function derivationNameFromEnv(drv: Derivation): string {
+  const name = drv.env.get('name');
+  if (name === undefined) throw new DerivationError('there is no name variable', { field: 'env' });
+  try {
+    return validateName(name, 'derivation name');
+  } catch (err) {
+    throw new DerivationError((err as Error).message, { field: 'env["name"]', cause: err });
+  }
 }
 
 /** What a .drv file refers to: its input sources and input derivations. */
@@ -108,84 +224,14 @@ export function derivationReferences(drv: Derivation): string[] {
   return [...new Set([...drv.inputSrcs, ...drv.inputDrvs.keys()])].sort();
 }
 
-/** The .drv file's own store path: a text path of its exact bytes. */
-export function derivationStorePath(text: string, drv: Derivation, name: string, storeDir: string): string {
-  return makeTextPath(`${name}.drv`, text, derivationReferences(drv), storeDir);
-}
-
-/** A derivation with one output `out` whose content hash is given in advance. */
-export function fixedOutput(drv: Derivation): { recursive: boolean; hash: Hash; path: string } | undefined {
-  const out = drv.outputs.get('out');
-  if (drv.outputs.size !== 1 || !out || !out.hash) return undefined;
-  const recursive = out.hashAlgo.startsWith('r:');
-  try {
-    const algorithm = parseAlgorithm(recursive ? out.hashAlgo.slice(2) : out.hashAlgo);
-    return { recursive, hash: Hash.parseDigest(algorithm, out.hash), path: out.path };
-  } catch (err) {
-    throw new DerivationError(`output out has a bad fixed hash: ${(err as Error).message}`);
-  }
-}
-
 /**
- * Nix's hashDerivationModulo. A fixed-output derivation hashes to its promised content
- * (so that changing how it is fetched changes nothing downstream); any other hashes to
- * its text with each input derivation replaced by that input's own hash modulo, and,
- * when computing its own output paths, with its output paths blanked.
+ * The .drv file's own store path: a text path of its exact bytes whose references are
+ * its inputs (its outputs are not references: they need not exist).
  */
-export function hashDerivationModulo(
-  drv: Derivation,
-  resolve: DerivationResolver,
-  maskOutputs: boolean,
-  memo: Map<string, Hash> = new Map(),
-): Hash {
-  const fixed = fixedOutput(drv);
-  if (fixed) {
-    return Hash.of('sha256', `fixed:out:${fixed.recursive ? 'r:' : ''}${fixed.hash.algorithm}:${fixed.hash.hex}:${fixed.path}`);
-  }
-  for (const [name, o] of drv.outputs) {
-    if (!o.path) throw new DerivationError(`output ${name} has no path: content-addressed derivations are not supported`);
-  }
-  const byHash = new Map<string, Set<string>>();
-  for (const [path, outs] of drv.inputDrvs) {
-    let h = memo.get(path);
-    if (!h) {
-      h = hashDerivationModulo(resolve(path), resolve, false, memo);
-      memo.set(path, h);
-    }
-    const set = byHash.get(h.hex) ?? new Set<string>();
-    for (const o of outs) set.add(o);
-    byHash.set(h.hex, set);
-  }
-  const inputs = new Map([...byHash].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([h, outs]) => [h, [...outs].sort()]));
-  return Hash.of('sha256', printDerivation(drv, { maskOutputs, inputDrvs: inputs }));
-}
-
-/** What every output's path should be, as Nix computes it. */
-export function computeOutputPaths(drv: Derivation, name: string, storeDir: string, resolve: DerivationResolver): Map<string, string> {
-  const fixed = fixedOutput(drv);
-  if (fixed) return new Map([['out', makeFixedOutputPath(fixed.recursive, fixed.hash, name, storeDir)]]);
-  const h = hashDerivationModulo(drv, resolve, true);
-  return new Map([...drv.outputs.keys()].map((output) => [output, makeOutputPath(output, h, name, storeDir)]));
-}
-
-/**
- * Recomputes every output path and compares it with the path the derivation names and
- * with the environment variable of the same name. Returns the problems, one per wrong
- * output; none when the derivation is what it claims to be.
- */
-export function verifyDerivation(drv: Derivation, name: string, storeDir: string, resolve: DerivationResolver): string[] {
-  let expected: Map<string, string>;
+export function derivationStorePath(text: string | Uint8Array, drv: Derivation, name: string, storeDir: string): string {
   try {
-    expected = computeOutputPaths(drv, name, storeDir, resolve);
+    return makeTextPath(`${name}.drv`, text, derivationReferences(drv), storeDir);
   } catch (err) {
-    if (err instanceof DerivationError || err instanceof HashError || err instanceof StorePathError) return [err.message];
-    throw err;
+    throw new DerivationError((err as Error).message, { cause: err });
   }
-  const problems: string[] = [];
-  for (const [output, o] of drv.outputs) {
-    const want = expected.get(output)!;
-    if (o.path !== want) problems.push(`output ${output} is ${o.path} but the derivation yields ${want}`);
-    else if (drv.env.get(output) !== want) problems.push(`environment variable ${output} is ${JSON.stringify(drv.env.get(output) ?? null)}, not the output path ${want}`);
-  }
-  return problems;
 }
