@@ -204,7 +204,7 @@ export function derivationName(drvPath: string): string {
   } catch (err) {
     throw new DerivationError((err as Error).message, { cause: err });
   }
-  if (!name.endsWith('.drv') || name === '.drv') throw new DerivationError(`${drvPath} does not end in <name>.drv`);
+  if (!name.endsWith('.drv')) throw new DerivationError(`${drvPath} does not end in .drv`);
   return name.slice(0, -'.drv'.length);
 }
 
