@@ -41,10 +41,11 @@ export interface NarInfo {
 }
 
 /**
- * Where the fields go: `nix` is the order nix-store writes (StorePath, URL, Compression,
+ * Where the fields go: `nix` is the order Nix writes (StorePath, URL, Compression,
  * FileHash, FileSize, NarHash, NarSize, References, Deriver, System, Sig, CA); `guix` is
- * `guix publish`'s (the signed StorePath…System part, Signature, then one URL block
- * per NAR). Unknown fields go last in `nix`, before Signature in `guix`.
+ * `guix publish`'s (StorePath…System, Signature, then one URL block per NAR). In both,
+ * unknown fields follow the known ones and a Guix Signature follows them, so that it
+ * covers everything above it.
  */
 export type NarInfoStyle = 'nix' | 'guix';
 

@@ -132,7 +132,9 @@ class SexpParser {
 
   private parseLengthPrefixed(): Uint8Array {
     const start = this.pos;
-    if (this.peek() === '0') throw this.error('a length may not begin with zero');
+    // libgcrypt refuses every length that starts with 0, even the "0:" it prints for an
+    // empty atom in canonical form; kiln reads that one back.
+    if (this.peek() === '0' && this.text[this.pos + 1] !== ':') throw this.error('a length may not begin with zero');
     while (/[0-9]/.test(this.peek() ?? '')) this.pos++;
     const length = Number(this.text.slice(start, this.pos));
     const c = this.peek();
