@@ -57,13 +57,29 @@ const CLOSE = frame(')');
  * any open file. `result` gives the NAR's SHA-256 and size once the last chunk is read.
  */
 export function dumpPath(path: string | Buffer, options: DumpOptions = {}): NarStream<Buffer> {
+  return dump(path, options, false);
+}
+
+/** The SHA-256 and size of the NAR of `path`, without keeping the archive. */
+export async function hashPath(path: string | Buffer, options: DumpOptions = {}): Promise<NarResult> {
+  // Each chunk is dropped before the next is asked for, so its memory can be filled again.
+  const nar = dump(path, options, true);
+  for await (const _ of nar);
+  return nar.result;
+}
+
+/**
+ * `recycle`: the consumer is done with each chunk once it asks for the next, so chunks may be
+ * refilled. No caller of dumpPath can promise that, hence not an option there.
+ */
+function dump(path: string | Buffer, options: DumpOptions, recycle: boolean): NarStream<Buffer> {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!Number.isInteger(chunkSize) || chunkSize < 8) throw new RangeError(`chunkSize must be an integer ≥ 8, not ${chunkSize}`);
   let settle!: { resolve: (r: NarResult) => void; reject: (e: unknown) => void };
   const result = new Promise<NarResult>((resolve, reject) => (settle = { resolve, reject }));
   result.catch(() => {}); // the error also reaches the reader of the stream
   const root = typeof path === 'string' ? Buffer.from(path) : path;
-  const walker = new Walker(chunkSize, options.signal);
+  const walker = new Walker(chunkSize, options.signal, recycle);
 
   async function* chunks(): AsyncGenerator<Buffer, void, undefined> {
     const hash = createHash('sha256');
@@ -86,13 +102,6 @@ export function dumpPath(path: string | Buffer, options: DumpOptions = {}): NarS
   return Object.assign(chunks(), { result }) as NarStream<Buffer>;
 }
 
-/** The SHA-256 and size of the NAR of `path`, without keeping the archive. */
-export async function hashPath(path: string | Buffer, options: DumpOptions = {}): Promise<NarResult> {
-  const dump = dumpPath(path, options);
-  for await (const _ of dump);
-  return dump.result;
-}
-
 class Walker {
   private readonly out: ChunkBuilder;
   private sliceStart = performance.now();
@@ -100,6 +109,7 @@ class Walker {
   constructor(
     chunkSize: number,
     private readonly signal: AbortSignal | undefined,
+    private readonly recycle: boolean,
   ) {
     this.out = new ChunkBuilder(chunkSize);
   }
@@ -119,7 +129,11 @@ class Walker {
       this.sliceStart = performance.now();
     }
     this.signal?.throwIfAborted();
-    yield* this.out.takeReady();
+    for (const chunk of this.out.takeReady()) {
+      yield chunk;
+      // The consumer asked for more: with `recycle`, it promised to be done with this one.
+      if (this.recycle) this.out.recycle(chunk);
+    }
   }
 
   private async *node(path: Buffer, archivePath: Buffer, st: Stats): AsyncGenerator<Buffer, void, undefined> {
@@ -159,18 +173,33 @@ class Walker {
   private async *contents(path: Buffer, archivePath: Buffer, size: number): AsyncGenerator<Buffer, void, undefined> {
     // O_NOFOLLOW: lstat said regular file; if it was swapped for a symlink since, fail rather than follow.
     const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // A large file's next read, started before the chunk just filled is handed on, so the
+    // thread pool reads while this thread hashes and the consumer works.
+    let pending: Promise<number> | undefined;
+    const readInto = (done: number): number | Promise<number> => {
+      const { buffer, offset, length } = this.out.space();
+      const want = Math.min(length, size - done);
+      if (size <= SYNC_READ_LIMIT) return readSync(fd, buffer, offset, want, done);
+      return readAsync(fd, buffer, offset, want, done).then((r) => r.bytesRead);
+    };
     try {
       let done = 0;
       while (done < size) {
-        const { buffer, offset, length } = this.out.space();
-        const want = Math.min(length, size - done);
-        const n = size <= SYNC_READ_LIMIT ? readSync(fd, buffer, offset, want, done) : (await readAsync(fd, buffer, offset, want, done)).bytesRead;
+        const n = await (pending ?? readInto(done));
+        pending = undefined;
         if (n === 0) throw new NarError(`${path.toString()} shrank while it was being archived (read ${done} of ${size} bytes)`, archivePath.toString());
         this.out.advance(n);
         done += n;
+        if (this.out.hasReady && done < size && size > SYNC_READ_LIMIT) {
+          pending = readInto(done) as Promise<number>;
+          // Its failure is thrown where it is awaited; until then it must not count as unhandled.
+          pending.catch(() => {});
+        }
         yield* this.flush();
       }
     } finally {
+      // Closing under a read still in flight could hand its descriptor to someone else's open.
+      await pending?.catch(() => {});
       closeSync(fd);
     }
   }
