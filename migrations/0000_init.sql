@@ -29,6 +29,7 @@ CREATE TABLE "build_attempts" (
 	"ended_at" timestamp with time zone,
 	"outcome" text,
 	"message" text DEFAULT '' NOT NULL,
+	"log_size" bigint,
 	CONSTRAINT "build_attempts_build_id_attempt_pk" PRIMARY KEY("build_id","attempt")
 );
 --> statement-breakpoint
@@ -92,6 +93,7 @@ CREATE TABLE "events" (
 --> statement-breakpoint
 CREATE TABLE "store_paths" (
 	"path" text PRIMARY KEY NOT NULL,
+	"hash_part" text NOT NULL,
 	"nar_hash" text NOT NULL,
 	"nar_size" bigint NOT NULL,
 	"references" text[] DEFAULT '{}'::text[] NOT NULL,
@@ -101,7 +103,8 @@ CREATE TABLE "store_paths" (
 	"file_hash" text NOT NULL,
 	"file_size" bigint NOT NULL,
 	"build_id" uuid,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "store_paths_hash_part_unique" UNIQUE("hash_part")
 );
 --> statement-breakpoint
 ALTER TABLE "agent_passwords" ADD CONSTRAINT "agent_passwords_agent_id_agents_id_fk" FOREIGN KEY ("agent_id") REFERENCES "public"."agents"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint

@@ -5,6 +5,7 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { AgentSchema, BuildSchema, BuildState, type Agent, type Build } from '../../gen/kiln/v1/types_pb.js';
 import type { Database } from '../db/connection.js';
+import type { NarStorage } from '../storage/nar-storage.js';
 import type { BuildState as DbBuildState } from '../db/schema.js';
 import { invalidArgument } from '../errors.js';
 import type { BuildRecord } from '../scheduler/build-queries.js';
@@ -64,10 +65,10 @@ export interface AdminNotifications {
   buildCanceled(buildId: string, agentId: string): void;
 }
 
-export function adminService(db: Database, notify: AdminNotifications): ServiceImpl<typeof AdminService> {
+export function adminService(db: Database, storage: NarStorage, notify: AdminNotifications): ServiceImpl<typeof AdminService> {
   return {
     async submitBuild(req) {
-      const result = await submitBuild(db, {
+      const result = await submitBuild(db, storage, {
         derivationPath: req.derivationPath,
         derivations: req.derivations.map((d) => ({ path: d.path, text: d.text })),
         buildId: req.buildId || undefined,

@@ -1,18 +1,24 @@
 // The coordinator process: database, RPC services and HTTP routes on one port, and an
 // orderly shutdown (stop accepting, finish what is in flight, close the database).
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { AgentService, ConnectResponseSchema } from '../../gen/kiln/v1/agent_pb.js';
 import { openDatabase, type DatabaseHandle, type DatabaseOptions } from '../db/connection.js';
+import { LogStorage } from '../storage/log-storage.js';
+import { loadCacheKeys } from '../substitutes/cache-keys.js';
+import { cacheRoutes } from '../substitutes/cache-routes.js';
+import { NarStorage } from '../storage/nar-storage.js';
 import { createLogger, type Logger } from '../logger.js';
 import { loadOrCreateAdminToken } from './admin-token.js';
 import { adminService } from './admin-service.js';
 import { checkAgentPassword } from './agent-registry.js';
 import { AgentSessions } from './agent-sessions.js';
 import { agentStream } from './agent-stream.js';
+import { agentUploads } from './agent-uploads.js';
 import { authInterceptor } from './auth.js';
 import { errorInterceptor } from './connect-errors.js';
 import { Dispatcher } from './dispatcher.js';
@@ -26,8 +32,15 @@ export interface CoordinatorOptions {
   host?: string;
   port?: number;
   database: DatabaseOptions;
-  /** Where the admin token, keys and (by default) NARs live. */
+  /** Where the admin token, keys, logs and (by default) NARs live. */
   dataDir: string;
+  /** Where NARs live (default: DATA_DIR/nars). */
+  narDir?: string;
+  /** The store directory the farm builds for (default /nix/store; Guix uses /gnu/store). */
+  storeDir?: string;
+  /** Signing keys as their tools write them; generated into DATA_DIR when not given. */
+  nixKeyFile?: string;
+  guixKeyFile?: string;
   adminToken?: string;
   tls?: { certFile: string; keyFile: string };
   log?: Logger;
@@ -44,6 +57,8 @@ export interface Coordinator {
   url: string;
   port: number;
   adminToken: string;
+  /** The cache's Nix public key (`name:base64`), for clients' trusted-public-keys. */
+  nixPublicKey: string;
   database: DatabaseHandle;
   sessions: AgentSessions;
   dispatcher: Dispatcher;
@@ -55,8 +70,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   let state: CoordinatorState = 'starting';
   const log = opts.log ?? createLogger({ name: 'kiln-coordinator' });
   const adminToken = loadOrCreateAdminToken(opts.dataDir, opts.adminToken);
+  const keys = loadCacheKeys({ dataDir: opts.dataDir, nixKeyFile: opts.nixKeyFile, guixKeyFile: opts.guixKeyFile });
   const database = await openDatabase(opts.database);
   const { db } = database;
+  const storage = await NarStorage.open(opts.narDir ?? join(opts.dataDir, 'nars'));
+  const logs = await LogStorage.open(join(opts.dataDir, 'logs'));
   const sessions = new AgentSessions();
   const dispatcher = new Dispatcher({ db, sessions, log, intervalMs: opts.dispatchIntervalMs });
   let url = '';
@@ -64,7 +82,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const routes = (router: ConnectRouter) => {
     router.service(
       AdminService,
-      adminService(db, {
+      adminService(db, storage, {
         buildsChanged: () => dispatcher.poke(),
         buildCanceled: (buildId, agentId) =>
           sessions.get(agentId)?.outbox.push(create(ConnectResponseSchema, {
@@ -73,6 +91,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       }),
     );
     router.service(AgentService, {
+      ...agentUploads({ db, storage, logs, dispatcher, log }),
       connect: agentStream({
         db,
         sessions,
@@ -81,11 +100,14 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         version: COORDINATOR_VERSION,
         leaseMs: opts.leaseMs ?? 5 * 60_000,
         heartbeatIntervalMs: 10_000,
-        cache: () => ({ url, publicKey: '' }),
+        cache: () => ({ url, publicKey: keys.nixPublicKey }),
       }),
     });
   };
-  const fallback = chainRoutes([healthRoute(() => state === 'running')], (err) => log.error({ err }, 'HTTP route failed'));
+  const fallback = chainRoutes(
+    [healthRoute(() => state === 'running'), cacheRoutes({ db, storage, logs, keys, storeDir: opts.storeDir ?? '/nix/store' })],
+    (err) => log.error({ err }, 'HTTP route failed'),
+  );
   const handler = connectNodeAdapter({
     routes,
     fallback,
@@ -111,6 +133,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     url,
     port: listener.address.port,
     adminToken,
+    nixPublicKey: keys.nixPublicKey,
     database,
     sessions,
     dispatcher,

@@ -194,6 +194,7 @@ async function recordStorePath(
     .insert(storePaths)
     .values({
       path: header.storePath,
+      hashPart: parseStorePath(header.storePath).hashPart,
       narHash: nar.narHash,
       narSize: nar.narSize,
       references: [...header.references].sort(),

@@ -153,6 +153,8 @@ export const buildAttempts = pgTable(
     /** success, failure, timeout, silent-timeout, setup-failure, agent-lost, canceled; null while running. */
     outcome: text('outcome'),
     message: text('message').notNull().default(''),
+    /** Uncompressed size of the attempt's log, once it arrived. */
+    logSize: bigint('log_size', { mode: 'number' }),
   },
   (t) => [primaryKey({ columns: [t.buildId, t.attempt] })],
 );
@@ -163,6 +165,8 @@ export const buildAttempts = pgTable(
  */
 export const storePaths = pgTable('store_paths', {
   path: text('path').primaryKey(),
+  /** The 32 base32 characters after the store dir, as narinfo requests name it. */
+  hashPart: text('hash_part').notNull().unique(),
   narHash: text('nar_hash').notNull(),
   narSize: bigint('nar_size', { mode: 'number' }).notNull(),
   references: text('references').array().notNull().default(sql`'{}'::text[]`),

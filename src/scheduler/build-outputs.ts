@@ -1,5 +1,5 @@
-// Which output of which build an agent may upload: only outputs of builds allocated to
-// it and not finished yet.
+// What an agent may upload: outputs and logs only of builds allocated to it and not
+// finished yet.
 import { and, eq } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { builds, derivationOutputs } from '../db/schema.js';
@@ -12,13 +12,19 @@ export interface HeldOutput {
   derivationPath: string;
 }
 
-export async function outputOfHeldBuild(db: Database, agentId: string, buildId: string, outputName: string): Promise<HeldOutput> {
+/** The build, if it is allocated to the agent and unfinished; else why not, as an error. */
+export async function heldBuild(db: Database, agentId: string, buildId: string) {
   if (!isUuid(buildId)) throw new KilnError('invalid_argument', `build id ${JSON.stringify(buildId)} is not a UUID`);
   const [build] = await db.select().from(builds).where(eq(builds.id, buildId));
   if (!build) throw notFound(`no build with id ${buildId}`);
   if (build.agentId !== agentId || (build.state !== 'allocated' && build.state !== 'started')) {
-    throw new KilnError('permission_denied', `build ${buildId} is not allocated to agent ${agentId}; it cannot upload its outputs`);
+    throw new KilnError('permission_denied', `build ${buildId} is not allocated to agent ${agentId}; it cannot upload for it`);
   }
+  return build;
+}
+
+export async function outputOfHeldBuild(db: Database, agentId: string, buildId: string, outputName: string): Promise<HeldOutput> {
+  const build = await heldBuild(db, agentId, buildId);
   const [output] = await db
     .select({ name: derivationOutputs.name, path: derivationOutputs.path })
     .from(derivationOutputs)

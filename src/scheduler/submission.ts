@@ -4,9 +4,11 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, notInArray } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, buildTags, derivationInputs, derivationOutputs, derivations, events } from '../db/schema.js';
+import { builds, buildTags, derivationInputs, derivationOutputs, derivations, events, storePaths } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
+import type { NarStorage } from '../storage/nar-storage.js';
+import { storeDerivationNar } from '../substitutes/derivation-nar.js';
 import { isUuid } from '../uuid.js';
 import { getBuild, type BuildRecord } from './build-queries.js';
 import { validatePriority } from './build-changes.js';
@@ -30,7 +32,7 @@ export interface SubmitBuildResult {
 /** PostgreSQL's unique_violation, raised when two submissions race for one build id. */
 const UNIQUE_VIOLATION = '23505';
 
-export async function submitBuild(db: Database, input: SubmitBuildInput): Promise<SubmitBuildResult> {
+export async function submitBuild(db: Database, storage: NarStorage, input: SubmitBuildInput): Promise<SubmitBuildResult> {
   if (input.buildId !== undefined && !isUuid(input.buildId)) {
     throw invalidArgument(`build_id ${JSON.stringify(input.buildId)} is not a UUID`);
   }
@@ -53,6 +55,12 @@ export async function submitBuild(db: Database, input: SubmitBuildInput): Promis
   );
   const target = input.derivationPath;
   const id = input.buildId ?? randomUUID();
+  // The .drv files' NARs are written before the transaction; content-addressed, so a
+  // failed submission leaves at most an unreferenced file for garbage collection.
+  const fresh = checked.filter((c) => !known.has(c.path));
+  const drvPaths = await Promise.all(
+    fresh.map((c) => storeDerivationNar(storage, { path: c.path, text: c.text, references: [...c.inputSrcs, ...c.inputDrvs.map((i) => i.path)] })),
+  );
 
   try {
     const existingId = await db.transaction(async (tx) => {
@@ -72,7 +80,8 @@ export async function submitBuild(db: Database, input: SubmitBuildInput): Promis
         const [clash] = await tx.select({ id: builds.id }).from(builds).where(eq(builds.id, id));
         if (clash) throw new KilnError('already_exists', `a build with id ${id} exists already`);
       }
-      await storeDerivations(tx as unknown as Database, checked.filter((c) => !known.has(c.path)));
+      await storeDerivations(tx as unknown as Database, fresh);
+      if (drvPaths.length > 0) await tx.insert(storePaths).values(drvPaths).onConflictDoNothing();
       await tx.insert(builds).values({ id, derivationPath: target, priority: input.priority });
       if (input.tags.length > 0) await tx.insert(buildTags).values(input.tags.map((t) => ({ buildId: id, ...t })));
       await tx.insert(events).values({ type: 'build-submitted', buildId: id, payload: { derivationPath: target, priority: input.priority } });

@@ -3,7 +3,7 @@
 // resumes at a frame boundary; a staged file becomes visible under `nar/` only by an
 // atomic rename once the receiver has checked it. Nothing half written is ever served.
 import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, truncate, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface FrameRecord {
@@ -82,6 +82,14 @@ export class NarStorage {
     const paths = this.stagingPaths(key);
     await rename(paths.data, this.filePath(fileName));
     await rm(paths.journal, { force: true });
+  }
+
+  /** Stores a small file whole (written aside, then renamed into place). */
+  async put(fileName: string, bytes: Uint8Array): Promise<void> {
+    const final = this.filePath(fileName);
+    const temp = join(this.root, 'staging', `${fileName}.${process.pid}.${Date.now()}.put`);
+    await writeFile(temp, bytes);
+    await rename(temp, final);
   }
 
   async discard(key: string): Promise<void> {

@@ -109,7 +109,7 @@ describe.each(DATABASE_KINDS)('builds through AdminService on %s', (kind) => {
     const before = await snapshot(t);
     const err = rejection(await t.admin.submitBuild({ derivationPath: top, derivations: closure }).catch((e: unknown) => e));
     expect(err.code).toBe(Code.InvalidArgument);
-    expect(err.rawMessage).toMatch(/^derivations\[1\]: \S+ is not a valid derivation: expected .* \(at offset \d+\)$/);
+    expect(err.rawMessage).toMatch(/^derivations\[1\]: \S+ is not a valid derivation: expected .* \(at byte offset \d+\)$/);
     expect(await snapshot(t)).toEqual(before);
   });
 

@@ -18,6 +18,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     listen: { type: 'string', default: `127.0.0.1:${DEFAULT_PORT}` },
     database: { type: 'string' },
     'data-dir': { type: 'string' },
+    'nar-dir': { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
   });
@@ -30,6 +31,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     host,
     port,
     dataDir,
+    narDir: values['nar-dir'] ? resolve(values['nar-dir']) : undefined,
     database: databaseUrl ? { url: databaseUrl } : { dataDir: resolve(dataDir, 'db') },
     adminToken: process.env.KILN_ADMIN_TOKEN || undefined,
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,

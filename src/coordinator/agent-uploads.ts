@@ -1,0 +1,76 @@
+// AgentService's upload calls: QueryUpload, UploadOutput, UploadLog. Each checks that
+// the calling agent holds the build it uploads for.
+import { and, eq } from 'drizzle-orm';
+import type { ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { AgentService } from '../../gen/kiln/v1/agent_pb.js';
+import type { Database } from '../db/connection.js';
+import { buildAttempts, storePaths } from '../db/schema.js';
+import type { Logger } from '../logger.js';
+import { heldBuild, outputOfHeldBuild } from '../scheduler/build-outputs.js';
+import type { LogStorage } from '../storage/log-storage.js';
+import type { NarStorage } from '../storage/nar-storage.js';
+import { authenticatedAgent } from './auth.js';
+import type { Dispatcher } from './dispatcher.js';
+import { receiveOutput, stagingKey } from './upload-receiver.js';
+
+export interface AgentUploadDeps {
+  db: Database;
+  storage: NarStorage;
+  logs: LogStorage;
+  dispatcher: Dispatcher;
+  log: Logger;
+}
+
+type Uploads = Pick<ServiceImpl<typeof AgentService>, 'queryUpload' | 'uploadOutput' | 'uploadLog'>;
+
+export function agentUploads(deps: AgentUploadDeps): Uploads {
+  return {
+    async queryUpload(req, ctx) {
+      const agentId = ctx.values.get(authenticatedAgent)!;
+      const output = await outputOfHeldBuild(deps.db, agentId, req.buildId, req.outputName);
+      const [stored] = await deps.db.select({ path: storePaths.path }).from(storePaths).where(eq(storePaths.path, output.path));
+      if (stored) return { offset: 0n, complete: true };
+      return { offset: BigInt(await deps.storage.stagedOffset(stagingKey(req.buildId, req.outputName))), complete: false };
+    },
+
+    async uploadOutput(requests, ctx) {
+      const agentId = ctx.values.get(authenticatedAgent)!;
+      const received = await receiveOutput(deps, agentId, requests);
+      deps.log.info({ agentId, fileHash: received.fileHash, fileSize: received.fileSize }, 'output stored');
+      // An output in the cache may make builds that wait on it ready.
+      deps.dispatcher.poke();
+      return { fileHash: received.fileHash, fileSize: BigInt(received.fileSize) };
+    },
+
+    async uploadLog(requests, ctx) {
+      const agentId = ctx.values.get(authenticatedAgent)!;
+      const iterator = requests[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done || first.value.message.case !== 'buildId') {
+        throw new ConnectError('the first message of a log upload must be its build id', Code.InvalidArgument);
+      }
+      const build = await heldBuild(deps.db, agentId, first.value.message.value);
+      async function* frames() {
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done) return;
+          if (next.value.message.case !== 'chunk') throw new ConnectError('a log upload carries chunks after its build id', Code.InvalidArgument);
+          yield next.value.message.value;
+        }
+      }
+      let size: number;
+      try {
+        size = await deps.logs.write(build.id, build.attempt, frames());
+      } catch (err) {
+        if (err instanceof ConnectError) throw err;
+        throw new ConnectError(`the log could not be stored: ${(err as Error).message}`, Code.InvalidArgument);
+      }
+      await deps.db
+        .update(buildAttempts)
+        .set({ logSize: size })
+        .where(and(eq(buildAttempts.buildId, build.id), eq(buildAttempts.attempt, build.attempt)));
+      return { size: BigInt(size) };
+    },
+  };
+}

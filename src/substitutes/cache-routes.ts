@@ -1,0 +1,134 @@
+// The binary cache over HTTP, in the layout Nix and Guix clients expect:
+// /nix-cache-info, /<hash>.narinfo, /nar/<file>, /log/<drv>, /signing-key.pub.
+// NARs are streamed from disk (ranges and HEAD included), never read whole.
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { and, desc, eq, isNotNull } from 'drizzle-orm';
+import type { HttpRequest, HttpResponse, HttpRoute } from '../coordinator/http-routes.js';
+import type { Database } from '../db/connection.js';
+import { buildAttempts, builds, storePaths } from '../db/schema.js';
+import type { LogStorage } from '../storage/log-storage.js';
+import type { NarStorage } from '../storage/nar-storage.js';
+import type { CacheKeys } from './cache-keys.js';
+import { NarInfoCache, narInfoText } from './narinfo-text.js';
+
+export interface CacheRouteDeps {
+  db: Database;
+  storage: NarStorage;
+  logs: LogStorage;
+  keys: CacheKeys;
+  storeDir: string;
+  /** Where this cache ranks among a client's substituters (lower is tried first). */
+  priority?: number;
+}
+
+const NARINFO = /^\/([0-9abcdfghijklmnpqrsvwxyz]{32})\.narinfo$/;
+const NAR = /^\/nar\/([0-9a-z]{52}\.nar(?:\.[a-z0-9]{1,8})?)$/;
+const LOG = /^\/log\/([0-9abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\-._?=]+\.drv)$/;
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+
+function send(req: HttpRequest, res: HttpResponse, status: number, headers: Record<string, string | number>, body: string | Uint8Array): void {
+  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+  res.writeHead(status, { ...headers, 'content-length': bytes.length });
+  if (req.method === 'HEAD') res.end();
+  else res.end(bytes);
+}
+
+function notFound(req: HttpRequest, res: HttpResponse, what: string): true {
+  send(req, res, 404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'public, max-age=60' }, `${what} not found\n`);
+  return true;
+}
+
+/** A single `bytes=a-b` range, or undefined for the whole file; 'bad' when unsatisfiable. */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'bad' | undefined {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return undefined; // not a form we serve: send it all
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start > end || start >= size) return 'bad';
+  return { start, end };
+}
+
+export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
+  const narinfos = new NarInfoCache();
+  return async (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const path = (req.url ?? '').split('?')[0]!;
+
+    if (path === '/nix-cache-info') {
+      const body = `StoreDir: ${deps.storeDir}\nWantMassQuery: 1\nPriority: ${deps.priority ?? 40}\n`;
+      send(req, res, 200, { 'content-type': 'text/x-nix-cache-info', 'cache-control': 'public, max-age=300' }, body);
+      return true;
+    }
+
+    if (path === '/signing-key.pub') {
+      send(req, res, 200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=300' }, deps.keys.guixPublicKey);
+      return true;
+    }
+
+    let m = NARINFO.exec(path);
+    if (m) {
+      const [row] = await deps.db.select().from(storePaths).where(eq(storePaths.hashPart, m[1]!));
+      if (!row) return notFound(req, res, 'narinfo');
+      const text = narinfos.get(row.path, () => narInfoText(row, deps.keys));
+      send(req, res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'public, max-age=3600' }, text);
+      return true;
+    }
+
+    m = NAR.exec(path);
+    if (m) {
+      const fileName = m[1]!;
+      const size = await deps.storage.size(fileName);
+      if (size === undefined) return notFound(req, res, 'NAR');
+      const range = parseRange(req.headers.range, size);
+      const common = { 'content-type': 'application/x-nix-nar', 'cache-control': IMMUTABLE, 'accept-ranges': 'bytes' };
+      if (range === 'bad') {
+        res.writeHead(416, { ...common, 'content-range': `bytes */${size}` });
+        res.end();
+        return true;
+      }
+      if (range) {
+        res.writeHead(206, { ...common, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` });
+      } else {
+        res.writeHead(200, { ...common, 'content-length': size });
+      }
+      if (req.method === 'HEAD') {
+        res.end();
+        return true;
+      }
+      await pipeline(deps.storage.read(fileName, range), res as NodeJS.WritableStream).catch(() => {
+        // The client went away mid-download; nothing to clean up but the stream.
+      });
+      return true;
+    }
+
+    m = LOG.exec(path);
+    if (m) {
+      const drvPath = `${deps.storeDir}/${m[1]!}`;
+      const [latest] = await deps.db
+        .select({ buildId: buildAttempts.buildId, attempt: buildAttempts.attempt })
+        .from(buildAttempts)
+        .innerJoin(builds, eq(builds.id, buildAttempts.buildId))
+        .where(and(eq(builds.derivationPath, drvPath), isNotNull(buildAttempts.logSize)))
+        .orderBy(desc(buildAttempts.endedAt), desc(buildAttempts.allocatedAt))
+        .limit(1);
+      if (!latest) return notFound(req, res, 'log');
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'public, max-age=60' });
+      if (req.method === 'HEAD') {
+        res.end();
+        return true;
+      }
+      await pipeline(Readable.from(deps.logs.read(latest.buildId, latest.attempt)), res as NodeJS.WritableStream).catch(() => undefined);
+      return true;
+    }
+    return false;
+  };
+}
