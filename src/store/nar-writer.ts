@@ -121,14 +121,17 @@ class Walker {
     if (rest) yield rest;
   }
 
-  /** Full chunks so far, after giving the event loop a turn if the walk has held it too long. */
+  /**
+   * Hands on the full chunks, after giving the event loop a turn if the walk has held it for
+   * a slice (called after every entry: a directory of tiny files fills no chunk for a while).
+   */
   private async *flush(): AsyncGenerator<Buffer, void, undefined> {
-    if (!this.out.hasReady) return;
     if (performance.now() - this.sliceStart > EVENT_LOOP_SLICE_MS) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       this.sliceStart = performance.now();
     }
     this.signal?.throwIfAborted();
+    if (!this.out.hasReady) return;
     for (const chunk of this.out.takeReady()) {
       yield chunk;
       // The consumer asked for more: with `recycle`, it promised to be done with this one.

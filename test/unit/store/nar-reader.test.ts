@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { NarError } from '../../../src/store/nar-format.js';
 import { parseNar, type NarEvent } from '../../../src/store/nar-parser.js';
 import { unpackNar } from '../../../src/store/nar-reader.js';
@@ -82,6 +83,17 @@ describe('unpackNar', () => {
     expect(encodeEvents(oddEvents).equals(treeNar)).toBe(true);
     expect(encodeEvents(whole).equals(treeNar)).toBe(true);
     expect((await odd.result).sha256.toString('hex')).toBe(nixHashHex(tree));
+  });
+
+  test('unpacks from a Readable (a file stream with small reads), and dumpPath feeds a Readable', async () => {
+    const narFile = join(tmp, 'tree.nar');
+    writeFileSync(narFile, treeNar);
+    const { inner } = sandbox();
+    const result = await unpackNar(createReadStream(narFile, { highWaterMark: 1000 }), join(inner, 'from-file'));
+    expect(result.sha256.toString('hex')).toBe(nixHashHex(tree));
+    await unpackNar(Readable.from(dumpPath(tree)), join(inner, 'from-readable'));
+    expect(nixDump(join(inner, 'from-file')).equals(treeNar)).toBe(true);
+    expect(nixDump(join(inner, 'from-readable')).equals(treeNar)).toBe(true);
   });
 
   test('refuses a target that already exists and leaves it as it was', async () => {
