@@ -57,6 +57,12 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
         this.items.length = 0;
         return Promise.resolve({ value: undefined, done: true });
       },
+      // A consumer that fails (e.g. an RPC that broke) ends the queue through here.
+      throw: (err?: unknown) => {
+        this.end(err);
+        this.items.length = 0;
+        return Promise.resolve({ value: undefined, done: true });
+      },
     };
   }
 }

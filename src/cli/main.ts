@@ -12,6 +12,8 @@ const USAGE = `usage: kiln <command> [options]
   kiln agent new [--name N] [--tag k=v]...
   kiln agent password <agent-id>
   kiln agent list
+  kiln agent run --id ID --password PW [--builder nix] [--max-parallel N]
+                 [--system S]... [--tag k=v]... [--store DIR]
   kiln build submit <drv>... [--priority N] [--tag k=v]... [--id UUID] [--ignore-if-output-exists]
   kiln build show <build-id>
   kiln build list [--state S]... [--tag k=v]... [--derivation DRV] [--limit N]

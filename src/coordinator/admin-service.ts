@@ -60,9 +60,9 @@ export function agentToProto(a: AgentRecord): Agent {
 /** What the admin service tells the rest of the coordinator about its changes. */
 export interface AdminNotifications {
   /** Builds were added or changed in a way that may make work available. */
-  buildsChanged(): void;
-  /** A build an agent holds was canceled: the agent should stop it. */
-  buildCanceled(buildId: string, agentId: string): void;
+  buildsChanged(buildId?: string, kind?: 'submitted'): void;
+  /** A build was canceled; an agent holding it should stop it. */
+  buildCanceled(buildId: string, agentId: string | null): void;
 }
 
 export function adminService(db: Database, storage: NarStorage, notify: AdminNotifications): ServiceImpl<typeof AdminService> {
@@ -76,7 +76,7 @@ export function adminService(db: Database, storage: NarStorage, notify: AdminNot
         tags: req.tags.map(({ key, value }) => ({ key, value })),
         ignoreIfOutputExists: req.ignoreIfOutputExists,
       });
-      if (!result.existing) notify.buildsChanged();
+      if (!result.existing) notify.buildsChanged(result.build.id, 'submitted');
       return { build: buildToProto(result.build), existing: result.existing };
     },
     async getBuild(req) {
@@ -97,7 +97,7 @@ export function adminService(db: Database, storage: NarStorage, notify: AdminNot
     async cancelBuild(req) {
       const before = await getBuild(db, req.id);
       const build = await cancelBuild(db, req.id);
-      if (before.agentId && before.state !== 'canceled') notify.buildCanceled(build.id, before.agentId);
+      if (before.state !== 'canceled') notify.buildCanceled(build.id, before.agentId);
       return { build: buildToProto(build) };
     },
     async setBuildPriority(req) {

@@ -28,6 +28,7 @@ import { getAgent } from './agent-registry.js';
 import { AgentSession, type AgentSessions } from './agent-sessions.js';
 import { authenticatedAgent } from './auth.js';
 import { toConnectError } from './connect-errors.js';
+import type { BuildEvents } from './build-events.js';
 import type { Dispatcher } from './dispatcher.js';
 
 export interface AgentStreamDeps {
@@ -41,6 +42,7 @@ export interface AgentStreamDeps {
   heartbeatIntervalMs: number;
   /** Where agents substitute inputs from; known once the server listens. */
   cache: () => { url: string; publicKey: string };
+  events: BuildEvents;
 }
 
 const OUTCOMES: Partial<Record<BuildResult, FinishOutcome>> = {
@@ -143,6 +145,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       return;
     case 'buildStarted':
       await recordStarted(db, session.agentId, m.value.buildId);
+      deps.events.emit({ buildId: m.value.buildId, kind: 'started' });
       return;
     case 'setupFailure':
       await recordSetupFailure(db, session.agentId, m.value.buildId, {
@@ -152,6 +155,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       });
       session.released(m.value.buildId);
       acknowledge(session, m.value.buildId);
+      deps.events.emit({ buildId: m.value.buildId, kind: 'requeued' });
       dispatcher.poke();
       return;
     case 'buildFinished': {
@@ -160,6 +164,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       await recordFinished(db, session.agentId, m.value.buildId, outcome, m.value.message);
       session.released(m.value.buildId);
       acknowledge(session, m.value.buildId);
+      deps.events.emit({ buildId: m.value.buildId, kind: 'finished' });
       dispatcher.poke();
       return;
     }

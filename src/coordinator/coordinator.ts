@@ -21,6 +21,7 @@ import { agentStream } from './agent-stream.js';
 import { agentUploads } from './agent-uploads.js';
 import { authInterceptor } from './auth.js';
 import { errorInterceptor } from './connect-errors.js';
+import { BuildEvents } from './build-events.js';
 import { Dispatcher } from './dispatcher.js';
 import { chainRoutes, healthRoute } from './http-routes.js';
 import { listen, type Listener } from './listener.js';
@@ -62,6 +63,7 @@ export interface Coordinator {
   database: DatabaseHandle;
   sessions: AgentSessions;
   dispatcher: Dispatcher;
+  events: BuildEvents;
   state(): CoordinatorState;
   stop(): Promise<void>;
 }
@@ -76,18 +78,25 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const storage = await NarStorage.open(opts.narDir ?? join(opts.dataDir, 'nars'));
   const logs = await LogStorage.open(join(opts.dataDir, 'logs'));
   const sessions = new AgentSessions();
-  const dispatcher = new Dispatcher({ db, sessions, log, intervalMs: opts.dispatchIntervalMs });
+  const events = new BuildEvents();
+  const dispatcher = new Dispatcher({ db, sessions, log, events, intervalMs: opts.dispatchIntervalMs });
   let url = '';
 
   const routes = (router: ConnectRouter) => {
     router.service(
       AdminService,
       adminService(db, storage, {
-        buildsChanged: () => dispatcher.poke(),
-        buildCanceled: (buildId, agentId) =>
-          sessions.get(agentId)?.outbox.push(create(ConnectResponseSchema, {
-            message: { case: 'cancelBuild', value: { buildId, reason: 'canceled by an operator' } },
-          })),
+        buildsChanged: (buildId, kind) => {
+          if (buildId && kind) events.emit({ buildId, kind });
+          dispatcher.poke();
+        },
+        buildCanceled: (buildId, agentId) => {
+          events.emit({ buildId, kind: 'canceled' });
+          if (!agentId) return;
+          sessions.get(agentId)?.outbox.push(
+            create(ConnectResponseSchema, { message: { case: 'cancelBuild', value: { buildId, reason: 'canceled by an operator' } } }),
+          );
+        },
       }),
     );
     router.service(AgentService, {
@@ -101,6 +110,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         leaseMs: opts.leaseMs ?? 5 * 60_000,
         heartbeatIntervalMs: 10_000,
         cache: () => ({ url, publicKey: keys.nixPublicKey }),
+        events,
       }),
     });
   };
@@ -137,6 +147,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     database,
     sessions,
     dispatcher,
+    events,
     state: () => state,
     stop() {
       stopping ??= (async () => {

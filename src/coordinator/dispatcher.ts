@@ -11,6 +11,7 @@ import type { Logger } from '../logger.js';
 import { claimBuilds, type ClaimedBuild } from '../scheduler/allocation.js';
 import { expireLeases, returnUndelivered } from '../scheduler/build-reports.js';
 import type { AgentSession, AgentSessions } from './agent-sessions.js';
+import type { BuildEvents } from './build-events.js';
 
 export interface DispatcherOptions {
   db: Database;
@@ -18,6 +19,7 @@ export interface DispatcherOptions {
   log: Logger;
   /** How often to look for work without being poked, and to expire leases. */
   intervalMs?: number;
+  events: BuildEvents;
 }
 
 export class Dispatcher {
@@ -31,6 +33,7 @@ export class Dispatcher {
       void expireLeases(opts.db)
         .then((expired) => {
           if (expired.length > 0) opts.log.info({ builds: expired }, 'leases expired; builds back in the queue');
+          for (const buildId of expired) opts.events.emit({ buildId, kind: 'requeued' });
           this.poke();
         })
         .catch((err: unknown) => opts.log.error({ err }, 'lease expiry failed'));
@@ -107,10 +110,12 @@ export class Dispatcher {
       if (!session.outbox.push(message)) {
         // The stream ended between the claim and now: the agent never saw the build.
         await returnUndelivered(this.opts.db, session.agentId, build.id);
+        this.opts.events.emit({ buildId: build.id, kind: 'requeued' });
         this.opts.log.warn({ buildId: build.id, agentId: session.agentId }, 'agent stream ended before the build reached it; back in the queue');
         continue;
       }
       session.assigned(build.id);
+      this.opts.events.emit({ buildId: build.id, kind: 'allocated' });
       this.opts.log.info({ buildId: build.id, agentId: session.agentId, attempt: build.attempt }, 'build assigned');
     }
   }

@@ -10,9 +10,12 @@ function scryptAsync(password: string, salt: Buffer, params: ScryptOptions, leng
   );
 }
 
-/** A new password: 32 random bytes, base64url, easy to paste into a config file. */
+/**
+ * A new password: 32 random bytes in hex, easy to paste into a config file, and never
+ * starting with a dash that a command line would take for an option.
+ */
 export function generatePassword(): string {
-  return randomBytes(32).toString('base64url');
+  return randomBytes(32).toString('hex');
 }
 
 /** `scrypt$N$r$p$<salt b64>$<key b64>`, so parameters can change without breaking old hashes. */

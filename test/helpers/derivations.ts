@@ -6,9 +6,9 @@ import { instantiate } from './nix.js';
 
 export const SYSTEM = 'x86_64-linux';
 
-/** A Nix expression for a derivation whose builder is /bin/sh -c script. */
+/** A Nix expression for a derivation whose builder is /bin/sh -c script (with the host's tools on PATH). */
 export function shDrv(name: string, script: string, extra = ''): string {
-  return `derivation { name = "${name}"; system = "${SYSTEM}"; builder = "/bin/sh"; args = [ "-c" ${JSON.stringify(script)} ]; ${extra} }`;
+  return `derivation { name = "${name}"; system = "${SYSTEM}"; builder = "/bin/sh"; PATH = "/usr/bin:/bin"; args = [ "-c" ${JSON.stringify(script)} ]; ${extra} }`;
 }
 
 /** The .drv texts of a derivation's closure, root first. */

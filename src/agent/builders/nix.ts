@@ -16,7 +16,20 @@ export interface NixBuilderOptions {
 
 export class NixBuilder implements Builder {
   readonly name = 'nix';
+  /**
+   * Fetches run one at a time. Nix 2.8 misreads a multi-path copy when another process
+   * makes one of the paths valid meanwhile ("not an absolute path: 'nix-archive-1'"),
+   * and two processes opening a binary cache for the first time at once can break its
+   * narinfo disk cache. Builds themselves still run in parallel.
+   */
+  private fetching: Promise<unknown> = Promise.resolve();
   constructor(private readonly opts: NixBuilderOptions) {}
+
+  private serialFetch<T>(fetch: () => Promise<T>): Promise<T> {
+    const result = this.fetching.then(fetch, fetch);
+    this.fetching = result.catch(() => undefined);
+    return result;
+  }
 
   private storeArgs(): string[] {
     return this.opts.storeRoot ? ['--store', this.opts.storeRoot] : [];
@@ -34,12 +47,12 @@ export class NixBuilder implements Builder {
 
   async build(job: BuildJob, ctx: BuildContext): Promise<BuildOutcome> {
     // 1. The derivation and its input derivations, from the coordinator's cache.
-    const copy = await this.run(
+    const copy = await this.serialFetch(() => this.run(
       'nix',
       ['copy', '--derivation', '--from', this.opts.cache.url, ...(this.opts.storeRoot ? ['--to', this.opts.storeRoot] : []), ...this.cacheArgs(), job.derivationPath],
       ctx,
       { onOutput: ctx.log },
-    );
+    ));
     if (ctx.signal.aborted) return aborted();
     if (copy.code !== 0) {
       return { kind: 'setup-failure', reason: 'missing-inputs', missingInputs: [job.derivationPath], message: `could not fetch the derivation: ${lastLines(copy)}` };

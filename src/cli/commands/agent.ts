@@ -4,6 +4,7 @@ import { coordinatorUrl } from '../../config.js';
 import { agentJson, agentLine, printJson } from '../output.js';
 import { CLIENT_OPTIONS, exactlyOne, parse, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
+import { runAgentCommand } from './agent-run.js';
 
 export async function agentCommand(args: string[]): Promise<void> {
   const [sub, ...rest] = args;
@@ -35,7 +36,9 @@ export async function agentCommand(args: string[]): Promise<void> {
       else for (const a of agents) console.log(agentLine(a));
       return;
     }
+    case 'run':
+      return runAgentCommand(rest);
     default:
-      throw new UsageError(`unknown agent command ${JSON.stringify(sub ?? '')}: use new, password or list`);
+      throw new UsageError(`unknown agent command ${JSON.stringify(sub ?? '')}: use new, password, list or run`);
   }
 }

@@ -1,0 +1,51 @@
+// `kiln agent run` as a real child process, for end-to-end tests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { KILN_BIN } from './coordinator.js';
+import { NIX_CONFIG } from './nix.js';
+
+export interface AgentProcess {
+  child: ChildProcess;
+  /** Everything the agent logged so far. */
+  output(): string;
+  /** SIGKILL, as a machine that dies would. */
+  kill(): Promise<void>;
+  /** SIGTERM and wait for the process to end. */
+  stop(): Promise<void>;
+}
+
+/** Nix settings for an agent building in a chroot store of its own, as root. */
+export const AGENT_NIX_CONFIG = [NIX_CONFIG, 'extra-sandbox-paths = /bin /lib /lib64 /usr'].join('\n');
+
+export function startAgentProcess(opts: {
+  coordinatorUrl: string;
+  id: string;
+  password: string;
+  store: string;
+  maxParallel?: number;
+  extraArgs?: string[];
+}): AgentProcess {
+  const args = [KILN_BIN, 'agent', 'run', '--coordinator', opts.coordinatorUrl, '--id', opts.id, '--password', opts.password,
+    '--store', opts.store, '--max-parallel', String(opts.maxParallel ?? 2), '--system', 'x86_64-linux', ...(opts.extraArgs ?? [])];
+  const child = spawn(process.execPath, args, {
+    // Each agent has its own Nix cache directory, as separate machines would: Nix's
+    // narinfo disk cache is not safe for two processes using it for the first time at once.
+    env: { ...process.env, NIX_CONFIG: AGENT_NIX_CONFIG, KILN_LOG_LEVEL: 'debug', XDG_CACHE_HOME: `${opts.store}-cache` },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    child,
+    output: () => log,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
