@@ -4,7 +4,7 @@
 # Arguments are passed to `kiln coordinator` (e.g. --listen 0.0.0.0:8745).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-npm ci --no-audit --no-fund
+npm install --no-audit --no-fund
 npm run build
 # `npm link` puts the `kiln` command on PATH (in npm's global bin directory).
 npm link --no-audit --no-fund >/dev/null

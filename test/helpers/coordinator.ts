@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { startCoordinator, type Coordinator } from '../../src/coordinator/coordinator.js';
+import { startCoordinator, type Coordinator, type CoordinatorOptions } from '../../src/coordinator/coordinator.js';
 import { createAdminClient, type AdminClient } from '../../src/cli/admin-client.js';
 import { createLogger, silentLogger } from '../../src/logger.js';
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from './databases.js';
@@ -23,12 +23,15 @@ export interface TestCoordinator {
   stop(): Promise<void>;
 }
 
-export async function startTestCoordinator(kind: DatabaseKind): Promise<TestCoordinator> {
+export async function startTestCoordinator(
+  kind: DatabaseKind,
+  overrides: Partial<Pick<CoordinatorOptions, 'leaseMs' | 'dispatchIntervalMs'>> = {},
+): Promise<TestCoordinator> {
   const database = await createTestDatabase(kind);
   const dataDir = mkdtempSync(join(tmpdir(), 'kiln-coord-'));
   // KILN_TEST_LOG=1 shows the coordinator's log, for debugging a failing test.
   const log = process.env.KILN_TEST_LOG ? createLogger({ name: 'test-coordinator', level: 'debug' }) : silentLogger();
-  const coordinator = await startCoordinator({ port: 0, dataDir, database: database.options, log });
+  const coordinator = await startCoordinator({ port: 0, dataDir, database: database.options, log, ...overrides });
   return {
     coordinator,
     database,
