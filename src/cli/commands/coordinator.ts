@@ -2,6 +2,8 @@
 import { resolve } from 'node:path';
 import { startCoordinator, DEFAULT_PORT } from '../../coordinator/coordinator.js';
 import { defaultDataDir } from '../../config.js';
+import { createLogger } from '../../logger.js';
+import { startLocalAgent } from '../local-agent.js';
 import { parse } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
@@ -21,6 +23,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'nar-dir': { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
+    'local-agent': { type: 'boolean', default: false },
   });
   if (positionals.length) throw new UsageError(`kiln coordinator takes no arguments, got ${positionals.join(' ')}`);
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
@@ -37,10 +40,13 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
   });
   console.error(`kiln coordinator listening on ${coordinator.url} (data in ${dataDir}, database ${coordinator.database.kind})`);
+  console.error(`cache public key: ${coordinator.nixPublicKey}`);
+  const local = values['local-agent'] ? await startLocalAgent(coordinator, dataDir, createLogger({ name: 'kiln-agent' })) : undefined;
+  if (local) console.error('local agent running (nix builder, this machine\'s store)');
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
       console.error(`kiln coordinator: ${signal}, shutting down`);
-      coordinator.stop().then(done, done);
+      void (local?.shutdown() ?? Promise.resolve()).then(() => coordinator.stop()).then(done, done);
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
