@@ -10,6 +10,7 @@ guile -c '(use-modules (gcrypt pk-crypto))' >/dev/null 2>&1 || need+=(guile-gcry
 guile -c '(use-modules (zlib))' >/dev/null 2>&1 || need+=(guile-zlib)
 guile -c '(use-modules (zstd))' >/dev/null 2>&1 || need+=(guile-zstd)
 command -v zstd >/dev/null || need+=(zstd)
+command -v openssl >/dev/null || need+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
