@@ -1,0 +1,588 @@
+// AgentService through the real server over a socket, with a real Connect client acting
+// as the agent: authentication, who may report and upload, resumable and refused
+// uploads, stream replacement, and finishing a build once its outputs are in the cache.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, watch, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
+import { count, eq } from 'drizzle-orm';
+import { compressFrame } from 'lz4-napi';
+import {
+  AgentService,
+  BuildResult,
+  ConnectRequestSchema,
+  type AssignBuild,
+  type ConnectRequest,
+  type ConnectResponse,
+  type UploadHeaderSchema,
+  type UploadOutputRequestSchema,
+} from '../../gen/kiln/v1/agent_pb.js';
+import { BuildState, type Build } from '../../gen/kiln/v1/types_pb.js';
+import { agentClient } from '../../src/agent/agent.js';
+import { lz4Frames, skipBytes } from '../../src/agent/uploader.js';
+import { AsyncQueue } from '../../src/async-queue.js';
+import { events } from '../../src/db/schema.js';
+import { encodeBase32 } from '../../src/store/base32.js';
+import { dumpPath } from '../../src/store/nar-writer.js';
+import { parseNarInfo, type NarInfo } from '../../src/store/narinfo.js';
+import { countValidSignatures, parseNixPublicKey } from '../../src/store/nix-signature.js';
+import { parseStorePath } from '../../src/store/store-path.js';
+import { DATABASE_KINDS } from '../helpers/databases.js';
+import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
+import { chain, closureOf, SYSTEM } from '../helpers/derivations.js';
+import { waitForBuilds } from '../helpers/wait.js';
+
+type AgentClient = Client<typeof AgentService>;
+type RequestMessage = NonNullable<MessageInitShape<typeof ConnectRequestSchema>['message']>;
+type UploadRequest = MessageInitShape<typeof UploadOutputRequestSchema>;
+type HeaderInit = MessageInitShape<typeof UploadHeaderSchema>;
+type Responses = { [M in Exclude<ConnectResponse['message'], { case: undefined }> as M['case']]: M['value'] };
+type ResponseCase = keyof Responses;
+type ResponseValue<K extends ResponseCase> = Responses[K];
+
+const WAIT_MS = 20_000;
+/** Small chunks, so that a small tree makes a NAR of many frames. */
+const CHUNK = 64 << 10;
+/** The tests that need a build of their own; their derivations are made before the coordinator runs. */
+const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'replace', 'finish', 'twice-failure', 'twice-success'] as const;
+type BuildTag = (typeof BUILDS)[number];
+
+function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The error a call is refused with; fails the test if the call succeeds. */
+async function refusal(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await within(call, 'the call to be answered');
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConnectError);
+    return err as ConnectError;
+  }
+  throw new Error('the call was expected to be refused, but it succeeded');
+}
+
+function narHashOf(bytes: Uint8Array): string {
+  return `sha256:${encodeBase32(createHash('sha256').update(bytes).digest())}`;
+}
+
+/** One NAR string: u64 LE length, the bytes, zero padding to a multiple of 8. */
+function narString(s: string): Buffer {
+  const bytes = Buffer.from(s);
+  const out = Buffer.alloc(8 + bytes.length + ((8 - (bytes.length % 8)) % 8));
+  out.writeBigUInt64LE(BigInt(bytes.length), 0);
+  bytes.copy(out, 8);
+  return out;
+}
+
+/** Runs a program without blocking the event loop the coordinator serves on. */
+function run(cmd: string, args: string[], input?: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${Buffer.concat(err).toString()}`)),
+    );
+    child.stdin.end(input);
+  });
+}
+
+/** An output tree as a build might leave it: a script, incompressible data, a symlink. */
+function makeOutputTree(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-output-'));
+  mkdirSync(join(dir, 'bin'));
+  mkdirSync(join(dir, 'share'));
+  writeFileSync(join(dir, 'bin', 'hello'), '#!/bin/sh\necho hello\n');
+  chmodSync(join(dir, 'bin', 'hello'), 0o755);
+  writeFileSync(join(dir, 'share', 'data'), randomBytes(600 << 10));
+  writeFileSync(join(dir, 'share', 'empty'), '');
+  symlinkSync('bin/hello', join(dir, 'hello'));
+  return dir;
+}
+
+async function narChunks(dir: string): Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of dumpPath(dir, { chunkSize: CHUNK })) chunks.push(chunk);
+  return chunks;
+}
+
+/** The agent's end of one control stream, with every message the coordinator sent on it. */
+class TestStream {
+  private readonly outgoing = new AsyncQueue<ConnectRequest>();
+  private readonly received: ConnectResponse[] = [];
+  private readonly taken = new Set<number>();
+  private readonly listeners = new Set<() => void>();
+  private readonly abort = new AbortController();
+  private finished = false;
+  /** Resolves when the stream ends: undefined if it ended cleanly, else its error. */
+  readonly ended: Promise<ConnectError | undefined>;
+
+  constructor(client: AgentClient, heldBuildIds: string[] = []) {
+    this.send({ case: 'hello', value: { systems: [SYSTEM], maxParallelBuilds: 1, version: 'test', heldBuildIds } });
+    this.ended = (async () => {
+      try {
+        for await (const response of client.connect(this.outgoing, { signal: this.abort.signal })) {
+          this.received.push(response);
+          this.notify();
+        }
+        return undefined;
+      } catch (err) {
+        return ConnectError.from(err);
+      } finally {
+        this.finished = true;
+        this.notify();
+      }
+    })();
+  }
+
+  private notify(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  send(message: RequestMessage): void {
+    this.outgoing.push(create(ConnectRequestSchema, { message }));
+  }
+
+  /** The next message of this kind (and matching) not taken yet, waited for with a bound. */
+  take<K extends ResponseCase>(kind: K, match: (value: ResponseValue<K>) => boolean = () => true): Promise<ResponseValue<K>> {
+    return new Promise<ResponseValue<K>>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.listeners.delete(check);
+      };
+      const check = () => {
+        for (let i = 0; i < this.received.length; i++) {
+          const m = this.received[i]!.message;
+          const value = m.value as unknown as ResponseValue<K>;
+          if (this.taken.has(i) || m.case !== kind || !match(value)) continue;
+          this.taken.add(i);
+          done();
+          resolve(value);
+          return;
+        }
+        if (this.finished) {
+          done();
+          void this.ended.then((err) => reject(new Error(`the control stream ended (${err?.message ?? 'cleanly'}) before a ${kind} arrived`)));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no ${kind} within ${WAIT_MS} ms; received: ${this.received.map((r) => r.message.case).join(', ') || 'nothing'}`));
+      }, WAIT_MS);
+      this.listeners.add(check);
+      check();
+    });
+  }
+
+  get open(): boolean {
+    return !this.finished;
+  }
+
+  /** The error the coordinator ended the stream with (undefined: ended cleanly). */
+  end(): Promise<ConnectError | undefined> {
+    return within(this.ended, 'the control stream to end');
+  }
+
+  async cancel(): Promise<void> {
+    this.outgoing.end();
+    this.abort.abort();
+    await this.ended;
+  }
+}
+
+describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
+  let t: TestCoordinator;
+  const leaves = new Map<BuildTag, string>();
+  const streams: TestStream[] = [];
+  const trees: string[] = [];
+
+  beforeAll(async () => {
+    // nix-instantiate runs synchronously: do it before the coordinator serves.
+    for (const tag of BUILDS) leaves.set(tag, chain(`${kind}-agent-service-${tag}`).leaf);
+    t = await startTestCoordinator(kind);
+  });
+  afterEach(async () => {
+    await Promise.all(streams.splice(0).map((s) => s.cancel()));
+    for (const dir of trees.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  function openStream(client: AgentClient, heldBuildIds: string[] = []): TestStream {
+    const s = new TestStream(client, heldBuildIds);
+    streams.push(s);
+    return s;
+  }
+
+  function outputTree(): string {
+    const dir = makeOutputTree();
+    trees.push(dir);
+    return dir;
+  }
+
+  /** A new agent; its tag test=<tag> is what lets it take the builds of its own test only. */
+  async function newAgent(tag: string) {
+    const { agent } = await t.admin.createAgent({ name: `agent-${tag}`, tags: [{ key: 'test', value: tag }] });
+    const { password } = await t.admin.createAgentPassword({ agentId: agent!.id });
+    return { id: agent!.id, password, client: agentClient(t.coordinator.url, agent!.id, password) };
+  }
+
+  async function submitLeaf(tag: BuildTag): Promise<Build> {
+    const leaf = leaves.get(tag)!;
+    const { build } = await t.admin.submitBuild({ derivationPath: leaf, derivations: closureOf(leaf), tags: [{ key: 'test', value: tag }] });
+    return build!;
+  }
+
+  /** An agent connected with a build of its own test assigned to it. */
+  async function agentWithBuild(tag: BuildTag) {
+    const agent = await newAgent(tag);
+    const build = await submitLeaf(tag);
+    const stream = openStream(agent.client);
+    await stream.take('welcome');
+    const assign: AssignBuild = await stream.take('assignBuild', (a) => a.buildId === build.id);
+    expect(assign.outputs.map((o) => o.name)).toEqual(['out']);
+    const output = assign.outputs[0]!;
+    const header: HeaderInit = { buildId: build.id, outputName: output.name, storePath: output.path, offset: 0n, references: [] };
+    return { agent, build, stream, assign, output, header };
+  }
+
+  async function getBuild(id: string): Promise<Build> {
+    return (await t.admin.getBuild({ id })).build!;
+  }
+
+  function waitForState(id: string, state: BuildState): Promise<void> {
+    return waitForBuilds(
+      t.coordinator,
+      async () => (await getBuild(id)).state === state,
+      WAIT_MS,
+      async () => `build ${id} to be ${BuildState[state]}; it is ${BuildState[(await getBuild(id)).state]}`,
+    );
+  }
+
+  async function eventCount(buildId: string): Promise<number> {
+    const [row] = await t.coordinator.database.db.select({ n: count() }).from(events).where(eq(events.buildId, buildId));
+    return Number(row!.n);
+  }
+
+  async function narinfo(storePath: string): Promise<{ status: number; text: string }> {
+    const res = await fetch(`${t.coordinator.url}/${parseStorePath(storePath).hashPart}.narinfo`);
+    return { status: res.status, text: await res.text() };
+  }
+
+  const narDir = () => join(t.dataDir, 'nars', 'nar');
+  const stagingDir = () => join(t.dataDir, 'nars', 'staging');
+  const storedNars = () => readdirSync(narDir()).sort();
+
+  async function* requests(header: HeaderInit, frames: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, trailer: () => Promise<{ narHash: string; narSize: bigint }>) {
+    yield { message: { case: 'header', value: header } } satisfies UploadRequest;
+    for await (const frame of frames) yield { message: { case: 'chunk', value: frame } } satisfies UploadRequest;
+    yield { message: { case: 'trailer', value: await trailer() } } satisfies UploadRequest;
+  }
+
+  async function framesOf(chunks: Buffer[]): Promise<Buffer[]> {
+    return Promise.all(chunks.map((c) => compressFrame(c)));
+  }
+
+  /** Uploads a whole NAR and what it declares about itself. */
+  function upload(client: AgentClient, header: HeaderInit, frames: Buffer[], declared: { narHash: string; narSize: number }) {
+    return client.uploadOutput(requests(header, frames, async () => ({ narHash: declared.narHash, narSize: BigInt(declared.narSize) })));
+  }
+
+  async function uploadTree(client: AgentClient, header: HeaderInit, dir: string) {
+    const nar = Buffer.concat(await narChunks(dir));
+    await upload(client, header, await framesOf(await narChunks(dir)), { narHash: narHashOf(nar), narSize: nar.length });
+    return nar;
+  }
+
+  /** Waits, watching the staging directory, until QueryUpload reports `offset` held. */
+  async function untilStaged(client: AgentClient, header: HeaderInit, offset: number): Promise<void> {
+    const watcher = watch(stagingDir());
+    let last = -1n;
+    try {
+      await within(
+        new Promise<void>((resolve, reject) => {
+          let checking = false;
+          let again = false;
+          const check = async (): Promise<void> => {
+            if (checking) {
+              again = true;
+              return;
+            }
+            checking = true;
+            try {
+              do {
+                again = false;
+                last = (await client.queryUpload({ buildId: header.buildId, outputName: header.outputName })).offset;
+                if (last === BigInt(offset)) return resolve();
+              } while (again);
+            } catch (err) {
+              reject(err as Error);
+            } finally {
+              checking = false;
+            }
+          };
+          watcher.on('change', () => void check());
+          void check();
+        }),
+        `QueryUpload to report ${offset} bytes staged`,
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message} (last reported ${last})`, { cause: err });
+    } finally {
+      watcher.close();
+    }
+  }
+
+  test('refuses a wrong password or an unknown agent with UNAUTHENTICATED, on Connect and UploadOutput', async () => {
+    const agent = await newAgent('auth');
+    const header: HeaderInit = { buildId: randomUUID(), outputName: 'out', storePath: '/nix/store/x', offset: 0n, references: [] };
+    const nothing = { narHash: narHashOf(Buffer.alloc(0)), narSize: 0 };
+    for (const client of [agentClient(t.coordinator.url, agent.id, 'not-the-password'), agentClient(t.coordinator.url, randomUUID(), agent.password)]) {
+      const err = await openStream(client).end();
+      expect(err?.code).toBe(Code.Unauthenticated);
+      expect((await refusal(upload(client, header, [], nothing))).code).toBe(Code.Unauthenticated);
+      expect((await refusal(client.queryUpload({ buildId: header.buildId, outputName: 'out' }))).code).toBe(Code.Unauthenticated);
+    }
+    // The right credentials are let in.
+    const welcome = await openStream(agent.client).take('welcome');
+    expect(welcome.agentId).toBe(agent.id);
+  });
+
+  test('refuses reports and uploads for a build another agent holds with PERMISSION_DENIED, leaving it unchanged', async () => {
+    const owner = await agentWithBuild('owner');
+    const id = owner.build.id;
+    const before = await getBuild(id);
+    expect(before.state).toBe(BuildState.ALLOCATED);
+    expect(before.agentId).toBe(owner.agent.id);
+    const eventsBefore = await eventCount(id);
+
+    const intruder = await newAgent('intruder');
+    const reports: RequestMessage[] = [
+      { case: 'buildStarted', value: { buildId: id } },
+      { case: 'buildFinished', value: { buildId: id, result: BuildResult.FAILURE, message: 'not mine' } },
+      { case: 'setupFailure', value: { buildId: id, message: 'not mine' } },
+    ];
+    for (const report of reports) {
+      const stream = openStream(intruder.client);
+      await stream.take('welcome');
+      stream.send(report);
+      const err = await stream.end();
+      expect(err?.code).toBe(Code.PermissionDenied);
+      expect(err?.rawMessage).toContain(`build ${id} is not allocated to agent ${intruder.id}`);
+    }
+    const dir = outputTree();
+    const refused = await refusal(uploadTree(intruder.client, owner.header, dir));
+    expect(refused.code).toBe(Code.PermissionDenied);
+    expect((await refusal(intruder.client.queryUpload({ buildId: id, outputName: 'out' }))).code).toBe(Code.PermissionDenied);
+
+    expect(await getBuild(id)).toEqual(before);
+    expect(await eventCount(id)).toBe(eventsBefore);
+    expect((await narinfo(owner.output.path)).status).toBe(404);
+    // The agent that holds it may report on it.
+    owner.stream.send({ case: 'buildStarted', value: { buildId: id } });
+    await waitForState(id, BuildState.STARTED);
+  });
+
+  test('resumes an upload cut half way from the offset QueryUpload reports, storing the NAR byte for byte', async () => {
+    const { agent, output, header } = await agentWithBuild('resume');
+    const dir = outputTree();
+    const chunks = await narChunks(dir);
+    expect(chunks.length).toBeGreaterThanOrEqual(6);
+    const frames = await framesOf(chunks);
+    const sent = 3;
+    const whole = chunks.slice(0, sent).reduce((n, c) => n + c.length, 0);
+
+    // The first attempt sends the header and three frames, then the connection is cut.
+    const cut = new AbortController();
+    async function* firstAttempt(): AsyncGenerator<UploadRequest> {
+      yield { message: { case: 'header', value: header } };
+      for (const frame of frames.slice(0, sent)) yield { message: { case: 'chunk', value: frame } };
+      await new Promise((resolve) => cut.signal.addEventListener('abort', resolve, { once: true }));
+    }
+    const first = agent.client.uploadOutput(firstAttempt(), { signal: cut.signal });
+    await untilStaged(agent.client, header, whole);
+    cut.abort();
+    expect((await refusal(first)).code).toBe(Code.Canceled);
+    const query = await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName });
+    expect({ offset: query.offset, complete: query.complete }).toEqual({ offset: BigInt(whole), complete: false });
+    expect((await narinfo(output.path)).status).toBe(404);
+
+    // The second sends only the rest, from a fresh serialisation, as the agent does.
+    const nar = dumpPath(dir, { chunkSize: CHUNK });
+    let resent = 0;
+    async function* rest(): AsyncGenerator<Buffer> {
+      for await (const chunk of skipBytes(nar, Number(query.offset))) {
+        resent += chunk.length;
+        yield chunk;
+      }
+    }
+    const stored = await agent.client.uploadOutput(
+      requests({ ...header, offset: query.offset }, lz4Frames(rest()), async () => {
+        const r = await nar.result;
+        return { narHash: `sha256:${encodeBase32(r.sha256)}`, narSize: BigInt(r.size) };
+      }),
+    );
+    const original = await run('nix-store', ['--dump', dir]);
+    expect(resent).toBe(original.length - whole);
+
+    const info = await narinfo(output.path);
+    expect(info.status).toBe(200);
+    const parsed: NarInfo = parseNarInfo(info.text);
+    expect(parsed.storePath).toBe(output.path);
+    expect(parsed.narHash).toBe(narHashOf(original));
+    expect(parsed.narSize).toBe(original.length);
+    const file = parsed.files[0]!;
+    expect(file.compression).toBe('lz4');
+    const res = await fetch(`${t.coordinator.url}/${file.url}`);
+    expect(res.status).toBe(200);
+    const compressed = Buffer.from(await res.arrayBuffer());
+    expect(file.fileHash).toBe(narHashOf(compressed));
+    expect(file.fileSize).toBe(compressed.length);
+    expect({ fileHash: stored.fileHash, fileSize: stored.fileSize }).toEqual({ fileHash: file.fileHash, fileSize: BigInt(compressed.length) });
+    // lz4(1) reads the concatenated frames as one .lz4 file.
+    const plain = await run('lz4', ['-dc'], compressed);
+    expect(plain.equals(original)).toBe(true);
+    const after = await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName });
+    expect(after.complete).toBe(true);
+    expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
+  });
+
+  test('refuses a NAR whose declared hash does not match with INVALID_ARGUMENT, storing nothing and restarting from 0', async () => {
+    const { agent, output, header } = await agentWithBuild('mismatch');
+    const dir = outputTree();
+    const chunks = await narChunks(dir);
+    const nar = Buffer.concat(chunks);
+    const storedBefore = storedNars();
+    const declared = { narHash: narHashOf(Buffer.from('some other NAR')), narSize: nar.length };
+    const err = await refusal(upload(agent.client, header, await framesOf(chunks), declared));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain(`is not the one declared (${nar.length} bytes, ${declared.narHash}); nothing was stored`);
+
+    expect((await narinfo(output.path)).status).toBe(404);
+    expect(storedNars()).toEqual(storedBefore);
+    expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
+    const query = await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName });
+    expect({ offset: query.offset, complete: query.complete }).toEqual({ offset: 0n, complete: false });
+    // The same NAR declared truthfully is then taken, from 0.
+    await upload(agent.client, header, await framesOf(chunks), { narHash: narHashOf(nar), narSize: nar.length });
+    expect((await narinfo(output.path)).status).toBe(200);
+  });
+
+  test("refuses a NAR with an entry named '..' with INVALID_ARGUMENT naming it, storing nothing", async () => {
+    const { agent, output, header } = await agentWithBuild('dotdot');
+    // prettier-ignore
+    const evil = Buffer.concat([
+      'nix-archive-1', '(', 'type', 'directory',
+      'entry', '(', 'name', '..', 'node', '(', 'type', 'regular', 'contents', 'escaped', ')', ')',
+      ')',
+    ].map(narString));
+    const storedBefore = storedNars();
+    // Its hash and size are declared truthfully: only its content is wrong.
+    const err = await refusal(upload(agent.client, header, [await compressFrame(evil)], { narHash: narHashOf(evil), narSize: evil.length }));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain('the uploaded NAR is not valid');
+    expect(err.rawMessage).toContain('the entry name ".."');
+
+    expect((await narinfo(output.path)).status).toBe(404);
+    expect(storedNars()).toEqual(storedBefore);
+    const query = await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName });
+    expect({ offset: query.offset, complete: query.complete }).toEqual({ offset: 0n, complete: false });
+  });
+
+  test('a second control stream of the same agent replaces the first, which ends with ABORTED', async () => {
+    const agent = await newAgent('replace');
+    const first = openStream(agent.client);
+    await first.take('welcome');
+    const second = openStream(agent.client);
+    await second.take('welcome');
+    const err = await first.end();
+    expect(err?.code).toBe(Code.Aborted);
+    expect(err?.rawMessage).toContain('replaced by a newer connection');
+    // Work goes to the newer stream.
+    const build = await submitLeaf('replace');
+    await second.take('assignBuild', (a) => a.buildId === build.id);
+    expect(second.open).toBe(true);
+  });
+
+  test('refuses BuildFinished success before the outputs are uploaded (FAILED_PRECONDITION); after the upload it succeeds and the outputs are served signed', async () => {
+    const { agent, build, stream, output, header } = await agentWithBuild('finish');
+    stream.send({ case: 'buildStarted', value: { buildId: build.id } });
+    await waitForState(build.id, BuildState.STARTED);
+    const before = await getBuild(build.id);
+    const dir = outputTree();
+    const nar = Buffer.concat(await narChunks(dir));
+    const finished: RequestMessage = {
+      case: 'buildFinished',
+      value: {
+        buildId: build.id,
+        result: BuildResult.SUCCESS,
+        outputs: [{ name: output.name, path: output.path, narHash: narHashOf(nar), narSize: BigInt(nar.length), references: [] }],
+      },
+    };
+    stream.send(finished);
+    const err = await stream.end();
+    expect(err?.code).toBe(Code.FailedPrecondition);
+    expect(err?.rawMessage).toContain(`build ${build.id} cannot succeed before its outputs are uploaded; missing: out (${output.path})`);
+    expect(await getBuild(build.id)).toEqual(before);
+
+    await uploadTree(agent.client, header, dir);
+    // The agent comes back saying it still holds the build, and reports again.
+    const again = openStream(agent.client, [build.id]);
+    expect((await again.take('welcome')).abandonBuildIds).toEqual([]);
+    again.send(finished);
+    await again.take('acknowledged', (a) => a.buildId === build.id);
+    const after = await getBuild(build.id);
+    expect(after.state).toBe(BuildState.SUCCEEDED);
+    expect(after.endedAt).toBeDefined();
+
+    const key = parseNixPublicKey(t.coordinator.nixPublicKey);
+    for (const o of after.outputs) {
+      const info = await narinfo(o.path);
+      expect(info.status).toBe(200);
+      expect(info.text).toMatch(/^Sig: \S+:\S+$/m);
+      const parsed = parseNarInfo(info.text);
+      expect(parsed.storePath).toBe(o.path);
+      expect(parsed.narHash).toBe(narHashOf(nar));
+      expect(parsed.deriver).toBe(basename(build.derivationPath));
+      expect(countValidSignatures(parsed, [key])).toBe(1);
+    }
+  });
+
+  test.each([
+    ['failure', BuildResult.FAILURE, BuildState.FAILED],
+    ['success', BuildResult.SUCCESS, BuildState.SUCCEEDED],
+  ] as const)('the same BuildFinished (%s) sent twice is acknowledged twice and changes nothing the second time', async (name, result, state) => {
+    const { agent, build, stream, output, header } = await agentWithBuild(`twice-${name}`);
+    const dir = outputTree();
+    const outputs = [];
+    if (result === BuildResult.SUCCESS) {
+      const nar = await uploadTree(agent.client, header, dir);
+      outputs.push({ name: output.name, path: output.path, narHash: narHashOf(nar), narSize: BigInt(nar.length), references: [] });
+    }
+    const finished: RequestMessage = { case: 'buildFinished', value: { buildId: build.id, result, outputs, message: 'done' } };
+    stream.send(finished);
+    await stream.take('acknowledged', (a) => a.buildId === build.id);
+    const once = await getBuild(build.id);
+    expect(once.state).toBe(state);
+    const eventsOnce = await eventCount(build.id);
+
+    stream.send(finished);
+    await stream.take('acknowledged', (a) => a.buildId === build.id);
+    expect(stream.open).toBe(true);
+    expect(await getBuild(build.id)).toEqual(once);
+    expect(await eventCount(build.id)).toBe(eventsOnce);
+  });
+});
