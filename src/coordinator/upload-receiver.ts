@@ -36,6 +36,11 @@ class IncomingNar {
   fileSize = 0;
   private readonly plain = new AsyncQueue<Uint8Array>();
   private readonly parsing: Promise<void>;
+  /**
+   * Rejects as soon as the parser finds the NAR invalid (never resolves), so that a bad
+   * upload is refused when the bad bytes arrive, not after the sender has sent the rest.
+   */
+  readonly invalid: Promise<never>;
 
   constructor() {
     // The parser runs beside the receiver, reading decompressed bytes from a queue.
@@ -43,8 +48,12 @@ class IncomingNar {
       for await (const _event of parseNar(this.plain)) {
         // Events are not needed; parsing them is the check.
       }
-    })();
+    })().catch((err: unknown) => {
+      throw err instanceof NarError ? new ConnectError(`the uploaded NAR is not valid: ${err.message}`, Code.InvalidArgument) : err;
+    });
     this.parsing.catch(() => undefined); // observed in finish()
+    this.invalid = this.parsing.then(() => new Promise<never>(() => undefined));
+    this.invalid.catch(() => undefined); // observed while frames arrive
   }
 
   async add(frame: Uint8Array, index: number): Promise<Buffer> {
@@ -65,12 +74,7 @@ class IncomingNar {
   /** Ends the NAR and waits for the structure check. */
   async finish(): Promise<void> {
     this.plain.end();
-    try {
-      await this.parsing;
-    } catch (err) {
-      if (err instanceof NarError) throw new ConnectError(`the uploaded NAR is not valid: ${err.message}`, Code.InvalidArgument);
-      throw err;
-    }
+    await this.parsing;
   }
 
   abandon(): void {
@@ -158,7 +162,7 @@ async function receiveFrames(
 ): Promise<{ narHash: string; narSize: bigint }> {
   let index = staged.frames.length;
   for (;;) {
-    const next = await iterator.next();
+    const next = await Promise.race([iterator.next(), incoming.invalid]);
     if (next.done) {
       throw new ConnectError('the upload ended before its trailer; resume from the offset QueryUpload reports', Code.Aborted);
     }

@@ -48,7 +48,7 @@ const WAIT_MS = 20_000;
 /** Small chunks, so that a small tree makes a NAR of many frames. */
 const CHUNK = 64 << 10;
 /** The tests that need a build of their own; their derivations are made before the coordinator runs. */
-const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'replace', 'finish', 'twice-failure', 'twice-success'] as const;
+const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'twice-failure', 'twice-success'] as const;
 type BuildTag = (typeof BUILDS)[number];
 
 function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
@@ -350,7 +350,12 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     const agent = await newAgent('auth');
     const header: HeaderInit = { buildId: randomUUID(), outputName: 'out', storePath: '/nix/store/x', offset: 0n, references: [] };
     const nothing = { narHash: narHashOf(Buffer.alloc(0)), narSize: 0 };
-    for (const client of [agentClient(t.coordinator.url, agent.id, 'not-the-password'), agentClient(t.coordinator.url, randomUUID(), agent.password)]) {
+    const strangers = [
+      agentClient(t.coordinator.url, agent.id, 'not-the-password'),
+      agentClient(t.coordinator.url, randomUUID(), agent.password),
+      agentClient(t.coordinator.url, 'not-a-uuid', agent.password),
+    ];
+    for (const client of strangers) {
       const err = await openStream(client).end();
       expect(err?.code).toBe(Code.Unauthenticated);
       expect((await refusal(upload(client, header, [], nothing))).code).toBe(Code.Unauthenticated);
@@ -498,6 +503,33 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
 
     expect((await narinfo(output.path)).status).toBe(404);
     expect(storedNars()).toEqual(storedBefore);
+    const query = await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName });
+    expect({ offset: query.offset, complete: query.complete }).toEqual({ offset: 0n, complete: false });
+  });
+
+  test("refuses an invalid NAR as soon as the bad entry arrives, without waiting for the rest of the upload", async () => {
+    const { agent, output, header } = await agentWithBuild('dotdot-early');
+    // prettier-ignore
+    const start = Buffer.concat([
+      'nix-archive-1', '(', 'type', 'directory',
+      'entry', '(', 'name', '..', 'node', '(', 'type', 'regular', 'contents',
+    ].map(narString));
+    // The agent never sends the rest: the call is held open until the coordinator answers.
+    const answered = new AbortController();
+    async function* early(): AsyncGenerator<UploadRequest> {
+      yield { message: { case: 'header', value: header } };
+      yield { message: { case: 'chunk', value: await compressFrame(start) } };
+      await new Promise((resolve) => answered.signal.addEventListener('abort', resolve, { once: true }));
+    }
+    try {
+      const err = await refusal(agent.client.uploadOutput(early()));
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.rawMessage).toContain('the entry name ".."');
+    } finally {
+      answered.abort();
+    }
+    expect((await narinfo(output.path)).status).toBe(404);
+    expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
     const query = await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName });
     expect({ offset: query.offset, complete: query.complete }).toEqual({ offset: 0n, complete: false });
   });
