@@ -36,11 +36,10 @@ class IncomingNar {
   fileSize = 0;
   private readonly plain = new AsyncQueue<Uint8Array>();
   private readonly parsing: Promise<void>;
-  /**
-   * Rejects as soon as the parser finds the NAR invalid (never resolves), so that a bad
-   * upload is refused when the bad bytes arrive, not after the sender has sent the rest.
-   */
-  readonly invalid: Promise<never>;
+  /** The parser's error once it has found the NAR invalid. */
+  private failed: { err: unknown } | undefined;
+  /** Rejects the one pending `orInvalid` wait, if any. */
+  private rejectWaiting: ((err: unknown) => void) | undefined;
 
   constructor() {
     // The parser runs beside the receiver, reading decompressed bytes from a queue.
@@ -51,9 +50,30 @@ class IncomingNar {
     })().catch((err: unknown) => {
       throw err instanceof NarError ? new ConnectError(`the uploaded NAR is not valid: ${err.message}`, Code.InvalidArgument) : err;
     });
-    this.parsing.catch(() => undefined); // observed in finish()
-    this.invalid = this.parsing.then(() => new Promise<never>(() => undefined));
-    this.invalid.catch(() => undefined); // observed while frames arrive
+    // Also observed in finish().
+    this.parsing.catch((err: unknown) => {
+      this.failed = { err };
+      this.rejectWaiting?.(err);
+    });
+  }
+
+  /**
+   * `next`, unless the parser finds the NAR invalid first: then its error, so that a bad
+   * upload is refused when the bad bytes arrive, not after the sender has sent the rest.
+   * (Not Promise.race against one long-lived promise: every race would leave a reaction
+   * on it holding its result, a whole frame, until the upload ends.)
+   */
+  orInvalid<T>(next: Promise<T>): Promise<T> {
+    if (this.failed) {
+      next.catch(() => undefined);
+      return Promise.reject(this.failed.err);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.rejectWaiting = reject;
+      next.then(resolve, reject).finally(() => {
+        if (this.rejectWaiting === reject) this.rejectWaiting = undefined;
+      });
+    });
   }
 
   async add(frame: Uint8Array, index: number): Promise<Buffer> {
@@ -162,7 +182,7 @@ async function receiveFrames(
 ): Promise<{ narHash: string; narSize: bigint }> {
   let index = staged.frames.length;
   for (;;) {
-    const next = await Promise.race([iterator.next(), incoming.invalid]);
+    const next = await incoming.orInvalid(iterator.next());
     if (next.done) {
       throw new ConnectError('the upload ended before its trailer; resume from the offset QueryUpload reports', Code.Aborted);
     }
