@@ -3,9 +3,10 @@
 // process's RSS sampled during kiln's run to show that memory stays flat whatever the file size.
 //
 //   npx tsc -p tsconfig.build.json && node dist/bench/nar.js [data-dir] [--rounds N]
+import { ensureTree, type TreeInfo } from './cached-tree.js';
 import { spawn } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { dumpPath, hashPath } from '../src/store/nar-writer.js';
@@ -40,16 +41,11 @@ export interface BenchNarReport {
 const TREE_VERSION = 'nar-tree-v1';
 const MiB = 1 << 20;
 
-interface TreeInfo {
-  bytes: number;
-  files: number;
-}
-
 export async function benchNar(options: BenchNarOptions = {}): Promise<BenchNarReport> {
   const log = options.log ?? ((line: string) => console.log(line));
   const rounds = options.rounds ?? 3;
   const dataDir = resolve(options.dataDir ?? 'bench-data');
-  const { tree, info } = ensureTree(dataDir, log);
+  const { tree, info } = ensureTree(dataDir, TREE_VERSION, buildTree, log);
   log(`tree: ${tree} — ${info.files} files, ${(info.bytes / MiB).toFixed(0)} MiB`);
 
   // One untimed pass so both sides read from the page cache.
@@ -135,19 +131,6 @@ async function timeCommand(command: string, args: string[]): Promise<{ seconds: 
   const seconds = (performance.now() - start) / 1000;
   if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited with ${code}`);
   return { seconds, sha256: out.trim().split(/\s/)[0]! };
-}
-
-/** Builds the tree unless a complete one is there (a marker file is written last). */
-function ensureTree(dataDir: string, log: (line: string) => void): { tree: string; info: TreeInfo } {
-  const tree = join(dataDir, TREE_VERSION);
-  const marker = `${tree}.done`;
-  if (existsSync(marker)) return { tree, info: JSON.parse(readFileSync(marker, 'utf8')) as TreeInfo };
-  log(`building the benchmark tree in ${tree} (once)…`);
-  rmSync(tree, { recursive: true, force: true });
-  mkdirSync(tree, { recursive: true });
-  const info = buildTree(tree);
-  writeFileSync(marker, JSON.stringify(info));
-  return { tree, info };
 }
 
 /**

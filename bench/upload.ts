@@ -18,9 +18,10 @@
 // deleted with the coordinator's data afterwards.
 //
 //   npx tsc -p tsconfig.build.json && node dist/bench/upload.js [data-dir] [--rounds N] [--big-gib N]
+import { ensureTree, type TreeInfo } from './cached-tree.js';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash, type Cipher } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -93,7 +94,7 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
   const rounds = options.rounds ?? 3;
   const bigGiB = options.bigGiB ?? 4;
   const dataDir = resolve(options.dataDir ?? 'bench-data');
-  const { tree, info } = ensureTree(dataDir, log);
+  const { tree, info } = ensureTree(dataDir, UPLOAD_TREE_VERSION, buildTree, log);
   log(`upload tree: ${tree} — ${info.files} files, ${(info.bytes / MiB).toFixed(0)} MiB, two thirds text-like`);
 
   // An untimed pass first so that every run reads the tree from the page cache.
@@ -443,23 +444,6 @@ function writeMixedFile(path: string, size: number): void {
   } finally {
     closeSync(fd);
   }
-}
-
-interface TreeInfo {
-  bytes: number;
-  files: number;
-}
-
-function ensureTree(dataDir: string, log: (line: string) => void): { tree: string; info: TreeInfo } {
-  const tree = join(dataDir, UPLOAD_TREE_VERSION);
-  const marker = `${tree}.done`;
-  if (existsSync(marker)) return { tree, info: JSON.parse(readFileSync(marker, 'utf8')) as TreeInfo };
-  log(`building the upload tree in ${tree} (once)…`);
-  rmSync(tree, { recursive: true, force: true });
-  mkdirSync(tree, { recursive: true });
-  const info = buildTree(tree);
-  writeFileSync(marker, JSON.stringify(info));
-  return { tree, info };
 }
 
 /**
