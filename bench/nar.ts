@@ -3,7 +3,7 @@
 // process's RSS sampled during kiln's run to show that memory stays flat whatever the file size.
 //
 //   npx tsc -p tsconfig.build.json && node dist/bench/nar.js [data-dir] [--rounds N]
-import { ensureTree, type TreeInfo } from './cached-tree.js';
+import { ensureTree, mulberry32, type TreeInfo } from './cached-tree.js';
 import { spawn } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
@@ -175,18 +175,6 @@ function buildTree(root: string): TreeInfo {
   mkdirSync(join(root, 'large'));
   for (let i = 0; i < 3; i++) write(join(root, 'large', `l${i}`), 128 * MiB);
   return info;
-}
-
-/** A small seeded PRNG (Mulberry32), so the tree's shape is the same on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

@@ -18,7 +18,7 @@
 // deleted with the coordinator's data afterwards.
 //
 //   npx tsc -p tsconfig.build.json && node dist/bench/upload.js [data-dir] [--rounds N] [--big-gib N]
-import { ensureTree, type TreeInfo } from './cached-tree.js';
+import { ensureTree, mulberry32, type TreeInfo } from './cached-tree.js';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash, type Cipher } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeSync } from 'node:fs';
@@ -486,18 +486,6 @@ function buildTree(root: string): TreeInfo {
   mkdirSync(join(root, 'large'));
   for (let i = 0; i < 3; i++) write(join(root, 'large', `blob${i}`), 128 * MiB, 'mixed');
   return info;
-}
-
-/** A small seeded PRNG (Mulberry32), so the data is the same on every run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
