@@ -12,7 +12,7 @@ import type { Database } from '../db/connection.js';
 import { storePaths } from '../db/schema.js';
 import { encodeBase32 } from '../store/base32.js';
 import { Hash } from '../store/hash.js';
-import { NarError } from '../store/nar-format.js';
+import { NarError, type NarResult } from '../store/nar-format.js';
 import { parseNar } from '../store/nar-parser.js';
 import { parseStorePath } from '../store/store-path.js';
 import type { NarStorage, StagedUpload } from '../storage/nar-storage.js';
@@ -28,14 +28,16 @@ export function stagingKey(buildId: string, outputName: string): string {
   return `${buildId}.${outputName}`;
 }
 
-/** A NAR being received: its hashes and structure check, fed frame by frame. */
+/**
+ * A NAR being received, fed frame by frame: the parser checks its structure and hashes
+ * what it reads (it refuses trailing bytes, so its hash and size are the whole NAR's);
+ * the stored file's hash is kept here.
+ */
 class IncomingNar {
-  readonly narHash: NodeHash = createHash('sha256');
   readonly fileHash: NodeHash = createHash('sha256');
-  narSize = 0;
   fileSize = 0;
   private readonly plain = new AsyncQueue<Uint8Array>();
-  private readonly parsing: Promise<void>;
+  private readonly parsing: Promise<NarResult>;
   /** The parser's error once it has found the NAR invalid. */
   private failed: { err: unknown } | undefined;
   /** Rejects the one pending `orInvalid` wait, if any. */
@@ -44,9 +46,11 @@ class IncomingNar {
   constructor() {
     // The parser runs beside the receiver, reading decompressed bytes from a queue.
     this.parsing = (async () => {
-      for await (const _event of parseNar(this.plain)) {
+      const events = parseNar(this.plain);
+      for await (const _event of events) {
         // Events are not needed; parsing them is the check.
       }
+      return events.result;
     })().catch((err: unknown) => {
       throw err instanceof NarError ? new ConnectError(`the uploaded NAR is not valid: ${err.message}`, Code.InvalidArgument) : err;
     });
@@ -83,18 +87,16 @@ class IncomingNar {
     } catch (err) {
       throw new ConnectError(`chunk ${index} is not a valid LZ4 frame: ${(err as Error).message}`, Code.InvalidArgument);
     }
-    this.narHash.update(plain);
     this.fileHash.update(frame);
-    this.narSize += plain.length;
     this.fileSize += frame.length;
     this.plain.push(plain);
     return plain;
   }
 
-  /** Ends the NAR and waits for the structure check. */
-  async finish(): Promise<void> {
+  /** Ends the NAR and waits for the structure check; gives the NAR's hash and size. */
+  finish(): Promise<NarResult> {
     this.plain.end();
-    await this.parsing;
+    return this.parsing;
   }
 
   abandon(): void {
@@ -139,12 +141,12 @@ export async function receiveOutput(
     await replayStaged(staged, incoming);
     const trailer = await receiveFrames(iterator, staged, incoming);
     await staged.close();
-    await incoming.finish();
+    const nar = await incoming.finish();
     const declared = parseDeclaredHash(trailer.narHash);
-    const received = new Hash('sha256', incoming.narHash.digest());
-    if (BigInt(incoming.narSize) !== trailer.narSize || !received.equals(declared)) {
+    const received = new Hash('sha256', nar.sha256);
+    if (BigInt(nar.size) !== trailer.narSize || !received.equals(declared)) {
       throw new ConnectError(
-        `the NAR that arrived (${incoming.narSize} bytes, ${received}) is not the one declared (${trailer.narSize} bytes, ${declared}); nothing was stored`,
+        `the NAR that arrived (${nar.size} bytes, ${received}) is not the one declared (${trailer.narSize} bytes, ${declared}); nothing was stored`,
         Code.InvalidArgument,
       );
     }
@@ -154,7 +156,7 @@ export async function receiveOutput(
     completed = true;
     await recordStorePath(deps.db, header, output.derivationPath, {
       narHash: received.toString(),
-      narSize: incoming.narSize,
+      narSize: nar.size,
       fileName,
       fileHash: `sha256:${fileHash}`,
       fileSize: incoming.fileSize,
