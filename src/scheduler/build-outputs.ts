@@ -12,15 +12,33 @@ export interface HeldOutput {
   derivationPath: string;
 }
 
-/** The build, if it is allocated to the agent and unfinished; else why not, as an error. */
-export async function heldBuild(db: Database, agentId: string, buildId: string) {
+/** A database or a transaction in progress. */
+export type Queryable = Database | Parameters<Parameters<Database['transaction']>[0]>[0];
+
+/**
+ * The build, if it is allocated to the agent (and, with `unfinished`, not finished yet);
+ * else why not, as an error. `lock` takes its row lock inside a transaction.
+ */
+export async function buildOfAgent(
+  db: Queryable,
+  agentId: string,
+  buildId: string,
+  opts: { lock?: boolean; unfinished?: boolean; refusal?: string } = {},
+) {
   if (!isUuid(buildId)) throw new KilnError('invalid_argument', `build id ${JSON.stringify(buildId)} is not a UUID`);
-  const [build] = await db.select().from(builds).where(eq(builds.id, buildId));
+  const query = db.select().from(builds).where(eq(builds.id, buildId));
+  const [build] = opts.lock ? await query.for('update') : await query;
   if (!build) throw notFound(`no build with id ${buildId}`);
-  if (build.agentId !== agentId || (build.state !== 'allocated' && build.state !== 'started')) {
-    throw new KilnError('permission_denied', `build ${buildId} is not allocated to agent ${agentId}; it cannot upload for it`);
+  const finished = build.state !== 'allocated' && build.state !== 'started';
+  if (build.agentId !== agentId || (opts.unfinished && finished)) {
+    throw new KilnError('permission_denied', `build ${buildId} is not allocated to agent ${agentId}${opts.refusal ?? ''}`);
   }
   return build;
+}
+
+/** The build, if the agent may upload for it: allocated to it and unfinished. */
+export function heldBuild(db: Database, agentId: string, buildId: string) {
+  return buildOfAgent(db, agentId, buildId, { unfinished: true, refusal: '; it cannot upload for it' });
 }
 
 export async function outputOfHeldBuild(db: Database, agentId: string, buildId: string, outputName: string): Promise<HeldOutput> {

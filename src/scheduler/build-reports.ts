@@ -4,8 +4,9 @@
 import { and, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { buildAttempts, builds, derivationOutputs, events, storePaths } from '../db/schema.js';
-import { KilnError, notFound } from '../errors.js';
+import { KilnError } from '../errors.js';
 import { isUuid } from '../uuid.js';
+import { buildOfAgent } from './build-outputs.js';
 
 export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout';
 export type SetupFailureKind = 'missing-inputs' | 'could-not-delete-outputs' | 'other';
@@ -15,14 +16,8 @@ type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 const HELD = ['allocated', 'started'] as const;
 
 /** Loads the build inside the transaction, locked, and checks the agent holds it. */
-async function heldBuild(tx: Tx, agentId: string, buildId: string) {
-  if (!isUuid(buildId)) throw new KilnError('invalid_argument', `build id ${JSON.stringify(buildId)} is not a UUID`);
-  const [build] = await tx.select().from(builds).where(eq(builds.id, buildId)).for('update');
-  if (!build) throw notFound(`no build with id ${buildId}`);
-  if (build.agentId !== agentId) {
-    throw new KilnError('permission_denied', `build ${buildId} is not allocated to agent ${agentId}`);
-  }
-  return build;
+function heldBuild(tx: Tx, agentId: string, buildId: string) {
+  return buildOfAgent(tx, agentId, buildId, { lock: true });
 }
 
 function endAttempt(tx: Tx, buildId: string, attempt: number, outcome: string, message: string) {
