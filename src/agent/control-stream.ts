@@ -2,6 +2,8 @@
 // reconnecting with backoff and jitter, and tells the coordinator on each connect which
 // builds it holds. Reports that may not have arrived are sent again after a reconnect
 // (the coordinator treats repeats as harmless).
+import { statfsSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import {
@@ -38,6 +40,8 @@ export interface ControlStreamOptions {
   version: string;
   log: Logger;
   handlers: ControlStreamHandlers;
+  /** Where the builds' store lives, whose free space load reports carry (default: the temp dir). */
+  diskPath?: string;
 }
 
 export class ControlStream {
@@ -63,7 +67,12 @@ export class ControlStream {
 
   sendLoad(): void {
     this.outbox?.push(
-      create(ConnectRequestSchema, { message: { case: 'loadReport', value: { freeSlots: this.opts.handlers.freeSlots() } } }),
+      create(ConnectRequestSchema, {
+        message: {
+          case: 'loadReport',
+          value: { freeSlots: this.opts.handlers.freeSlots(), loadAverage: loadavg()[0] ?? 0, freeDiskBytes: freeDiskBytes(this.opts.diskPath ?? tmpdir()) },
+        },
+      }),
     );
   }
 
@@ -101,6 +110,7 @@ export class ControlStream {
             tags: this.opts.tags,
             version: this.opts.version,
             heldBuildIds: held,
+            cpuCount: availableParallelism(),
           },
         },
       }),
@@ -158,5 +168,15 @@ export class ControlStream {
       outbox.push(create(ConnectRequestSchema, { message: { case: 'heartbeat', value: { sequence: this.sequence } } }));
     }, intervalMs);
     this.heartbeat.unref();
+  }
+}
+
+/** Free bytes on the filesystem that holds `path` (0 when it cannot be read: unknown). */
+function freeDiskBytes(path: string): bigint {
+  try {
+    const st = statfsSync(path, { bigint: true });
+    return st.bavail * st.bsize;
+  } catch {
+    return 0n;
   }
 }

@@ -10,9 +10,10 @@ import type { BuildState as DbBuildState } from '../db/schema.js';
 import { invalidArgument } from '../errors.js';
 import type { BuildRecord } from '../scheduler/build-queries.js';
 import { getBuild, listBuilds } from '../scheduler/build-queries.js';
-import { cancelBuild, setBuildPriority, updateBuildTags } from '../scheduler/build-changes.js';
+import { cancelBuild, retryBuild, setBuildPriority, updateBuildTags } from '../scheduler/build-changes.js';
 import { submitBuild } from '../scheduler/submission.js';
-import { createAgent, createAgentPassword, listAgents, type AgentRecord } from './agent-registry.js';
+import { createAgent, createAgentPassword, getAgent, listAgents, setAgentActive, type AgentRecord } from './agent-registry.js';
+import type { AgentSignal } from './farm-signals.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
   scheduled: BuildState.SCHEDULED,
@@ -43,6 +44,22 @@ export function buildToProto(b: BuildRecord): Build {
     createdAt: timestampFromDate(b.createdAt),
     updatedAt: timestampFromDate(b.updatedAt),
     endedAt: b.endedAt ? timestampFromDate(b.endedAt) : undefined,
+    derivedPriority: b.derivedPriority,
+    attemptCount: b.attemptCount,
+    timeoutSeconds: b.timeoutSeconds,
+    maxSilentSeconds: b.maxSilentSeconds,
+    notBefore: b.notBefore ? timestampFromDate(b.notBefore) : undefined,
+    waitingInputs: b.waitingInputs,
+    attempts: b.attempts.map((a) => ({
+      attempt: a.attempt,
+      agentId: a.agentId,
+      allocatedAt: timestampFromDate(a.allocatedAt),
+      startedAt: a.startedAt ? timestampFromDate(a.startedAt) : undefined,
+      endedAt: a.endedAt ? timestampFromDate(a.endedAt) : undefined,
+      outcome: a.outcome ?? '',
+      message: a.message,
+      logSize: BigInt(a.logSize ?? 0),
+    })),
   });
 }
 
@@ -63,6 +80,8 @@ export interface AdminNotifications {
   buildsChanged(buildId?: string, kind?: 'submitted'): void;
   /** A build was canceled; an agent holding it should stop it. */
   buildCanceled(buildId: string, agentId: string | null): void;
+  /** Tells an agent something, through whichever coordinator holds its stream. */
+  toAgent(signal: AgentSignal): Promise<void>;
 }
 
 export function adminService(db: Database, storage: NarStorage, notify: AdminNotifications): ServiceImpl<typeof AdminService> {
@@ -75,6 +94,8 @@ export function adminService(db: Database, storage: NarStorage, notify: AdminNot
         priority: req.priority,
         tags: req.tags.map(({ key, value }) => ({ key, value })),
         ignoreIfOutputExists: req.ignoreIfOutputExists,
+        timeoutSeconds: req.timeoutSeconds,
+        maxSilentSeconds: req.maxSilentSeconds,
       });
       if (!result.existing) notify.buildsChanged(result.build.id, 'submitted');
       return { build: buildToProto(result.build), existing: result.existing };
@@ -120,6 +141,22 @@ export function adminService(db: Database, storage: NarStorage, notify: AdminNot
     },
     async listAgents() {
       return { agents: (await listAgents(db)).map(agentToProto) };
+    },
+    async retryBuild(req) {
+      const build = await retryBuild(db, req.id);
+      notify.buildsChanged(build.id);
+      return { build: buildToProto(build) };
+    },
+    async drainAgent(req) {
+      await getAgent(db, req.agentId);
+      await notify.toAgent({ agentId: req.agentId, kind: 'drain' });
+      return {};
+    },
+    async setAgentActive(req) {
+      const agent = await setAgentActive(db, req.agentId, req.active);
+      await notify.toAgent({ agentId: req.agentId, kind: 'set-active', active: req.active });
+      if (req.active) notify.buildsChanged();
+      return { agent: agentToProto(agent) };
     },
   };
 }

@@ -74,3 +74,10 @@ export async function checkAgentPassword(db: Database, agentId: string, password
   for (const row of rows) if (await verifyPassword(password, row.hash)) return true;
   return false;
 }
+
+/** Activates or deactivates an agent; a deactivated one is given no builds. */
+export async function setAgentActive(db: Database, agentId: string, active: boolean): Promise<AgentRecord> {
+  await getAgent(db, agentId);
+  await db.update(agents).set({ active }).where(eq(agents.id, agentId));
+  return getAgent(db, agentId);
+}

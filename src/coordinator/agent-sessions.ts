@@ -1,9 +1,19 @@
 // The agents connected to this coordinator process, one session per agent: what it can
 // build, how much credit (free slots) it has, and the queue of messages to send it.
 import { ConnectError, Code } from '@connectrpc/connect';
-import type { ConnectResponse } from '../../gen/kiln/v1/agent_pb.js';
+import type { ConnectResponse, LoadReport } from '../../gen/kiln/v1/agent_pb.js';
 import { AsyncQueue } from '../async-queue.js';
 import type { Tag } from '../scheduler/tags.js';
+
+/** An operator's rules for when an agent takes no more builds, whatever its free slots. */
+export interface LoadLimits {
+  /** 1-minute load average per CPU above which the agent is given nothing (0: no limit). */
+  maxLoadPerCpu: number;
+  /** Free disk where its store lives below which it is given nothing (0: no limit). */
+  minFreeDiskBytes: number;
+}
+
+export const NO_LOAD_LIMITS: LoadLimits = { maxLoadPerCpu: 0, minFreeDiskBytes: 0 };
 
 export class AgentSession {
   readonly outbox = new AsyncQueue<ConnectResponse>();
@@ -11,7 +21,13 @@ export class AgentSession {
   readonly holding = new Set<string>();
   /** Free slots in the agent's last load report, less what was assigned since. */
   private reportedFree: number;
+  private loadAverage = 0;
+  /** Unknown until the first load report that carries it. */
+  private freeDiskBytes: number | undefined;
+  /** Told to finish what it holds and take nothing more. */
   draining = false;
+  /** An operator deactivated the agent: it keeps its stream but gets no builds. */
+  active = true;
   lastSeen = Date.now();
 
   constructor(
@@ -19,18 +35,30 @@ export class AgentSession {
     readonly systems: string[],
     readonly tags: Tag[],
     readonly maxParallel: number,
+    private readonly limits: LoadLimits = NO_LOAD_LIMITS,
+    /** CPUs the agent reported (0: unknown, taken as 1). */
+    readonly cpuCount = 0,
   ) {
     this.reportedFree = maxParallel;
   }
 
   /** How many more builds the agent can take now: never more than it said it can. */
   credit(): number {
-    if (this.draining || this.outbox.closed) return 0;
+    if (this.draining || !this.active || this.outbox.closed || this.overloaded()) return 0;
     return Math.max(0, Math.min(this.maxParallel - this.holding.size, this.reportedFree));
   }
 
-  reportLoad(freeSlots: number): void {
-    this.reportedFree = freeSlots;
+  /** Whether the last load report crossed an operator's limit. */
+  overloaded(): boolean {
+    const { maxLoadPerCpu, minFreeDiskBytes } = this.limits;
+    if (maxLoadPerCpu > 0 && this.loadAverage / Math.max(1, this.cpuCount) > maxLoadPerCpu) return true;
+    return minFreeDiskBytes > 0 && this.freeDiskBytes !== undefined && this.freeDiskBytes < minFreeDiskBytes;
+  }
+
+  reportLoad(report: Pick<LoadReport, 'freeSlots' | 'loadAverage' | 'freeDiskBytes'>): void {
+    this.reportedFree = report.freeSlots;
+    this.loadAverage = report.loadAverage;
+    if (report.freeDiskBytes > 0n) this.freeDiskBytes = Number(report.freeDiskBytes);
   }
 
   assigned(buildId: string): void {

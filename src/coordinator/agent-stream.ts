@@ -19,13 +19,13 @@ import {
   recordSetupFailure,
   recordStarted,
   reconcileHeldBuilds,
-  startLeases,
   type FinishOutcome,
+  type ReportPolicy,
   type SetupFailureKind,
 } from '../scheduler/build-reports.js';
 import { validateTags } from '../scheduler/tags.js';
 import { getAgent } from './agent-registry.js';
-import { AgentSession, type AgentSessions } from './agent-sessions.js';
+import { AgentSession, type AgentSessions, type LoadLimits } from './agent-sessions.js';
 import { authenticatedAgent } from './auth.js';
 import { toConnectError } from './connect-errors.js';
 import type { BuildEvents } from './build-events.js';
@@ -37,8 +37,10 @@ export interface AgentStreamDeps {
   dispatcher: Dispatcher;
   log: Logger;
   version: string;
-  /** How long an agent's builds wait for it after its stream ends. */
-  leaseMs: number;
+  /** Retries, and how long an agent's builds wait for it after its stream ends. */
+  reports: ReportPolicy;
+  /** When an agent takes no more builds, whatever its free slots. */
+  loadLimits: LoadLimits;
   heartbeatIntervalMs: number;
   /** Where agents substitute inputs from; known once the server listens. */
   cache: () => { url: string; publicKey: string };
@@ -70,7 +72,8 @@ export function agentStream(deps: AgentStreamDeps) {
     }
     const hello = first.value.message.value;
     const session = await openSession(deps, agentId, hello);
-    const { abandon } = await reconcileHeldBuilds(deps.db, agentId, hello.heldBuildIds);
+    const { abandon, effects } = await reconcileHeldBuilds(deps.db, deps.reports, agentId, hello.heldBuildIds);
+    deps.dispatcher.applyEffects(effects);
     for (const id of hello.heldBuildIds) if (!abandon.includes(id)) session.holding.add(id);
     deps.sessions.add(session);
     log.info({ systems: session.systems, maxParallel: session.maxParallel, holding: session.holding.size }, 'agent connected');
@@ -109,18 +112,14 @@ export function agentStream(deps: AgentStreamDeps) {
       for await (const message of session.outbox) yield message;
     } finally {
       session.outbox.end();
-      if (deps.sessions.remove(session)) {
-        // Only the agent's current stream hands its builds to the lease clock.
-        await startLeases(deps.db, agentId, deps.leaseMs).catch((err: unknown) => log.error({ err }, 'could not start leases'));
-        log.info({ holding: session.holding.size }, 'agent disconnected');
-      }
+      // Its builds' leases are no longer renewed: they run out unless it comes back.
+      if (deps.sessions.remove(session)) log.info({ holding: session.holding.size }, 'agent disconnected');
     }
   };
 }
 
 async function openSession(deps: AgentStreamDeps, agentId: string, hello: Hello): Promise<AgentSession> {
   const agent = await getAgent(deps.db, agentId);
-  if (!agent.active) throw new ConnectError(`agent ${agentId} is deactivated`, Code.PermissionDenied);
   if (hello.systems.length === 0) throw new ConnectError('Hello names no systems the agent builds for', Code.InvalidArgument);
   if (hello.maxParallelBuilds < 1 || hello.maxParallelBuilds > 1024) {
     throw new ConnectError(`Hello.max_parallel_builds ${hello.maxParallelBuilds} is outside 1..1024`, Code.InvalidArgument);
@@ -128,7 +127,10 @@ async function openSession(deps: AgentStreamDeps, agentId: string, hello: Hello)
   const offered = validateTags(hello.tags.map(({ key, value }) => ({ key, value })), 'Hello');
   // Tags recorded for the agent win over the ones it offers for the same key.
   const tags = [...agent.tags, ...offered.filter((t) => !agent.tags.some((a) => a.key === t.key))];
-  return new AgentSession(agentId, [...hello.systems], tags, hello.maxParallelBuilds);
+  const session = new AgentSession(agentId, [...hello.systems], tags, hello.maxParallelBuilds, deps.loadLimits, hello.cpuCount);
+  // A deactivated agent may connect (and report what it holds) but is given nothing.
+  session.active = agent.active;
+  return session;
 }
 
 async function handleMessage(deps: AgentStreamDeps, session: AgentSession, request: ConnectRequest): Promise<void> {
@@ -140,7 +142,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
     case 'heartbeat':
       return;
     case 'loadReport':
-      session.reportLoad(m.value.freeSlots);
+      session.reportLoad(m.value);
       dispatcher.poke();
       return;
     case 'buildStarted':
@@ -148,23 +150,25 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       deps.events.emit({ buildId: m.value.buildId, kind: 'started' });
       return;
     case 'setupFailure':
-      await recordSetupFailure(db, session.agentId, m.value.buildId, {
+      const effects = await recordSetupFailure(db, deps.reports, session.agentId, m.value.buildId, {
         kind: SETUP_KINDS[m.value.reason] ?? 'other',
         missingInputs: [...m.value.missingInputs],
         message: m.value.message,
       });
       session.released(m.value.buildId);
       acknowledge(session, m.value.buildId);
-      deps.events.emit({ buildId: m.value.buildId, kind: 'requeued' });
+      if (!effects.requeued.includes(m.value.buildId)) deps.events.emit({ buildId: m.value.buildId, kind: 'finished' });
+      dispatcher.applyEffects(effects);
       dispatcher.poke();
       return;
     case 'buildFinished': {
       const outcome = OUTCOMES[m.value.result];
       if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
-      await recordFinished(db, session.agentId, m.value.buildId, outcome, m.value.message);
+      const effects = await recordFinished(db, deps.reports, session.agentId, m.value.buildId, outcome, m.value.message);
       session.released(m.value.buildId);
       acknowledge(session, m.value.buildId);
-      deps.events.emit({ buildId: m.value.buildId, kind: 'finished' });
+      if (!effects.requeued.includes(m.value.buildId)) deps.events.emit({ buildId: m.value.buildId, kind: 'finished' });
+      dispatcher.applyEffects(effects);
       dispatcher.poke();
       return;
     }

@@ -23,7 +23,11 @@ import { authInterceptor } from './auth.js';
 import { errorInterceptor } from './connect-errors.js';
 import { BuildEvents } from './build-events.js';
 import { Dispatcher } from './dispatcher.js';
+import { FarmSignals, type AgentSignal } from './farm-signals.js';
 import { chainRoutes, healthRoute } from './http-routes.js';
+import { NO_LOAD_LIMITS, type AgentSessions as Sessions, type LoadLimits } from './agent-sessions.js';
+import { priorityFirst, type AllocationPolicy } from '../scheduler/allocation.js';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../scheduler/retry-policy.js';
 import { listen, type Listener } from './listener.js';
 
 export const DEFAULT_PORT = 8745;
@@ -49,6 +53,14 @@ export interface CoordinatorOptions {
   leaseMs?: number;
   /** How often the dispatcher looks for work unprompted and expires leases. */
   dispatchIntervalMs?: number;
+  /** Which ready builds an agent gets (default: priority first). */
+  allocationPolicy?: AllocationPolicy;
+  /** When failed attempts are tried again (default: DEFAULT_RETRY_POLICY). */
+  retryPolicy?: RetryPolicy;
+  /** When an agent takes no more builds whatever its free slots (default: no limits). */
+  loadLimits?: LoadLimits;
+  /** Time limits for builds that set none (default: none). */
+  defaultLimits?: { timeoutSeconds: number; maxSilentSeconds: number };
 }
 
 export type CoordinatorState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -79,7 +91,22 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const logs = await LogStorage.open(join(opts.dataDir, 'logs'));
   const sessions = new AgentSessions();
   const events = new BuildEvents();
-  const dispatcher = new Dispatcher({ db, sessions, log, events, intervalMs: opts.dispatchIntervalMs });
+  const signals = new FarmSignals(database, log);
+  const reports = { retry: opts.retryPolicy ?? DEFAULT_RETRY_POLICY, leaseMs: opts.leaseMs ?? 5 * 60_000 };
+  const dispatcher = new Dispatcher({
+    db,
+    sessions,
+    log,
+    events,
+    signals,
+    reports,
+    policy: opts.allocationPolicy ?? priorityFirst,
+    intervalMs: opts.dispatchIntervalMs,
+    // PGlite runs one statement at a time whatever we do; PostgreSQL claims for several agents at once.
+    concurrency: database.kind === 'postgres' ? 8 : 1,
+    defaultLimits: opts.defaultLimits,
+  });
+  await signals.start({ work: () => dispatcher.poke(), agent: (signal) => tellAgent(sessions, signal, dispatcher, log) });
   let url = '';
 
   const routes = (router: ConnectRouter) => {
@@ -88,15 +115,16 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       adminService(db, storage, {
         buildsChanged: (buildId, kind) => {
           if (buildId && kind) events.emit({ buildId, kind });
-          dispatcher.poke();
+          dispatcher.workAvailable();
         },
         buildCanceled: (buildId, agentId) => {
           events.emit({ buildId, kind: 'canceled' });
           if (!agentId) return;
-          sessions.get(agentId)?.outbox.push(
-            create(ConnectResponseSchema, { message: { case: 'cancelBuild', value: { buildId, reason: 'canceled by an operator' } } }),
-          );
+          void signals
+            .toAgent({ agentId, kind: 'cancel', buildId, reason: 'canceled by an operator' })
+            .catch((err: unknown) => log.error({ err, buildId }, 'could not tell the agent of a cancel'));
         },
+        toAgent: (signal) => signals.toAgent(signal),
       }),
     );
     router.service(AgentService, {
@@ -107,7 +135,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         dispatcher,
         log,
         version: COORDINATOR_VERSION,
-        leaseMs: opts.leaseMs ?? 5 * 60_000,
+        reports,
+        loadLimits: opts.loadLimits ?? NO_LOAD_LIMITS,
         heartbeatIntervalMs: 10_000,
         cache: () => ({ url, publicKey: keys.nixPublicKey }),
         events,
@@ -130,6 +159,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     listener = await listen(handler, { host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT, tls, pingIntervalMs: 10_000 });
   } catch (err) {
     await dispatcher.stop();
+    await signals.stop();
     await database.close();
     throw err;
   }
@@ -154,6 +184,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         state = 'stopping';
         listener.stopAccepting();
         await dispatcher.stop();
+        await signals.stop();
         sessions.closeAll('the coordinator is shutting down');
         await listener.close();
         await database.close();
@@ -163,4 +194,26 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       return stopping;
     },
   };
+}
+
+/** Acts on a signal for an agent if its stream is on this coordinator (else another replica does). */
+function tellAgent(sessions: Sessions, signal: AgentSignal, dispatcher: Dispatcher, log: Logger): void {
+  const session = sessions.get(signal.agentId);
+  if (!session) return;
+  switch (signal.kind) {
+    case 'cancel':
+      session.released(signal.buildId);
+      session.outbox.push(create(ConnectResponseSchema, { message: { case: 'cancelBuild', value: { buildId: signal.buildId, reason: signal.reason } } }));
+      dispatcher.poke();
+      return;
+    case 'drain':
+      session.draining = true;
+      session.outbox.push(create(ConnectResponseSchema, { message: { case: 'drain', value: {} } }));
+      log.info({ agentId: signal.agentId }, 'agent told to drain');
+      return;
+    case 'set-active':
+      session.active = signal.active;
+      if (signal.active) dispatcher.poke();
+      return;
+  }
 }

@@ -1,44 +1,84 @@
-// Hands builds to connected agents. Anything that may have made work available (a
-// submission, a finished build, an upload, an agent with free slots) pokes the
-// dispatcher; pokes while a pass runs coalesce into one more pass. A slow timer is the
-// safety net, and also returns builds whose agent's lease ran out.
+// Hands builds to the agents connected to this coordinator. Anything that may have made
+// work available (a submission, a finished build, an upload, an agent with free slots,
+// another replica's NOTIFY) pokes the dispatcher; pokes while a pass runs coalesce into
+// one more pass. A slow timer is the safety net: it also expires leases of agents no
+// replica hears from, renews the leases of this replica's agents, and releases waits
+// whose paths arrived unnoticed.
 import { create } from '@bufbuild/protobuf';
-import { inArray } from 'drizzle-orm';
 import { AssignBuildSchema, ConnectResponseSchema } from '../../gen/kiln/v1/agent_pb.js';
 import type { Database } from '../db/connection.js';
-import { derivationOutputs, derivations } from '../db/schema.js';
 import type { Logger } from '../logger.js';
-import { claimBuilds, type ClaimedBuild } from '../scheduler/allocation.js';
-import { expireLeases, returnUndelivered } from '../scheduler/build-reports.js';
+import { priorityFirst, type AllocationPolicy, type ClaimedBuild } from '../scheduler/allocation.js';
+import { sweepWaits } from '../scheduler/availability.js';
+import { expireLeases, renewLeases, returnUndelivered, type ReportEffects, type ReportPolicy } from '../scheduler/build-reports.js';
 import type { AgentSession, AgentSessions } from './agent-sessions.js';
 import type { BuildEvents } from './build-events.js';
+import type { FarmSignals } from './farm-signals.js';
 
 export interface DispatcherOptions {
   db: Database;
   sessions: AgentSessions;
   log: Logger;
+  events: BuildEvents;
+  signals: FarmSignals;
+  reports: ReportPolicy;
+  policy?: AllocationPolicy;
   /** How often to look for work without being poked, and to expire leases. */
   intervalMs?: number;
-  events: BuildEvents;
+  /** Claims run at once (one per agent); PostgreSQL takes several, PGlite one at a time anyway. */
+  concurrency?: number;
+  /** The farm's time limits for builds that set none (0: none). */
+  defaultLimits?: { timeoutSeconds: number; maxSilentSeconds: number };
 }
 
 export class Dispatcher {
   private running: Promise<void> | undefined;
   private again = false;
-  private readonly timer: NodeJS.Timeout;
+  private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
+  /** Where the next pass starts among the sessions, so no agent always comes first. */
+  private rotation = 0;
+  readonly policy: AllocationPolicy;
 
   constructor(private readonly opts: DispatcherOptions) {
-    this.timer = setInterval(() => {
-      void expireLeases(opts.db)
-        .then((expired) => {
-          if (expired.length > 0) opts.log.info({ builds: expired }, 'leases expired; builds back in the queue');
-          for (const buildId of expired) opts.events.emit({ buildId, kind: 'requeued' });
-          this.poke();
-        })
-        .catch((err: unknown) => opts.log.error({ err }, 'lease expiry failed'));
-    }, opts.intervalMs ?? 5_000);
-    this.timer.unref();
+    this.policy = opts.policy ?? priorityFirst;
+    this.every(opts.intervalMs ?? 5_000, () => this.maintain());
+    // Renewed well within the lease, so a connected agent's builds never expire.
+    this.every(Math.max(100, Math.floor(opts.reports.leaseMs / 3)), () =>
+      renewLeases(opts.db, opts.sessions.all().map((s) => s.agentId), opts.reports.leaseMs),
+    );
+  }
+
+  private every(ms: number, work: () => Promise<unknown>): void {
+    const timer = setInterval(() => {
+      void work().catch((err: unknown) => this.opts.log.error({ err }, 'dispatcher upkeep failed'));
+    }, ms);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  /** Expired leases back to the queue, forgotten waits released; then a pass. */
+  private async maintain(): Promise<void> {
+    const expired = await expireLeases(this.opts.db, this.opts.reports);
+    if (expired.requeued.length > 0) this.opts.log.info({ builds: expired.requeued }, 'leases expired');
+    this.applyEffects(expired);
+    const released = await sweepWaits(this.opts.db);
+    if (released.length > 0) this.opts.log.warn({ builds: released }, 'released waits on paths that had arrived unnoticed');
+    this.poke();
+  }
+
+  /** What a report changed: tell the tests' event bus, and look for work now or after a backoff. */
+  applyEffects(effects: ReportEffects): void {
+    for (const buildId of effects.requeued) this.opts.events.emit({ buildId, kind: 'requeued' });
+    for (const buildId of effects.submitted) this.opts.events.emit({ buildId, kind: 'submitted' });
+    for (const ms of effects.retryInMs) this.pokeAfter(ms);
+    if (effects.requeued.length + effects.submitted.length > 0) this.workAvailable();
+  }
+
+  /** Work became available: this replica looks now, the others when the NOTIFY reaches them. */
+  workAvailable(): void {
+    this.poke();
+    void this.opts.signals.workAvailable().catch((err: unknown) => this.opts.log.error({ err }, 'could not notify other replicas'));
   }
 
   /** Something may have made work available: run a pass soon. */
@@ -53,6 +93,17 @@ export class Dispatcher {
     });
   }
 
+  /** A pass after `ms` (a retry's backoff ends then). */
+  pokeAfter(ms: number): void {
+    if (this.stopped) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      this.poke();
+    }, ms + 10);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
   /** Resolves when no pass is running (for orderly shutdown and for tests). */
   async idle(): Promise<void> {
     while (this.running) await this.running;
@@ -60,7 +111,8 @@ export class Dispatcher {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.timer);
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     await this.idle();
   }
 
@@ -76,34 +128,37 @@ export class Dispatcher {
   }
 
   private async pass(): Promise<void> {
-    for (const session of this.opts.sessions.all()) {
-      const credit = session.credit();
-      if (credit === 0) continue;
-      const claimed = await claimBuilds(this.opts.db, { agentId: session.agentId, systems: session.systems, tags: session.tags }, credit);
-      if (claimed.length > 0) await this.assign(session, claimed);
-    }
+    const sessions = this.opts.sessions.all();
+    const start = this.rotation++ % Math.max(1, sessions.length);
+    const queue = [...sessions.slice(start), ...sessions.slice(0, start)].filter((s) => s.credit() > 0);
+    const workers = Math.max(1, this.opts.concurrency ?? 1);
+    await Promise.all(
+      Array.from({ length: Math.min(workers, queue.length) }, async () => {
+        for (let session = queue.shift(); session && !this.stopped; session = queue.shift()) {
+          const credit = session.credit();
+          if (credit === 0) continue;
+          const agent = { agentId: session.agentId, systems: session.systems, tags: session.tags };
+          const claimed = await this.policy.claim(this.opts.db, agent, credit, { leaseMs: this.opts.reports.leaseMs });
+          if (claimed.length > 0) await this.assign(session, claimed);
+        }
+      }),
+    );
   }
 
   private async assign(session: AgentSession, claimed: ClaimedBuild[]): Promise<void> {
-    const paths = [...new Set(claimed.map((c) => c.derivationPath))];
-    const [texts, outputs] = await Promise.all([
-      this.opts.db.select({ path: derivations.path, text: derivations.text }).from(derivations).where(inArray(derivations.path, paths)),
-      this.opts.db.select().from(derivationOutputs).where(inArray(derivationOutputs.derivationPath, paths)),
-    ]);
     for (const build of claimed) {
-      const text = texts.find((t) => t.path === build.derivationPath)!.text;
       const message = create(ConnectResponseSchema, {
         message: {
           case: 'assignBuild',
           value: create(AssignBuildSchema, {
             buildId: build.id,
             derivationPath: build.derivationPath,
-            derivation: Buffer.from(text, 'utf8'),
-            outputs: outputs
-              .filter((o) => o.derivationPath === build.derivationPath)
-              .map(({ name, path, hashAlgo, hash }) => ({ name, path, hashAlgo, hash })),
+            derivation: Buffer.from(build.derivation, 'utf8'),
+            outputs: build.outputs,
             priority: build.priority,
             attempt: build.attempt,
+            timeoutSeconds: build.timeoutSeconds || (this.opts.defaultLimits?.timeoutSeconds ?? 0),
+            maxSilentSeconds: build.maxSilentSeconds || (this.opts.defaultLimits?.maxSilentSeconds ?? 0),
           }),
         },
       });
@@ -112,6 +167,7 @@ export class Dispatcher {
         await returnUndelivered(this.opts.db, session.agentId, build.id);
         this.opts.events.emit({ buildId: build.id, kind: 'requeued' });
         this.opts.log.warn({ buildId: build.id, agentId: session.agentId }, 'agent stream ended before the build reached it; back in the queue');
+        this.workAvailable();
         continue;
       }
       session.assigned(build.id);

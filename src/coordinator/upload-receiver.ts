@@ -19,6 +19,7 @@ import type { NarStorage, StagedUpload } from '../storage/nar-storage.js';
 import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
 
 export interface ReceivedOutput {
+  storePath: string;
   fileHash: string;
   fileSize: number;
 }
@@ -161,7 +162,7 @@ export async function receiveOutput(
       fileHash: `sha256:${fileHash}`,
       fileSize: incoming.fileSize,
     });
-    return { fileHash: `sha256:${fileHash}`, fileSize: incoming.fileSize };
+    return { storePath: header.storePath, fileHash: `sha256:${fileHash}`, fileSize: incoming.fileSize };
   } catch (err) {
     incoming.abandon();
     await staged.close().catch(() => undefined);

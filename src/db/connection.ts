@@ -13,6 +13,11 @@ export type Database = PgDatabase<PgQueryResultHKT, Schema>;
 export interface DatabaseHandle {
   db: Database;
   kind: 'postgres' | 'pglite';
+  /**
+   * LISTENs on a channel: every NOTIFY on it (from this process or any other sharing the
+   * database) calls `onPayload`. Resolves once listening, to a function that stops.
+   */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -40,7 +45,15 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
       await client.end();
       throw err;
     }
-    return { db: db as unknown as Database, kind: 'postgres', close: () => client.end() };
+    return {
+      db: db as unknown as Database,
+      kind: 'postgres',
+      async listen(channel, onPayload) {
+        const { unlisten } = await client.listen(channel, onPayload);
+        return unlisten;
+      },
+      close: () => client.end(),
+    };
   }
   const { PGlite } = await import('@electric-sql/pglite');
   const { drizzle } = await import('drizzle-orm/pglite');
@@ -59,5 +72,10 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
     await client.close();
     throw err;
   }
-  return { db: db as unknown as Database, kind: 'pglite', close: () => client.close() };
+  return {
+    db: db as unknown as Database,
+    kind: 'pglite',
+    listen: (channel, onPayload) => client.listen(channel, onPayload),
+    close: () => client.close(),
+  };
 }

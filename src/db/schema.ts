@@ -48,6 +48,16 @@ export const derivationOutputs = pgTable(
   (t) => [primaryKey({ columns: [t.derivationPath, t.name] }), index('derivation_outputs_path').on(t.path)],
 );
 
+/** Sources (inputSrcs) a derivation needs in the store besides its input derivations' outputs. */
+export const derivationSources = pgTable(
+  'derivation_sources',
+  {
+    derivationPath: text('derivation_path').notNull().references(() => derivations.path),
+    path: text('path').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.derivationPath, t.path] })],
+);
+
 /** Edges of the derivation graph: which outputs of which input derivation a derivation uses. */
 export const derivationInputs = pgTable(
   'derivation_inputs',
@@ -91,7 +101,21 @@ export const builds = pgTable(
     /** Submission order; what paging goes by (timestamps tie, and lose precision in JS). */
     seq: bigserial('seq', { mode: 'number' }).notNull().unique(),
     derivationPath: text('derivation_path').notNull().references(() => derivations.path),
+    /** The derivation's system, copied here so that the ready-queue index can use it. */
+    system: text('system').notNull().default(''),
     priority: integer('priority').notNull().default(0),
+    /**
+     * The highest of this build's priority and the derived priority of every build that
+     * waits on one of its outputs: what allocation orders by (see scheduler/priorities.ts).
+     */
+    derivedPriority: integer('derived_priority').notNull().default(0),
+    /** How many input paths (build_waits rows) are not in the cache yet; 0 means ready. */
+    waiting: integer('waiting').notNull().default(0),
+    /** A retry's backoff: not allocated before this time. */
+    notBefore: timestamp('not_before', { withTimezone: true }),
+    /** Limits the agent enforces; 0 means the farm's default. */
+    timeoutSeconds: integer('timeout_seconds').notNull().default(0),
+    maxSilentSeconds: integer('max_silent_seconds').notNull().default(0),
     state: buildState('state').notNull().default('scheduled'),
     agentId: uuid('agent_id').references(() => agents.id),
     /** How many times the build was handed to an agent. */
@@ -109,7 +133,37 @@ export const builds = pgTable(
     index('builds_derivation').on(t.derivationPath),
     // The queue: only unfinished builds, so the index stays small as history grows.
     index('builds_unfinished').on(t.state).where(sql`${t.state} in ('scheduled', 'allocated', 'started')`),
+    // The claim's path: ready builds in the order they are handed out. Builds leave it
+    // when allocated, so it holds only what agents could take now.
+    index('builds_ready')
+      .on(t.system, t.derivedPriority.desc(), t.seq)
+      .where(sql`${t.state} = 'scheduled' and ${t.waiting} = 0`),
+    index('builds_agent').on(t.agentId).where(sql`${t.state} in ('allocated', 'started')`),
   ],
+);
+
+/**
+ * What a scheduled build still waits for: input paths (outputs of input derivations,
+ * and sources) that are not in the cache. A row goes when its path arrives.
+ */
+export const buildWaits = pgTable(
+  'build_waits',
+  {
+    buildId: uuid('build_id').notNull().references(() => builds.id, { onDelete: 'cascade' }),
+    path: text('path').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.buildId, t.path] }), index('build_waits_path').on(t.path)],
+);
+
+/** Agents a build must not go to again (its outputs could not be deleted there). */
+export const buildExclusions = pgTable(
+  'build_exclusions',
+  {
+    buildId: uuid('build_id').notNull().references(() => builds.id, { onDelete: 'cascade' }),
+    agentId: uuid('agent_id').notNull().references(() => agents.id),
+    reason: text('reason').notNull().default(''),
+  },
+  (t) => [primaryKey({ columns: [t.buildId, t.agentId] })],
 );
 
 export const buildTags = pgTable(

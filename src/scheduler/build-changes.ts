@@ -2,9 +2,11 @@
 // one transaction.
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, buildTags, events } from '../db/schema.js';
+import { builds, buildTags, buildWaits, events } from '../db/schema.js';
 import { KilnError } from '../errors.js';
+import { addWaits, settleWaits } from './availability.js';
 import { getBuild, type BuildRecord } from './build-queries.js';
+import { raiseInputs, recomputeBelow } from './priorities.js';
 import { validateTag, validateTags, type Tag } from './tags.js';
 
 const FINISHED = ['succeeded', 'failed', 'canceled'] as const;
@@ -34,6 +36,9 @@ export async function cancelBuild(db: Database, id: string): Promise<BuildRecord
       .returning({ id: builds.id, agentId: builds.agentId });
     if (rows[0]) {
       await tx.insert(events).values({ type: 'build-canceled', buildId: id, agentId: rows[0].agentId, payload: { previousState: build.state } });
+      // Its inputs lose the priority it gave them, and it waits for nothing any more.
+      await recomputeBelow(tx, [id], { excludeRoots: true });
+      await tx.delete(buildWaits).where(eq(buildWaits.buildId, id));
     }
     return rows.length > 0;
   });
@@ -43,8 +48,42 @@ export async function cancelBuild(db: Database, id: string): Promise<BuildRecord
 
 export async function setBuildPriority(db: Database, id: string, priority: number): Promise<BuildRecord> {
   validatePriority(priority);
-  await getBuild(db, id);
-  await db.update(builds).set({ priority, updatedAt: sql`now()` }).where(eq(builds.id, id));
+  const before = await getBuild(db, id);
+  await db.transaction(async (tx) => {
+    await tx.update(builds).set({ priority, updatedAt: sql`now()` }).where(eq(builds.id, id));
+    if (priority >= before.priority) {
+      await tx.update(builds).set({ derivedPriority: sql`greatest(${builds.derivedPriority}, ${priority})` }).where(eq(builds.id, id));
+      await raiseInputs(tx, id);
+    } else {
+      await recomputeBelow(tx, [id]);
+    }
+  });
+  return getBuild(db, id);
+}
+
+/**
+ * A failed or canceled build goes back to the queue: a new attempt, no backoff, waiting
+ * for whatever of its inputs is not in the cache now.
+ */
+export async function retryBuild(db: Database, id: string): Promise<BuildRecord> {
+  const build = await getBuild(db, id);
+  if (build.state !== 'failed' && build.state !== 'canceled') {
+    throw new KilnError('failed_precondition', `build ${id} is ${build.state}; only failed or canceled builds can be retried`);
+  }
+  const retried = await db.transaction(async (tx) => {
+    const rows = await tx
+      .update(builds)
+      .set({ state: 'scheduled', agentId: null, leaseUntil: null, notBefore: null, endedAt: null, updatedAt: sql`now()` })
+      .where(and(eq(builds.id, id), inArray(builds.state, ['failed', 'canceled'])))
+      .returning({ id: builds.id });
+    if (rows.length === 0) return false;
+    await addWaits(tx, id, build.derivationPath);
+    await raiseInputs(tx, id);
+    await tx.insert(events).values({ type: 'build-retried', buildId: id, payload: { previousState: build.state } });
+    return true;
+  });
+  if (!retried) return retryBuild(db, id); // it changed meanwhile: report truthfully
+  await settleWaits(db, [id]);
   return getBuild(db, id);
 }
 

@@ -1,7 +1,7 @@
 // Reading builds: one build with everything about it, and filtered, paged lists.
 import { and, asc, eq, exists, gt, inArray, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, buildTags, derivationInputs, derivationOutputs, derivations, type BuildState } from '../db/schema.js';
+import { buildAttempts, builds, buildTags, derivationInputs, derivationOutputs, type BuildState } from '../db/schema.js';
 import { invalidArgument, notFound } from '../errors.js';
 import { isUuid } from '../uuid.js';
 import type { Tag } from './tags.js';
@@ -27,6 +27,25 @@ export interface BuildRecord {
   createdAt: Date;
   updatedAt: Date;
   endedAt: Date | null;
+  derivedPriority: number;
+  attemptCount: number;
+  timeoutSeconds: number;
+  maxSilentSeconds: number;
+  notBefore: Date | null;
+  waitingInputs: number;
+  /** Filled by getBuild only. */
+  attempts: AttemptRecord[];
+}
+
+export interface AttemptRecord {
+  attempt: number;
+  agentId: string;
+  allocatedAt: Date;
+  startedAt: Date | null;
+  endedAt: Date | null;
+  outcome: string | null;
+  message: string;
+  logSize: number | null;
 }
 
 export interface BuildFilter {
@@ -42,7 +61,12 @@ export async function getBuild(db: Database, id: string): Promise<BuildRecord> {
   if (!isUuid(id)) throw invalidArgument(`build id ${JSON.stringify(id)} is not a UUID`);
   const [found] = await loadBuilds(db, [eq(builds.id, id)], 1);
   if (!found) throw notFound(`no build with id ${id}`);
-  return found;
+  const attempts = await db
+    .select()
+    .from(buildAttempts)
+    .where(eq(buildAttempts.buildId, id))
+    .orderBy(asc(buildAttempts.attempt));
+  return { ...found, attempts: attempts.map(({ buildId: _, ...a }) => a) };
 }
 
 /** A page of builds in submission order; the cursor is the last build's sequence number. */
@@ -85,9 +109,8 @@ function decodeCursor(token: string): number {
 
 async function loadBuilds(db: Database, where: SQL[], limit: number): Promise<BuildRecord[]> {
   const rows = await db
-    .select({ build: builds, system: derivations.system })
+    .select({ build: builds })
     .from(builds)
-    .innerJoin(derivations, eq(derivations.path, builds.derivationPath))
     .where(and(...where))
     .orderBy(asc(builds.seq))
     .limit(limit);
@@ -103,11 +126,18 @@ async function loadBuilds(db: Database, where: SQL[], limit: number): Promise<Bu
       .where(inArray(derivationInputs.derivationPath, drvs))
       .orderBy(asc(derivationInputs.inputPath)),
   ]);
-  return rows.map(({ build, system }) => ({
+  return rows.map(({ build }) => ({
     id: build.id,
     seq: build.seq,
     derivationPath: build.derivationPath,
-    system,
+    system: build.system,
+    derivedPriority: build.derivedPriority,
+    attemptCount: build.attempt,
+    timeoutSeconds: build.timeoutSeconds,
+    maxSilentSeconds: build.maxSilentSeconds,
+    notBefore: build.notBefore,
+    waitingInputs: build.waiting,
+    attempts: [],
     priority: build.priority,
     state: build.state,
     agentId: build.agentId,

@@ -1,12 +1,38 @@
 // What agents report about the builds they hold: started, setup failure, finished.
 // An agent may only report on a build allocated to it; reporting the same thing twice
 // is harmless (a reconnecting agent may repeat itself).
+import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { buildAttempts, builds, derivationOutputs, events, storePaths } from '../db/schema.js';
+import { buildAttempts, buildExclusions, builds, buildTags, derivationOutputs, derivations, events, storePaths } from '../db/schema.js';
 import { KilnError } from '../errors.js';
 import { isUuid } from '../uuid.js';
+import { addWaits } from './availability.js';
 import { buildOfAgent } from './build-outputs.js';
+import { raiseInputs } from './priorities.js';
+import { decideRetry, ruleFor, type FailureKind, type RetryPolicy } from './retry-policy.js';
+import { insertBuild } from './submission.js';
+
+/** What the scheduler's reactions to reports depend on. */
+export interface ReportPolicy {
+  retry: RetryPolicy;
+  /** How long a build stays with an agent the coordinator has not heard from. */
+  leaseMs: number;
+}
+
+/** What a report changed that the coordinator must act on after the commit. */
+export interface ReportEffects {
+  /** Builds that went back to the queue (now or after a backoff). */
+  requeued: string[];
+  /** Builds created for missing inputs. */
+  submitted: string[];
+  /** Backoffs of the builds requeued for later: when to look for work again. */
+  retryInMs: number[];
+}
+
+export function noEffects(): ReportEffects {
+  return { requeued: [], submitted: [], retryInMs: [] };
+}
 
 export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout';
 export type SetupFailureKind = 'missing-inputs' | 'could-not-delete-outputs' | 'other';
@@ -15,9 +41,24 @@ type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 
 const HELD = ['allocated', 'started'] as const;
 
-/** Loads the build inside the transaction, locked, and checks the agent holds it. */
-function heldBuild(tx: Tx, agentId: string, buildId: string) {
-  return buildOfAgent(tx, agentId, buildId, { lock: true });
+/**
+ * Loads the build inside the transaction, locked, and checks the agent holds it. A build
+ * that left the agent because of this agent's own report (a retry put it back in the
+ * queue) yields undefined: the agent repeated itself, which is harmless.
+ */
+async function heldBuild(tx: Tx, agentId: string, buildId: string) {
+  try {
+    return await buildOfAgent(tx, agentId, buildId, { lock: true });
+  } catch (err) {
+    if (!(err instanceof KilnError) || err.kind !== 'permission_denied') throw err;
+    const [reported] = await tx
+      .select({ attempt: buildAttempts.attempt })
+      .from(buildAttempts)
+      .innerJoin(builds, and(eq(builds.id, buildAttempts.buildId), eq(builds.attempt, buildAttempts.attempt)))
+      .where(and(eq(buildAttempts.buildId, buildId), eq(buildAttempts.agentId, agentId), isNotNull(buildAttempts.outcome)));
+    if (reported) return undefined;
+    throw err;
+  }
 }
 
 function endAttempt(tx: Tx, buildId: string, attempt: number, outcome: string, message: string) {
@@ -30,7 +71,7 @@ function endAttempt(tx: Tx, buildId: string, attempt: number, outcome: string, m
 export async function recordStarted(db: Database, agentId: string, buildId: string): Promise<void> {
   await db.transaction(async (tx) => {
     const build = await heldBuild(tx, agentId, buildId);
-    if (build.state === 'started') return;
+    if (!build || build.state === 'started') return;
     if (build.state !== 'allocated') {
       throw new KilnError('failed_precondition', `build ${buildId} is ${build.state}, not allocated; it cannot start`);
     }
@@ -43,21 +84,22 @@ export async function recordStarted(db: Database, agentId: string, buildId: stri
   });
 }
 
-/** The agent could not set the build up: it goes back to the queue for any agent. */
+/**
+ * The agent could not set the build up. Missing inputs: the build waits for them (and
+ * builds are submitted for missing inputs nobody builds); outputs it could not delete:
+ * the build goes to another agent; anything else counts as a failed attempt.
+ */
 export async function recordSetupFailure(
   db: Database,
+  policy: ReportPolicy,
   agentId: string,
   buildId: string,
   failure: { kind: SetupFailureKind; missingInputs: string[]; message: string },
-): Promise<void> {
-  await db.transaction(async (tx) => {
+): Promise<ReportEffects> {
+  return db.transaction(async (tx) => {
+    const effects: ReportEffects = noEffects();
     const build = await heldBuild(tx, agentId, buildId);
-    if (!(HELD as readonly string[]).includes(build.state)) return; // already handled
-    await tx
-      .update(builds)
-      .set({ state: 'scheduled', agentId: null, leaseUntil: null, updatedAt: sql`now()` })
-      .where(eq(builds.id, buildId));
-    await endAttempt(tx, buildId, build.attempt, 'setup-failure', `${failure.kind}: ${failure.message}`);
+    if (!build || !(HELD as readonly string[]).includes(build.state)) return effects; // already handled
     const type = failure.kind === 'missing-inputs' ? 'build-missing-inputs' : 'build-setup-failure';
     await tx.insert(events).values({
       type,
@@ -65,7 +107,70 @@ export async function recordSetupFailure(
       agentId,
       payload: { attempt: build.attempt, kind: failure.kind, missingInputs: failure.missingInputs, message: failure.message },
     });
+    if (failure.kind === 'missing-inputs') {
+      await endAttempt(tx, buildId, build.attempt, 'missing-inputs', failure.message);
+      const paths = await missingPaths(tx, build.derivationPath, failure.missingInputs);
+      await toQueue(tx, buildId, null);
+      const waiting = await addWaits(tx, buildId, build.derivationPath, paths);
+      effects.requeued.push(buildId);
+      if (waiting === 0) {
+        // The cache has them all: the agent could not fetch what is there. That is a
+        // setup failure like any other, retried with backoff, not a loop.
+        return failAttempt(tx, policy, build, agentId, 'setup-failure', failure.message, { attemptEnded: true });
+      }
+      effects.submitted = await submitMissing(tx, buildId, build.derivationPath, paths);
+      await raiseInputs(tx, buildId);
+      return effects;
+    }
+    if (failure.kind === 'could-not-delete-outputs') {
+      await endAttempt(tx, buildId, build.attempt, 'setup-failure', `${failure.kind}: ${failure.message}`);
+      await tx.insert(buildExclusions).values({ buildId, agentId, reason: failure.message }).onConflictDoNothing();
+      await toQueue(tx, buildId, null);
+      effects.requeued.push(buildId);
+      return effects;
+    }
+    return failAttempt(tx, policy, build, agentId, 'setup-failure', `${failure.kind}: ${failure.message}`);
   });
+}
+
+/**
+ * The store paths behind what an agent called missing: a .drv stands for those of its
+ * outputs this build uses; anything else is a path itself. Only inputs of the build count.
+ */
+async function missingPaths(tx: Tx, derivationPath: string, missing: string[]): Promise<string[]> {
+  const inputs = await tx.execute(sql`
+    select i.input_path as drv, o.path from derivation_inputs i
+    join derivation_outputs o on o.derivation_path = i.input_path and o.name = i.output_name
+    where i.derivation_path = ${derivationPath}
+    union all
+    select null as drv, s.path from derivation_sources s where s.derivation_path = ${derivationPath}`);
+  const rows = (Array.isArray(inputs) ? inputs : (inputs as { rows: unknown[] }).rows) as { drv: string | null; path: string }[];
+  const wanted = new Set(missing);
+  return [...new Set(rows.filter((r) => wanted.has(r.path) || (r.drv !== null && wanted.has(r.drv))).map((r) => r.path))];
+}
+
+/** Submits a build for each missing input derivation that has none queued or running. */
+async function submitMissing(tx: Tx, waiterId: string, derivationPath: string, paths: string[]): Promise<string[]> {
+  if (paths.length === 0) return [];
+  const producers = await tx
+    .selectDistinct({ derivationPath: derivationOutputs.derivationPath })
+    .from(derivationOutputs)
+    .innerJoin(derivations, eq(derivations.path, derivationOutputs.derivationPath))
+    .where(inArray(derivationOutputs.path, paths));
+  const submitted: string[] = [];
+  for (const { derivationPath: input } of producers) {
+    const [active] = await tx
+      .select({ id: builds.id })
+      .from(builds)
+      .where(and(eq(builds.derivationPath, input), inArray(builds.state, ['scheduled', 'allocated', 'started'])))
+      .limit(1);
+    if (active) continue;
+    const id = randomUUID();
+    const tags = await tx.select({ key: buildTags.key, value: buildTags.value }).from(buildTags).where(eq(buildTags.buildId, waiterId));
+    await insertBuild(tx, { id, derivationPath: input, priority: 0, tags, reason: `missing input of build ${waiterId} (${derivationPath})` });
+    submitted.push(id);
+  }
+  return submitted;
 }
 
 /**
@@ -74,15 +179,16 @@ export async function recordSetupFailure(
  */
 export async function recordFinished(
   db: Database,
+  policy: ReportPolicy,
   agentId: string,
   buildId: string,
   outcome: FinishOutcome,
   message: string,
-): Promise<void> {
-  await db.transaction(async (tx) => {
+): Promise<ReportEffects> {
+  return db.transaction(async (tx) => {
     const build = await heldBuild(tx, agentId, buildId);
     const finalState = outcome === 'success' ? 'succeeded' : 'failed';
-    if (build.state === finalState) return; // a repeated report
+    if (!build || build.state === finalState) return noEffects(); // a repeated report
     if (!(HELD as readonly string[]).includes(build.state)) {
       throw new KilnError('failed_precondition', `build ${buildId} is ${build.state}; it cannot finish now`);
     }
@@ -99,33 +205,94 @@ export async function recordFinished(
         );
       }
     }
+    if (outcome !== 'success') return failAttempt(tx, policy, build, agentId, outcome, message);
     await tx
       .update(builds)
       .set({ state: finalState, leaseUntil: null, updatedAt: sql`now()`, endedAt: sql`now()` })
       .where(eq(builds.id, buildId));
     await endAttempt(tx, buildId, build.attempt, outcome, message);
-    await tx.insert(events).values({
-      type: outcome === 'success' ? 'build-success' : 'build-failure',
-      buildId,
-      agentId,
-      payload: { attempt: build.attempt, outcome, message },
-    });
+    await tx.insert(events).values({ type: 'build-success', buildId, agentId, payload: { attempt: build.attempt, outcome, message } });
+    return noEffects();
   });
 }
 
-/** The agent's stream ended: its builds stay its own until the lease runs out. */
-export async function startLeases(db: Database, agentId: string, leaseMs: number): Promise<void> {
+
+/**
+ * An attempt failed: the retry policy for the build's tags says whether it goes back to
+ * the queue (after a backoff) or the build has failed.
+ */
+async function failAttempt(
+  tx: Tx,
+  policy: ReportPolicy,
+  build: { id: string; attempt: number },
+  agentId: string | null,
+  kind: FailureKind,
+  message: string,
+  opts: { attemptEnded?: boolean } = {},
+): Promise<ReportEffects> {
+  if (!opts.attemptEnded) await endAttempt(tx, build.id, build.attempt, kind, message);
+  const tags = await tx.select({ key: buildTags.key, value: buildTags.value }).from(buildTags).where(eq(buildTags.buildId, build.id));
+  const counted = ruleFor(policy.retry, tags).on;
+  const [{ failed } = { failed: 0 }] = await tx
+    .select({ failed: sql<number>`count(*)::int` })
+    .from(buildAttempts)
+    .where(and(eq(buildAttempts.buildId, build.id), inArray(buildAttempts.outcome, counted.length > 0 ? counted : ['-'])));
+  const decision = decideRetry(policy.retry, tags, kind, Number(failed) || 1);
+  const payload = { attempt: build.attempt, outcome: kind, message, retry: decision.retry, ...(decision.retry ? { delayMs: decision.delayMs } : {}) };
+  if (kind === 'agent-lost') {
+    await tx.insert(events).values({ type: 'build-agent-lost', buildId: build.id, agentId, payload });
+  }
+  if (decision.retry) {
+    await toQueue(tx, build.id, decision.delayMs);
+    if (kind !== 'agent-lost') await tx.insert(events).values({ type: 'build-failure', buildId: build.id, agentId, payload });
+    return { ...noEffects(), requeued: [build.id], retryInMs: decision.delayMs > 0 ? [decision.delayMs] : [] };
+  }
+  await tx
+    .update(builds)
+    .set({ state: 'failed', leaseUntil: null, updatedAt: sql`now()`, endedAt: sql`now()` })
+    .where(eq(builds.id, build.id));
+  await tx.insert(events).values({ type: 'build-failure', buildId: build.id, agentId, payload });
+  return noEffects();
+}
+
+/** Back to the queue, free of any agent, not before `delayMs` from now (null: at once). */
+async function toQueue(tx: Tx, buildId: string, delayMs: number | null): Promise<void> {
+  await tx
+    .update(builds)
+    .set({
+      state: 'scheduled',
+      agentId: null,
+      leaseUntil: null,
+      notBefore: delayMs ? sql`now() + make_interval(secs => ${delayMs / 1000})` : null,
+      updatedAt: sql`now()`,
+    })
+    .where(eq(builds.id, buildId));
+}
+
+/**
+ * The coordinator still hears from these agents: their builds' leases start again. A
+ * build whose lease runs out (its agent gone, or the coordinator that heard from it
+ * gone) goes back to the queue, whichever replica notices.
+ */
+export async function renewLeases(db: Database, agentIds: string[], leaseMs: number): Promise<void> {
+  if (agentIds.length === 0) return;
   await db
     .update(builds)
     .set({ leaseUntil: sql`now() + make_interval(secs => ${leaseMs / 1000})` })
-    .where(and(eq(builds.agentId, agentId), inArray(builds.state, [...HELD])));
+    .where(and(inArray(builds.agentId, agentIds), inArray(builds.state, [...HELD])));
 }
 
 /**
  * The agent (re)connected and says which builds it holds. Its builds it still holds keep
- * going; the ones it lost go back to the queue; held ones no longer its are abandoned.
+ * going (with a fresh lease); the ones it lost are failed attempts (agent-lost); held
+ * ones no longer its are abandoned.
  */
-export async function reconcileHeldBuilds(db: Database, agentId: string, held: string[]): Promise<{ abandon: string[] }> {
+export async function reconcileHeldBuilds(
+  db: Database,
+  policy: ReportPolicy,
+  agentId: string,
+  held: string[],
+): Promise<{ abandon: string[]; effects: ReportEffects }> {
   const heldIds = held.filter(isUuid);
   return db.transaction(async (tx) => {
     const mine = await tx
@@ -133,42 +300,51 @@ export async function reconcileHeldBuilds(db: Database, agentId: string, held: s
       .from(builds)
       .where(and(eq(builds.agentId, agentId), inArray(builds.state, [...HELD])))
       .for('update');
-    const lost = mine.filter((b) => !heldIds.includes(b.id));
-    for (const b of lost) await requeue(tx, b.id, b.attempt, agentId, 'the agent reconnected without it');
+    const effects: ReportEffects = noEffects();
+    for (const b of mine.filter((b) => !heldIds.includes(b.id))) {
+      merge(effects, await failAttempt(tx, policy, b, agentId, 'agent-lost', 'the agent reconnected without it'));
+    }
     const kept = mine.filter((b) => heldIds.includes(b.id)).map((b) => b.id);
-    if (kept.length > 0) await tx.update(builds).set({ leaseUntil: null }).where(inArray(builds.id, kept));
-    return { abandon: held.filter((id) => !kept.includes(id)) };
+    if (kept.length > 0) {
+      await tx
+        .update(builds)
+        .set({ leaseUntil: sql`now() + make_interval(secs => ${policy.leaseMs / 1000})` })
+        .where(inArray(builds.id, kept));
+    }
+    return { abandon: held.filter((id) => !kept.includes(id)), effects };
   });
 }
 
-/** Builds whose agent did not come back within the lease go back to the queue. */
-export async function expireLeases(db: Database): Promise<string[]> {
+/** Builds whose lease ran out: failed attempts (agent-lost), retried as the policy says. */
+export async function expireLeases(db: Database, policy: ReportPolicy): Promise<ReportEffects> {
   return db.transaction(async (tx) => {
     const expired = await tx
       .select({ id: builds.id, attempt: builds.attempt, agentId: builds.agentId })
       .from(builds)
       .where(and(inArray(builds.state, [...HELD]), isNotNull(builds.leaseUntil), lt(builds.leaseUntil, sql`now()`)))
       .for('update', { skipLocked: true });
-    for (const b of expired) await requeue(tx, b.id, b.attempt, b.agentId, 'the agent was gone longer than the lease');
-    return expired.map((b) => b.id);
+    const effects: ReportEffects = noEffects();
+    for (const b of expired) {
+      merge(effects, await failAttempt(tx, policy, b, b.agentId, 'agent-lost', 'the agent was gone longer than the lease'));
+    }
+    return effects;
   });
 }
 
-/** A build claimed for an agent whose stream ended before the assignment reached it. */
+/** A build claimed for an agent whose stream ended before the assignment reached it: not an attempt at all. */
 export async function returnUndelivered(db: Database, agentId: string, buildId: string): Promise<void> {
   await db.transaction(async (tx) => {
     const [build] = await tx.select().from(builds).where(eq(builds.id, buildId)).for('update');
     if (build?.agentId === agentId && build.state === 'allocated') {
-      await requeue(tx, buildId, build.attempt, agentId, 'the assignment never reached the agent');
+      await tx.delete(buildAttempts).where(and(eq(buildAttempts.buildId, buildId), eq(buildAttempts.attempt, build.attempt)));
+      await tx.update(builds).set({ attempt: build.attempt - 1 }).where(eq(builds.id, buildId));
+      await toQueue(tx, buildId, null);
     }
   });
 }
 
-async function requeue(tx: Tx, buildId: string, attempt: number, agentId: string | null, why: string): Promise<void> {
-  await tx
-    .update(builds)
-    .set({ state: 'scheduled', agentId: null, leaseUntil: null, updatedAt: sql`now()` })
-    .where(eq(builds.id, buildId));
-  await endAttempt(tx, buildId, attempt, 'agent-lost', why);
-  await tx.insert(events).values({ type: 'build-agent-lost', buildId, agentId, payload: { attempt, reason: why } });
+function merge(into: ReportEffects, more: ReportEffects): void {
+  into.requeued.push(...more.requeued);
+  into.submitted.push(...more.submitted);
+  into.retryInMs.push(...more.retryInMs);
 }

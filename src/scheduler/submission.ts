@@ -4,13 +4,16 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, notInArray } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, buildTags, derivationInputs, derivationOutputs, derivations, events, storePaths } from '../db/schema.js';
+import { builds, buildTags, derivationInputs, derivationOutputs, derivations, derivationSources, events, storePaths } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { storeDerivationNar } from '../substitutes/derivation-nar.js';
 import { isUuid } from '../uuid.js';
+import type { Queryable } from './build-outputs.js';
+import { addWaits, settleWaits } from './availability.js';
 import { getBuild, type BuildRecord } from './build-queries.js';
+import { deriveNewBuildPriority } from './priorities.js';
 import { validatePriority } from './build-changes.js';
 import { validateTags, type Tag } from './tags.js';
 
@@ -21,6 +24,9 @@ export interface SubmitBuildInput {
   priority: number;
   tags: Tag[];
   ignoreIfOutputExists: boolean;
+  /** Limits for the agent; 0 means the farm's default. */
+  timeoutSeconds?: number;
+  maxSilentSeconds?: number;
 }
 
 export interface SubmitBuildResult {
@@ -38,6 +44,8 @@ export async function submitBuild(db: Database, storage: NarStorage, input: Subm
   }
   validatePriority(input.priority);
   validateTags(input.tags, 'build');
+  validateLimit(input.timeoutSeconds, 'timeout_seconds');
+  validateLimit(input.maxSilentSeconds, 'max_silent_seconds');
   if (!input.derivationPath) throw invalidArgument('derivation_path is empty: name the .drv to build');
 
   const known = new Set<string>();
@@ -82,11 +90,11 @@ export async function submitBuild(db: Database, storage: NarStorage, input: Subm
       }
       await storeDerivations(tx as unknown as Database, fresh);
       if (drvPaths.length > 0) await tx.insert(storePaths).values(drvPaths).onConflictDoNothing();
-      await tx.insert(builds).values({ id, derivationPath: target, priority: input.priority });
-      if (input.tags.length > 0) await tx.insert(buildTags).values(input.tags.map((t) => ({ buildId: id, ...t })));
-      await tx.insert(events).values({ type: 'build-submitted', buildId: id, payload: { derivationPath: target, priority: input.priority } });
+      await insertBuild(tx, { ...input, id });
       return undefined;
     });
+    // An input that arrived while this transaction ran is released now (see availability.ts).
+    if (existingId === undefined) await settleWaits(db, [id]);
     return { build: await getBuild(db, existingId ?? id), existing: existingId !== undefined };
   } catch (err) {
     if ((err as { code?: string }).code === UNIQUE_VIOLATION && input.buildId) {
@@ -107,7 +115,56 @@ async function storeDerivations(db: Database, list: CheckedDerivation[]): Promis
       .insert(derivationOutputs)
       .values(d.outputs.map((o) => ({ derivationPath: d.path, ...o })))
       .onConflictDoNothing();
+    if (d.inputSrcs.length > 0) {
+      await db.insert(derivationSources).values(d.inputSrcs.map((path) => ({ derivationPath: d.path, path }))).onConflictDoNothing();
+    }
     const edges = d.inputDrvs.flatMap((i) => i.outputs.map((outputName) => ({ derivationPath: d.path, inputPath: i.path, outputName })));
     if (edges.length > 0) await db.insert(derivationInputs).values(edges).onConflictDoNothing();
+  }
+}
+
+export interface NewBuild {
+  id: string;
+  derivationPath: string;
+  priority: number;
+  tags: Tag[];
+  timeoutSeconds?: number;
+  maxSilentSeconds?: number;
+  /** Why the build exists when no one submitted it (e.g. a missing input of another). */
+  reason?: string;
+}
+
+/**
+ * Writes a build of a stored derivation: the row, its tags, what it waits for, its
+ * derived priority (and its inputs'), and its build-submitted event. The caller settles
+ * its waits after commit (settleWaits).
+ */
+export async function insertBuild(tx: Queryable, build: NewBuild): Promise<void> {
+  const [drv] = await tx.select({ system: derivations.system }).from(derivations).where(eq(derivations.path, build.derivationPath));
+  if (!drv) throw new KilnError('not_found', `derivation ${build.derivationPath} is not stored`);
+  await tx.insert(builds).values({
+    id: build.id,
+    derivationPath: build.derivationPath,
+    system: drv.system,
+    priority: build.priority,
+    derivedPriority: build.priority,
+    timeoutSeconds: build.timeoutSeconds ?? 0,
+    maxSilentSeconds: build.maxSilentSeconds ?? 0,
+  });
+  if (build.tags.length > 0) await tx.insert(buildTags).values(build.tags.map((t) => ({ buildId: build.id, ...t })));
+  await addWaits(tx, build.id, build.derivationPath);
+  await deriveNewBuildPriority(tx, build.id);
+  await tx.insert(events).values({
+    type: 'build-submitted',
+    buildId: build.id,
+    payload: { derivationPath: build.derivationPath, priority: build.priority, ...(build.reason ? { reason: build.reason } : {}) },
+  });
+}
+
+/** A build's time limit: whole seconds, 0 for the farm's default, at most 30 days. */
+function validateLimit(seconds: number | undefined, field: string): void {
+  if (seconds === undefined) return;
+  if (!Number.isInteger(seconds) || seconds < 0 || seconds > 30 * 24 * 3600) {
+    throw invalidArgument(`${field} ${seconds} must be whole seconds between 0 (the farm's default) and 30 days`);
   }
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIrwBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgiRgoTU3VibWl0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSEAoIZXhpc3RpbmcYAiABKAgiHQoPR2V0QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjEKEEdldEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIpQBChFMaXN0QnVpbGRzUmVxdWVzdBIjCgZzdGF0ZXMYASADKA4yEy5raWxuLnYxLkJ1aWxkU3RhdGUSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJNChJMaXN0QnVpbGRzUmVzcG9uc2USHgoGYnVpbGRzGAEgAygLMg4ua2lsbi52MS5CdWlsZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSQ2FuY2VsQnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjQKE0NhbmNlbEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIjcKF1NldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHByaW9yaXR5GAIgASgFIjkKGFNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiVAoWVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBIKCgJpZBgBIAEoCRIZCgNzZXQYAiADKAsyDC5raWxuLnYxLlRhZxITCgtyZW1vdmVfa2V5cxgDIAMoCSI4ChdVcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiPgoSQ3JlYXRlQWdlbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnIjQKE0NyZWF0ZUFnZW50UmVzcG9uc2USHQoFYWdlbnQYASABKAsyDi5raWxuLnYxLkFnZW50Ii4KGkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIi8KG0NyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRIQCghwYXNzd29yZBgBIAEoCSITChFMaXN0QWdlbnRzUmVxdWVzdCI0ChJMaXN0QWdlbnRzUmVzcG9uc2USHgoGYWdlbnRzGAEgAygLMg4ua2lsbi52MS5BZ2VudDLMBQoMQWRtaW5TZXJ2aWNlEkgKC1N1Ym1pdEJ1aWxkEhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QaHC5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJFCgpMaXN0QnVpbGRzEhoua2lsbi52MS5MaXN0QnVpbGRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEkgKC0NhbmNlbEJ1aWxkEhsua2lsbi52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHC5raWxuLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USVwoQU2V0QnVpbGRQcmlvcml0eRIgLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QaIS5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRJUCg9VcGRhdGVCdWlsZFRhZ3MSHy5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QaIC5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEkgKC0NyZWF0ZUFnZW50Ehsua2lsbi52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHC5raWxuLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USYAoTQ3JlYXRlQWdlbnRQYXNzd29yZBIjLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QaJC5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRJFCgpMaXN0QWdlbnRzEhoua2lsbi52MS5MaXN0QWdlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEFnZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQyrQcKDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEj8KCEdldEJ1aWxkEhgua2lsbi52MS5HZXRCdWlsZFJlcXVlc3QaGS5raWxuLnYxLkdldEJ1aWxkUmVzcG9uc2USRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZWIGcHJvdG8z", [file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -57,6 +57,18 @@ export type SubmitBuildRequest = Message<"kiln.v1.SubmitBuildRequest"> & {
    * @generated from field: bool ignore_if_output_exists = 6;
    */
   ignoreIfOutputExists: boolean;
+
+  /**
+   * Time limits the agent enforces, in seconds; 0 takes the farm's default.
+   *
+   * @generated from field: uint32 timeout_seconds = 7;
+   */
+  timeoutSeconds: number;
+
+  /**
+   * @generated from field: uint32 max_silent_seconds = 8;
+   */
+  maxSilentSeconds: number;
 };
 
 /**
@@ -416,6 +428,109 @@ export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PUR
   messageDesc(file_kiln_v1_admin, 17);
 
 /**
+ * @generated from message kiln.v1.RetryBuildRequest
+ */
+export type RetryBuildRequest = Message<"kiln.v1.RetryBuildRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message kiln.v1.RetryBuildRequest.
+ * Use `create(RetryBuildRequestSchema)` to create a new message.
+ */
+export const RetryBuildRequestSchema: GenMessage<RetryBuildRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 18);
+
+/**
+ * @generated from message kiln.v1.RetryBuildResponse
+ */
+export type RetryBuildResponse = Message<"kiln.v1.RetryBuildResponse"> & {
+  /**
+   * @generated from field: kiln.v1.Build build = 1;
+   */
+  build?: Build | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.RetryBuildResponse.
+ * Use `create(RetryBuildResponseSchema)` to create a new message.
+ */
+export const RetryBuildResponseSchema: GenMessage<RetryBuildResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 19);
+
+/**
+ * @generated from message kiln.v1.DrainAgentRequest
+ */
+export type DrainAgentRequest = Message<"kiln.v1.DrainAgentRequest"> & {
+  /**
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+};
+
+/**
+ * Describes the message kiln.v1.DrainAgentRequest.
+ * Use `create(DrainAgentRequestSchema)` to create a new message.
+ */
+export const DrainAgentRequestSchema: GenMessage<DrainAgentRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 20);
+
+/**
+ * @generated from message kiln.v1.DrainAgentResponse
+ */
+export type DrainAgentResponse = Message<"kiln.v1.DrainAgentResponse"> & {
+};
+
+/**
+ * Describes the message kiln.v1.DrainAgentResponse.
+ * Use `create(DrainAgentResponseSchema)` to create a new message.
+ */
+export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 21);
+
+/**
+ * @generated from message kiln.v1.SetAgentActiveRequest
+ */
+export type SetAgentActiveRequest = Message<"kiln.v1.SetAgentActiveRequest"> & {
+  /**
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: bool active = 2;
+   */
+  active: boolean;
+};
+
+/**
+ * Describes the message kiln.v1.SetAgentActiveRequest.
+ * Use `create(SetAgentActiveRequestSchema)` to create a new message.
+ */
+export const SetAgentActiveRequestSchema: GenMessage<SetAgentActiveRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 22);
+
+/**
+ * @generated from message kiln.v1.SetAgentActiveResponse
+ */
+export type SetAgentActiveResponse = Message<"kiln.v1.SetAgentActiveResponse"> & {
+  /**
+   * @generated from field: kiln.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.SetAgentActiveResponse.
+ * Use `create(SetAgentActiveResponseSchema)` to create a new message.
+ */
+export const SetAgentActiveResponseSchema: GenMessage<SetAgentActiveResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 23);
+
+/**
  * What operators and their scripts use: submit and steer builds, manage agents.
  * Every call needs the admin bearer token in the `authorization` header.
  *
@@ -501,6 +616,36 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListAgentsRequestSchema;
     output: typeof ListAgentsResponseSchema;
+  },
+  /**
+   * A failed or canceled build goes back to the queue for another attempt.
+   *
+   * @generated from rpc kiln.v1.AdminService.RetryBuild
+   */
+  retryBuild: {
+    methodKind: "unary";
+    input: typeof RetryBuildRequestSchema;
+    output: typeof RetryBuildResponseSchema;
+  },
+  /**
+   * The agent finishes the builds it holds and takes no more (it stops when done).
+   *
+   * @generated from rpc kiln.v1.AdminService.DrainAgent
+   */
+  drainAgent: {
+    methodKind: "unary";
+    input: typeof DrainAgentRequestSchema;
+    output: typeof DrainAgentResponseSchema;
+  },
+  /**
+   * A deactivated agent is given no builds (it keeps those it holds) until activated.
+   *
+   * @generated from rpc kiln.v1.AdminService.SetAgentActive
+   */
+  setAgentActive: {
+    methodKind: "unary";
+    input: typeof SetAgentActiveRequestSchema;
+    output: typeof SetAgentActiveResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_v1_admin, 0);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/types.proto.
  */
 export const file_kiln_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIvUCCgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKVAQoFQWdlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIaCgR0YWdzGAMgAygLMgwua2lsbi52MS5UYWcSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGYWN0aXZlGAUgASgIEhYKDnBhc3N3b3JkX2NvdW50GAYgASgFKsUBCgpCdWlsZFN0YXRlEhsKF0JVSUxEX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVQlVJTERfU1RBVEVfU0NIRURVTEVEEAESGQoVQlVJTERfU1RBVEVfQUxMT0NBVEVEEAISFwoTQlVJTERfU1RBVEVfU1RBUlRFRBADEhkKFUJVSUxEX1NUQVRFX1NVQ0NFRURFRBAEEhYKEkJVSUxEX1NUQVRFX0ZBSUxFRBAFEhgKFEJVSUxEX1NUQVRFX0NBTkNFTEVEEAZiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIswECgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkZXJpdmVkX3ByaW9yaXR5GA0gASgFEhUKDWF0dGVtcHRfY291bnQYDiABKA0SJwoIYXR0ZW1wdHMYDyADKAsyFS5raWxuLnYxLkJ1aWxkQXR0ZW1wdBIXCg90aW1lb3V0X3NlY29uZHMYECABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGBEgASgNEi4KCm5vdF9iZWZvcmUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDndhaXRpbmdfaW5wdXRzGBMgASgNIvUBCgxCdWlsZEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIQCghhZ2VudF9pZBgCIAEoCRIwCgxhbGxvY2F0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAYgASgJEg8KB21lc3NhZ2UYByABKAkSEAoIbG9nX3NpemUYCCABKAQilQEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGl2ZRgFIAEoCBIWCg5wYXNzd29yZF9jb3VudBgGIAEoBSrFAQoKQnVpbGRTdGF0ZRIbChdCVUlMRF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUJVSUxEX1NUQVRFX1NDSEVEVUxFRBABEhkKFUJVSUxEX1NUQVRFX0FMTE9DQVRFRBACEhcKE0JVSUxEX1NUQVRFX1NUQVJURUQQAxIZChVCVUlMRF9TVEFURV9TVUNDRUVERUQQBBIWChJCVUlMRF9TVEFURV9GQUlMRUQQBRIYChRCVUlMRF9TVEFURV9DQU5DRUxFRBAGYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * A key=value label on a build or an agent. A build is only allocated to an agent
@@ -174,6 +174,54 @@ export type Build = Message<"kiln.v1.Build"> & {
    * @generated from field: google.protobuf.Timestamp ended_at = 12;
    */
   endedAt?: Timestamp | undefined;
+
+  /**
+   * The highest of its own priority and that of every build waiting on it: what
+   * allocation orders by.
+   *
+   * @generated from field: int32 derived_priority = 13;
+   */
+  derivedPriority: number;
+
+  /**
+   * How many times it was handed to an agent.
+   *
+   * @generated from field: uint32 attempt_count = 14;
+   */
+  attemptCount: number;
+
+  /**
+   * Every attempt, oldest first (filled by GetBuild, not by ListBuilds).
+   *
+   * @generated from field: repeated kiln.v1.BuildAttempt attempts = 15;
+   */
+  attempts: BuildAttempt[];
+
+  /**
+   * Time limits in seconds; 0 means the farm's default.
+   *
+   * @generated from field: uint32 timeout_seconds = 16;
+   */
+  timeoutSeconds: number;
+
+  /**
+   * @generated from field: uint32 max_silent_seconds = 17;
+   */
+  maxSilentSeconds: number;
+
+  /**
+   * A retry waits for its backoff: not allocated before this.
+   *
+   * @generated from field: google.protobuf.Timestamp not_before = 18;
+   */
+  notBefore?: Timestamp | undefined;
+
+  /**
+   * Input paths not in the cache yet; 0 means ready.
+   *
+   * @generated from field: uint32 waiting_inputs = 19;
+   */
+  waitingInputs: number;
 };
 
 /**
@@ -182,6 +230,65 @@ export type Build = Message<"kiln.v1.Build"> & {
  */
 export const BuildSchema: GenMessage<Build> = /*@__PURE__*/
   messageDesc(file_kiln_v1_types, 3);
+
+/**
+ * One time a build was handed to an agent, and how it ended.
+ *
+ * @generated from message kiln.v1.BuildAttempt
+ */
+export type BuildAttempt = Message<"kiln.v1.BuildAttempt"> & {
+  /**
+   * @generated from field: uint32 attempt = 1;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: string agent_id = 2;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp allocated_at = 3;
+   */
+  allocatedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 4;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp ended_at = 5;
+   */
+  endedAt?: Timestamp | undefined;
+
+  /**
+   * success, failure, timeout, silent-timeout, setup-failure, missing-inputs,
+   * agent-lost; empty while it runs.
+   *
+   * @generated from field: string outcome = 6;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: string message = 7;
+   */
+  message: string;
+
+  /**
+   * Uncompressed size of its log, once uploaded; 0 when there is none.
+   *
+   * @generated from field: uint64 log_size = 8;
+   */
+  logSize: bigint;
+};
+
+/**
+ * Describes the message kiln.v1.BuildAttempt.
+ * Use `create(BuildAttemptSchema)` to create a new message.
+ */
+export const BuildAttemptSchema: GenMessage<BuildAttempt> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_types, 4);
 
 /**
  * @generated from message kiln.v1.Agent
@@ -227,7 +334,7 @@ export type Agent = Message<"kiln.v1.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_types, 4);
+  messageDesc(file_kiln_v1_types, 5);
 
 /**
  * The life of a build. A setup failure returns a build to SCHEDULED.

@@ -1,0 +1,80 @@
+// Readiness: a scheduled build waits for the input paths (its input derivations' outputs
+// and its sources) that are not in the cache; one build_waits row per path, and the
+// count in builds.waiting. A path arriving in the cache releases the builds that waited
+// on it, so readiness is kept current by the event, never recomputed over the queue.
+//
+// Submission and arrival race: a submission may not see a path whose upload commits at
+// the same moment, and that upload may not see the new wait. So each side settles after
+// its own commit (settleWaits, releasePaths): whichever commits second then sees the
+// other's rows. sweepWaits is the safety net for a process that died between the two.
+import { sql } from 'drizzle-orm';
+import type { Database } from '../db/connection.js';
+import { rowsOf } from '../db/rows.js';
+
+type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
+type Executor = Database | Tx;
+
+/** The input paths a derivation needs: its input derivations' outputs and its sources. */
+function inputPathsOf(derivationPath: string) {
+  return sql`
+    select o.path from derivation_inputs i
+    join derivation_outputs o on o.derivation_path = i.input_path and o.name = i.output_name
+    where i.derivation_path = ${derivationPath}
+    union
+    select s.path from derivation_sources s where s.derivation_path = ${derivationPath}`;
+}
+
+/**
+ * Records what a scheduled build waits for: those of `paths` (default: every input path
+ * of its derivation) not in the cache. Returns how many it waits for now.
+ */
+export async function addWaits(tx: Executor, buildId: string, derivationPath: string, paths?: string[]): Promise<number> {
+  const wanted = paths ? sql`select unnest(${sql.param(paths)}::text[]) as path` : inputPathsOf(derivationPath);
+  await tx.execute(sql`
+    insert into build_waits (build_id, path)
+    select ${buildId}, w.path from (${wanted}) w
+    where not exists (select 1 from store_paths s where s.path = w.path)
+    on conflict do nothing`);
+  const [row] = rowsOf<{ waiting: number }>(
+    await tx.execute(sql`
+      update builds set waiting = (select count(*) from build_waits w where w.build_id = ${buildId})
+      where id = ${buildId}
+      returning waiting`),
+  );
+  return Number(row?.waiting ?? 0);
+}
+
+/** Drops waits whose path is in the cache by now (run after the waits' own commit). Returns builds that became ready. */
+export async function settleWaits(db: Executor, buildIds: string[]): Promise<string[]> {
+  if (buildIds.length === 0) return [];
+  return released(
+    db,
+    sql`delete from build_waits w using store_paths s
+        where w.build_id = any(${sql.param(buildIds)}::uuid[]) and s.path = w.path
+        returning w.build_id`,
+  );
+}
+
+/** Paths that arrived in the cache (run after their commit). Returns builds that became ready. */
+export async function releasePaths(db: Executor, paths: string[]): Promise<string[]> {
+  if (paths.length === 0) return [];
+  return released(db, sql`delete from build_waits where path = any(${sql.param(paths)}::text[]) returning build_id`);
+}
+
+/** The safety net: waits on paths that are in the cache, wherever they are. */
+export async function sweepWaits(db: Executor): Promise<string[]> {
+  return released(db, sql`delete from build_waits w using store_paths s where s.path = w.path returning w.build_id`);
+}
+
+/** Runs a delete of waits and lowers each affected build's count by what it lost. */
+async function released(db: Executor, deleteWaits: ReturnType<typeof sql>): Promise<string[]> {
+  const rows = rowsOf<{ id: string; waiting: number; state: string }>(
+    await db.execute(sql`
+      with gone as (${deleteWaits}),
+      lost as (select build_id, count(*)::int as n from gone group by build_id)
+      update builds b set waiting = greatest(0, b.waiting - lost.n)
+      from lost where b.id = lost.build_id
+      returning b.id, b.waiting, b.state`),
+  );
+  return rows.filter((r) => Number(r.waiting) === 0 && r.state === 'scheduled').map((r) => r.id);
+}
