@@ -149,7 +149,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       await recordStarted(db, session.agentId, m.value.buildId);
       deps.events.emit({ buildId: m.value.buildId, kind: 'started' });
       return;
-    case 'setupFailure':
+    case 'setupFailure': {
       const effects = await recordSetupFailure(db, deps.reports, session.agentId, m.value.buildId, {
         kind: SETUP_KINDS[m.value.reason] ?? 'other',
         missingInputs: [...m.value.missingInputs],
@@ -161,6 +161,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       dispatcher.applyEffects(effects);
       dispatcher.poke();
       return;
+    }
     case 'buildFinished': {
       const outcome = OUTCOMES[m.value.result];
       if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
