@@ -12,7 +12,7 @@ import { createGrpcTransport } from '@connectrpc/connect-node';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator/coordinator.js';
 import { silentLogger } from '../../src/logger.js';
-import { freePort } from '../helpers/postgres-server.js';
+import { startCoordinatorProcess } from '../helpers/coordinator-process.js';
 import { KILN_BIN, runCli } from '../helpers/coordinator.js';
 
 describe('a coordinator with TLS', () => {
@@ -55,41 +55,19 @@ describe('a coordinator with TLS', () => {
 describe('the coordinator process', () => {
   test('stops in order on SIGTERM, and its embedded database opens again with what was stored', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'kiln-proc-'));
-    const start = async () => {
-      const port = await freePort();
-      const child = spawn(process.execPath, [KILN_BIN, 'coordinator', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let stderr = '';
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${stderr}`)), 30_000);
-        child.stderr!.on('data', (c: Buffer) => {
-          stderr += c.toString();
-          if (stderr.includes('kiln coordinator listening')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        child.once('exit', (code) => reject(new Error(`coordinator exited with ${code}:\n${stderr}`)));
-      });
-      return { child, url: `http://127.0.0.1:${port}`, stderr: () => stderr };
-    };
+    const start = () => startCoordinatorProcess({ dataDir });
     try {
       const first = await start();
       const env = { KILN_COORDINATOR: first.url, KILN_DATA_DIR: dataDir };
       const created = await runCli(['agent', 'new', '--name', 'survives-restart'], env);
       expect(created.code).toBe(0);
-      const exited = new Promise<number | null>((r) => first.child.once('exit', (code) => r(code)));
-      first.child.kill('SIGTERM');
-      expect(await exited).toBe(0);
+      expect(await first.stop('SIGTERM')).toBe(0);
       expect(first.stderr()).toContain('SIGTERM, shutting down');
 
       const second = await start();
       const listed = await runCli(['agent', 'list'], { KILN_COORDINATOR: second.url, KILN_DATA_DIR: dataDir });
       expect(listed.stdout).toContain(created.stdout.trim());
-      const stopped = new Promise((r) => second.child.once('exit', r));
-      second.child.kill('SIGTERM');
-      await stopped;
+      await second.stop();
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

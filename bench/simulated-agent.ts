@@ -1,0 +1,103 @@
+// A simulated agent: the real AgentService protocol over a real gRPC stream, without a
+// builder. It says Hello, and for each AssignBuild reports it started, uploads a small
+// NAR (one LZ4 frame) for every output and reports success, so that a coordinator (or
+// several replicas) can be driven with thousands of builds: the scheduling benchmark and
+// the replica test use it. It never holds more builds than its slots.
+import { createHash } from 'node:crypto';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import type { Client } from '@connectrpc/connect';
+import { compressFrame } from 'lz4-napi';
+import { AgentService, BuildResult, ConnectRequestSchema, type AssignBuild, type ConnectRequest } from '../gen/kiln/v1/agent_pb.js';
+import { agentClient } from '../src/agent/agent.js';
+import { AsyncQueue } from '../src/async-queue.js';
+import { encodeBase32 } from '../src/store/base32.js';
+import { narOfFile } from '../src/store/nar-file.js';
+
+export interface SimulatedAgentOptions {
+  url: string;
+  agentId: string;
+  password: string;
+  systems: string[];
+  slots: number;
+  tags?: { key: string; value: string }[];
+  /** Called when an assignment arrives, before anything is reported. */
+  onAssigned?(assign: AssignBuild, at: number): void;
+  /** Called when the coordinator acknowledged a build's success. */
+  onFinished?(buildId: string, at: number): void;
+}
+
+export class SimulatedAgent {
+  private readonly client: Client<typeof AgentService>;
+  private readonly outbox = new AsyncQueue<ConnectRequest>();
+  private readonly abort = new AbortController();
+  private running: Promise<void> | undefined;
+  /** Builds assigned to this agent, in order. */
+  readonly assigned: string[] = [];
+  holding = 0;
+  maxHolding = 0;
+
+  constructor(private readonly opts: SimulatedAgentOptions) {
+    this.client = agentClient(opts.url, opts.agentId, opts.password);
+  }
+
+  /** Connects; resolves when the coordinator has welcomed the agent. */
+  async start(): Promise<void> {
+    let welcomed!: () => void;
+    let failed!: (err: unknown) => void;
+    const welcome = new Promise<void>((resolve, reject) => {
+      welcomed = resolve;
+      failed = reject;
+    });
+    this.send({
+      case: 'hello',
+      value: { systems: this.opts.systems, maxParallelBuilds: this.opts.slots, tags: this.opts.tags ?? [], version: 'simulated', heldBuildIds: [] },
+    });
+    this.running = (async () => {
+      for await (const response of this.client.connect(this.outbox, { signal: this.abort.signal })) {
+        const m = response.message;
+        if (m.case === 'welcome') welcomed();
+        else if (m.case === 'assignBuild') void this.build(m.value);
+        else if (m.case === 'acknowledged') this.opts.onFinished?.(m.value.buildId, performance.now());
+      }
+    })().catch((err: unknown) => {
+      failed(err);
+      if (!this.abort.signal.aborted) throw err;
+    });
+    await welcome;
+  }
+
+  private send(message: MessageInitShape<typeof ConnectRequestSchema>['message']): void {
+    this.outbox.push(create(ConnectRequestSchema, { message }));
+  }
+
+  private async build(assign: AssignBuild): Promise<void> {
+    this.holding++;
+    this.maxHolding = Math.max(this.maxHolding, this.holding);
+    this.assigned.push(assign.buildId);
+    this.opts.onAssigned?.(assign, performance.now());
+    this.send({ case: 'buildStarted', value: { buildId: assign.buildId } });
+    const outputs = [];
+    for (const output of assign.outputs) {
+      const nar = narOfFile(Buffer.from(`${assign.buildId} ${output.name}\n`));
+      const narHash = `sha256:${encodeBase32(createHash('sha256').update(nar).digest())}`;
+      const frame = await compressFrame(nar);
+      await this.client.uploadOutput(
+        (async function* () {
+          yield { message: { case: 'header' as const, value: { buildId: assign.buildId, outputName: output.name, storePath: output.path, offset: 0n, references: [] } } };
+          yield { message: { case: 'chunk' as const, value: frame } };
+          yield { message: { case: 'trailer' as const, value: { narHash, narSize: BigInt(nar.length) } } };
+        })(),
+        { signal: this.abort.signal },
+      );
+      outputs.push({ name: output.name, path: output.path, narHash, narSize: BigInt(nar.length), references: [] });
+    }
+    this.holding--;
+    this.send({ case: 'buildFinished', value: { buildId: assign.buildId, result: BuildResult.SUCCESS, outputs, message: '' } });
+  }
+
+  async stop(): Promise<void> {
+    this.outbox.end();
+    this.abort.abort();
+    await this.running?.catch(() => undefined);
+  }
+}
