@@ -1,7 +1,7 @@
 // `kiln agent run` as a real child process, for end-to-end tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { KILN_BIN } from './coordinator.js';
-import { NIX_CONFIG } from './nix.js';
+import { CHROOT_STORE_CONFIG, NIX_CONFIG } from './nix.js';
 
 export interface AgentProcess {
   child: ChildProcess;
@@ -14,7 +14,7 @@ export interface AgentProcess {
 }
 
 /** Nix settings for an agent building in a chroot store of its own, as root. */
-export const AGENT_NIX_CONFIG = [NIX_CONFIG, 'extra-sandbox-paths = /bin /lib /lib64 /usr'].join('\n');
+export const AGENT_NIX_CONFIG = [NIX_CONFIG, ...CHROOT_STORE_CONFIG].join('\n');
 
 export function startAgentProcess(opts: {
   coordinatorUrl: string;
