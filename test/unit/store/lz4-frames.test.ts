@@ -3,18 +3,13 @@ import { execFile } from 'node:child_process';
 import fc from 'fast-check';
 import { compressFrame, compressFrameSync } from 'lz4-napi';
 import { decompressLz4Frames, Lz4FrameError, splitLz4Frames } from '../../../src/store/lz4-frames.js';
-import { bytes } from './nar-fixtures.js';
+import { bytes, collect, cut } from './nar-fixtures.js';
 
-async function collect(source: AsyncIterable<Buffer>): Promise<Buffer[]> {
+/** The frames, one by one. */
+async function all(frames: AsyncIterable<Buffer>): Promise<Buffer[]> {
   const out: Buffer[] = [];
-  for await (const b of source) out.push(b);
+  for await (const f of frames) out.push(f);
   return out;
-}
-
-/** `data` cut into pieces at the given offsets. */
-function cutAt(data: Buffer, offsets: number[]): Buffer[] {
-  const points = [...new Set(offsets.map((o) => o % (data.length + 1)))].sort((a, b) => a - b);
-  return [...points, data.length].map((p, i, all) => data.subarray(i === 0 ? 0 : all[i - 1]!, p));
 }
 
 /** What lz4(1) makes of a file: frames it writes itself, with its default options. */
@@ -31,8 +26,9 @@ describe('LZ4 frame concatenations', () => {
       fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 3000 }), { minLength: 1, maxLength: 5 }), fc.array(fc.nat(), { maxLength: 12 }), async (plains, cuts) => {
         const frames = await Promise.all(plains.map((p) => compressFrame(p)));
         const stream = Buffer.concat(frames);
-        expect(await collect(splitLz4Frames(cutAt(stream, cuts)))).toEqual(frames);
-        expect(Buffer.concat(await collect(decompressLz4Frames(cutAt(stream, cuts))))).toEqual(Buffer.concat(plains.map((p) => Buffer.from(p))));
+        const pieces = () => cut(stream, cuts.map((c) => c % (stream.length + 1)));
+        expect(await all(splitLz4Frames(pieces()))).toEqual(frames);
+        expect(await collect(decompressLz4Frames(pieces()))).toEqual(Buffer.concat(plains.map((p) => Buffer.from(p))));
       }),
       { numRuns: 50 },
     );
@@ -45,14 +41,14 @@ describe('LZ4 frame concatenations', () => {
     skippable.writeUInt32LE(0x184d2a53, 0);
     skippable.writeUInt32LE(5, 4);
     const frames = [withChecksums, skippable, compressFrameSync(Buffer.from('tail'))];
-    const out = await collect(decompressLz4Frames(cutAt(Buffer.concat(frames), [1, 7, 100, 70_000, 200_000])));
-    expect(Buffer.concat(out)).toEqual(Buffer.concat([plain, Buffer.from('tail')]));
+    const out = await collect(decompressLz4Frames(cut(Buffer.concat(frames), [1, 7, 100, 70_000, 200_000])));
+    expect(out).toEqual(Buffer.concat([plain, Buffer.from('tail')]));
   });
 
   test('refuse bytes that are not a frame, and a stream that stops inside one', async () => {
-    await expect(collect(splitLz4Frames([Buffer.from('not an lz4 frame at all')]))).rejects.toThrow(/byte 0 does not start an LZ4 frame/);
+    await expect(all(splitLz4Frames([Buffer.from('not an lz4 frame at all')]))).rejects.toThrow(/byte 0 does not start an LZ4 frame/);
     const frame = compressFrameSync(Buffer.from('hello'));
-    await expect(collect(splitLz4Frames([frame, frame.subarray(0, frame.length - 2)]))).rejects.toThrow(Lz4FrameError);
-    await expect(collect(splitLz4Frames([frame, frame.subarray(0, frame.length - 2)]))).rejects.toThrow(`ends inside a frame that starts at byte ${frame.length}`);
+    await expect(all(splitLz4Frames([frame, frame.subarray(0, frame.length - 2)]))).rejects.toThrow(Lz4FrameError);
+    await expect(all(splitLz4Frames([frame, frame.subarray(0, frame.length - 2)]))).rejects.toThrow(`ends inside a frame that starts at byte ${frame.length}`);
   });
 });

@@ -8,6 +8,7 @@ import { dumpPath } from '../../../src/store/nar-writer.js';
 import { ReferenceScanner } from '../../../src/store/references.js';
 import { CHROOT_STORE_CONFIG, nix } from '../../helpers/nix.js';
 import { SYSTEM } from './drv-helpers.js';
+import { cut } from './nar-fixtures.js';
 
 const hashPartArb = fc.string({ unit: fc.constantFrom(...BASE32_ALPHABET), minLength: 32, maxLength: 32 });
 const pathOf = (hashPart: string, name = 'x') => `/nix/store/${hashPart}-${name}`;
@@ -16,18 +17,6 @@ function scan(candidates: string[], chunks: Uint8Array[]): string[] {
   const scanner = new ReferenceScanner(candidates);
   for (const c of chunks) scanner.feed(c);
   return scanner.found();
-}
-
-/** `data` cut at the given offsets. */
-function cutAt(data: Buffer, offsets: number[]): Buffer[] {
-  const points = [...new Set(offsets.map((o) => o % (data.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let start = 0;
-  for (const p of [...points, data.length]) {
-    out.push(data.subarray(start, p));
-    start = p;
-  }
-  return out;
 }
 
 describe('ReferenceScanner', () => {
@@ -63,7 +52,7 @@ describe('ReferenceScanner', () => {
           // Some candidates' hash parts between random bytes.
           const data = Buffer.concat(pieces.flatMap(([i, noise]) => [Buffer.from(noise), Buffer.from(hashes[i % hashes.length]!)]));
           const whole = scan(candidates, [data]);
-          expect(scan(candidates, cutAt(data, cuts))).toEqual(whole);
+          expect(scan(candidates, cut(data, cuts.map((c) => c % (data.length + 1))))).toEqual(whole);
           expect(scan(candidates, [...data].map((byte) => Buffer.from([byte])))).toEqual(whole);
           for (const [i] of pieces) expect(whole).toContain(candidates[i % hashes.length]);
         },
