@@ -4,7 +4,7 @@
 // nothing behind.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,6 @@ import { parseDerivation } from '../../src/store/derivation.js';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { chain, closureOf, shDrv } from '../helpers/derivations.js';
 import { CHROOT_STORE_CONFIG, instantiate, nixEnv } from '../helpers/nix.js';
-import { HI_SHA256 } from '../unit/store/drv-helpers.js';
 
 const run = promisify(execFile);
 
@@ -99,7 +98,7 @@ describe('the local builder', () => {
 
   test('checks a fixed output\'s hash', async () => {
     const nonce = randomUUID().slice(0, 8);
-    const fixed = `outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "${HI_SHA256}";`;
+    const fixed = `outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "${createHash('sha256').update('hi').digest('hex')}";`;
     const [good, bad] = instantiate(`[
       (${shDrv(`fixed-good-${nonce}`, 'printf hi > $out', fixed)})
       (${shDrv(`fixed-bad-${nonce}`, 'printf ho > $out', fixed)})
