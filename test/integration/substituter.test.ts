@@ -7,9 +7,9 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compressFrame } from 'lz4-napi';
-import { CacheClient } from '../../src/agent/builders/cache-client.js';
-import { LocalStore } from '../../src/agent/builders/local-store.js';
-import { Substituter } from '../../src/agent/builders/substituter.js';
+import { CacheClient } from '../../src/agent/builders/local/cache-client.js';
+import { LocalStore } from '../../src/agent/builders/local/local-store.js';
+import { Substituter } from '../../src/agent/builders/local/substituter.js';
 import { encodeBase32 } from '../../src/store/base32.js';
 import { dumpPath } from '../../src/store/nar-writer.js';
 import { renderNarInfo, type NarInfo } from '../../src/store/narinfo.js';

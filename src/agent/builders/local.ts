@@ -9,15 +9,15 @@ import { derivationName, parseDerivation, type Derivation } from '../../store/de
 import { fixedOutput } from '../../store/output-paths.js';
 import { parseStorePath } from '../../store/store-path.js';
 import { aborted, type BuildContext, type BuildJob, type BuildOutcome, type Builder, type CacheInfo } from './builder.js';
-import { buildEnvironment } from './build-env.js';
-import { builderCommand, hostTools, type HostTools } from './builder-command.js';
-import { collectOutputs } from './built-outputs.js';
-import { CacheClient } from './cache-client.js';
-import { realiseInputs } from './input-closure.js';
-import { LocalStore } from './local-store.js';
+import { buildEnvironment } from './local/build-env.js';
+import { builderCommand, hostTools, type HostTools } from './local/builder-command.js';
+import { collectOutputs } from './local/built-outputs.js';
+import { CacheClient } from './local/cache-client.js';
+import { realiseInputs } from './local/input-closure.js';
+import { LocalStore } from './local/local-store.js';
 import { lastLines, runProcess } from './process.js';
-import { deleteTree } from './store-tree.js';
-import { Substituter } from './substituter.js';
+import { deleteTree } from './local/store-tree.js';
+import { Substituter } from './local/substituter.js';
 
 export const DEFAULT_STORE_DIR = '/nix/store';
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { buildEnvironment, passAsFileName } from '../../../src/agent/builders/build-env.js';
+import { buildEnvironment, passAsFileName } from '../../../src/agent/builders/local/build-env.js';
 import type { Derivation } from '../../../src/store/derivation.js';
 
 function drv(env: Record<string, string>): Derivation {

@@ -3,8 +3,8 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { builderCommand, findExecutable, hostTools } from '../../../src/agent/builders/builder-command.js';
-import { outputCycle } from '../../../src/agent/builders/built-outputs.js';
+import { builderCommand, findExecutable, hostTools } from '../../../src/agent/builders/local/builder-command.js';
+import { outputCycle } from '../../../src/agent/builders/local/built-outputs.js';
 
 const tools = { unshare: '/usr/bin/unshare', mount: '/usr/bin/mount', sh: '/bin/sh' };
 const store = { from: '/var/kiln-root/nix/store', to: '/nix/store' };

@@ -4,7 +4,7 @@
 // cache lacks is reported as missing: input derivations for their outputs, paths for
 // sources and deeper references.
 import { readFile } from 'node:fs/promises';
-import { parseDerivation, type Derivation } from '../../store/derivation.js';
+import { parseDerivation, type Derivation } from '../../../store/derivation.js';
 import type { LocalStore } from './local-store.js';
 import type { Substituter } from './substituter.js';
 

@@ -5,13 +5,13 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat } from 'node:fs/promises';
-import { encodeBase32 } from '../../store/base32.js';
-import type { Derivation } from '../../store/derivation.js';
-import { Hash } from '../../store/hash.js';
-import { dumpPath } from '../../store/nar-writer.js';
-import { fixedOutput } from '../../store/output-paths.js';
-import { ReferenceScanner } from '../../store/references.js';
-import type { BuildJob, BuiltOutput } from './builder.js';
+import { encodeBase32 } from '../../../store/base32.js';
+import type { Derivation } from '../../../store/derivation.js';
+import { Hash } from '../../../store/hash.js';
+import { dumpPath } from '../../../store/nar-writer.js';
+import { fixedOutput } from '../../../store/output-paths.js';
+import { ReferenceScanner } from '../../../store/references.js';
+import type { BuildJob, BuiltOutput } from '../builder.js';
 import type { LocalStore, PathInfo } from './local-store.js';
 import { makeReadOnly } from './store-tree.js';
 

@@ -3,11 +3,11 @@
 // it downloads.
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { decompressLz4Frames } from '../../store/lz4-frames.js';
-import { parseNarInfo, type NarInfo } from '../../store/narinfo.js';
-import { countValidSignatures, parseNixPublicKey, type NixPublicKey } from '../../store/nix-signature.js';
-import { parseStorePath } from '../../store/store-path.js';
-import type { CacheInfo } from './builder.js';
+import { decompressLz4Frames } from '../../../store/lz4-frames.js';
+import { parseNarInfo, type NarInfo } from '../../../store/narinfo.js';
+import { countValidSignatures, parseNixPublicKey, type NixPublicKey } from '../../../store/nix-signature.js';
+import { parseStorePath } from '../../../store/store-path.js';
+import type { CacheInfo } from '../builder.js';
 
 export class CacheError extends Error {
   override name = 'CacheError';

@@ -5,7 +5,7 @@
 // the path is whole on disk, and removed before it is deleted.
 import { lstat, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { parseStorePath, validateStoreDir } from '../../store/store-path.js';
+import { parseStorePath, validateStoreDir } from '../../../store/store-path.js';
 import { deleteTree } from './store-tree.js';
 
 export interface PathInfo {

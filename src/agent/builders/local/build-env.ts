@@ -4,8 +4,8 @@
 // files in the build directory instead.
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { encodeBase32 } from '../../store/base32.js';
-import type { Derivation } from '../../store/derivation.js';
+import { encodeBase32 } from '../../../store/base32.js';
+import type { Derivation } from '../../../store/derivation.js';
 
 export interface BuildEnvOptions {
   /** The build's fresh top directory (NIX_BUILD_TOP, TMPDIR, PWD). */

@@ -3,10 +3,10 @@
 // NarHash and NarSize, made read-only and renamed into place, then registered. One fetch
 // per path at a time (builds running side by side share it), a few paths at once.
 import { join } from 'node:path';
-import { encodeBase32 } from '../../store/base32.js';
-import { Hash } from '../../store/hash.js';
-import { unpackNar } from '../../store/nar-reader.js';
-import type { NarInfo } from '../../store/narinfo.js';
+import { encodeBase32 } from '../../../store/base32.js';
+import { Hash } from '../../../store/hash.js';
+import { unpackNar } from '../../../store/nar-reader.js';
+import type { NarInfo } from '../../../store/narinfo.js';
 import { CacheError, type CacheClient } from './cache-client.js';
 import type { LocalStore, PathInfo } from './local-store.js';
 import { deleteTree, makeReadOnly } from './store-tree.js';
