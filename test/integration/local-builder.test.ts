@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import type { BuildJob, BuildOutcome } from '../../src/agent/builders/builder.js';
 import { LocalBuilder } from '../../src/agent/builders/local.js';
 import { parseDerivation } from '../../src/store/derivation.js';
+import { parseStorePath } from '../../src/store/store-path.js';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { chain, closureOf, shDrv } from '../helpers/derivations.js';
 import { CHROOT_STORE_CONFIG, instantiate, nixEnv } from '../helpers/nix.js';
@@ -120,6 +121,20 @@ describe('the local builder', () => {
     expect(failed.log).toBe('about to fail\n');
     expect(failed.outcome).toEqual({ kind: 'failure', message: `builder for '${exits}' failed with exit code 7; last log lines:\nabout to fail` });
     expect((await build(lazy!)).outcome).toMatchObject({ kind: 'failure', message: expect.stringMatching(/failed to produce output path for output '(out|dev)'/) });
+  });
+
+  test('builds straight into its store directory when given no root', async () => {
+    // A store directory of its own, named by derivations that Nix writes elsewhere.
+    const storeDir = join(root, 'plain', 'store');
+    const url = `local?store=${storeDir}&real=${join(root, 'plain-nix')}&state=${join(root, 'plain-state')}&log=${join(root, 'plain-log')}`;
+    const [drv] = (await run('nix-instantiate', ['--store', url, '--expr', shDrv(`plain-${randomUUID().slice(0, 8)}`, 'echo plain > $out')], { env: nixEnv() })).stdout.trim().split('\n');
+    const job = { ...jobOf(join(root, 'plain-nix', drv!.slice(storeDir.length))), derivationPath: drv! };
+    const plain = new LocalBuilder({ cache: { url: t.coordinator.url, publicKey: t.coordinator.nixPublicKey }, storeDir });
+    const outcome = await plain.build(job, { signal: new AbortController().signal, log: () => undefined });
+    const out = job.outputs[0]!.path;
+    expect(outcome).toEqual({ kind: 'success', outputs: [{ name: 'out', storePath: out, diskPath: out, references: [] }] });
+    expect(readFileSync(out, 'utf8')).toBe('plain\n');
+    expect(existsSync(join(root, 'plain', 'var', 'kiln', 'valid', `${parseStorePath(out).hashPart}.json`))).toBe(true);
   });
 
   test('refuses a derivation in another store directory than its own', async () => {
