@@ -26,6 +26,11 @@ export interface AgentOptions {
   tags: Tag[];
   /** Makes the builder once the coordinator has said where its cache is. */
   builder: (cache: CacheInfo) => Builder;
+  /**
+   * Time limits of this agent's own (as Nix's timeout and max-silent-time settings), in
+   * seconds, zero for none: a build gets the stricter of these and the coordinator's.
+   */
+  limits?: { timeoutSeconds: number; maxSilentSeconds: number };
   log: Logger;
 }
 
@@ -45,6 +50,11 @@ export function agentClient(url: string, agentId: string, password: string): Cli
   // HTTP/2 pings so a coordinator that vanished behind NAT is noticed in seconds.
   const transport = createGrpcTransport({ baseUrl: url, interceptors: [credentials], pingIntervalMs: 10_000, pingTimeoutMs: 10_000 });
   return createClient(AgentService, transport);
+}
+
+/** The stricter of two time limits where zero means none. */
+export function stricterLimit(a: number, b: number): number {
+  return a && b ? Math.min(a, b) : a || b;
 }
 
 export class Agent {
@@ -172,8 +182,8 @@ export class Agent {
         derivationPath: assign.derivationPath,
         derivation: Buffer.from(assign.derivation).toString('utf8'),
         outputs: assign.outputs.map((o) => ({ name: o.name, path: o.path })),
-        timeoutSeconds: assign.timeoutSeconds,
-        maxSilentSeconds: assign.maxSilentSeconds,
+        timeoutSeconds: stricterLimit(assign.timeoutSeconds, this.opts.limits?.timeoutSeconds ?? 0),
+        maxSilentSeconds: stricterLimit(assign.maxSilentSeconds, this.opts.limits?.maxSilentSeconds ?? 0),
       },
       { signal, log: (chunk) => logStream.write(chunk) },
     );

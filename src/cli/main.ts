@@ -12,8 +12,9 @@ const USAGE = `usage: kiln <command> [options]
   kiln agent new [--name N] [--tag k=v]...
   kiln agent password <agent-id>
   kiln agent list
-  kiln agent run --id ID --password PW [--builder nix] [--max-parallel N]
-                 [--system S]... [--tag k=v]... [--store DIR]
+  kiln agent run --id ID --password PW [--builder nix|local] [--max-parallel N]
+                 [--system S]... [--tag k=v]... [--store ROOT] [--store-dir DIR]
+                 [--timeout SECONDS] [--max-silent-time SECONDS]
   kiln build submit <drv>... [--priority N] [--tag k=v]... [--id UUID] [--ignore-if-output-exists]
   kiln build show <build-id>
   kiln build list [--state S]... [--tag k=v]... [--derivation DRV] [--limit N]

@@ -1,7 +1,7 @@
 // `kiln agent run` as a real child process, for end-to-end tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { KILN_BIN } from './coordinator.js';
-import { NIX_CONFIG } from './nix.js';
+import { CHROOT_STORE_CONFIG, NIX_CONFIG } from './nix.js';
 
 export interface AgentProcess {
   child: ChildProcess;
@@ -14,17 +14,21 @@ export interface AgentProcess {
 }
 
 /** Nix settings for an agent building in a chroot store of its own, as root. */
-export const AGENT_NIX_CONFIG = [NIX_CONFIG, 'extra-sandbox-paths = /bin /lib /lib64 /usr'].join('\n');
+export const AGENT_NIX_CONFIG = [NIX_CONFIG, ...CHROOT_STORE_CONFIG].join('\n');
+
+export type BuilderName = 'nix' | 'local';
 
 export function startAgentProcess(opts: {
   coordinatorUrl: string;
   id: string;
   password: string;
+  /** The agent's own store: a chroot store for nix, a store root for local. */
   store: string;
+  builder?: BuilderName;
   maxParallel?: number;
   extraArgs?: string[];
 }): AgentProcess {
-  const args = [KILN_BIN, 'agent', 'run', '--coordinator', opts.coordinatorUrl, '--id', opts.id, '--password', opts.password,
+  const args = [KILN_BIN, 'agent', 'run', '--coordinator', opts.coordinatorUrl, '--id', opts.id, '--password', opts.password, '--builder', opts.builder ?? 'nix',
     '--store', opts.store, '--max-parallel', String(opts.maxParallel ?? 2), '--system', 'x86_64-linux', ...(opts.extraArgs ?? [])];
   const child = spawn(process.execPath, args, {
     // Each agent has its own Nix cache directory, as separate machines would: Nix's

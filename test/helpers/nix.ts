@@ -10,6 +10,12 @@ export const NIX_CONFIG = [
   'experimental-features = nix-command',
 ].join('\n');
 
+/**
+ * For building in a chroot store (`--store DIR`), where Nix runs builders in a chroot even
+ * without the sandbox: the host's /bin/sh and its libraries, for shDrv's builders.
+ */
+export const CHROOT_STORE_CONFIG = ['extra-sandbox-paths = /bin /lib /lib64 /usr'];
+
 export function nixEnv(extraConfig: string[] = [], env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return { ...env, NIX_CONFIG: [NIX_CONFIG, ...extraConfig].join('\n') };
 }

@@ -27,6 +27,11 @@ export type BuildOutcome =
   | { kind: 'failure' | 'timeout' | 'silent-timeout'; message: string }
   | { kind: 'setup-failure'; reason: 'missing-inputs' | 'could-not-delete-outputs' | 'other'; missingInputs: string[]; message: string };
 
+/** What a builder returns once the build's signal aborted it (the agent reports nothing). */
+export function aborted(): BuildOutcome {
+  return { kind: 'failure', message: 'aborted' };
+}
+
 export interface BuildContext {
   /** Aborts when the build is canceled or the agent stops. */
   signal: AbortSignal;

@@ -1,8 +1,8 @@
 // The `nix` builder: the machine's Nix builds, and everything a build needs comes from
 // the coordinator's binary cache (pull, not push): the .drv closure by `nix copy`, the
 // inputs as substitutes while `nix-store --realise` runs.
-import type { BuildContext, BuildJob, BuildOutcome, Builder, CacheInfo } from './builder.js';
-import { runProcess, type ProcessResult } from './process.js';
+import { aborted, type BuildContext, type BuildJob, type BuildOutcome, type Builder, type CacheInfo } from './builder.js';
+import { lastLines, runProcess } from './process.js';
 
 export interface NixBuilderOptions {
   cache: CacheInfo;
@@ -109,14 +109,6 @@ export class NixBuilder implements Builder {
     }
     return { kind: 'success', outputs };
   }
-}
-
-function aborted(): BuildOutcome {
-  return { kind: 'failure', message: 'aborted' };
-}
-
-function lastLines(result: ProcessResult, n = 20): string {
-  return result.tail.trimEnd().split('\n').slice(-n).join('\n');
 }
 
 /** Derivations that `nix-store --realise --dry-run` says it would build. */

@@ -76,3 +76,8 @@ export function runProcess(command: string, args: string[], opts: RunOptions = {
     });
   });
 }
+
+/** The last lines of a process's output, for an error message. */
+export function lastLines(result: ProcessResult, n = 20): string {
+  return result.tail.trimEnd().split('\n').slice(-n).join('\n');
+}

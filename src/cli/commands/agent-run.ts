@@ -2,9 +2,12 @@
 // stops at once on the second).
 import { arch, cpus } from 'node:os';
 import { Agent } from '../../agent/agent.js';
+import type { Builder, CacheInfo } from '../../agent/builders/builder.js';
+import { LocalBuilder } from '../../agent/builders/local.js';
 import { NixBuilder } from '../../agent/builders/nix.js';
 import { coordinatorUrl } from '../../config.js';
 import { createLogger } from '../../logger.js';
+import { validateStoreDir } from '../../store/store-path.js';
 import { intFrom, parse, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
@@ -24,6 +27,9 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     system: { type: 'string', multiple: true },
     tag: { type: 'string', multiple: true },
     store: { type: 'string' },
+    'store-dir': { type: 'string' },
+    timeout: { type: 'string' },
+    'max-silent-time': { type: 'string' },
   });
   if (positionals.length) throw new UsageError(`kiln agent run takes no arguments, got ${positionals.join(' ')}`);
   const agentId = values.id ?? process.env.KILN_AGENT_ID;
@@ -31,8 +37,10 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   if (!agentId || !password) throw new UsageError('kiln agent run needs --id and --password (or KILN_AGENT_ID and KILN_AGENT_PASSWORD)');
   const maxParallel = intFrom(values['max-parallel'], '--max-parallel') ?? Math.max(1, Math.floor(cpus().length / 2));
   if (maxParallel < 1) throw new UsageError('--max-parallel must be at least 1');
-  const builderName = values.builder;
-  if (builderName !== 'nix') throw new UsageError(`--builder ${JSON.stringify(builderName)} is not one of: nix`);
+  const builder = builderFactory(values.builder, values.store, values['store-dir']);
+  const timeoutSeconds = intFrom(values.timeout, '--timeout') ?? 0;
+  const maxSilentSeconds = intFrom(values['max-silent-time'], '--max-silent-time') ?? 0;
+  if (timeoutSeconds < 0 || maxSilentSeconds < 0) throw new UsageError('--timeout and --max-silent-time are seconds, zero for no limit');
   const log = createLogger({ name: 'kiln-agent' });
   const agent = new Agent({
     coordinatorUrl: coordinatorUrl(values.coordinator),
@@ -41,7 +49,8 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     systems: values.system?.length ? values.system : [hostSystem()],
     maxParallel,
     tags: tagsFrom(values.tag),
-    builder: (cache) => new NixBuilder({ cache, storeRoot: values.store }),
+    builder,
+    limits: { timeoutSeconds, maxSilentSeconds },
     log,
   });
   agent.start();
@@ -57,4 +66,25 @@ export async function runAgentCommand(args: string[]): Promise<void> {
       void agent.shutdown().then(done);
     });
   });
+}
+
+/** Makes the chosen builder once the coordinator has said where its cache is. */
+function builderFactory(name: string | undefined, storeRoot: string | undefined, storeDir: string | undefined): (cache: CacheInfo) => Builder {
+  switch (name) {
+    case 'nix':
+      // Nix's own configuration says which store directory it uses.
+      if (storeDir !== undefined) throw new UsageError('--store-dir is for --builder local; Nix takes its store directory from its configuration');
+      return (cache) => new NixBuilder({ cache, storeRoot });
+    case 'local':
+      if (storeDir !== undefined) {
+        try {
+          validateStoreDir(storeDir);
+        } catch (err) {
+          throw new UsageError(`--store-dir: ${(err as Error).message}`);
+        }
+      }
+      return (cache) => new LocalBuilder({ cache, storeRoot, storeDir });
+    default:
+      throw new UsageError(`--builder ${JSON.stringify(name)} is not one of: nix, local`);
+  }
 }

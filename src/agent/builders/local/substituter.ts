@@ -1,0 +1,85 @@
+// Making store paths valid in the local store from the coordinator's cache: the NAR is
+// unpacked into a temporary directory inside the store, checked against the narinfo's
+// NarHash and NarSize, made read-only and renamed into place, then registered. One fetch
+// per path at a time (builds running side by side share it), a few paths at once.
+import { join } from 'node:path';
+import { encodeBase32 } from '../../../store/base32.js';
+import { Hash } from '../../../store/hash.js';
+import { unpackNar } from '../../../store/nar-reader.js';
+import type { NarInfo } from '../../../store/narinfo.js';
+import { CacheError, type CacheClient } from './cache-client.js';
+import type { LocalStore, PathInfo } from './local-store.js';
+import { deleteTree, makeReadOnly } from './store-tree.js';
+
+/** Downloads at once, across all builds of this agent. */
+const DEFAULT_CONCURRENCY = 4;
+
+export class Substituter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(
+    private readonly store: LocalStore,
+    private readonly cache: CacheClient,
+    private readonly concurrency = DEFAULT_CONCURRENCY,
+  ) {}
+
+  /** The path's info once it is valid here; undefined when the cache does not have it. */
+  ensure(storePath: string, signal: AbortSignal): Promise<PathInfo | undefined> {
+    // Under the path's lock: whoever waited for a fetch finds the path valid.
+    return this.store.exclusive(storePath, async () => (await this.store.query(storePath)) ?? this.limited(() => this.fetch(storePath, signal)));
+  }
+
+  private async fetch(storePath: string, signal: AbortSignal): Promise<PathInfo | undefined> {
+    const info = await this.cache.narInfo(storePath, signal);
+    if (!info) return undefined;
+    const temp = await this.store.tempDir();
+    try {
+      const unpacked = join(temp, 'path');
+      const nar = await unpackNar(this.cache.nar(info, signal), unpacked, { signal });
+      checkNar(info, nar.sha256, nar.size);
+      await makeReadOnly(unpacked);
+      await this.store.moveIntoPlace(unpacked, storePath);
+      const storeDir = this.store.storeDir;
+      const pathInfo: PathInfo = {
+        path: storePath,
+        narHash: info.narHash,
+        narSize: info.narSize,
+        references: info.references.map((r) => `${storeDir}/${r}`).sort(),
+        ...(info.deriver ? { deriver: `${storeDir}/${info.deriver}` } : {}),
+      };
+      await this.store.register(pathInfo);
+      return pathInfo;
+    } finally {
+      await deleteTree(temp);
+    }
+  }
+
+  private async limited<T>(fn: () => Promise<T>): Promise<T> {
+    // A finishing download hands its slot straight to the next waiting one.
+    if (this.active >= this.concurrency) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
+
+function checkNar(info: NarInfo, sha256: Uint8Array, size: number): void {
+  let declared: Hash;
+  try {
+    declared = Hash.parse(info.narHash);
+  } catch (err) {
+    throw new CacheError(`${info.storePath}: NarHash ${JSON.stringify(info.narHash)}: ${(err as Error).message}`, { cause: err });
+  }
+  const got = new Hash('sha256', sha256);
+  if (size !== info.narSize || !got.equals(declared)) {
+    throw new CacheError(
+      `${info.storePath}: the NAR downloaded (${size} bytes, sha256:${encodeBase32(sha256)}) is not the one the narinfo declares (${info.narSize} bytes, ${info.narHash})`,
+    );
+  }
+}
