@@ -1,7 +1,7 @@
 // The coordinator as its own process and listener: TLS when given a certificate, and an
 // orderly stop on SIGTERM that leaves its embedded database whole.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator/coordinator.js';
 import { silentLogger } from '../../src/logger.js';
 import { startCoordinatorProcess } from '../helpers/coordinator-process.js';
-import { KILN_BIN, runCli } from '../helpers/coordinator.js';
+import { runCli } from '../helpers/coordinator.js';
 
 describe('a coordinator with TLS', () => {
   let dir: string;
