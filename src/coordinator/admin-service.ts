@@ -84,7 +84,12 @@ export interface AdminNotifications {
   toAgent(signal: AgentSignal): Promise<void>;
 }
 
-export function adminService(db: Database, storage: NarStorage, notify: AdminNotifications): ServiceImpl<typeof AdminService> {
+export function adminService(
+  db: Database,
+  storage: NarStorage,
+  farm: { submitMissingInputs: boolean },
+  notify: AdminNotifications,
+): ServiceImpl<typeof AdminService> {
   return {
     async submitBuild(req) {
       const result = await submitBuild(db, storage, {
@@ -96,8 +101,9 @@ export function adminService(db: Database, storage: NarStorage, notify: AdminNot
         ignoreIfOutputExists: req.ignoreIfOutputExists,
         timeoutSeconds: req.timeoutSeconds,
         maxSilentSeconds: req.maxSilentSeconds,
+        submitMissingInputs: farm.submitMissingInputs,
       });
-      if (!result.existing) notify.buildsChanged(result.build.id, 'submitted');
+      for (const id of result.created) notify.buildsChanged(id, 'submitted');
       return { build: buildToProto(result.build), existing: result.existing };
     },
     async getBuild(req) {

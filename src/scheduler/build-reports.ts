@@ -11,7 +11,7 @@ import { addWaits } from './availability.js';
 import { buildOfAgent } from './build-outputs.js';
 import { raiseInputs } from './priorities.js';
 import { decideRetry, ruleFor, type FailureKind, type RetryPolicy } from './retry-policy.js';
-import { insertBuild } from './submission.js';
+import { submitBuildsForMissing } from './submission.js';
 
 /** What the scheduler's reactions to reports depend on. */
 export interface ReportPolicy {
@@ -118,7 +118,7 @@ export async function recordSetupFailure(
         // setup failure like any other, retried with backoff, not a loop.
         return failAttempt(tx, policy, build, agentId, 'setup-failure', failure.message, { attemptEnded: true });
       }
-      effects.submitted = await submitMissing(tx, buildId, build.derivationPath, paths);
+      effects.submitted = await submitBuildsForMissing(tx, { id: buildId, derivationPath: build.derivationPath }, paths);
       await raiseInputs(tx, buildId);
       return effects;
     }
@@ -147,30 +147,6 @@ async function missingPaths(tx: Tx, derivationPath: string, missing: string[]): 
   const rows = (Array.isArray(inputs) ? inputs : (inputs as { rows: unknown[] }).rows) as { drv: string | null; path: string }[];
   const wanted = new Set(missing);
   return [...new Set(rows.filter((r) => wanted.has(r.path) || (r.drv !== null && wanted.has(r.drv))).map((r) => r.path))];
-}
-
-/** Submits a build for each missing input derivation that has none queued or running. */
-async function submitMissing(tx: Tx, waiterId: string, derivationPath: string, paths: string[]): Promise<string[]> {
-  if (paths.length === 0) return [];
-  const producers = await tx
-    .selectDistinct({ derivationPath: derivationOutputs.derivationPath })
-    .from(derivationOutputs)
-    .innerJoin(derivations, eq(derivations.path, derivationOutputs.derivationPath))
-    .where(inArray(derivationOutputs.path, paths));
-  const submitted: string[] = [];
-  for (const { derivationPath: input } of producers) {
-    const [active] = await tx
-      .select({ id: builds.id })
-      .from(builds)
-      .where(and(eq(builds.derivationPath, input), inArray(builds.state, ['scheduled', 'allocated', 'started'])))
-      .limit(1);
-    if (active) continue;
-    const id = randomUUID();
-    const tags = await tx.select({ key: buildTags.key, value: buildTags.value }).from(buildTags).where(eq(buildTags.buildId, waiterId));
-    await insertBuild(tx, { id, derivationPath: input, priority: 0, tags, reason: `missing input of build ${waiterId} (${derivationPath})` });
-    submitted.push(id);
-  }
-  return submitted;
 }
 
 /**
