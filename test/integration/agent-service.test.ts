@@ -15,6 +15,7 @@ import {
   AgentService,
   BuildResult,
   ConnectRequestSchema,
+  ReportKind,
   type AssignBuild,
   type ConnectRequest,
   type ConnectResponse,
@@ -366,7 +367,7 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     expect(welcome.agentId).toBe(agent.id);
   });
 
-  test('refuses reports and uploads for a build another agent holds with PERMISSION_DENIED, leaving it unchanged', async () => {
+  test('refuses reports and uploads for a build another agent holds with PERMISSION_DENIED, leaving it unchanged and the stream up', async () => {
     const owner = await agentWithBuild('owner');
     const id = owner.build.id;
     const before = await getBuild(id);
@@ -380,14 +381,17 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
       { case: 'buildFinished', value: { buildId: id, result: BuildResult.FAILURE, message: 'not mine' } },
       { case: 'setupFailure', value: { buildId: id, message: 'not mine' } },
     ];
-    for (const report of reports) {
-      const stream = openStream(intruder.client);
-      await stream.take('welcome');
+    // Each report is answered with its refusal, one after the other on the same stream.
+    const stream = openStream(intruder.client);
+    await stream.take('welcome');
+    for (const [report, kind] of [[reports[0]!, ReportKind.BUILD_STARTED], [reports[1]!, ReportKind.BUILD_FINISHED], [reports[2]!, ReportKind.SETUP_FAILURE]] as const) {
       stream.send(report);
-      const err = await stream.end();
-      expect(err?.code).toBe(Code.PermissionDenied);
-      expect(err?.rawMessage).toContain(`build ${id} is not allocated to agent ${intruder.id}`);
+      const ack = await stream.take('acknowledged', (a) => a.buildId === id);
+      expect(ack.refusal?.code).toBe(Code.PermissionDenied);
+      expect(ack.refusal?.report).toBe(kind);
+      expect(ack.refusal?.message).toContain(`build ${id} is not allocated to agent ${intruder.id}`);
     }
+    expect(stream.open).toBe(true);
     const dir = outputTree();
     const refused = await refusal(uploadTree(intruder.client, owner.header, dir));
     expect(refused.code).toBe(Code.PermissionDenied);
@@ -549,7 +553,7 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     expect(second.open).toBe(true);
   });
 
-  test('refuses BuildFinished success before the outputs are uploaded (FAILED_PRECONDITION); after the upload it succeeds and the outputs are served signed', async () => {
+  test('refuses BuildFinished success before the outputs are uploaded (FAILED_PRECONDITION) on a stream that stays up; after the upload it succeeds and the outputs are served signed', async () => {
     const { agent, build, stream, output, header } = await agentWithBuild('finish');
     stream.send({ case: 'buildStarted', value: { buildId: build.id } });
     await waitForState(build.id, BuildState.STARTED);
@@ -565,17 +569,18 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
       },
     };
     stream.send(finished);
-    const err = await stream.end();
-    expect(err?.code).toBe(Code.FailedPrecondition);
-    expect(err?.rawMessage).toContain(`build ${build.id} cannot succeed before its outputs are uploaded; missing: out (${output.path})`);
+    const refused = await stream.take('acknowledged', (a) => a.buildId === build.id);
+    expect(refused.refusal?.code).toBe(Code.FailedPrecondition);
+    expect(refused.refusal?.report).toBe(ReportKind.BUILD_FINISHED);
+    expect(refused.refusal?.message).toContain(`build ${build.id} cannot succeed before its outputs are uploaded; missing: out (${output.path})`);
     expect(await getBuild(build.id)).toEqual(before);
+    expect(stream.open).toBe(true);
 
     await uploadTree(agent.client, header, dir);
-    // The agent comes back saying it still holds the build, and reports again.
-    const again = openStream(agent.client, [build.id]);
-    expect((await again.take('welcome')).abandonBuildIds).toEqual([]);
-    again.send(finished);
-    await again.take('acknowledged', (a) => a.buildId === build.id);
+    // Reported again on the same stream, it is recorded.
+    stream.send(finished);
+    const ack = await stream.take('acknowledged', (a) => a.buildId === build.id);
+    expect(ack.refusal).toBeUndefined();
     const after = await getBuild(build.id);
     expect(after.state).toBe(BuildState.SUCCEEDED);
     expect(after.endedAt).toBeDefined();

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/agent.proto.
  */
 export const file_kiln_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FnZW50LnByb3RvEgdraWxuLnYxIqMCCg5Db25uZWN0UmVxdWVzdBIfCgVoZWxsbxgBIAEoCzIOLmtpbG4udjEuSGVsbG9IABInCgloZWFydGJlYXQYAiABKAsyEi5raWxuLnYxLkhlYXJ0YmVhdEgAEioKC2xvYWRfcmVwb3J0GAMgASgLMhMua2lsbi52MS5Mb2FkUmVwb3J0SAASLgoNYnVpbGRfc3RhcnRlZBgEIAEoCzIVLmtpbG4udjEuQnVpbGRTdGFydGVkSAASLgoNc2V0dXBfZmFpbHVyZRgFIAEoCzIVLmtpbG4udjEuU2V0dXBGYWlsdXJlSAASMAoOYnVpbGRfZmluaXNoZWQYBiABKAsyFi5raWxuLnYxLkJ1aWxkRmluaXNoZWRIAEIJCgdtZXNzYWdlIowCCg9Db25uZWN0UmVzcG9uc2USIwoHd2VsY29tZRgBIAEoCzIQLmtpbG4udjEuV2VsY29tZUgAEiwKDGFzc2lnbl9idWlsZBgCIAEoCzIULmtpbG4udjEuQXNzaWduQnVpbGRIABIsCgxjYW5jZWxfYnVpbGQYAyABKAsyFC5raWxuLnYxLkNhbmNlbEJ1aWxkSAASHwoFZHJhaW4YBCABKAsyDi5raWxuLnYxLkRyYWluSAASHQoEcGluZxgFIAEoCzINLmtpbG4udjEuUGluZ0gAEi0KDGFja25vd2xlZGdlZBgGIAEoCzIVLmtpbG4udjEuQWNrbm93bGVkZ2VkSABCCQoHbWVzc2FnZSJ6CgVIZWxsbxIPCgdzeXN0ZW1zGAEgAygJEhsKE21heF9wYXJhbGxlbF9idWlsZHMYAiABKAUSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEg8KB3ZlcnNpb24YBCABKAkSFgoOaGVsZF9idWlsZF9pZHMYBSADKAkiHQoJSGVhcnRiZWF0EhAKCHNlcXVlbmNlGAEgASgEIk8KCkxvYWRSZXBvcnQSEgoKZnJlZV9zbG90cxgBIAEoBRIUCgxsb2FkX2F2ZXJhZ2UYAiABKAESFwoPZnJlZV9kaXNrX2J5dGVzGAMgASgEIiAKDEJ1aWxkU3RhcnRlZBIQCghidWlsZF9pZBgBIAEoCSJ2CgxTZXR1cEZhaWx1cmUSEAoIYnVpbGRfaWQYASABKAkSKwoGcmVhc29uGAIgASgOMhsua2lsbi52MS5TZXR1cEZhaWx1cmVSZWFzb24SFgoObWlzc2luZ19pbnB1dHMYAyADKAkSDwoHbWVzc2FnZRgEIAEoCSJgCgpPdXRwdXRJbmZvEgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRIQCghuYXJfaGFzaBgDIAEoCRIQCghuYXJfc2l6ZRgEIAEoBBISCgpyZWZlcmVuY2VzGAUgAygJIn4KDUJ1aWxkRmluaXNoZWQSEAoIYnVpbGRfaWQYASABKAkSJAoGcmVzdWx0GAIgASgOMhQua2lsbi52MS5CdWlsZFJlc3VsdBIkCgdvdXRwdXRzGAMgAygLMhMua2lsbi52MS5PdXRwdXRJbmZvEg8KB21lc3NhZ2UYBCABKAkinwEKB1dlbGNvbWUSEAoIYWdlbnRfaWQYASABKAkSGwoTY29vcmRpbmF0b3JfdmVyc2lvbhgCIAEoCRIZChFhYmFuZG9uX2J1aWxkX2lkcxgDIAMoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKA0SEQoJY2FjaGVfdXJsGAUgASgJEhgKEGNhY2hlX3B1YmxpY19rZXkYBiABKAki5QEKC0Fzc2lnbkJ1aWxkEhAKCGJ1aWxkX2lkGAEgASgJEhcKD2Rlcml2YXRpb25fcGF0aBgCIAEoCRISCgpkZXJpdmF0aW9uGAMgASgMEioKB291dHB1dHMYBCADKAsyGS5raWxuLnYxLkRlcml2YXRpb25PdXRwdXQSEAoIcHJpb3JpdHkYBSABKAUSEwoLdHJhY2VwYXJlbnQYBiABKAkSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIPCgdhdHRlbXB0GAkgASgNIi8KC0NhbmNlbEJ1aWxkEhAKCGJ1aWxkX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIHCgVEcmFpbiIgCgxBY2tub3dsZWRnZWQSEAoIYnVpbGRfaWQYASABKAkiGAoEUGluZxIQCghzZXF1ZW5jZRgBIAEoBCJtCgxVcGxvYWRIZWFkZXISEAoIYnVpbGRfaWQYASABKAkSEwoLb3V0cHV0X25hbWUYAiABKAkSEgoKc3RvcmVfcGF0aBgDIAEoCRIOCgZvZmZzZXQYBCABKAQSEgoKcmVmZXJlbmNlcxgFIAMoCSIzCg1VcGxvYWRUcmFpbGVyEhAKCG5hcl9oYXNoGAEgASgJEhAKCG5hcl9zaXplGAIgASgEIoUBChNVcGxvYWRPdXRwdXRSZXF1ZXN0EicKBmhlYWRlchgBIAEoCzIVLmtpbG4udjEuVXBsb2FkSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABIpCgd0cmFpbGVyGAMgASgLMhYua2lsbi52MS5VcGxvYWRUcmFpbGVySABCCQoHbWVzc2FnZSI8ChRVcGxvYWRPdXRwdXRSZXNwb25zZRIRCglmaWxlX2hhc2gYASABKAkSEQoJZmlsZV9zaXplGAIgASgEIjsKElF1ZXJ5VXBsb2FkUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRITCgtvdXRwdXRfbmFtZRgCIAEoCSI3ChNRdWVyeVVwbG9hZFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIQCghjb21wbGV0ZRgCIAEoCCJCChBVcGxvYWRMb2dSZXF1ZXN0EhIKCGJ1aWxkX2lkGAEgASgJSAASDwoFY2h1bmsYAiABKAxIAEIJCgdtZXNzYWdlIiEKEVVwbG9hZExvZ1Jlc3BvbnNlEgwKBHNpemUYASABKAQqtgEKElNldHVwRmFpbHVyZVJlYXNvbhIkCiBTRVRVUF9GQUlMVVJFX1JFQVNPTl9VTlNQRUNJRklFRBAAEicKI1NFVFVQX0ZBSUxVUkVfUkVBU09OX01JU1NJTkdfSU5QVVRTEAESMQotU0VUVVBfRkFJTFVSRV9SRUFTT05fQ09VTERfTk9UX0RFTEVURV9PVVRQVVRTEAISHgoaU0VUVVBfRkFJTFVSRV9SRUFTT05fT1RIRVIQAyqaAQoLQnVpbGRSZXN1bHQSHAoYQlVJTERfUkVTVUxUX1VOU1BFQ0lGSUVEEAASGAoUQlVJTERfUkVTVUxUX1NVQ0NFU1MQARIYChRCVUlMRF9SRVNVTFRfRkFJTFVSRRACEhgKFEJVSUxEX1JFU1VMVF9USU1FT1VUEAMSHwobQlVJTERfUkVTVUxUX1NJTEVOVF9USU1FT1VUEAQyrwIKDEFnZW50U2VydmljZRJACgdDb25uZWN0Ehcua2lsbi52MS5Db25uZWN0UmVxdWVzdBoYLmtpbG4udjEuQ29ubmVjdFJlc3BvbnNlKAEwARJNCgxVcGxvYWRPdXRwdXQSHC5raWxuLnYxLlVwbG9hZE91dHB1dFJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZE91dHB1dFJlc3BvbnNlKAESSAoLUXVlcnlVcGxvYWQSGy5raWxuLnYxLlF1ZXJ5VXBsb2FkUmVxdWVzdBocLmtpbG4udjEuUXVlcnlVcGxvYWRSZXNwb25zZRJECglVcGxvYWRMb2cSGS5raWxuLnYxLlVwbG9hZExvZ1JlcXVlc3QaGi5raWxuLnYxLlVwbG9hZExvZ1Jlc3BvbnNlKAFiBnByb3RvMw", [file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FnZW50LnByb3RvEgdraWxuLnYxIqMCCg5Db25uZWN0UmVxdWVzdBIfCgVoZWxsbxgBIAEoCzIOLmtpbG4udjEuSGVsbG9IABInCgloZWFydGJlYXQYAiABKAsyEi5raWxuLnYxLkhlYXJ0YmVhdEgAEioKC2xvYWRfcmVwb3J0GAMgASgLMhMua2lsbi52MS5Mb2FkUmVwb3J0SAASLgoNYnVpbGRfc3RhcnRlZBgEIAEoCzIVLmtpbG4udjEuQnVpbGRTdGFydGVkSAASLgoNc2V0dXBfZmFpbHVyZRgFIAEoCzIVLmtpbG4udjEuU2V0dXBGYWlsdXJlSAASMAoOYnVpbGRfZmluaXNoZWQYBiABKAsyFi5raWxuLnYxLkJ1aWxkRmluaXNoZWRIAEIJCgdtZXNzYWdlIowCCg9Db25uZWN0UmVzcG9uc2USIwoHd2VsY29tZRgBIAEoCzIQLmtpbG4udjEuV2VsY29tZUgAEiwKDGFzc2lnbl9idWlsZBgCIAEoCzIULmtpbG4udjEuQXNzaWduQnVpbGRIABIsCgxjYW5jZWxfYnVpbGQYAyABKAsyFC5raWxuLnYxLkNhbmNlbEJ1aWxkSAASHwoFZHJhaW4YBCABKAsyDi5raWxuLnYxLkRyYWluSAASHQoEcGluZxgFIAEoCzINLmtpbG4udjEuUGluZ0gAEi0KDGFja25vd2xlZGdlZBgGIAEoCzIVLmtpbG4udjEuQWNrbm93bGVkZ2VkSABCCQoHbWVzc2FnZSJ6CgVIZWxsbxIPCgdzeXN0ZW1zGAEgAygJEhsKE21heF9wYXJhbGxlbF9idWlsZHMYAiABKAUSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEg8KB3ZlcnNpb24YBCABKAkSFgoOaGVsZF9idWlsZF9pZHMYBSADKAkiHQoJSGVhcnRiZWF0EhAKCHNlcXVlbmNlGAEgASgEIk8KCkxvYWRSZXBvcnQSEgoKZnJlZV9zbG90cxgBIAEoBRIUCgxsb2FkX2F2ZXJhZ2UYAiABKAESFwoPZnJlZV9kaXNrX2J5dGVzGAMgASgEIiAKDEJ1aWxkU3RhcnRlZBIQCghidWlsZF9pZBgBIAEoCSJ2CgxTZXR1cEZhaWx1cmUSEAoIYnVpbGRfaWQYASABKAkSKwoGcmVhc29uGAIgASgOMhsua2lsbi52MS5TZXR1cEZhaWx1cmVSZWFzb24SFgoObWlzc2luZ19pbnB1dHMYAyADKAkSDwoHbWVzc2FnZRgEIAEoCSJgCgpPdXRwdXRJbmZvEgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRIQCghuYXJfaGFzaBgDIAEoCRIQCghuYXJfc2l6ZRgEIAEoBBISCgpyZWZlcmVuY2VzGAUgAygJIn4KDUJ1aWxkRmluaXNoZWQSEAoIYnVpbGRfaWQYASABKAkSJAoGcmVzdWx0GAIgASgOMhQua2lsbi52MS5CdWlsZFJlc3VsdBIkCgdvdXRwdXRzGAMgAygLMhMua2lsbi52MS5PdXRwdXRJbmZvEg8KB21lc3NhZ2UYBCABKAkinwEKB1dlbGNvbWUSEAoIYWdlbnRfaWQYASABKAkSGwoTY29vcmRpbmF0b3JfdmVyc2lvbhgCIAEoCRIZChFhYmFuZG9uX2J1aWxkX2lkcxgDIAMoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKA0SEQoJY2FjaGVfdXJsGAUgASgJEhgKEGNhY2hlX3B1YmxpY19rZXkYBiABKAki5QEKC0Fzc2lnbkJ1aWxkEhAKCGJ1aWxkX2lkGAEgASgJEhcKD2Rlcml2YXRpb25fcGF0aBgCIAEoCRISCgpkZXJpdmF0aW9uGAMgASgMEioKB291dHB1dHMYBCADKAsyGS5raWxuLnYxLkRlcml2YXRpb25PdXRwdXQSEAoIcHJpb3JpdHkYBSABKAUSEwoLdHJhY2VwYXJlbnQYBiABKAkSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIPCgdhdHRlbXB0GAkgASgNIi8KC0NhbmNlbEJ1aWxkEhAKCGJ1aWxkX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIHCgVEcmFpbiJDCgxBY2tub3dsZWRnZWQSEAoIYnVpbGRfaWQYASABKAkSIQoHcmVmdXNhbBgCIAEoCzIQLmtpbG4udjEuUmVmdXNhbCJNCgdSZWZ1c2FsEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIjCgZyZXBvcnQYAyABKA4yEy5raWxuLnYxLlJlcG9ydEtpbmQiGAoEUGluZxIQCghzZXF1ZW5jZRgBIAEoBCJtCgxVcGxvYWRIZWFkZXISEAoIYnVpbGRfaWQYASABKAkSEwoLb3V0cHV0X25hbWUYAiABKAkSEgoKc3RvcmVfcGF0aBgDIAEoCRIOCgZvZmZzZXQYBCABKAQSEgoKcmVmZXJlbmNlcxgFIAMoCSIzCg1VcGxvYWRUcmFpbGVyEhAKCG5hcl9oYXNoGAEgASgJEhAKCG5hcl9zaXplGAIgASgEIoUBChNVcGxvYWRPdXRwdXRSZXF1ZXN0EicKBmhlYWRlchgBIAEoCzIVLmtpbG4udjEuVXBsb2FkSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABIpCgd0cmFpbGVyGAMgASgLMhYua2lsbi52MS5VcGxvYWRUcmFpbGVySABCCQoHbWVzc2FnZSI8ChRVcGxvYWRPdXRwdXRSZXNwb25zZRIRCglmaWxlX2hhc2gYASABKAkSEQoJZmlsZV9zaXplGAIgASgEIjsKElF1ZXJ5VXBsb2FkUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRITCgtvdXRwdXRfbmFtZRgCIAEoCSI3ChNRdWVyeVVwbG9hZFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIQCghjb21wbGV0ZRgCIAEoCCJCChBVcGxvYWRMb2dSZXF1ZXN0EhIKCGJ1aWxkX2lkGAEgASgJSAASDwoFY2h1bmsYAiABKAxIAEIJCgdtZXNzYWdlIiEKEVVwbG9hZExvZ1Jlc3BvbnNlEgwKBHNpemUYASABKAQqtgEKElNldHVwRmFpbHVyZVJlYXNvbhIkCiBTRVRVUF9GQUlMVVJFX1JFQVNPTl9VTlNQRUNJRklFRBAAEicKI1NFVFVQX0ZBSUxVUkVfUkVBU09OX01JU1NJTkdfSU5QVVRTEAESMQotU0VUVVBfRkFJTFVSRV9SRUFTT05fQ09VTERfTk9UX0RFTEVURV9PVVRQVVRTEAISHgoaU0VUVVBfRkFJTFVSRV9SRUFTT05fT1RIRVIQAyqaAQoLQnVpbGRSZXN1bHQSHAoYQlVJTERfUkVTVUxUX1VOU1BFQ0lGSUVEEAASGAoUQlVJTERfUkVTVUxUX1NVQ0NFU1MQARIYChRCVUlMRF9SRVNVTFRfRkFJTFVSRRACEhgKFEJVSUxEX1JFU1VMVF9USU1FT1VUEAMSHwobQlVJTERfUkVTVUxUX1NJTEVOVF9USU1FT1VUEAQqhwEKClJlcG9ydEtpbmQSGwoXUkVQT1JUX0tJTkRfVU5TUEVDSUZJRUQQABIdChlSRVBPUlRfS0lORF9CVUlMRF9TVEFSVEVEEAESHQoZUkVQT1JUX0tJTkRfU0VUVVBfRkFJTFVSRRACEh4KGlJFUE9SVF9LSU5EX0JVSUxEX0ZJTklTSEVEEAMyrwIKDEFnZW50U2VydmljZRJACgdDb25uZWN0Ehcua2lsbi52MS5Db25uZWN0UmVxdWVzdBoYLmtpbG4udjEuQ29ubmVjdFJlc3BvbnNlKAEwARJNCgxVcGxvYWRPdXRwdXQSHC5raWxuLnYxLlVwbG9hZE91dHB1dFJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZE91dHB1dFJlc3BvbnNlKAESSAoLUXVlcnlVcGxvYWQSGy5raWxuLnYxLlF1ZXJ5VXBsb2FkUmVxdWVzdBocLmtpbG4udjEuUXVlcnlVcGxvYWRSZXNwb25zZRJECglVcGxvYWRMb2cSGS5raWxuLnYxLlVwbG9hZExvZ1JlcXVlc3QaGi5raWxuLnYxLlVwbG9hZExvZ1Jlc3BvbnNlKAFiBnByb3RvMw", [file_kiln_v1_types]);
 
 /**
  * Agent to coordinator on the control stream.
@@ -504,8 +504,9 @@ export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
   messageDesc(file_kiln_v1_agent, 12);
 
 /**
- * The coordinator recorded a build's final report (finished or setup failure); the
- * agent need not send it again.
+ * The coordinator recorded a build's final report (finished or setup failure), or
+ * refused a report on the build; either way the agent need not send it again. A
+ * refused report does not end the control stream.
  *
  * @generated from message kiln.v1.Acknowledged
  */
@@ -514,6 +515,13 @@ export type Acknowledged = Message<"kiln.v1.Acknowledged"> & {
    * @generated from field: string build_id = 1;
    */
   buildId: string;
+
+  /**
+   * Set when the report was refused and nothing was recorded.
+   *
+   * @generated from field: kiln.v1.Refusal refusal = 2;
+   */
+  refusal?: Refusal | undefined;
 };
 
 /**
@@ -522,6 +530,39 @@ export type Acknowledged = Message<"kiln.v1.Acknowledged"> & {
  */
 export const AcknowledgedSchema: GenMessage<Acknowledged> = /*@__PURE__*/
   messageDesc(file_kiln_v1_agent, 13);
+
+/**
+ * Why the coordinator refused a report, as it would refuse a call.
+ *
+ * @generated from message kiln.v1.Refusal
+ */
+export type Refusal = Message<"kiln.v1.Refusal"> & {
+  /**
+   * The gRPC status code (e.g. 7, PERMISSION_DENIED, for a build the agent does not hold).
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * Which report was refused.
+   *
+   * @generated from field: kiln.v1.ReportKind report = 3;
+   */
+  report: ReportKind;
+};
+
+/**
+ * Describes the message kiln.v1.Refusal.
+ * Use `create(RefusalSchema)` to create a new message.
+ */
+export const RefusalSchema: GenMessage<Refusal> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_agent, 14);
 
 /**
  * @generated from message kiln.v1.Ping
@@ -538,7 +579,7 @@ export type Ping = Message<"kiln.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 14);
+  messageDesc(file_kiln_v1_agent, 15);
 
 /**
  * @generated from message kiln.v1.UploadHeader
@@ -581,7 +622,7 @@ export type UploadHeader = Message<"kiln.v1.UploadHeader"> & {
  * Use `create(UploadHeaderSchema)` to create a new message.
  */
 export const UploadHeaderSchema: GenMessage<UploadHeader> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 15);
+  messageDesc(file_kiln_v1_agent, 16);
 
 /**
  * After the last chunk: what the whole uncompressed NAR hashes to and its size, as the
@@ -609,7 +650,7 @@ export type UploadTrailer = Message<"kiln.v1.UploadTrailer"> & {
  * Use `create(UploadTrailerSchema)` to create a new message.
  */
 export const UploadTrailerSchema: GenMessage<UploadTrailer> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 16);
+  messageDesc(file_kiln_v1_agent, 17);
 
 /**
  * @generated from message kiln.v1.UploadOutputRequest
@@ -650,7 +691,7 @@ export type UploadOutputRequest = Message<"kiln.v1.UploadOutputRequest"> & {
  * Use `create(UploadOutputRequestSchema)` to create a new message.
  */
 export const UploadOutputRequestSchema: GenMessage<UploadOutputRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 17);
+  messageDesc(file_kiln_v1_agent, 18);
 
 /**
  * @generated from message kiln.v1.UploadOutputResponse
@@ -674,7 +715,7 @@ export type UploadOutputResponse = Message<"kiln.v1.UploadOutputResponse"> & {
  * Use `create(UploadOutputResponseSchema)` to create a new message.
  */
 export const UploadOutputResponseSchema: GenMessage<UploadOutputResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 18);
+  messageDesc(file_kiln_v1_agent, 19);
 
 /**
  * @generated from message kiln.v1.QueryUploadRequest
@@ -696,7 +737,7 @@ export type QueryUploadRequest = Message<"kiln.v1.QueryUploadRequest"> & {
  * Use `create(QueryUploadRequestSchema)` to create a new message.
  */
 export const QueryUploadRequestSchema: GenMessage<QueryUploadRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 19);
+  messageDesc(file_kiln_v1_agent, 20);
 
 /**
  * @generated from message kiln.v1.QueryUploadResponse
@@ -722,7 +763,7 @@ export type QueryUploadResponse = Message<"kiln.v1.QueryUploadResponse"> & {
  * Use `create(QueryUploadResponseSchema)` to create a new message.
  */
 export const QueryUploadResponseSchema: GenMessage<QueryUploadResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 20);
+  messageDesc(file_kiln_v1_agent, 21);
 
 /**
  * @generated from message kiln.v1.UploadLogRequest
@@ -753,7 +794,7 @@ export type UploadLogRequest = Message<"kiln.v1.UploadLogRequest"> & {
  * Use `create(UploadLogRequestSchema)` to create a new message.
  */
 export const UploadLogRequestSchema: GenMessage<UploadLogRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 21);
+  messageDesc(file_kiln_v1_agent, 22);
 
 /**
  * @generated from message kiln.v1.UploadLogResponse
@@ -770,7 +811,7 @@ export type UploadLogResponse = Message<"kiln.v1.UploadLogResponse"> & {
  * Use `create(UploadLogResponseSchema)` to create a new message.
  */
 export const UploadLogResponseSchema: GenMessage<UploadLogResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 22);
+  messageDesc(file_kiln_v1_agent, 23);
 
 /**
  * @generated from enum kiln.v1.SetupFailureReason
@@ -848,6 +889,37 @@ export enum BuildResult {
  */
 export const BuildResultSchema: GenEnum<BuildResult> = /*@__PURE__*/
   enumDesc(file_kiln_v1_agent, 1);
+
+/**
+ * @generated from enum kiln.v1.ReportKind
+ */
+export enum ReportKind {
+  /**
+   * @generated from enum value: REPORT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: REPORT_KIND_BUILD_STARTED = 1;
+   */
+  BUILD_STARTED = 1,
+
+  /**
+   * @generated from enum value: REPORT_KIND_SETUP_FAILURE = 2;
+   */
+  SETUP_FAILURE = 2,
+
+  /**
+   * @generated from enum value: REPORT_KIND_BUILD_FINISHED = 3;
+   */
+  BUILD_FINISHED = 3,
+}
+
+/**
+ * Describes the enum kiln.v1.ReportKind.
+ */
+export const ReportKindSchema: GenEnum<ReportKind> = /*@__PURE__*/
+  enumDesc(file_kiln_v1_agent, 2);
 
 /**
  * What agents use. Agents dial out (so agents behind NAT work) and authenticate every
