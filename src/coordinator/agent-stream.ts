@@ -166,7 +166,8 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       return answerReport(session, ReportKind.BUILD_FINISHED, m.value.buildId, log, async () => {
         const outcome = OUTCOMES[m.value.result];
         if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
-        await recordFinished(db, session.agentId, m.value.buildId, outcome, m.value.message);
+        const outputs = m.value.outputs.map((o) => ({ name: o.name, path: o.path, narHash: o.narHash, narSize: Number(o.narSize) }));
+        await recordFinished(db, session.agentId, m.value.buildId, outcome, m.value.message, outputs);
         session.released(m.value.buildId);
         acknowledge(session, m.value.buildId);
         deps.events.emit({ buildId: m.value.buildId, kind: 'finished' });

@@ -7,6 +7,7 @@ import { buildAttempts, builds, derivationOutputs, events, storePaths } from '..
 import { KilnError } from '../errors.js';
 import { isUuid } from '../uuid.js';
 import { buildOfAgent } from './build-outputs.js';
+import { outputProblems, type ReportedOutput } from './output-check.js';
 
 export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout';
 export type SetupFailureKind = 'missing-inputs' | 'could-not-delete-outputs' | 'other';
@@ -70,7 +71,8 @@ export async function recordSetupFailure(
 
 /**
  * The build finished on the agent. Success needs every output of the derivation in the
- * cache already (uploaded before the report), else nothing changes and the agent is told.
+ * cache already (uploaded before the report) and reported as stored, else nothing
+ * changes and the agent is told.
  */
 export async function recordFinished(
   db: Database,
@@ -78,6 +80,7 @@ export async function recordFinished(
   buildId: string,
   outcome: FinishOutcome,
   message: string,
+  reported: ReportedOutput[],
 ): Promise<void> {
   await db.transaction(async (tx) => {
     const build = await heldBuild(tx, agentId, buildId);
@@ -87,17 +90,24 @@ export async function recordFinished(
       throw new KilnError('failed_precondition', `build ${buildId} is ${build.state}; it cannot finish now`);
     }
     if (outcome === 'success') {
-      const missing = await tx
-        .select({ name: derivationOutputs.name, path: derivationOutputs.path })
+      const outputs = await tx
+        .select({
+          name: derivationOutputs.name,
+          path: derivationOutputs.path,
+          narHash: storePaths.narHash,
+          narSize: storePaths.narSize,
+          buildId: storePaths.buildId,
+        })
         .from(derivationOutputs)
         .leftJoin(storePaths, eq(storePaths.path, derivationOutputs.path))
-        .where(and(eq(derivationOutputs.derivationPath, build.derivationPath), sql`${storePaths.path} is null`));
-      if (missing.length > 0) {
-        throw new KilnError(
-          'failed_precondition',
-          `build ${buildId} cannot succeed before its outputs are uploaded; missing: ${missing.map((m) => `${m.name} (${m.path})`).join(', ')}`,
-        );
-      }
+        .where(eq(derivationOutputs.derivationPath, build.derivationPath));
+      const expected = outputs.map((o) => ({
+        name: o.name,
+        path: o.path,
+        stored: o.narHash === null || o.narSize === null ? undefined : { narHash: o.narHash, narSize: o.narSize, buildId: o.buildId },
+      }));
+      const problems = outputProblems(buildId, expected, reported);
+      if (problems.length > 0) throw new KilnError('failed_precondition', `build ${buildId} cannot succeed: ${problems.join('; ')}`);
     }
     await tx
       .update(builds)

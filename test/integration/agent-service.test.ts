@@ -49,7 +49,7 @@ const WAIT_MS = 20_000;
 /** Small chunks, so that a small tree makes a NAR of many frames. */
 const CHUNK = 64 << 10;
 /** The tests that need a build of their own; their derivations are made before the coordinator runs. */
-const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'twice-failure', 'twice-success'] as const;
+const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'misreported', 'twice-failure', 'twice-success'] as const;
 type BuildTag = (typeof BUILDS)[number];
 
 function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
@@ -572,7 +572,7 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     const refused = await stream.take('acknowledged', (a) => a.buildId === build.id);
     expect(refused.refusal?.code).toBe(Code.FailedPrecondition);
     expect(refused.refusal?.report).toBe(ReportKind.BUILD_FINISHED);
-    expect(refused.refusal?.message).toContain(`build ${build.id} cannot succeed before its outputs are uploaded; missing: out (${output.path})`);
+    expect(refused.refusal?.message).toContain(`build ${build.id} cannot succeed: output out (${output.path}) was not uploaded`);
     expect(await getBuild(build.id)).toEqual(before);
     expect(stream.open).toBe(true);
 
@@ -596,6 +596,36 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
       expect(parsed.deriver).toBe(basename(build.derivationPath));
       expect(countValidSignatures(parsed, [key])).toBe(1);
     }
+  });
+
+  test('refuses BuildFinished success whose outputs are not as uploaded, naming the output, and the build does not succeed', async () => {
+    const { agent, build, stream, output, header } = await agentWithBuild('misreported');
+    stream.send({ case: 'buildStarted', value: { buildId: build.id } });
+    await waitForState(build.id, BuildState.STARTED);
+    const nar = await uploadTree(agent.client, header, outputTree());
+    const before = await getBuild(build.id);
+    const eventsBefore = await eventCount(build.id);
+    const truth = { name: output.name, path: output.path, narHash: narHashOf(nar), narSize: BigInt(nar.length), references: [] };
+    const otherHash = narHashOf(Buffer.from('another NAR'));
+
+    const cases = [
+      [{ ...truth, narHash: otherHash }, `output out (${output.path}) differs: the report says ${otherHash}, ${nar.length} bytes; the cache holds ${narHashOf(nar)}, ${nar.length} bytes`],
+      [{ ...truth, narSize: BigInt(nar.length + 8) }, `output out (${output.path}) differs: the report says ${narHashOf(nar)}, ${nar.length + 8} bytes`],
+      [{ ...truth, name: 'dev' }, `the derivation has no output "dev", which the report names; output out (${output.path}) is not in the report`],
+    ] as const;
+    for (const [reported, message] of cases) {
+      stream.send({ case: 'buildFinished', value: { buildId: build.id, result: BuildResult.SUCCESS, outputs: [reported] } });
+      const ack = await stream.take('acknowledged', (a) => a.buildId === build.id);
+      expect(ack.refusal?.code).toBe(Code.FailedPrecondition);
+      expect(ack.refusal?.message).toContain(`build ${build.id} cannot succeed: ${message}`);
+      expect(await getBuild(build.id)).toEqual(before);
+    }
+    expect(await eventCount(build.id)).toBe(eventsBefore);
+
+    // The truth is taken.
+    stream.send({ case: 'buildFinished', value: { buildId: build.id, result: BuildResult.SUCCESS, outputs: [truth] } });
+    expect((await stream.take('acknowledged', (a) => a.buildId === build.id)).refusal).toBeUndefined();
+    expect((await getBuild(build.id)).state).toBe(BuildState.SUCCEEDED);
   });
 
   test.each([
