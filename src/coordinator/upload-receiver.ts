@@ -15,7 +15,7 @@ import { Hash } from '../store/hash.js';
 import { NarError, type NarResult } from '../store/nar-format.js';
 import { parseNar } from '../store/nar-parser.js';
 import { parseStorePath } from '../store/store-path.js';
-import type { NarStorage, StagedUpload } from '../storage/nar-storage.js';
+import { StagingInUseError, type NarStorage, type StagedUpload } from '../storage/nar-storage.js';
 import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
 
 export interface ReceivedOutput {
@@ -128,7 +128,7 @@ export async function receiveOutput(
   }
 
   const key = stagingKey(header.buildId, header.outputName);
-  const staged = await deps.storage.stage(key, { fresh: header.offset === 0n });
+  const staged = await stageOrRefuse(deps.storage, key, header.offset, `output ${header.outputName} of build ${header.buildId}`);
   const incoming = new IncomingNar();
   let completed = false;
   try {
@@ -140,7 +140,6 @@ export async function receiveOutput(
     }
     await replayStaged(staged, incoming);
     const trailer = await receiveFrames(iterator, staged, incoming);
-    await staged.close();
     const nar = await incoming.finish();
     const declared = parseDeclaredHash(trailer.narHash);
     const received = new Hash('sha256', nar.sha256);
@@ -152,7 +151,7 @@ export async function receiveOutput(
     }
     const fileHash = encodeBase32(incoming.fileHash.digest());
     const fileName = `${fileHash}.nar.lz4`;
-    await deps.storage.commit(key, fileName);
+    await staged.commit(fileName);
     completed = true;
     await recordStorePath(deps.db, header, output.derivationPath, {
       narHash: received.toString(),
@@ -164,10 +163,23 @@ export async function receiveOutput(
     return { fileHash: `sha256:${fileHash}`, fileSize: incoming.fileSize };
   } catch (err) {
     incoming.abandon();
-    await staged.close().catch(() => undefined);
     // A refused NAR is thrown away whole; a broken stream keeps what came for a resume.
-    if (!completed && err instanceof ConnectError && err.code === Code.InvalidArgument) await deps.storage.discard(key);
+    const refused = !completed && err instanceof ConnectError && err.code === Code.InvalidArgument;
+    await (refused ? staged.discard() : staged.close()).catch(() => undefined);
     throw err;
+  }
+}
+
+/** Opens the staging of one upload; a second call for the same one while the first runs is ABORTED. */
+async function stageOrRefuse(storage: NarStorage, key: string, offset: bigint, what: string): Promise<StagedUpload> {
+  try {
+    return await storage.stage(key, { fresh: offset === 0n });
+  } catch (err) {
+    if (!(err instanceof StagingInUseError)) throw err;
+    throw new ConnectError(
+      `an upload of ${what} is in progress already; retry when it has ended, from the offset QueryUpload reports`,
+      Code.Aborted,
+    );
   }
 }
 

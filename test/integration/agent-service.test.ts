@@ -49,7 +49,7 @@ const WAIT_MS = 20_000;
 /** Small chunks, so that a small tree makes a NAR of many frames. */
 const CHUNK = 64 << 10;
 /** The tests that need a build of their own; their derivations are made before the coordinator runs. */
-const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'misreported', 'twice-failure', 'twice-success'] as const;
+const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'misreported', 'concurrent', 'twice-failure', 'twice-success'] as const;
 type BuildTag = (typeof BUILDS)[number];
 
 function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
@@ -466,6 +466,51 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     expect(plain.equals(original)).toBe(true);
     const after = await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName });
     expect(after.complete).toBe(true);
+    expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
+  });
+
+  test('a second UploadOutput of an output while the first is in progress is ABORTED, and the first stores its NAR byte for byte', async () => {
+    const { agent, build, output, header } = await agentWithBuild('concurrent');
+    const dir = outputTree();
+    const chunks = await narChunks(dir);
+    const frames = await framesOf(chunks);
+    const nar = Buffer.concat(chunks);
+    const declared = { narHash: narHashOf(nar), narSize: nar.length };
+    const sent = 3;
+    const whole = chunks.slice(0, sent).reduce((n, c) => n + c.length, 0);
+
+    // The first call sends three frames and waits; the others race it meanwhile.
+    const proceed = new AbortController();
+    async function* slow(): AsyncGenerator<UploadRequest> {
+      yield { message: { case: 'header', value: header } };
+      for (const frame of frames.slice(0, sent)) yield { message: { case: 'chunk', value: frame } };
+      await new Promise((resolve) => proceed.signal.addEventListener('abort', resolve, { once: true }));
+      for (const frame of frames.slice(sent)) yield { message: { case: 'chunk', value: frame } };
+      yield { message: { case: 'trailer', value: { narHash: declared.narHash, narSize: BigInt(declared.narSize) } } };
+    }
+    const first = agent.client.uploadOutput(slow());
+    try {
+      await untilStaged(agent.client, header, whole);
+      // Retries racing it, from 0 and from the offset it reports, at once.
+      const racers = await Promise.all([
+        refusal(upload(agent.client, header, frames, declared)),
+        refusal(upload(agent.client, { ...header, offset: BigInt(whole) }, frames.slice(sent), declared)),
+      ]);
+      for (const err of racers) {
+        expect(err.code).toBe(Code.Aborted);
+        expect(err.rawMessage).toContain(`an upload of output out of build ${build.id} is in progress already`);
+      }
+      expect((await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName })).offset).toBe(BigInt(whole));
+    } finally {
+      proceed.abort();
+    }
+    await within(first, 'the first upload to finish');
+
+    const info = await narinfo(output.path);
+    expect(info.status).toBe(200);
+    const file = parseNarInfo(info.text).files[0]!;
+    const compressed = Buffer.from(await (await fetch(`${t.coordinator.url}/${file.url}`)).arrayBuffer());
+    expect((await run('lz4', ['-dc'], compressed)).equals(nar)).toBe(true);
     expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
   });
 
