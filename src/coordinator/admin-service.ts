@@ -13,6 +13,7 @@ import { getBuild, listBuilds } from '../scheduler/build-queries.js';
 import { cancelBuild, setBuildPriority, updateBuildTags } from '../scheduler/build-changes.js';
 import { submitBuild } from '../scheduler/submission.js';
 import { createAgent, createAgentPassword, listAgents, type AgentRecord } from './agent-registry.js';
+import { sourceUploads } from './source-uploads.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
   scheduled: BuildState.SCHEDULED,
@@ -67,6 +68,7 @@ export interface AdminNotifications {
 
 export function adminService(db: Database, storage: NarStorage, notify: AdminNotifications): ServiceImpl<typeof AdminService> {
   return {
+    ...sourceUploads({ db, storage, sourceStored: () => notify.buildsChanged() }),
     async submitBuild(req) {
       const result = await submitBuild(db, storage, {
         derivationPath: req.derivationPath,

@@ -1,12 +1,13 @@
-// Receiving an output NAR (AgentService.UploadOutput): frames are decompressed as they
-// arrive to hash the NAR, check its structure and count its size, while the compressed
-// frames are staged on disk as they are. Only when the trailer's hash and size match
-// what arrived is the file moved into place and the store path recorded; a broken
-// upload stays staged so that it resumes where it stopped.
+// Receiving a NAR (AgentService.UploadOutput, AdminService.UploadSource): frames are
+// decompressed as they arrive to hash the NAR, check its structure and count its size,
+// while the compressed frames are staged on disk as they are. Only when the trailer's
+// hash and size match what arrived is the file moved into place and the store path
+// recorded; a broken upload stays staged so that it resumes where it stopped.
 import { createHash, type Hash as NodeHash } from 'node:crypto';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { decompressFrame } from 'lz4-napi';
-import type { UploadHeader, UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
+import type { UploadSourceRequest } from '../../gen/kiln/v1/admin_pb.js';
+import type { UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
 import { AsyncQueue } from '../async-queue.js';
 import type { Database } from '../db/connection.js';
 import { storePaths } from '../db/schema.js';
@@ -21,6 +22,44 @@ import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
 export interface ReceivedOutput {
   fileHash: string;
   fileSize: number;
+}
+
+/** What a received NAR becomes: where it is staged, and the store path it is recorded as. */
+export interface NarTarget {
+  key: string;
+  /** The upload in words, for errors ("output out of build …"). */
+  what: string;
+  /** Uncompressed offset the sender starts at: 0, or a resume. */
+  offset: bigint;
+  storePath: string;
+  references: readonly string[];
+  deriver: string;
+  /** The build the path is an output of; null for sources. */
+  buildId: string | null;
+}
+
+/** The messages of an upload call: a header, LZ4 frames, a trailer. */
+type UploadMessage = UploadOutputRequest | UploadSourceRequest;
+
+/** The upload's first message, which must be its header. */
+export async function uploadHeader<M extends UploadMessage>(
+  iterator: AsyncIterator<M>,
+): Promise<Extract<M['message'], { case: 'header' }>['value']> {
+  const first = await iterator.next();
+  if (first.done || first.value.message.case !== 'header') {
+    throw new ConnectError('the first message of an upload must be its header', Code.InvalidArgument);
+  }
+  return first.value.message.value as Extract<M['message'], { case: 'header' }>['value'];
+}
+
+function checkReferences(references: readonly string[]): void {
+  for (const ref of references) {
+    try {
+      parseStorePath(ref);
+    } catch (err) {
+      throw new ConnectError(`reference ${JSON.stringify(ref)}: ${(err as Error).message}`, Code.InvalidArgument);
+    }
+  }
 }
 
 /** The staging key of one output of one build. */
@@ -110,31 +149,37 @@ export async function receiveOutput(
   requests: AsyncIterable<UploadOutputRequest>,
 ): Promise<ReceivedOutput> {
   const iterator = requests[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  if (first.done || first.value.message.case !== 'header') {
-    throw new ConnectError('the first message of an upload must be its header', Code.InvalidArgument);
-  }
-  const header = first.value.message.value;
+  const header = await uploadHeader(iterator);
   const output = await outputOfHeldBuild(deps.db, agentId, header.buildId, header.outputName);
   if (output.path !== header.storePath) {
     throw new ConnectError(`output ${header.outputName} of build ${header.buildId} is ${output.path}, not ${header.storePath}`, Code.InvalidArgument);
   }
-  for (const ref of header.references) {
-    try {
-      parseStorePath(ref);
-    } catch (err) {
-      throw new ConnectError(`reference ${JSON.stringify(ref)}: ${(err as Error).message}`, Code.InvalidArgument);
-    }
-  }
+  checkReferences(header.references);
+  const target: NarTarget = {
+    key: stagingKey(header.buildId, header.outputName),
+    what: `output ${header.outputName} of build ${header.buildId}`,
+    offset: header.offset,
+    storePath: header.storePath,
+    references: header.references,
+    deriver: output.derivationPath,
+    buildId: header.buildId,
+  };
+  return receiveNar(deps, target, iterator);
+}
 
-  const key = stagingKey(header.buildId, header.outputName);
-  const staged = await stageOrRefuse(deps.storage, key, header.offset, `output ${header.outputName} of build ${header.buildId}`);
+/** Receives the frames and trailer of an upload whose header was read and checked. */
+export async function receiveNar(
+  deps: { db: Database; storage: NarStorage },
+  target: NarTarget,
+  iterator: AsyncIterator<UploadMessage>,
+): Promise<ReceivedOutput> {
+  const staged = await stageOrRefuse(deps.storage, target.key, target.offset, target.what);
   const incoming = new IncomingNar();
   let completed = false;
   try {
-    if (BigInt(staged.plainOffset) !== header.offset) {
+    if (BigInt(staged.plainOffset) !== target.offset) {
       throw new ConnectError(
-        `the coordinator holds ${staged.plainOffset} bytes of this upload, not ${header.offset}: resume from QueryUpload's offset`,
+        `the coordinator holds ${staged.plainOffset} bytes of this upload, not ${target.offset}: resume from QueryUpload's offset`,
         Code.FailedPrecondition,
       );
     }
@@ -153,7 +198,7 @@ export async function receiveOutput(
     const fileName = `${fileHash}.nar.lz4`;
     await staged.commit(fileName);
     completed = true;
-    await recordStorePath(deps.db, header, output.derivationPath, {
+    await recordStorePath(deps.db, target, {
       narHash: received.toString(),
       narSize: nar.size,
       fileName,
@@ -190,7 +235,7 @@ async function replayStaged(staged: StagedUpload, incoming: IncomingNar): Promis
 }
 
 async function receiveFrames(
-  iterator: AsyncIterator<UploadOutputRequest>,
+  iterator: AsyncIterator<UploadMessage>,
   staged: StagedUpload,
   incoming: IncomingNar,
 ): Promise<{ narHash: string; narSize: bigint }> {
@@ -224,24 +269,23 @@ function parseDeclaredHash(text: string): Hash {
 
 async function recordStorePath(
   db: Database,
-  header: UploadHeader,
-  deriver: string,
+  target: NarTarget,
   nar: { narHash: string; narSize: number; fileName: string; fileHash: string; fileSize: number },
 ): Promise<void> {
   await db
     .insert(storePaths)
     .values({
-      path: header.storePath,
-      hashPart: parseStorePath(header.storePath).hashPart,
+      path: target.storePath,
+      hashPart: parseStorePath(target.storePath).hashPart,
       narHash: nar.narHash,
       narSize: nar.narSize,
-      references: [...header.references].sort(),
-      deriver,
+      references: [...target.references].sort(),
+      deriver: target.deriver,
       fileName: nar.fileName,
       compression: 'lz4',
       fileHash: nar.fileHash,
       fileSize: nar.fileSize,
-      buildId: header.buildId,
+      buildId: target.buildId,
     })
     .onConflictDoNothing();
 }

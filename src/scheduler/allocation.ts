@@ -29,8 +29,10 @@ export interface ClaimedBuild {
 
 /**
  * Claims up to `limit` builds for the agent. A build qualifies when it is scheduled, its
- * system is one of the agent's, the agent carries every tag of the build, and every
- * output of its input derivations is in the cache (store_paths).
+ * system is one of the agent's, the agent carries every tag of the build, every output
+ * of its input derivations is in the cache (store_paths), and so is everything its .drv
+ * refers to (input sources and input .drv files: what the agent fetches first). Input
+ * derivations' own sources were checked the same way when they were built here.
  */
 export async function claimBuilds(db: Database, agent: AgentCapabilities, limit: number): Promise<ClaimedBuild[]> {
   if (limit <= 0 || agent.systems.length === 0) return [];
@@ -55,6 +57,11 @@ export async function claimBuilds(db: Database, agent: AgentCapabilities, limit:
             join derivation_outputs o on o.derivation_path = i.input_path and o.name = i.output_name
             where i.derivation_path = b.derivation_path
               and not exists (select 1 from store_paths s where s.path = o.path))
+          and not exists (
+            select 1 from store_paths dp
+            cross join lateral unnest(dp.references) as r(path)
+            where dp.path = b.derivation_path
+              and not exists (select 1 from store_paths s where s.path = r.path))
         order by b.priority desc, b.created_at, b.id
         limit ${limit}
         for update of b skip locked

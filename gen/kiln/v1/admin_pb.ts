@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { UploadTrailer } from "./agent_pb.js";
+import { file_kiln_v1_agent } from "./agent_pb.js";
 import type { Agent, Build, BuildState, DerivationText, Tag } from "./types_pb.js";
 import { file_kiln_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIrwBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgiRgoTU3VibWl0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSEAoIZXhpc3RpbmcYAiABKAgiHQoPR2V0QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjEKEEdldEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIpQBChFMaXN0QnVpbGRzUmVxdWVzdBIjCgZzdGF0ZXMYASADKA4yEy5raWxuLnYxLkJ1aWxkU3RhdGUSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJNChJMaXN0QnVpbGRzUmVzcG9uc2USHgoGYnVpbGRzGAEgAygLMg4ua2lsbi52MS5CdWlsZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSQ2FuY2VsQnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjQKE0NhbmNlbEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIjcKF1NldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHByaW9yaXR5GAIgASgFIjkKGFNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiVAoWVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBIKCgJpZBgBIAEoCRIZCgNzZXQYAiADKAsyDC5raWxuLnYxLlRhZxITCgtyZW1vdmVfa2V5cxgDIAMoCSI4ChdVcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiPgoSQ3JlYXRlQWdlbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnIjQKE0NyZWF0ZUFnZW50UmVzcG9uc2USHQoFYWdlbnQYASABKAsyDi5raWxuLnYxLkFnZW50Ii4KGkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIi8KG0NyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRIQCghwYXNzd29yZBgBIAEoCSITChFMaXN0QWdlbnRzUmVxdWVzdCI0ChJMaXN0QWdlbnRzUmVzcG9uc2USHgoGYWdlbnRzGAEgAygLMg4ua2lsbi52MS5BZ2VudDLMBQoMQWRtaW5TZXJ2aWNlEkgKC1N1Ym1pdEJ1aWxkEhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QaHC5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJFCgpMaXN0QnVpbGRzEhoua2lsbi52MS5MaXN0QnVpbGRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEkgKC0NhbmNlbEJ1aWxkEhsua2lsbi52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHC5raWxuLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USVwoQU2V0QnVpbGRQcmlvcml0eRIgLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QaIS5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRJUCg9VcGRhdGVCdWlsZFRhZ3MSHy5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QaIC5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEkgKC0NyZWF0ZUFnZW50Ehsua2lsbi52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHC5raWxuLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USYAoTQ3JlYXRlQWdlbnRQYXNzd29yZBIjLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QaJC5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRJFCgpMaXN0QWdlbnRzEhoua2lsbi52MS5MaXN0QWdlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEFnZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIrwBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgiRgoTU3VibWl0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSEAoIZXhpc3RpbmcYAiABKAgiHQoPR2V0QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjEKEEdldEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIpQBChFMaXN0QnVpbGRzUmVxdWVzdBIjCgZzdGF0ZXMYASADKA4yEy5raWxuLnYxLkJ1aWxkU3RhdGUSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJNChJMaXN0QnVpbGRzUmVzcG9uc2USHgoGYnVpbGRzGAEgAygLMg4ua2lsbi52MS5CdWlsZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSQ2FuY2VsQnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjQKE0NhbmNlbEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIjcKF1NldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHByaW9yaXR5GAIgASgFIjkKGFNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiVAoWVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBIKCgJpZBgBIAEoCRIZCgNzZXQYAiADKAsyDC5raWxuLnYxLlRhZxITCgtyZW1vdmVfa2V5cxgDIAMoCSI4ChdVcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiPgoSQ3JlYXRlQWdlbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnIjQKE0NyZWF0ZUFnZW50UmVzcG9uc2USHQoFYWdlbnQYASABKAsyDi5raWxuLnYxLkFnZW50Ii4KGkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIi8KG0NyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRIQCghwYXNzd29yZBgBIAEoCSITChFMaXN0QWdlbnRzUmVxdWVzdCI0ChJMaXN0QWdlbnRzUmVzcG9uc2USHgoGYWdlbnRzGAEgAygLMg4ua2lsbi52MS5BZ2VudCIpChhRdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QSDQoFcGF0aHMYASADKAkiLAoZUXVlcnlNaXNzaW5nUGF0aHNSZXNwb25zZRIPCgdtaXNzaW5nGAEgAygJIlwKDFNvdXJjZUhlYWRlchISCgpzdG9yZV9wYXRoGAEgASgJEhIKCnJlZmVyZW5jZXMYAiADKAkSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEgsKA3ZpYRgEIAMoCSKFAQoTVXBsb2FkU291cmNlUmVxdWVzdBInCgZoZWFkZXIYASABKAsyFS5raWxuLnYxLlNvdXJjZUhlYWRlckgAEg8KBWNodW5rGAIgASgMSAASKQoHdHJhaWxlchgDIAEoCzIWLmtpbG4udjEuVXBsb2FkVHJhaWxlckgAQgkKB21lc3NhZ2UiPAoUVXBsb2FkU291cmNlUmVzcG9uc2USEQoJZmlsZV9oYXNoGAEgASgJEhEKCWZpbGVfc2l6ZRgCIAEoBDL3BgoMQWRtaW5TZXJ2aWNlEkgKC1N1Ym1pdEJ1aWxkEhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QaHC5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJFCgpMaXN0QnVpbGRzEhoua2lsbi52MS5MaXN0QnVpbGRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEkgKC0NhbmNlbEJ1aWxkEhsua2lsbi52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHC5raWxuLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USVwoQU2V0QnVpbGRQcmlvcml0eRIgLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QaIS5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRJUCg9VcGRhdGVCdWlsZFRhZ3MSHy5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QaIC5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEkgKC0NyZWF0ZUFnZW50Ehsua2lsbi52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHC5raWxuLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USYAoTQ3JlYXRlQWdlbnRQYXNzd29yZBIjLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QaJC5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRJFCgpMaXN0QWdlbnRzEhoua2lsbi52MS5MaXN0QWdlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEFnZW50c1Jlc3BvbnNlEloKEVF1ZXJ5TWlzc2luZ1BhdGhzEiEua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QaIi5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USTQoMVXBsb2FkU291cmNlEhwua2lsbi52MS5VcGxvYWRTb3VyY2VSZXF1ZXN0Gh0ua2lsbi52MS5VcGxvYWRTb3VyY2VSZXNwb25zZSgBYgZwcm90bzM", [file_kiln_v1_agent, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -416,6 +418,152 @@ export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PUR
   messageDesc(file_kiln_v1_admin, 17);
 
 /**
+ * @generated from message kiln.v1.QueryMissingPathsRequest
+ */
+export type QueryMissingPathsRequest = Message<"kiln.v1.QueryMissingPathsRequest"> & {
+  /**
+   * Full store paths.
+   *
+   * @generated from field: repeated string paths = 1;
+   */
+  paths: string[];
+};
+
+/**
+ * Describes the message kiln.v1.QueryMissingPathsRequest.
+ * Use `create(QueryMissingPathsRequestSchema)` to create a new message.
+ */
+export const QueryMissingPathsRequestSchema: GenMessage<QueryMissingPathsRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 18);
+
+/**
+ * @generated from message kiln.v1.QueryMissingPathsResponse
+ */
+export type QueryMissingPathsResponse = Message<"kiln.v1.QueryMissingPathsResponse"> & {
+  /**
+   * The requested paths the cache does not hold, in the order asked.
+   *
+   * @generated from field: repeated string missing = 1;
+   */
+  missing: string[];
+};
+
+/**
+ * Describes the message kiln.v1.QueryMissingPathsResponse.
+ * Use `create(QueryMissingPathsResponseSchema)` to create a new message.
+ */
+export const QueryMissingPathsResponseSchema: GenMessage<QueryMissingPathsResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 19);
+
+/**
+ * @generated from message kiln.v1.SourceHeader
+ */
+export type SourceHeader = Message<"kiln.v1.SourceHeader"> & {
+  /**
+   * The source's full store path.
+   *
+   * @generated from field: string store_path = 1;
+   */
+  storePath: string;
+
+  /**
+   * Full store paths the source refers to.
+   *
+   * @generated from field: repeated string references = 2;
+   */
+  references: string[];
+
+  /**
+   * A submitted derivation that needs the source: it names it among its input sources,
+   * or names the first path of `via`.
+   *
+   * @generated from field: string derivation_path = 3;
+   */
+  derivationPath: string;
+
+  /**
+   * For a source the derivation does not name itself: the chain of sources that leads to
+   * it, from one the derivation names, each referring to the next (and the last to this
+   * one). They are uploaded after it.
+   *
+   * @generated from field: repeated string via = 4;
+   */
+  via: string[];
+};
+
+/**
+ * Describes the message kiln.v1.SourceHeader.
+ * Use `create(SourceHeaderSchema)` to create a new message.
+ */
+export const SourceHeaderSchema: GenMessage<SourceHeader> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 20);
+
+/**
+ * @generated from message kiln.v1.UploadSourceRequest
+ */
+export type UploadSourceRequest = Message<"kiln.v1.UploadSourceRequest"> & {
+  /**
+   * @generated from oneof kiln.v1.UploadSourceRequest.message
+   */
+  message: {
+    /**
+     * First message of the call.
+     *
+     * @generated from field: kiln.v1.SourceHeader header = 1;
+     */
+    value: SourceHeader;
+    case: "header";
+  } | {
+    /**
+     * One LZ4 frame of NAR bytes; frames follow each other in order.
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | {
+    /**
+     * Last message of the call: the whole NAR's hash and size.
+     *
+     * @generated from field: kiln.v1.UploadTrailer trailer = 3;
+     */
+    value: UploadTrailer;
+    case: "trailer";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message kiln.v1.UploadSourceRequest.
+ * Use `create(UploadSourceRequestSchema)` to create a new message.
+ */
+export const UploadSourceRequestSchema: GenMessage<UploadSourceRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 21);
+
+/**
+ * @generated from message kiln.v1.UploadSourceResponse
+ */
+export type UploadSourceResponse = Message<"kiln.v1.UploadSourceResponse"> & {
+  /**
+   * The NAR as stored, compressed.
+   *
+   * @generated from field: string file_hash = 1;
+   */
+  fileHash: string;
+
+  /**
+   * @generated from field: uint64 file_size = 2;
+   */
+  fileSize: bigint;
+};
+
+/**
+ * Describes the message kiln.v1.UploadSourceResponse.
+ * Use `create(UploadSourceResponseSchema)` to create a new message.
+ */
+export const UploadSourceResponseSchema: GenMessage<UploadSourceResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 22);
+
+/**
  * What operators and their scripts use: submit and steer builds, manage agents.
  * Every call needs the admin bearer token in the `authorization` header.
  *
@@ -501,6 +649,30 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListAgentsRequestSchema;
     output: typeof ListAgentsResponseSchema;
+  },
+  /**
+   * Which of these store paths the coordinator's binary cache lacks.
+   *
+   * @generated from rpc kiln.v1.AdminService.QueryMissingPaths
+   */
+  queryMissingPaths: {
+    methodKind: "unary";
+    input: typeof QueryMissingPathsRequestSchema;
+    output: typeof QueryMissingPathsResponseSchema;
+  },
+  /**
+   * Uploads an input source of a submitted derivation (a path in its inputSrcs, or one
+   * such a source refers to) as a NAR compressed as LZ4 frames, as agents upload
+   * outputs; the cache then serves it, so that agents can fetch it. A source is taken
+   * only once the paths it refers to are in the cache (upload those first), and a
+   * build is not allocated before every input source of its derivation is there.
+   *
+   * @generated from rpc kiln.v1.AdminService.UploadSource
+   */
+  uploadSource: {
+    methodKind: "client_streaming";
+    input: typeof UploadSourceRequestSchema;
+    output: typeof UploadSourceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_v1_admin, 0);
