@@ -14,6 +14,7 @@ import { cancelBuild, retryBuild, setBuildPriority, updateBuildTags } from '../s
 import { submitBuild } from '../scheduler/submission.js';
 import { createAgent, createAgentPassword, getAgent, listAgents, setAgentActive, type AgentRecord } from './agent-registry.js';
 import type { AgentSignal } from './farm-signals.js';
+import { sourceUploads } from './source-uploads.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
   scheduled: BuildState.SCHEDULED,
@@ -91,6 +92,7 @@ export function adminService(
   notify: AdminNotifications,
 ): ServiceImpl<typeof AdminService> {
   return {
+    ...sourceUploads({ db, storage, sourceStored: () => notify.buildsChanged() }),
     async submitBuild(req) {
       const result = await submitBuild(db, storage, {
         derivationPath: req.derivationPath,
