@@ -16,6 +16,8 @@ import { ControlStream } from './control-stream.js';
 import { uploadLog, uploadOutput } from './uploader.js';
 
 export const AGENT_VERSION = '0.1.0';
+/** How long a draining agent waits for the coordinator to take its last reports. */
+const DRAIN_REPORT_WAIT_MS = 30_000;
 
 export interface AgentOptions {
   coordinatorUrl: string;
@@ -65,6 +67,8 @@ export class Agent {
   private readonly stream: ControlStream;
   private builder: Builder | undefined;
   private runLoop: Promise<void> | undefined;
+  private markStopped!: () => void;
+  private readonly stoppedPromise = new Promise<void>((resolve) => (this.markStopped = resolve));
 
   constructor(private readonly opts: AgentOptions) {
     this.client = agentClient(opts.coordinatorUrl, opts.agentId, opts.password);
@@ -123,21 +127,32 @@ export class Agent {
 
   /** Takes no new builds, waits for the ones in hand, then stops. */
   async drain(): Promise<void> {
-    if (this.state === 'stopped') return;
+    if (this.state === 'stopped' || this.state === 'draining') return this.stopped;
     this.state = 'draining';
+    this.opts.log.info({ holding: this.running.size }, 'draining: finishing the builds in hand, taking no more');
     this.stream.sendLoad();
     await Promise.all([...this.running.values()].map((b) => b.done));
+    // The last reports must reach the coordinator, or it would count the builds lost.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.stream.whenSettled(), new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_REPORT_WAIT_MS)))]);
+    clearTimeout(timer);
     await this.shutdown();
+  }
+
+  /** Resolves when the agent has stopped (shut down, or drained to the end). */
+  get stopped(): Promise<void> {
+    return this.stoppedPromise;
   }
 
   /** Stops now: running builds are aborted (the coordinator requeues them after the lease). */
   async shutdown(): Promise<void> {
-    if (this.state === 'stopped') return;
+    if (this.state === 'stopped') return this.stopped;
     this.state = 'stopped';
     for (const b of this.running.values()) b.abort.abort(new Error('agent stopping'));
     await Promise.all([...this.running.values()].map((b) => b.done));
     this.stop.abort();
     await this.runLoop;
+    this.markStopped();
   }
 
   private startBuild(assign: AssignBuild): void {

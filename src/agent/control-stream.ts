@@ -78,6 +78,22 @@ export class ControlStream {
     return [...this.pendingFinal.keys()];
   }
 
+  private settledWaiters: (() => void)[] = [];
+
+  /** Resolves once the coordinator has acknowledged (or refused) every final report. */
+  whenSettled(): Promise<void> {
+    if (this.pendingFinal.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.settledWaiters.push(resolve));
+  }
+
+  private forget(buildId: string): void {
+    this.pendingFinal.delete(buildId);
+    if (this.pendingFinal.size > 0) return;
+    const waiters = this.settledWaiters;
+    this.settledWaiters = [];
+    for (const w of waiters) w();
+  }
+
   sendLoad(): void {
     this.outbox?.push(
       create(ConnectRequestSchema, {
@@ -138,7 +154,7 @@ export class ControlStream {
         switch (m.case) {
           case 'welcome': {
             // The coordinator no longer expects reports on abandoned builds.
-            for (const id of m.value.abandonBuildIds) this.pendingFinal.delete(id);
+            for (const id of m.value.abandonBuildIds) this.forget(id);
             this.outbox = outbox;
             this.connected = true;
             onWelcome();
@@ -159,7 +175,7 @@ export class ControlStream {
             break;
           case 'acknowledged':
             if (m.value.refusal) this.refused(m.value.buildId, m.value.refusal);
-            else this.pendingFinal.delete(m.value.buildId);
+            else this.forget(m.value.buildId);
             break;
           case 'ping':
           case undefined:
@@ -178,7 +194,7 @@ export class ControlStream {
   private refused(buildId: string, refusal: Refusal): void {
     const pending = this.pendingFinal.get(buildId);
     const report = pending && pending.case === FINAL_REPORTS[refusal.report] ? pending : undefined;
-    if (report) this.pendingFinal.delete(buildId);
+    if (report) this.forget(buildId);
     this.opts.log.error(
       { buildId, report: ReportKind[refusal.report], code: Code[refusal.code], err: refusal.message },
       'the coordinator refused a report; it is not sent again',

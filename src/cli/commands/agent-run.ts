@@ -55,6 +55,8 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   });
   agent.start();
   await new Promise<void>((done) => {
+    // A Drain from the coordinator ends the agent too.
+    void agent.stopped.then(done);
     process.once('SIGINT', () => {
       log.info('SIGINT: draining (a second signal stops at once)');
       process.once('SIGINT', () => void agent.shutdown().then(done));
