@@ -9,16 +9,23 @@ import { UsageError } from './usage-error.js';
 const USAGE = `usage: kiln <command> [options]
 
   kiln coordinator [--listen HOST:PORT] [--database URL | --data-dir DIR]
+                   [--allocation priority-first|fair-share:KEY] [--lease SECONDS]
+                   [--retries N] [--retry-on KIND,...] [--retry-backoff SECONDS]
+                   [--timeout SECONDS] [--max-silent-time SECONDS]
+                   [--max-load-per-cpu X] [--min-free-disk-gib X] [--only-submitted]
   kiln agent new [--name N] [--tag k=v]...
   kiln agent password <agent-id>
   kiln agent list
+  kiln agent drain|deactivate|activate <agent-id>
   kiln agent run --id ID --password PW [--builder nix|local] [--max-parallel N]
                  [--system S]... [--tag k=v]... [--store ROOT] [--store-dir DIR]
                  [--timeout SECONDS] [--max-silent-time SECONDS]
   kiln build submit <drv>... [--priority N] [--tag k=v]... [--id UUID] [--ignore-if-output-exists]
+                   [--timeout SECONDS] [--max-silent-time SECONDS]
   kiln build show <build-id>
   kiln build list [--state S]... [--tag k=v]... [--derivation DRV] [--limit N]
   kiln build cancel <build-id>
+  kiln build retry <build-id>
   kiln build priority <build-id> <priority>
   kiln build tag <build-id> [k=v]... [--remove KEY]...
 

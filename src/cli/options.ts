@@ -34,3 +34,10 @@ export function exactlyOne(positionals: string[], what: string): string {
   if (positionals.length !== 1) throw new UsageError(`expected one ${what}, got ${positionals.length}`);
   return positionals[0]!;
 }
+
+/** A duration in whole seconds, not negative (0 where not given). */
+export function secondsFrom(text: string | undefined, what: string): number {
+  const n = intFrom(text, what) ?? 0;
+  if (n < 0) throw new UsageError(`${what} must not be negative`);
+  return n;
+}

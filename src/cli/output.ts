@@ -27,14 +27,23 @@ export function buildText(b: Build): string {
     `state      ${stateName(b.state)}`,
     `derivation ${b.derivationPath}`,
     `system     ${b.system}`,
-    `priority   ${b.priority}`,
+    `priority   ${b.priority}${b.derivedPriority !== b.priority ? ` (derived ${b.derivedPriority})` : ''}`,
   ];
+  if (b.state === BuildState.SCHEDULED && b.waitingInputs > 0) lines.push(`waiting    for ${b.waitingInputs} input path(s) not in the cache yet`);
+  if (b.notBefore) lines.push(`not before ${timestampDate(b.notBefore).toISOString()} (retry backoff)`);
+  if (b.timeoutSeconds) lines.push(`timeout    ${b.timeoutSeconds} s`);
+  if (b.maxSilentSeconds) lines.push(`max silent ${b.maxSilentSeconds} s`);
   if (b.tags.length) lines.push(`tags       ${tagText(b.tags)}`);
   if (b.agentId) lines.push(`agent      ${b.agentId}`);
   for (const o of b.outputs) lines.push(`output     ${o.name} ${o.path}`);
   for (const i of b.inputDerivations) lines.push(`input      ${i}`);
   if (b.createdAt) lines.push(`created    ${timestampDate(b.createdAt).toISOString()}`);
   if (b.endedAt) lines.push(`ended      ${timestampDate(b.endedAt).toISOString()}`);
+  for (const a of b.attempts) {
+    const when = a.allocatedAt ? timestampDate(a.allocatedAt).toISOString() : '';
+    const message = a.message ? `: ${a.message.trim().split('\n').slice(-1)[0]}` : '';
+    lines.push(`attempt ${String(a.attempt).padEnd(2)} ${when} agent ${a.agentId} ${a.outcome || 'running'}${message}`);
+  }
   return lines.join('\n');
 }
 

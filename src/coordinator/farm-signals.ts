@@ -3,6 +3,7 @@
 // something (the replica that holds its stream tells it). A NOTIFY sent inside a
 // transaction is delivered at its commit, never for a change that rolled back. With one
 // coordinator the same path is taken, so there is one way, not two.
+import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database, DatabaseHandle } from '../db/connection.js';
 import type { Logger } from '../logger.js';
@@ -24,6 +25,9 @@ type Executor = Database | Parameters<Parameters<Database['transaction']>[0]>[0]
 
 export class FarmSignals {
   private stops: (() => Promise<void>)[] = [];
+  private handlers: FarmSignalHandlers | undefined;
+  /** Tells this process's own agent signals apart from other replicas'. */
+  private readonly origin = randomUUID();
 
   constructor(
     private readonly database: DatabaseHandle,
@@ -31,11 +35,13 @@ export class FarmSignals {
   ) {}
 
   async start(handlers: FarmSignalHandlers): Promise<void> {
+    this.handlers = handlers;
     this.stops.push(await this.database.listen(WORK, () => handlers.work()));
     this.stops.push(
       await this.database.listen(AGENTS, (payload) => {
         try {
-          handlers.agent(JSON.parse(payload) as AgentSignal);
+          const { origin, signal } = JSON.parse(payload) as { origin: string; signal: AgentSignal };
+          if (origin !== this.origin) handlers.agent(signal);
         } catch (err) {
           this.log.error({ err, payload }, 'unreadable agent signal');
         }
@@ -48,8 +54,13 @@ export class FarmSignals {
     await tx.execute(sql`select pg_notify(${WORK}, '')`);
   }
 
-  async toAgent(signal: AgentSignal, tx: Executor = this.database.db): Promise<void> {
-    await tx.execute(sql`select pg_notify(${AGENTS}, ${JSON.stringify(signal)})`);
+  /**
+   * Tells an agent something: at once if its stream is on this coordinator, and through
+   * NOTIFY to the replica that holds it otherwise.
+   */
+  async toAgent(signal: AgentSignal): Promise<void> {
+    this.handlers?.agent(signal);
+    await this.database.db.execute(sql`select pg_notify(${AGENTS}, ${JSON.stringify({ origin: this.origin, signal })})`);
   }
 
   async stop(): Promise<void> {

@@ -102,6 +102,15 @@ describe.each(DATABASE_KINDS)('agents through AdminService on %s', (kind) => {
     expect(listed.code).toBe(0);
     const agentsJson = JSON.parse(listed.stdout) as { id: string; name: string; tags: { key: string; value: string }[] }[];
     expect(agentsJson.find((a) => a.id === id)).toMatchObject({ name: 'cli-agent', tags: [{ key: 'os', value: 'linux' }] });
+    const deactivated = await runCli(['agent', 'deactivate', id], env);
+    expect(deactivated.stdout).toContain('inactive');
+    expect((await runCli(['agent', 'activate', id], env)).stdout).toContain('active  ');
+    const drained = await runCli(['agent', 'drain', id], env);
+    expect(drained.code).toBe(0);
+    expect(drained.stdout).toContain('told to drain');
+    const unknown = await runCli(['agent', 'drain', '11111111-1111-4111-8111-111111111111'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no agent with id');
   });
 
   test('the CLI prints the error and exits non-zero for an unknown agent', async () => {

@@ -255,6 +255,16 @@ describe.each(DATABASE_KINDS)('builds through AdminService on %s', (kind) => {
     expect(json.tags).toEqual([{ key: 'x', value: 'y' }]);
     const canceled = await runCli(['build', 'cancel', id], env);
     expect(canceled.stdout).toContain('canceled');
+    const retried = await runCli(['build', 'retry', id], env);
+    expect(retried.code).toBe(0);
+    expect(retried.stdout).toContain('scheduled');
+    const again = await runCli(['build', 'retry', id], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('only failed or canceled builds can be retried');
+    const limited = await runCli(['build', 'submit', top, '--timeout', '60', '--max-silent-time', '10', '--json'], env);
+    const limitedBuild = (JSON.parse(limited.stdout) as { build: { timeoutSeconds: number; maxSilentSeconds: number } }[])[0]!.build;
+    expect(limitedBuild).toMatchObject({ timeoutSeconds: 60, maxSilentSeconds: 10 });
+    expect((await runCli(['build', 'submit', top, '--timeout=-1'], env)).stderr).toContain('--timeout must not be negative');
   });
 
   test('kiln build submit of a tampered file in a fake store prints the reason and exits 1', async () => {

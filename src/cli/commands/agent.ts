@@ -36,9 +36,24 @@ export async function agentCommand(args: string[]): Promise<void> {
       else for (const a of agents) console.log(agentLine(a));
       return;
     }
+    case 'drain':
+    case 'activate':
+    case 'deactivate': {
+      const { values, positionals } = parse(rest, CLIENT_OPTIONS);
+      const agentId = exactlyOne(positionals, 'agent id');
+      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      if (sub === 'drain') {
+        await client.drainAgent({ agentId });
+        console.log(`agent ${agentId} told to drain: it finishes its builds, takes no more, and stops`);
+        return;
+      }
+      const { agent } = await client.setAgentActive({ agentId, active: sub === 'activate' });
+      console.log(values.json ? JSON.stringify(agentJson(agent!), null, 2) : agentLine(agent!));
+      return;
+    }
     case 'run':
       return runAgentCommand(rest);
     default:
-      throw new UsageError(`unknown agent command ${JSON.stringify(sub ?? '')}: use new, password, list or run`);
+      throw new UsageError(`unknown agent command ${JSON.stringify(sub ?? '')}: use new, password, list, drain, activate, deactivate or run`);
   }
 }

@@ -4,7 +4,7 @@ import { coordinatorUrl } from '../../config.js';
 import { createAdminClient, resolveAdminToken, type AdminClient } from '../admin-client.js';
 import { readDerivationClosure } from '../derivation-closure.js';
 import { uploadMissingSources } from '../source-upload.js';
-import { CLIENT_OPTIONS, exactlyOne, intFrom, parse, tagsFrom } from '../options.js';
+import { CLIENT_OPTIONS, exactlyOne, intFrom, parse, secondsFrom, tagsFrom } from '../options.js';
 import { buildJson, buildLine, buildText, printJson } from '../output.js';
 import { UsageError } from '../usage-error.js';
 
@@ -50,6 +50,12 @@ export async function buildCommand(args: string[]): Promise<void> {
       console.log(values.json ? JSON.stringify(buildJson(build!), null, 2) : buildLine(build!));
       return;
     }
+    case 'retry': {
+      const { values, positionals } = parse(rest, CLIENT_OPTIONS);
+      const { build } = await client(values).retryBuild({ id: exactlyOne(positionals, 'build id') });
+      console.log(values.json ? JSON.stringify(buildJson(build!), null, 2) : buildLine(build!));
+      return;
+    }
     case 'tag': {
       const { values, positionals } = parse(rest, { ...CLIENT_OPTIONS, remove: { type: 'string', multiple: true } });
       const [id, ...tags] = positionals;
@@ -59,7 +65,7 @@ export async function buildCommand(args: string[]): Promise<void> {
       return;
     }
     default:
-      throw new UsageError(`unknown build command ${JSON.stringify(sub ?? '')}: use submit, show, list, cancel, priority or tag`);
+      throw new UsageError(`unknown build command ${JSON.stringify(sub ?? '')}: use submit, show, list, cancel, retry, priority or tag`);
   }
 }
 
@@ -70,10 +76,14 @@ async function submit(args: string[]): Promise<void> {
     tag: { type: 'string', multiple: true },
     id: { type: 'string' },
     'ignore-if-output-exists': { type: 'boolean', default: false },
+    timeout: { type: 'string' },
+    'max-silent-time': { type: 'string' },
   });
   if (positionals.length === 0) throw new UsageError('kiln build submit needs at least one .drv path');
   if (values.id && positionals.length > 1) throw new UsageError('--id names one build: submit one derivation with it');
   const priority = intFrom(values.priority, '--priority') ?? 0;
+  const timeoutSeconds = secondsFrom(values.timeout, '--timeout');
+  const maxSilentSeconds = secondsFrom(values['max-silent-time'], '--max-silent-time');
   const tags = tagsFrom(values.tag);
   const admin = client(values);
   const results = [];
@@ -86,6 +96,8 @@ async function submit(args: string[]): Promise<void> {
       priority,
       tags,
       ignoreIfOutputExists: values['ignore-if-output-exists'],
+      timeoutSeconds,
+      maxSilentSeconds,
     });
     // After the submission, which the coordinator checks each source against; the build
     // is not allocated before its sources are in the cache.

@@ -4,7 +4,11 @@ import { startCoordinator, DEFAULT_PORT } from '../../coordinator/coordinator.js
 import { defaultDataDir } from '../../config.js';
 import { createLogger } from '../../logger.js';
 import { startLocalAgent } from '../local-agent.js';
-import { parse } from '../options.js';
+import { FAILURE_KINDS, DEFAULT_RETRY_POLICY, validateRetryRule, type FailureKind } from '../../scheduler/retry-policy.js';
+import { priorityFirst, type AllocationPolicy } from '../../scheduler/allocation.js';
+import { fairShareByTag } from '../../scheduler/fair-share.js';
+import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
+import { parse, secondsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
 export function parseListen(text: string): { host: string; port: number } {
@@ -24,6 +28,16 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'local-agent': { type: 'boolean', default: false },
+    lease: { type: 'string' },
+    allocation: { type: 'string', default: 'priority-first' },
+    retries: { type: 'string' },
+    'retry-on': { type: 'string' },
+    'retry-backoff': { type: 'string' },
+    timeout: { type: 'string' },
+    'max-silent-time': { type: 'string' },
+    'max-load-per-cpu': { type: 'string' },
+    'min-free-disk-gib': { type: 'string' },
+    'only-submitted': { type: 'boolean', default: false },
   });
   if (positionals.length) throw new UsageError(`kiln coordinator takes no arguments, got ${positionals.join(' ')}`);
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
@@ -38,6 +52,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     database: databaseUrl ? { url: databaseUrl } : { dataDir: resolve(dataDir, 'db') },
     adminToken: process.env.KILN_ADMIN_TOKEN || undefined,
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
+    ...schedulingOptions(values),
   });
   console.error(`kiln coordinator listening on ${coordinator.url} (data in ${dataDir}, database ${coordinator.database.kind})`);
   console.error(`cache public key: ${coordinator.nixPublicKey}`);
@@ -51,4 +66,61 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+/** The farm's scheduling settings from the command line (a configuration file comes later). */
+function schedulingOptions(values: {
+  lease?: string;
+  allocation: string;
+  retries?: string;
+  'retry-on'?: string;
+  'retry-backoff'?: string;
+  timeout?: string;
+  'max-silent-time'?: string;
+  'max-load-per-cpu'?: string;
+  'min-free-disk-gib'?: string;
+  'only-submitted': boolean;
+}): Partial<CoordinatorOptions> {
+  const farm = { ...DEFAULT_RETRY_POLICY.farm };
+  if (values.retries !== undefined) farm.maxAttempts = 1 + secondsFrom(values.retries, '--retries');
+  if (values['retry-on'] !== undefined) {
+    farm.on = values['retry-on'].split(',').filter(Boolean).map((k) => {
+      if (!(FAILURE_KINDS as readonly string[]).includes(k)) throw new UsageError(`--retry-on: ${JSON.stringify(k)} is not one of ${FAILURE_KINDS.join(', ')}`);
+      return k as FailureKind;
+    });
+  }
+  if (values['retry-backoff'] !== undefined) {
+    farm.initialBackoffMs = secondsFrom(values['retry-backoff'], '--retry-backoff') * 1000;
+    farm.maxBackoffMs = Math.max(farm.maxBackoffMs, farm.initialBackoffMs);
+  }
+  try {
+    validateRetryRule(farm, 'retry options');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return {
+    leaseMs: values.lease !== undefined ? secondsFrom(values.lease, '--lease') * 1000 : undefined,
+    allocationPolicy: allocationFrom(values.allocation),
+    retryPolicy: { farm, byTag: [] },
+    defaultLimits: { timeoutSeconds: secondsFrom(values.timeout, '--timeout'), maxSilentSeconds: secondsFrom(values['max-silent-time'], '--max-silent-time') },
+    loadLimits: {
+      maxLoadPerCpu: numberFrom(values['max-load-per-cpu'], '--max-load-per-cpu'),
+      minFreeDiskBytes: numberFrom(values['min-free-disk-gib'], '--min-free-disk-gib') * 2 ** 30,
+    },
+    submitMissingInputs: !values['only-submitted'],
+  };
+}
+
+function allocationFrom(text: string): AllocationPolicy {
+  if (text === 'priority-first') return priorityFirst;
+  const m = /^fair-share:([^=\s]+)$/.exec(text);
+  if (m) return fairShareByTag(m[1]!);
+  throw new UsageError(`--allocation ${JSON.stringify(text)} is not priority-first or fair-share:TAG-KEY`);
+}
+
+function numberFrom(text: string | undefined, what: string): number {
+  if (text === undefined) return 0;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${what} must be a number of at least 0, not ${JSON.stringify(text)}`);
+  return n;
 }
