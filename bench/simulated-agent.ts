@@ -77,20 +77,7 @@ export class SimulatedAgent {
     this.opts.onAssigned?.(assign, performance.now());
     this.send({ case: 'buildStarted', value: { buildId: assign.buildId } });
     const outputs = [];
-    for (const output of assign.outputs) {
-      const nar = narOfFile(Buffer.from(`${assign.buildId} ${output.name}\n`));
-      const narHash = `sha256:${encodeBase32(createHash('sha256').update(nar).digest())}`;
-      const frame = await compressFrame(nar);
-      await this.client.uploadOutput(
-        (async function* () {
-          yield { message: { case: 'header' as const, value: { buildId: assign.buildId, outputName: output.name, storePath: output.path, offset: 0n, references: [] } } };
-          yield { message: { case: 'chunk' as const, value: frame } };
-          yield { message: { case: 'trailer' as const, value: { narHash, narSize: BigInt(nar.length) } } };
-        })(),
-        { signal: this.abort.signal },
-      );
-      outputs.push({ name: output.name, path: output.path, narHash, narSize: BigInt(nar.length), references: [] });
-    }
+    for (const output of assign.outputs) outputs.push(await uploadTinyOutput(this.client, assign.buildId, output, this.abort.signal));
     this.holding--;
     this.send({ case: 'buildFinished', value: { buildId: assign.buildId, result: BuildResult.SUCCESS, outputs, message: '' } });
   }
@@ -100,4 +87,28 @@ export class SimulatedAgent {
     this.abort.abort();
     await this.running?.catch(() => undefined);
   }
+}
+
+/**
+ * Uploads a tiny NAR (one file naming the build and output) as an output of the build,
+ * in one LZ4 frame, and returns what BuildFinished reports for it.
+ */
+export async function uploadTinyOutput(
+  client: Client<typeof AgentService>,
+  buildId: string,
+  output: { name: string; path: string },
+  signal?: AbortSignal,
+): Promise<{ name: string; path: string; narHash: string; narSize: bigint; references: string[] }> {
+  const nar = narOfFile(Buffer.from(`${buildId} ${output.name}\n`));
+  const narHash = `sha256:${encodeBase32(createHash('sha256').update(nar).digest())}`;
+  const frame = await compressFrame(nar);
+  await client.uploadOutput(
+    (async function* () {
+      yield { message: { case: 'header' as const, value: { buildId, outputName: output.name, storePath: output.path, offset: 0n, references: [] } } };
+      yield { message: { case: 'chunk' as const, value: frame } };
+      yield { message: { case: 'trailer' as const, value: { narHash, narSize: BigInt(nar.length) } } };
+    })(),
+    { signal },
+  );
+  return { name: output.name, path: output.path, narHash, narSize: BigInt(nar.length), references: [] };
 }

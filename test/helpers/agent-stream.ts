@@ -1,0 +1,53 @@
+// A new agent's control stream driven by hand, with a real Connect client: what it sends,
+// and the assignments it receives, for tests of how the coordinator treats an agent.
+import { randomUUID } from 'node:crypto';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { ConnectRequestSchema, type AssignBuild, type ConnectRequest, type ConnectResponse } from '../../gen/kiln/v1/agent_pb.js';
+import { agentClient } from '../../src/agent/agent.js';
+import { AsyncQueue } from '../../src/async-queue.js';
+import type { TestCoordinator } from './coordinator.js';
+
+export type AgentMessage = NonNullable<MessageInitShape<typeof ConnectRequestSchema>['message']>;
+
+export interface TestAgentStream {
+  agentId: string;
+  password: string;
+  send(message: AgentMessage): void;
+  /** The next AssignBuild the coordinator sends (in order). */
+  nextAssignment(): Promise<AssignBuild>;
+  close(): Promise<void>;
+}
+
+export async function connectTestAgent(t: TestCoordinator, opts: { systems?: string[]; maxParallel?: number; tags?: { key: string; value: string }[] } = {}): Promise<TestAgentStream> {
+  const { agent } = await t.admin.createAgent({ name: `test-${randomUUID().slice(0, 8)}` });
+  const { password } = await t.admin.createAgentPassword({ agentId: agent!.id });
+  const outbox = new AsyncQueue<ConnectRequest>();
+  const send = (message: AgentMessage) => outbox.push(create(ConnectRequestSchema, { message }));
+  const assignments = new AsyncQueue<AssignBuild>();
+  let welcomed!: () => void;
+  const welcome = new Promise<void>((r) => (welcomed = r));
+  const abort = new AbortController();
+  send({
+    case: 'hello',
+    value: { systems: opts.systems ?? ['x86_64-linux'], maxParallelBuilds: opts.maxParallel ?? 2, cpuCount: 4, tags: opts.tags ?? [], version: 'test' },
+  });
+  const reading = (async () => {
+    for await (const r of agentClient(t.coordinator.url, agent!.id, password).connect(outbox, { signal: abort.signal }) as AsyncIterable<ConnectResponse>) {
+      if (r.message.case === 'welcome') welcomed();
+      if (r.message.case === 'assignBuild') assignments.push(r.message.value);
+    }
+  })().catch(() => undefined);
+  await welcome;
+  const iterator = assignments[Symbol.asyncIterator]();
+  return {
+    agentId: agent!.id,
+    password,
+    send,
+    nextAssignment: () => iterator.next().then((r) => r.value as AssignBuild),
+    async close() {
+      outbox.end();
+      abort.abort();
+      await reading;
+    },
+  };
+}
