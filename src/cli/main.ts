@@ -11,6 +11,7 @@ const USAGE = `usage: kiln <command> [options]
   kiln coordinator [--listen HOST:PORT] [--database URL | --data-dir DIR]
                    [--allocation priority-first|fair-share:KEY] [--lease SECONDS]
                    [--retries N] [--retry-on KIND,...] [--retry-backoff SECONDS]
+                   [--retry-tag KEY=VALUE:RETRIES[:KIND,...[:BACKOFF]]]...
                    [--timeout SECONDS] [--max-silent-time SECONDS]
                    [--max-load-per-cpu X] [--min-free-disk-gib X] [--only-submitted]
   kiln agent new [--name N] [--tag k=v]...

@@ -4,7 +4,8 @@ import { startCoordinator, DEFAULT_PORT } from '../../coordinator/coordinator.js
 import { defaultDataDir } from '../../config.js';
 import { createLogger } from '../../logger.js';
 import { startLocalAgent } from '../local-agent.js';
-import { FAILURE_KINDS, DEFAULT_RETRY_POLICY, validateRetryRule, type FailureKind } from '../../scheduler/retry-policy.js';
+import { FAILURE_KINDS, DEFAULT_RETRY_POLICY, validateRetryRule, type FailureKind, type RetryRule } from '../../scheduler/retry-policy.js';
+import type { Tag } from '../../scheduler/tags.js';
 import { priorityFirst, type AllocationPolicy } from '../../scheduler/allocation.js';
 import { fairShareByTag } from '../../scheduler/fair-share.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
@@ -33,6 +34,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     retries: { type: 'string' },
     'retry-on': { type: 'string' },
     'retry-backoff': { type: 'string' },
+    'retry-tag': { type: 'string', multiple: true },
     timeout: { type: 'string' },
     'max-silent-time': { type: 'string' },
     'max-load-per-cpu': { type: 'string' },
@@ -69,12 +71,13 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
 }
 
 /** The farm's scheduling settings from the command line (a configuration file comes later). */
-function schedulingOptions(values: {
+export function schedulingOptions(values: {
   lease?: string;
   allocation: string;
   retries?: string;
   'retry-on'?: string;
   'retry-backoff'?: string;
+  'retry-tag'?: string[];
   timeout?: string;
   'max-silent-time'?: string;
   'max-load-per-cpu'?: string;
@@ -83,25 +86,24 @@ function schedulingOptions(values: {
 }): Partial<CoordinatorOptions> {
   const farm = { ...DEFAULT_RETRY_POLICY.farm };
   if (values.retries !== undefined) farm.maxAttempts = 1 + secondsFrom(values.retries, '--retries');
-  if (values['retry-on'] !== undefined) {
-    farm.on = values['retry-on'].split(',').filter(Boolean).map((k) => {
-      if (!(FAILURE_KINDS as readonly string[]).includes(k)) throw new UsageError(`--retry-on: ${JSON.stringify(k)} is not one of ${FAILURE_KINDS.join(', ')}`);
-      return k as FailureKind;
-    });
-  }
+  if (values['retry-on'] !== undefined) farm.on = failureKinds(values['retry-on'], '--retry-on');
   if (values['retry-backoff'] !== undefined) {
     farm.initialBackoffMs = secondsFrom(values['retry-backoff'], '--retry-backoff') * 1000;
     farm.maxBackoffMs = Math.max(farm.maxBackoffMs, farm.initialBackoffMs);
   }
+  const byTag = (values['retry-tag'] ?? []).map((text) => retryTagRule(text, farm));
   try {
     validateRetryRule(farm, 'retry options');
+    for (const r of byTag) validateRetryRule(r.rule, `--retry-tag ${r.tag.key}=${r.tag.value}`);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+  const leaseSeconds = values.lease !== undefined ? secondsFrom(values.lease, '--lease') : undefined;
+  if (leaseSeconds === 0) throw new UsageError('--lease must be at least 1 second: an agent holds its builds that long without reporting');
   return {
-    leaseMs: values.lease !== undefined ? secondsFrom(values.lease, '--lease') * 1000 : undefined,
+    leaseMs: leaseSeconds !== undefined ? leaseSeconds * 1000 : undefined,
     allocationPolicy: allocationFrom(values.allocation),
-    retryPolicy: { farm, byTag: [] },
+    retryPolicy: { farm, byTag },
     defaultLimits: { timeoutSeconds: secondsFrom(values.timeout, '--timeout'), maxSilentSeconds: secondsFrom(values['max-silent-time'], '--max-silent-time') },
     loadLimits: {
       maxLoadPerCpu: numberFrom(values['max-load-per-cpu'], '--max-load-per-cpu'),
@@ -123,4 +125,27 @@ function numberFrom(text: string | undefined, what: string): number {
   const n = Number(text);
   if (!Number.isFinite(n) || n < 0) throw new UsageError(`${what} must be a number of at least 0, not ${JSON.stringify(text)}`);
   return n;
+}
+
+function failureKinds(text: string, what: string): FailureKind[] {
+  return text.split(',').filter(Boolean).map((k) => {
+    if (!(FAILURE_KINDS as readonly string[]).includes(k)) throw new UsageError(`${what}: ${JSON.stringify(k)} is not one of ${FAILURE_KINDS.join(', ')}`);
+    return k as FailureKind;
+  });
+}
+
+/** `KEY=VALUE:RETRIES[:KIND,...[:BACKOFF-SECONDS]]`: the rule for builds with that tag. */
+function retryTagRule(text: string, farm: RetryRule): { tag: Tag; rule: RetryRule } {
+  const m = /^([^=:]+)=([^:]*):(\d+)(?::([^:]*))?(?::(\d+))?$/.exec(text);
+  if (!m) throw new UsageError(`--retry-tag ${JSON.stringify(text)} is not KEY=VALUE:RETRIES[:KIND,...[:BACKOFF-SECONDS]]`);
+  const backoffMs = m[5] !== undefined ? Number(m[5]) * 1000 : farm.initialBackoffMs;
+  return {
+    tag: { key: m[1]!, value: m[2]! },
+    rule: {
+      maxAttempts: 1 + Number(m[3]),
+      on: m[4] !== undefined ? failureKinds(m[4], '--retry-tag') : farm.on,
+      initialBackoffMs: backoffMs,
+      maxBackoffMs: Math.max(farm.maxBackoffMs, backoffMs),
+    },
+  };
 }
