@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/types.proto.
  */
 export const file_kiln_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIswECgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkZXJpdmVkX3ByaW9yaXR5GA0gASgFEhUKDWF0dGVtcHRfY291bnQYDiABKA0SJwoIYXR0ZW1wdHMYDyADKAsyFS5raWxuLnYxLkJ1aWxkQXR0ZW1wdBIXCg90aW1lb3V0X3NlY29uZHMYECABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGBEgASgNEi4KCm5vdF9iZWZvcmUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDndhaXRpbmdfaW5wdXRzGBMgASgNIvUBCgxCdWlsZEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIQCghhZ2VudF9pZBgCIAEoCRIwCgxhbGxvY2F0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAYgASgJEg8KB21lc3NhZ2UYByABKAkSEAoIbG9nX3NpemUYCCABKAQilQEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGl2ZRgFIAEoCBIWCg5wYXNzd29yZF9jb3VudBgGIAEoBSrFAQoKQnVpbGRTdGF0ZRIbChdCVUlMRF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUJVSUxEX1NUQVRFX1NDSEVEVUxFRBABEhkKFUJVSUxEX1NUQVRFX0FMTE9DQVRFRBACEhcKE0JVSUxEX1NUQVRFX1NUQVJURUQQAxIZChVCVUlMRF9TVEFURV9TVUNDRUVERUQQBBIWChJCVUlMRF9TVEFURV9GQUlMRUQQBRIYChRCVUlMRF9TVEFURV9DQU5DRUxFRBAGYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIswECgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkZXJpdmVkX3ByaW9yaXR5GA0gASgFEhUKDWF0dGVtcHRfY291bnQYDiABKA0SJwoIYXR0ZW1wdHMYDyADKAsyFS5raWxuLnYxLkJ1aWxkQXR0ZW1wdBIXCg90aW1lb3V0X3NlY29uZHMYECABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGBEgASgNEi4KCm5vdF9iZWZvcmUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDndhaXRpbmdfaW5wdXRzGBMgASgNIvUBCgxCdWlsZEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIQCghhZ2VudF9pZBgCIAEoCRIwCgxhbGxvY2F0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAYgASgJEg8KB21lc3NhZ2UYByABKAkSEAoIbG9nX3NpemUYCCABKAQilQEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGl2ZRgFIAEoCBIWCg5wYXNzd29yZF9jb3VudBgGIAEoBSK3AQoFRXZlbnQSCgoCaWQYASABKAMSDAoEdHlwZRgCIAEoCRIQCghidWlsZF9pZBgDIAEoCRIQCghhZ2VudF9pZBgEIAEoCRIUCgxwYXlsb2FkX2pzb24YBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoKZGVsaXZlcmllcxgHIAMoCzIWLmtpbG4udjEuRXZlbnREZWxpdmVyeSKBAQoNRXZlbnREZWxpdmVyeRIMCgRob29rGAEgASgJEg0KBXN0YXRlGAIgASgJEhAKCGF0dGVtcHRzGAMgASgNEhIKCmxhc3RfZXJyb3IYBCABKAkSLQoJcnVuX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrFAQoKQnVpbGRTdGF0ZRIbChdCVUlMRF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUJVSUxEX1NUQVRFX1NDSEVEVUxFRBABEhkKFUJVSUxEX1NUQVRFX0FMTE9DQVRFRBACEhcKE0JVSUxEX1NUQVRFX1NUQVJURUQQAxIZChVCVUlMRF9TVEFURV9TVUNDRUVERUQQBBIWChJCVUlMRF9TVEFURV9GQUlMRUQQBRIYChRCVUlMRF9TVEFURV9DQU5DRUxFRBAGYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * A key=value label on a build or an agent. A build is only allocated to an agent
@@ -335,6 +335,101 @@ export type Agent = Message<"kiln.v1.Agent"> & {
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
   messageDesc(file_kiln_v1_types, 5);
+
+/**
+ * Something that happened, written in the same transaction as the change it reports, and
+ * handed to every hook that takes its type, at least once.
+ *
+ * @generated from message kiln.v1.Event
+ */
+export type Event = Message<"kiln.v1.Event"> & {
+  /**
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * e.g. "build-success", "agent-lost".
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * @generated from field: string build_id = 3;
+   */
+  buildId: string;
+
+  /**
+   * @generated from field: string agent_id = 4;
+   */
+  agentId: string;
+
+  /**
+   * The event's details, as JSON.
+   *
+   * @generated from field: string payload_json = 5;
+   */
+  payloadJson: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 6;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated kiln.v1.EventDelivery deliveries = 7;
+   */
+  deliveries: EventDelivery[];
+};
+
+/**
+ * Describes the message kiln.v1.Event.
+ * Use `create(EventSchema)` to create a new message.
+ */
+export const EventSchema: GenMessage<Event> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_types, 6);
+
+/**
+ * One hook's handling of one event.
+ *
+ * @generated from message kiln.v1.EventDelivery
+ */
+export type EventDelivery = Message<"kiln.v1.EventDelivery"> & {
+  /**
+   * @generated from field: string hook = 1;
+   */
+  hook: string;
+
+  /**
+   * pending, running, done or parked.
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * @generated from field: uint32 attempts = 3;
+   */
+  attempts: number;
+
+  /**
+   * @generated from field: string last_error = 4;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp run_after = 5;
+   */
+  runAfter?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.EventDelivery.
+ * Use `create(EventDeliverySchema)` to create a new message.
+ */
+export const EventDeliverySchema: GenMessage<EventDelivery> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_types, 7);
 
 /**
  * The life of a build. A setup failure returns a build to SCHEDULED.
