@@ -91,8 +91,9 @@ export class HookRunner {
     for (const hook of this.opts.hooks) {
       const free = hook.concurrency - (this.active.get(hook.name) ?? 0);
       if (free <= 0 || this.stopping.signal.aborted) continue;
-      // The lease outlasts the hook's own time limit, so a live delivery is never taken twice.
-      const claimed = await claimDeliveries(this.opts.db, hook.name, free, hook.timeoutMs + 30_000);
+      // The lease is twice the hook's own time limit, so a live delivery (aborted at that
+      // limit) is never taken twice, while a dead coordinator's is taken again soon.
+      const claimed = await claimDeliveries(this.opts.db, hook.name, free, 2 * hook.timeoutMs);
       for (const event of claimed) this.launch(hook, event);
     }
   }
