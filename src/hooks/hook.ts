@@ -49,6 +49,9 @@ export interface Hook {
   handle(event: HookEvent, ctx: HookContext): Promise<void>;
 }
 
+/** Everything about a hook but what it does. */
+export type HookSettings = Pick<Hook, 'name' | 'events' | 'concurrency' | 'maxAttempts' | 'timeoutMs'>;
+
 export function takes(hook: Hook, type: string): boolean {
   return hook.events.includes('*') || hook.events.includes(type);
 }

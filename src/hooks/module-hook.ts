@@ -4,7 +4,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AdminClient } from '../cli/admin-client.js';
-import type { Hook, HookContext, HookEvent } from './hook.js';
+import type { Hook, HookContext, HookEvent, HookSettings } from './hook.js';
 
 export interface ModuleHookContext extends HookContext {
   admin: AdminClient;
@@ -12,14 +12,9 @@ export interface ModuleHookContext extends HookContext {
 
 export type ModuleHookHandler = (event: HookEvent, ctx: ModuleHookContext) => Promise<void> | void;
 
-export interface ModuleHookSpec {
-  name: string;
+export interface ModuleHookSpec extends HookSettings {
   /** Path of the module (relative to the working directory) or a package name. */
   module: string;
-  events: string[];
-  concurrency: number;
-  maxAttempts: number;
-  timeoutMs: number;
 }
 
 /** Loads the module now, so that a wrong path or a missing handler stops the coordinator at start with a clear error. */
@@ -36,12 +31,9 @@ export async function moduleHook(spec: ModuleHookSpec, admin: () => AdminClient)
     throw new Error(`hook ${spec.name}: ${spec.module} exports no function as \`handler\` or \`default\``);
   }
   const handle = handler as ModuleHookHandler;
+  const { module: _module, ...settings } = spec;
   return {
-    name: spec.name,
-    events: spec.events,
-    concurrency: spec.concurrency,
-    maxAttempts: spec.maxAttempts,
-    timeoutMs: spec.timeoutMs,
+    ...settings,
     async handle(event, ctx) {
       await handle(event, { ...ctx, admin: admin() });
     },
