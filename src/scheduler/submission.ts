@@ -195,6 +195,10 @@ export async function submitBuildsForMissing(
     .where(
       and(
         inArray(derivationOutputs.path, paths),
+        // Still missing now: an output whose upload committed since the waits were
+        // written (each statement sees the latest commits) needs no build; its wait is
+        // released when the submission settles.
+        notExists(tx.select({ path: storePaths.path }).from(storePaths).where(eq(storePaths.path, derivationOutputs.path))),
         notExists(
           tx
             .select({ id: builds.id })
