@@ -20,13 +20,16 @@ const MAX_TRIES = 6;
 /** Frames compressed ahead of the one being sent, on libuv's thread pool. */
 const COMPRESS_WINDOW = 4;
 
-/** Compresses each chunk into its own LZ4 frame, a few at a time, keeping their order. */
-export async function* lz4Frames(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+/**
+ * Compresses each chunk into its own LZ4 frame, a few at a time, keeping their order.
+ * `compressed` is told of each chunk once its frame is made (the compressor is done with it).
+ */
+export async function* lz4Frames<C extends Uint8Array>(chunks: AsyncIterable<C>, compressed?: (chunk: C) => void): AsyncGenerator<Buffer> {
   const pending: Promise<Buffer>[] = [];
   try {
     for await (const chunk of chunks) {
       const p = compressFrame(chunk);
-      p.catch(() => undefined); // awaited below; keeps an early failure from going unhandled
+      p.then(() => compressed?.(chunk), () => undefined); // a failure is thrown where it is awaited below
       pending.push(p);
       if (pending.length >= COMPRESS_WINDOW) yield await pending.shift()!;
     }
@@ -60,7 +63,9 @@ export async function uploadOutput(
       const nar = dumpPath(output.diskPath, { signal });
       async function* requests(): AsyncGenerator<UploadRequest> {
         yield { message: { case: 'header', value: { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references } } };
-        for await (const frame of lz4Frames(skipBytes(nar, Number(offset)))) yield { message: { case: 'chunk', value: frame } };
+        // Each chunk is refilled once compressed: no fresh memory (and its page faults) per chunk.
+        const frames = lz4Frames(skipBytes(nar, Number(offset)), (chunk) => nar.recycle(chunk));
+        for await (const frame of frames) yield { message: { case: 'chunk', value: frame } };
         const result = await nar.result;
         yield { message: { case: 'trailer', value: { narHash: `sha256:${encodeBase32(result.sha256)}`, narSize: BigInt(result.size) } } };
       }
