@@ -4,7 +4,7 @@
 //     SHA-256) → lz4Frames → the UploadOutput gRPC stream; in the coordinator, LZ4
 //     decompression, SHA-256, the NAR structure check, the staged write, the rename and the
 //     database record — timed until the call returns. Beside it, lz4-napi compressing the
-//     same NAR bytes from memory and nothing else (compressFrame on the same 1 MiB chunks,
+//     same NAR bytes from memory and nothing else (compressFrame on the agent's chunks,
 //     one at a time and with the uploader's window), which bounds what the path can do. The
 //     ratio of the two is the figure to watch (target ≥ 0.7 of the windowed compressor).
 // (b) Coordinator memory: a 4 GiB output uploaded the same way while the coordinator's RSS
@@ -30,7 +30,7 @@ import { create } from '@bufbuild/protobuf';
 import { compressFrame } from 'lz4-napi';
 import { ConnectRequestSchema, type AssignBuild, type ConnectRequest } from '../gen/kiln/v1/agent_pb.js';
 import { agentClient } from '../src/agent/agent.js';
-import { lz4Frames, uploadOutput } from '../src/agent/uploader.js';
+import { lz4Frames, UPLOAD_CHUNK_BYTES, uploadOutput } from '../src/agent/uploader.js';
 import { AsyncQueue } from '../src/async-queue.js';
 import { createAdminClient } from '../src/cli/admin-client.js';
 import { silentLogger } from '../src/logger.js';
@@ -60,7 +60,7 @@ export interface BenchUploadReport {
     compressedBytes: number;
     /** The whole path, agent to recorded store path (NAR MB per second). */
     upload: Rate;
-    /** compressFrame alone on the NAR's 1 MiB chunks from memory, awaited one at a time. */
+    /** compressFrame alone on the NAR's chunks (the agent's size) from memory, awaited one at a time. */
     lz4Sequential: Rate;
     /** The same through lz4Frames: the uploader's window of frames in flight. */
     lz4Window: Rate;
@@ -113,7 +113,7 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
   // Then the NAR's chunks as the agent makes them, held in memory for the compressor-only
   // runs (after the uploads, so that the uploading process does not carry this gigabyte).
   const chunks: Buffer[] = [];
-  const nar = dumpPath(tree);
+  const nar = dumpPath(tree, { chunkSize: UPLOAD_CHUNK_BYTES });
   for await (const chunk of nar) chunks.push(chunk);
   if ((await nar.result).size !== narBytes) throw new Error('the NAR changed between runs');
 

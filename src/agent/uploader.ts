@@ -1,5 +1,5 @@
 // Uploads a build's outputs and log to the coordinator. An output is serialised to NAR
-// as it is sent, each ~1 MiB chunk compressed into its own LZ4 frame (a concatenation
+// as it is sent, each 256 KiB chunk compressed into its own LZ4 frame (a concatenation
 // of frames is itself a valid .lz4 file). A broken upload resumes from the offset the
 // coordinator reports; the bytes it holds are not sent again.
 import { createReadStream } from 'node:fs';
@@ -19,6 +19,14 @@ type OutputInfo = MessageInitShape<typeof OutputInfoSchema>;
 const MAX_TRIES = 6;
 /** Frames compressed ahead of the one being sent, on libuv's thread pool. */
 const COMPRESS_WINDOW = 4;
+/**
+ * NAR bytes per LZ4 frame. lz4-napi sizes a frame's blocks by its input: up to 256 KiB
+ * gives 256 KiB blocks, anything larger 4 MiB ones, and the decoder on the coordinator
+ * reserves two buffers of the block size for every frame it decompresses. With 1 MiB
+ * frames that was 8 MiB per frame on each thread of the pool, which lz4-napi's allocator
+ * kept (~200 MiB of coordinator RSS during a large upload); with 256 KiB, a few MiB.
+ */
+export const UPLOAD_CHUNK_BYTES = 256 << 10;
 
 /**
  * Compresses each chunk into its own LZ4 frame, a few at a time, keeping their order.
@@ -60,7 +68,7 @@ export async function uploadOutput(
   for (let attempt = 1; ; attempt++) {
     try {
       const { offset } = await client.queryUpload({ buildId, outputName: output.name }, { signal });
-      const nar = dumpPath(output.diskPath, { signal });
+      const nar = dumpPath(output.diskPath, { signal, chunkSize: UPLOAD_CHUNK_BYTES });
       async function* requests(): AsyncGenerator<UploadRequest> {
         yield { message: { case: 'header', value: { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references } } };
         // Each chunk is refilled once compressed: no fresh memory (and its page faults) per chunk.
@@ -92,7 +100,7 @@ export async function uploadOutput(
 export async function uploadLog(client: Client<typeof AgentService>, buildId: string, logFile: string, signal: AbortSignal): Promise<void> {
   async function* requests() {
     yield { message: { case: 'buildId' as const, value: buildId } };
-    for await (const frame of lz4Frames(createReadStream(logFile, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>)) {
+    for await (const frame of lz4Frames(createReadStream(logFile, { highWaterMark: UPLOAD_CHUNK_BYTES }) as AsyncIterable<Buffer>)) {
       yield { message: { case: 'chunk' as const, value: frame } };
     }
   }
