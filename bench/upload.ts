@@ -3,10 +3,20 @@
 // (a) Throughput: a 1 GiB output tree goes the whole way — on the agent, dumpPath (NAR +
 //     SHA-256) → lz4Frames → the UploadOutput gRPC stream; in the coordinator, LZ4
 //     decompression, SHA-256, the NAR structure check, the staged write, the rename and the
-//     database record — timed until the call returns. Beside it, lz4-napi compressing the
-//     same NAR bytes from memory and nothing else (compressFrame on the agent's chunks,
-//     one at a time and with the uploader's window), which bounds what the path can do. The
-//     ratio of the two is the figure to watch (target ≥ 0.7 of the windowed compressor).
+//     database record — timed until the call returns. Beside it, what issue 5 measures it
+//     against: lz4-napi compressing the same bytes alone (compressFrame on the agent's
+//     chunks, from memory, one call after the other). upload / compressor is the target
+//     figure (≥ 0.7).
+//     Also shown, not a target: the compressor with the uploader's window of frames in
+//     flight (lz4Frames), which has both of this machine's cores to itself. The upload path
+//     shares those two cores between agent and coordinator (in production they are two
+//     machines) and does much more than compress: SHA-256 of the NAR on the agent, LZ4
+//     decoding and two SHA-256s (NAR, stored file) on the coordinator, the NAR parse, protobuf
+//     and HTTP/2 framing on both sides and their garbage collection. Each round prints the
+//     CPU seconds each side used (main thread + the rest: libuv's pool, V8's GC helpers), so
+//     that the budget behind the ratio is visible.
+//     Upload and compressor runs alternate, round by round, so that both see the same load
+//     on a shared machine; the best of each is reported.
 // (b) Coordinator memory: a 4 GiB output uploaded the same way while the coordinator's RSS
 //     (/proc/<pid>/status VmRSS) is sampled every 100 ms; the growth over its baseline must
 //     stay small (target < 64 MiB) whatever the output's size.
@@ -62,12 +72,12 @@ export interface BenchUploadReport {
     upload: Rate;
     /** compressFrame alone on the NAR's chunks (the agent's size) from memory, awaited one at a time. */
     lz4Sequential: Rate;
-    /** The same through lz4Frames: the uploader's window of frames in flight. */
+    /** The same through lz4Frames: the uploader's window of frames in flight, on both cores. */
     lz4Window: Rate;
-    /** upload / lz4Window (target ≥ 0.7). */
+    /** upload / lz4Sequential: the issue's figure (target ≥ 0.7). */
     ratio: number;
-    /** upload / lz4Sequential. */
-    ratioSequential: number;
+    /** upload / lz4Window, for information. */
+    ratioWindow: number;
   };
   memory?: {
     narBytes: number;
@@ -99,27 +109,24 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
 
   // An untimed pass first so that every run reads the tree from the page cache.
   const narBytes = (await hashPath(tree)).size;
-  let compressedBytes = 0;
 
+  // The NAR's chunks as the agent makes them, held in memory for the compressor-only runs.
+  const chunks: Buffer[] = [];
+  const nar = dumpPath(tree, { chunkSize: UPLOAD_CHUNK_BYTES });
+  for await (const chunk of nar) chunks.push(chunk);
+  if ((await nar.result).size !== narBytes) throw new Error('the NAR changed between runs');
+
+  let compressedBytes = 0;
   let bestUpload = Infinity;
+  let bestSequential = Infinity;
+  let bestWindow = Infinity;
   for (let round = 1; round <= rounds; round++) {
     const run = await uploadThroughCoordinator(tree, `kiln-bench-upload-${round}`);
     if (run.narSize !== narBytes) throw new Error(`the upload declared ${run.narSize} NAR bytes, dumpPath made ${narBytes}`);
     compressedBytes = run.fileSize;
     bestUpload = Math.min(bestUpload, run.seconds);
     log(`round ${round}: upload ${run.seconds.toFixed(2)} s (${(narBytes / 1e6 / run.seconds).toFixed(0)} MB/s), CPU s (main thread + the rest) agent ${showCpu(run.cpu.agent)}, coordinator ${showCpu(run.cpu.coordinator)}, coordinator RSS ${(run.rss.baselineBytes / MiB).toFixed(0)} MiB +${(run.rss.growthBytes / MiB).toFixed(1)} MiB`);
-  }
 
-  // Then the NAR's chunks as the agent makes them, held in memory for the compressor-only
-  // runs (after the uploads, so that the uploading process does not carry this gigabyte).
-  const chunks: Buffer[] = [];
-  const nar = dumpPath(tree, { chunkSize: UPLOAD_CHUNK_BYTES });
-  for await (const chunk of nar) chunks.push(chunk);
-  if ((await nar.result).size !== narBytes) throw new Error('the NAR changed between runs');
-
-  let bestSequential = Infinity;
-  let bestWindow = Infinity;
-  for (let round = 1; round <= rounds; round++) {
     let start = performance.now();
     let size = 0;
     for (const chunk of chunks) size += (await compressFrame(chunk)).length;
@@ -131,7 +138,7 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
     if (windowSize !== size || size !== compressedBytes) throw new Error(`lz4Frames made ${windowSize} bytes, compressFrame ${size}, the coordinator stored ${compressedBytes}`);
     bestSequential = Math.min(bestSequential, sequential);
     bestWindow = Math.min(bestWindow, window);
-    log(`round ${round}: lz4 compressFrame sequential ${sequential.toFixed(2)} s, window ${window.toFixed(2)} s (${((100 * size) / narBytes).toFixed(1)} % of the NAR)`);
+    log(`round ${round}: lz4 compressFrame alone ${sequential.toFixed(2)} s, with the uploader's window ${window.toFixed(2)} s (${((100 * size) / narBytes).toFixed(1)} % of the NAR)`);
   }
   chunks.length = 0; // let the gigabyte go before the memory run
 
@@ -145,15 +152,15 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
       upload: rate(narBytes, bestUpload),
       lz4Sequential: rate(narBytes, bestSequential),
       lz4Window: rate(narBytes, bestWindow),
-      ratio: bestWindow / bestUpload,
-      ratioSequential: bestSequential / bestUpload,
+      ratio: bestSequential / bestUpload,
+      ratioWindow: bestWindow / bestUpload,
     },
   };
   const t = report.throughput;
-  log(`upload 1 GiB, agent → recorded:      ${t.upload.mbPerSecond.toFixed(0)} MB/s (${t.upload.seconds.toFixed(2)} s, ${(compressedBytes / MiB).toFixed(0)} MiB sent)`);
-  log(`lz4 compressFrame alone, window:     ${t.lz4Window.mbPerSecond.toFixed(0)} MB/s (${t.lz4Window.seconds.toFixed(2)} s)`);
-  log(`lz4 compressFrame alone, sequential: ${t.lz4Sequential.mbPerSecond.toFixed(0)} MB/s (${t.lz4Sequential.seconds.toFixed(2)} s)`);
-  log(`ratio upload/lz4 window:             ${t.ratio.toFixed(2)} (target ≥ 0.7); upload/lz4 sequential ${t.ratioSequential.toFixed(2)}`);
+  log(`upload 1 GiB, agent → recorded:           ${t.upload.mbPerSecond.toFixed(0)} MB/s (${t.upload.seconds.toFixed(2)} s, ${(compressedBytes / MiB).toFixed(0)} MiB sent)`);
+  log(`lz4 compressFrame alone:                  ${t.lz4Sequential.mbPerSecond.toFixed(0)} MB/s (${t.lz4Sequential.seconds.toFixed(2)} s)`);
+  log(`lz4 compressFrame, the uploader's window: ${t.lz4Window.mbPerSecond.toFixed(0)} MB/s (${t.lz4Window.seconds.toFixed(2)} s)`);
+  log(`ratio upload / lz4 alone:                 ${t.ratio.toFixed(2)} (target ≥ 0.7); upload / lz4 window ${t.ratioWindow.toFixed(2)}`);
 
   if (bigGiB > 0) {
     const scratch = mkdtempSync(join(tmpdir(), 'kiln-bench-big-'));
