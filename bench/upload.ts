@@ -19,7 +19,11 @@
 //     on a shared machine; the best of each is reported.
 // (b) Coordinator memory: a 4 GiB output uploaded the same way while the coordinator's RSS
 //     (/proc/<pid>/status VmRSS) is sampled every 100 ms; the growth over its baseline must
-//     stay small (target < 64 MiB) whatever the output's size.
+//     stay small (target < 64 MiB) whatever the output's size. What an upload adds is
+//     mostly lz4-napi's decompressed chunks waiting for V8's next GC (their memory is lz4-napi's
+//     own allocator's, so it shows as new RSS; V8 collects after ~64 MB of external memory),
+//     which is why the figure moves between runs. A baseline sampled while start-up memory
+//     is still being released can hide part of it, so read it over several runs.
 //
 // The coordinator is a separate process (`kiln coordinator`, PGlite in a temporary data dir),
 // as in production, so that agent and coordinator do not share one event loop. Contents are
