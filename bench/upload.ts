@@ -3,13 +3,27 @@
 // (a) Throughput: a 1 GiB output tree goes the whole way — on the agent, dumpPath (NAR +
 //     SHA-256) → lz4Frames → the UploadOutput gRPC stream; in the coordinator, LZ4
 //     decompression, SHA-256, the NAR structure check, the staged write, the rename and the
-//     database record — timed until the call returns. Beside it, lz4-napi compressing the
-//     same NAR bytes from memory and nothing else (compressFrame on the same 1 MiB chunks,
-//     one at a time and with the uploader's window), which bounds what the path can do. The
-//     ratio of the two is the figure to watch (target ≥ 0.7 of the windowed compressor).
+//     database record — timed until the call returns. Beside it, what issue 5 measures it
+//     against: lz4-napi compressing the same bytes alone (compressFrame on the agent's
+//     chunks, from memory, one call after the other). upload / compressor is the target
+//     figure (≥ 0.7).
+//     Also shown, not a target: the compressor with the uploader's window of frames in
+//     flight (lz4Frames), which has both of this machine's cores to itself. The upload path
+//     shares those two cores between agent and coordinator (in production they are two
+//     machines) and does much more than compress: SHA-256 of the NAR on the agent, LZ4
+//     decoding and two SHA-256s (NAR, stored file) on the coordinator, the NAR parse, protobuf
+//     and HTTP/2 framing on both sides and their garbage collection. Each round prints the
+//     CPU seconds each side used (main thread + the rest: libuv's pool, V8's GC helpers), so
+//     that the budget behind the ratio is visible.
+//     Upload and compressor runs alternate, round by round, so that both see the same load
+//     on a shared machine; the best of each is reported.
 // (b) Coordinator memory: a 4 GiB output uploaded the same way while the coordinator's RSS
 //     (/proc/<pid>/status VmRSS) is sampled every 100 ms; the growth over its baseline must
-//     stay small (target < 64 MiB) whatever the output's size.
+//     stay small (target < 64 MiB) whatever the output's size. What an upload adds is
+//     mostly lz4-napi's decompressed chunks waiting for V8's next GC (their memory is lz4-napi's
+//     own allocator's, so it shows as new RSS; V8 collects after ~64 MB of external memory),
+//     which is why the figure moves between runs. A baseline sampled while start-up memory
+//     is still being released can hide part of it, so read it over several runs.
 //
 // The coordinator is a separate process (`kiln coordinator`, PGlite in a temporary data dir),
 // as in production, so that agent and coordinator do not share one event loop. Contents are
@@ -30,7 +44,7 @@ import { create } from '@bufbuild/protobuf';
 import { compressFrame } from 'lz4-napi';
 import { ConnectRequestSchema, type AssignBuild, type ConnectRequest } from '../gen/kiln/v1/agent_pb.js';
 import { agentClient } from '../src/agent/agent.js';
-import { lz4Frames, uploadOutput } from '../src/agent/uploader.js';
+import { lz4Frames, UPLOAD_CHUNK_BYTES, uploadOutput } from '../src/agent/uploader.js';
 import { AsyncQueue } from '../src/async-queue.js';
 import { createAdminClient } from '../src/cli/admin-client.js';
 import { silentLogger } from '../src/logger.js';
@@ -60,14 +74,14 @@ export interface BenchUploadReport {
     compressedBytes: number;
     /** The whole path, agent to recorded store path (NAR MB per second). */
     upload: Rate;
-    /** compressFrame alone on the NAR's 1 MiB chunks from memory, awaited one at a time. */
+    /** compressFrame alone on the NAR's chunks (the agent's size) from memory, awaited one at a time. */
     lz4Sequential: Rate;
-    /** The same through lz4Frames: the uploader's window of frames in flight. */
+    /** The same through lz4Frames: the uploader's window of frames in flight, on both cores. */
     lz4Window: Rate;
-    /** upload / lz4Window (target ≥ 0.7). */
+    /** upload / lz4Sequential: the issue's figure (target ≥ 0.7). */
     ratio: number;
-    /** upload / lz4Sequential. */
-    ratioSequential: number;
+    /** upload / lz4Window, for information. */
+    ratioWindow: number;
   };
   memory?: {
     narBytes: number;
@@ -99,27 +113,24 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
 
   // An untimed pass first so that every run reads the tree from the page cache.
   const narBytes = (await hashPath(tree)).size;
-  let compressedBytes = 0;
 
+  // The NAR's chunks as the agent makes them, held in memory for the compressor-only runs.
+  const chunks: Buffer[] = [];
+  const nar = dumpPath(tree, { chunkSize: UPLOAD_CHUNK_BYTES });
+  for await (const chunk of nar) chunks.push(chunk);
+  if ((await nar.result).size !== narBytes) throw new Error('the NAR changed between runs');
+
+  let compressedBytes = 0;
   let bestUpload = Infinity;
+  let bestSequential = Infinity;
+  let bestWindow = Infinity;
   for (let round = 1; round <= rounds; round++) {
     const run = await uploadThroughCoordinator(tree, `kiln-bench-upload-${round}`);
     if (run.narSize !== narBytes) throw new Error(`the upload declared ${run.narSize} NAR bytes, dumpPath made ${narBytes}`);
     compressedBytes = run.fileSize;
     bestUpload = Math.min(bestUpload, run.seconds);
-    log(`round ${round}: upload ${run.seconds.toFixed(2)} s (${(narBytes / 1e6 / run.seconds).toFixed(0)} MB/s), CPU agent ${run.cpu.agentSeconds.toFixed(1)} s, coordinator ${run.cpu.coordinatorSeconds.toFixed(1)} s, coordinator RSS ${(run.rss.baselineBytes / MiB).toFixed(0)} MiB +${(run.rss.growthBytes / MiB).toFixed(1)} MiB`);
-  }
+    log(`round ${round}: upload ${run.seconds.toFixed(2)} s (${(narBytes / 1e6 / run.seconds).toFixed(0)} MB/s), CPU s (main thread + the rest) agent ${showCpu(run.cpu.agent)}, coordinator ${showCpu(run.cpu.coordinator)}, coordinator RSS ${(run.rss.baselineBytes / MiB).toFixed(0)} MiB +${(run.rss.growthBytes / MiB).toFixed(1)} MiB`);
 
-  // Then the NAR's chunks as the agent makes them, held in memory for the compressor-only
-  // runs (after the uploads, so that the uploading process does not carry this gigabyte).
-  const chunks: Buffer[] = [];
-  const nar = dumpPath(tree);
-  for await (const chunk of nar) chunks.push(chunk);
-  if ((await nar.result).size !== narBytes) throw new Error('the NAR changed between runs');
-
-  let bestSequential = Infinity;
-  let bestWindow = Infinity;
-  for (let round = 1; round <= rounds; round++) {
     let start = performance.now();
     let size = 0;
     for (const chunk of chunks) size += (await compressFrame(chunk)).length;
@@ -131,7 +142,7 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
     if (windowSize !== size || size !== compressedBytes) throw new Error(`lz4Frames made ${windowSize} bytes, compressFrame ${size}, the coordinator stored ${compressedBytes}`);
     bestSequential = Math.min(bestSequential, sequential);
     bestWindow = Math.min(bestWindow, window);
-    log(`round ${round}: lz4 compressFrame sequential ${sequential.toFixed(2)} s, window ${window.toFixed(2)} s (${((100 * size) / narBytes).toFixed(1)} % of the NAR)`);
+    log(`round ${round}: lz4 compressFrame alone ${sequential.toFixed(2)} s, with the uploader's window ${window.toFixed(2)} s (${((100 * size) / narBytes).toFixed(1)} % of the NAR)`);
   }
   chunks.length = 0; // let the gigabyte go before the memory run
 
@@ -145,15 +156,15 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
       upload: rate(narBytes, bestUpload),
       lz4Sequential: rate(narBytes, bestSequential),
       lz4Window: rate(narBytes, bestWindow),
-      ratio: bestWindow / bestUpload,
-      ratioSequential: bestSequential / bestUpload,
+      ratio: bestSequential / bestUpload,
+      ratioWindow: bestWindow / bestUpload,
     },
   };
   const t = report.throughput;
-  log(`upload 1 GiB, agent → recorded:      ${t.upload.mbPerSecond.toFixed(0)} MB/s (${t.upload.seconds.toFixed(2)} s, ${(compressedBytes / MiB).toFixed(0)} MiB sent)`);
-  log(`lz4 compressFrame alone, window:     ${t.lz4Window.mbPerSecond.toFixed(0)} MB/s (${t.lz4Window.seconds.toFixed(2)} s)`);
-  log(`lz4 compressFrame alone, sequential: ${t.lz4Sequential.mbPerSecond.toFixed(0)} MB/s (${t.lz4Sequential.seconds.toFixed(2)} s)`);
-  log(`ratio upload/lz4 window:             ${t.ratio.toFixed(2)} (target ≥ 0.7); upload/lz4 sequential ${t.ratioSequential.toFixed(2)}`);
+  log(`upload 1 GiB, agent → recorded:           ${t.upload.mbPerSecond.toFixed(0)} MB/s (${t.upload.seconds.toFixed(2)} s, ${(compressedBytes / MiB).toFixed(0)} MiB sent)`);
+  log(`lz4 compressFrame alone:                  ${t.lz4Sequential.mbPerSecond.toFixed(0)} MB/s (${t.lz4Sequential.seconds.toFixed(2)} s)`);
+  log(`lz4 compressFrame, the uploader's window: ${t.lz4Window.mbPerSecond.toFixed(0)} MB/s (${t.lz4Window.seconds.toFixed(2)} s)`);
+  log(`ratio upload / lz4 alone:                 ${t.ratio.toFixed(2)} (target ≥ 0.7); upload / lz4 window ${t.ratioWindow.toFixed(2)}`);
 
   if (bigGiB > 0) {
     const scratch = mkdtempSync(join(tmpdir(), 'kiln-bench-big-'));
@@ -186,8 +197,8 @@ interface UploadRun {
   seconds: number;
   narSize: number;
   fileSize: number;
-  /** CPU time (user + system, all threads) each side spent during the upload. */
-  cpu: { agentSeconds: number; coordinatorSeconds: number };
+  /** CPU time (user + system) each side spent during the upload. */
+  cpu: { agent: CpuSeconds; coordinator: CpuSeconds };
   rss: { samples: number; baselineBytes: number; peakBytes: number; growthBytes: number };
 }
 
@@ -236,7 +247,7 @@ async function uploadThroughCoordinator(diskPath: string, drvName: string): Prom
       samples++;
     }, RSS_INTERVAL_MS);
     const coordinatorCpu = readCpuSeconds(coordinator.pid);
-    const agentCpu = process.cpuUsage();
+    const agentCpu = readCpuSeconds(process.pid);
     const start = performance.now();
     let info;
     try {
@@ -245,10 +256,7 @@ async function uploadThroughCoordinator(diskPath: string, drvName: string): Prom
       clearInterval(sampler);
     }
     const seconds = (performance.now() - start) / 1000;
-    const cpu = {
-      coordinatorSeconds: readCpuSeconds(coordinator.pid) - coordinatorCpu,
-      agentSeconds: (({ user, system }) => (user + system) / 1e6)(process.cpuUsage(agentCpu)),
-    };
+    const cpu = { coordinator: cpuSince(coordinator.pid, coordinatorCpu), agent: cpuSince(process.pid, agentCpu) };
     peakBytes = Math.max(peakBytes, readRss(coordinator.pid));
     stop.abort();
     outbox.end();
@@ -333,11 +341,26 @@ function storedBytes(dir: string): number {
   return Math.max(...readdirSync(dir).map((name) => statSync(join(dir, name)).size));
 }
 
-/** User + system CPU time of a process, all its threads, from /proc/<pid>/stat. */
-function readCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+interface CpuSeconds {
+  /** All threads. */
+  total: number;
+  /** The event loop's thread; the rest is libuv's pool (compression, file I/O) and V8's helpers. */
+  main: number;
+}
+
+/** User + system CPU time of a process, all threads and its main thread, from /proc. */
+function readCpuSeconds(pid: number): CpuSeconds {
+  const ticks = (statFile: string) => {
+    const stat = readFileSync(statFile, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime, stime in clock ticks (USER_HZ = 100)
+  };
+  return { total: ticks(`/proc/${pid}/stat`) / 100, main: ticks(`/proc/${pid}/task/${pid}/stat`) / 100 };
+}
+
+function cpuSince(pid: number, before: CpuSeconds): CpuSeconds {
+  const now = readCpuSeconds(pid);
+  return { total: now.total - before.total, main: now.main - before.main };
 }
 
 function readRss(pid: number): number {
@@ -358,6 +381,8 @@ function instantiate(name: string): string {
 async function* fromArray(chunks: Buffer[]): AsyncGenerator<Buffer> {
   for (const chunk of chunks) yield chunk;
 }
+
+const showCpu = (c: CpuSeconds) => `${c.main.toFixed(1)} + ${(c.total - c.main).toFixed(1)}`;
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 

@@ -7,6 +7,8 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   private failWaiting: ((err: unknown) => void) | undefined;
   private ended = false;
   private error: unknown;
+  /** Producers waiting in `drained`, each for the queue to shrink to its bound. */
+  private readonly drainWaiters: { max: number; resolve: () => void }[] = [];
 
   get closed(): boolean {
     return this.ended;
@@ -25,11 +27,21 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return true;
   }
 
+  /**
+   * Resolves once at most `max` items wait to be consumed (or the queue has ended): how a
+   * producer that must not run ahead of its consumer holds back.
+   */
+  drained(max: number): Promise<void> {
+    if (this.items.length <= max || this.ended) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push({ max, resolve }));
+  }
+
   /** Ends the queue: the consumer gets what is queued, then the end (or the error). */
   end(error?: unknown): void {
     if (this.ended) return;
     this.ended = true;
     this.error = error;
+    this.wakeDrainWaiters();
     if (this.waiting) {
       const resolve = this.waiting;
       const reject = this.failWaiting!;
@@ -43,7 +55,10 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return {
       next: () => {
         const item = this.items.shift();
-        if (item !== undefined) return Promise.resolve({ value: item, done: false });
+        if (item !== undefined) {
+          if (this.drainWaiters.length > 0) this.wakeDrainWaiters();
+          return Promise.resolve({ value: item, done: false });
+        }
         if (this.ended) {
           return this.error !== undefined ? Promise.reject(this.error) : Promise.resolve({ value: undefined, done: true });
         }
@@ -64,5 +79,15 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
         return Promise.resolve({ value: undefined, done: true });
       },
     };
+  }
+
+  private wakeDrainWaiters(): void {
+    for (let i = this.drainWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.drainWaiters[i]!;
+      if (this.ended || this.items.length <= waiter.max) {
+        this.drainWaiters.splice(i, 1);
+        waiter.resolve();
+      }
+    }
   }
 }

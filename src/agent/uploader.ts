@@ -1,5 +1,5 @@
 // Uploads a build's outputs and log to the coordinator. An output is serialised to NAR
-// as it is sent, each ~1 MiB chunk compressed into its own LZ4 frame (a concatenation
+// as it is sent, each 256 KiB chunk compressed into its own LZ4 frame (a concatenation
 // of frames is itself a valid .lz4 file). A broken upload resumes from the offset the
 // coordinator reports; the bytes it holds are not sent again.
 import { createReadStream } from 'node:fs';
@@ -9,8 +9,8 @@ import { compressFrame } from 'lz4-napi';
 import { AgentService, type OutputInfoSchema, type UploadOutputRequestSchema } from '../../gen/kiln/v1/agent_pb.js';
 import type { Logger } from '../logger.js';
 import { encodeBase32 } from '../store/base32.js';
-import type { NarResult, NarStream } from '../store/nar-format.js';
-import { dumpPath } from '../store/nar-writer.js';
+import type { NarResult } from '../store/nar-format.js';
+import { dumpPath, type DumpStream } from '../store/nar-writer.js';
 import { Backoff, delay } from './backoff.js';
 import type { BuiltOutput } from './builders/builder.js';
 
@@ -20,14 +20,25 @@ type OutputInfo = MessageInitShape<typeof OutputInfoSchema>;
 const MAX_TRIES = 6;
 /** Frames compressed ahead of the one being sent, on libuv's thread pool. */
 const COMPRESS_WINDOW = 4;
+/**
+ * NAR bytes per LZ4 frame. lz4-napi sizes a frame's blocks by its input: up to 256 KiB
+ * gives 256 KiB blocks, anything larger 4 MiB ones, and the decoder on the coordinator
+ * reserves two buffers of the block size for every frame it decompresses. With 1 MiB
+ * frames that was 8 MiB per frame on each thread of the pool, which lz4-napi's allocator
+ * kept (~200 MiB of coordinator RSS during a large upload); with 256 KiB, a few MiB.
+ */
+export const UPLOAD_CHUNK_BYTES = 256 << 10;
 
-/** Compresses each chunk into its own LZ4 frame, a few at a time, keeping their order. */
-export async function* lz4Frames(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+/**
+ * Compresses each chunk into its own LZ4 frame, a few at a time, keeping their order.
+ * `compressed` is told of each chunk once its frame is made (the compressor is done with it).
+ */
+export async function* lz4Frames<C extends Uint8Array>(chunks: AsyncIterable<C>, compressed?: (chunk: C) => void): AsyncGenerator<Buffer> {
   const pending: Promise<Buffer>[] = [];
   try {
     for await (const chunk of chunks) {
       const p = compressFrame(chunk);
-      p.catch(() => undefined); // awaited below; keeps an early failure from going unhandled
+      p.then(() => compressed?.(chunk), () => undefined); // a failure is thrown where it is awaited below
       pending.push(p);
       if (pending.length >= COMPRESS_WINDOW) yield await pending.shift()!;
     }
@@ -43,11 +54,12 @@ export async function* lz4Frames(chunks: AsyncIterable<Uint8Array>): AsyncGenera
  */
 export async function* narUploadMessages<H>(
   header: H,
-  nar: NarStream<Buffer>,
+  nar: DumpStream,
   offset = 0,
 ): AsyncGenerator<{ case: 'header'; value: H } | { case: 'chunk'; value: Uint8Array } | { case: 'trailer'; value: { narHash: string; narSize: bigint } }> {
   yield { case: 'header', value: header };
-  for await (const frame of lz4Frames(skipBytes(nar, offset))) yield { case: 'chunk', value: frame };
+  // Each chunk is refilled once compressed: no fresh memory (and its page faults) per chunk.
+  for await (const frame of lz4Frames(skipBytes(nar, offset), (chunk) => nar.recycle(chunk))) yield { case: 'chunk', value: frame };
   yield { case: 'trailer', value: narTrailer(await nar.result) };
 }
 
@@ -76,7 +88,7 @@ export async function uploadOutput(
   for (let attempt = 1; ; attempt++) {
     try {
       const { offset } = await client.queryUpload({ buildId, outputName: output.name }, { signal });
-      const nar = dumpPath(output.diskPath, { signal });
+      const nar = dumpPath(output.diskPath, { signal, chunkSize: UPLOAD_CHUNK_BYTES });
       const header = { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references };
       async function* requests(): AsyncGenerator<UploadRequest> {
         for await (const message of narUploadMessages(header, nar, Number(offset))) yield { message };
@@ -97,7 +109,7 @@ export async function uploadOutput(
 export async function uploadLog(client: Client<typeof AgentService>, buildId: string, logFile: string, signal: AbortSignal): Promise<void> {
   async function* requests() {
     yield { message: { case: 'buildId' as const, value: buildId } };
-    for await (const frame of lz4Frames(createReadStream(logFile, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>)) {
+    for await (const frame of lz4Frames(createReadStream(logFile, { highWaterMark: UPLOAD_CHUNK_BYTES }) as AsyncIterable<Buffer>)) {
       yield { message: { case: 'chunk' as const, value: frame } };
     }
   }

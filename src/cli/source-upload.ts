@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { SourceHeaderSchema, UploadSourceRequestSchema } from '../../gen/kiln/v1/admin_pb.js';
-import { narUploadMessages } from '../agent/uploader.js';
+import { narUploadMessages, UPLOAD_CHUNK_BYTES } from '../agent/uploader.js';
 import { parseDerivation } from '../store/derivation.js';
 import { dumpPath } from '../store/nar-writer.js';
 import type { AdminClient } from './admin-client.js';
@@ -42,7 +42,7 @@ export async function uploadMissingSources(admin: AdminClient, closure: Derivati
 }
 
 async function uploadSource(admin: AdminClient, header: SourceHeader & { storePath: string }): Promise<void> {
-  const nar = dumpPath(header.storePath);
+  const nar = dumpPath(header.storePath, { chunkSize: UPLOAD_CHUNK_BYTES });
   async function* requests(): AsyncGenerator<MessageInitShape<typeof UploadSourceRequestSchema>> {
     for await (const message of narUploadMessages(header, nar)) yield { message };
   }

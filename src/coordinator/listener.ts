@@ -36,16 +36,33 @@ export interface Listener {
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
+/**
+ * HTTP/2 receive windows. The defaults (64 KiB per stream and per connection) make an
+ * upload stop and wait for a WINDOW_UPDATE every 64 KiB: the agent's next message is only
+ * sent once the last one has left, so throughput was bounded by event-loop round trips,
+ * not by the work. A window is also the most an agent can make the coordinator buffer
+ * unread, so it is sized for a busy event loop (a few milliseconds at several hundred MB/s)
+ * and no larger: one upload's stream, and all the streams of one connection together.
+ */
+const STREAM_WINDOW_BYTES = 8 << 20;
+const CONNECTION_WINDOW_BYTES = 16 << 20;
+/** DATA frames up to 1 MiB instead of 16 KiB: one read callback per chunk, not 64. */
+const MAX_FRAME_BYTES = 1 << 20;
+
 export async function listen(handler: RequestHandler, opts: ListenOptions): Promise<Listener> {
   const sessions = new Set<Http2Session>();
   const sockets = new Set<Socket>();
-  const http2Options = { settings: { enableConnectProtocol: false } };
+  const http2Options = {
+    settings: { enableConnectProtocol: false, initialWindowSize: STREAM_WINDOW_BYTES, maxFrameSize: MAX_FRAME_BYTES },
+  };
   const h2 = opts.tls
     ? createSecureServer({ ...http2Options, cert: opts.tls.cert, key: opts.tls.key, allowHTTP1: true }, handler)
     : createHttp2Server(http2Options, handler);
   h2.on('session', (session: Http2Session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
+    // The connection's window is not a SETTINGS value: it is raised by a WINDOW_UPDATE.
+    session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     if (opts.pingIntervalMs) keepAlive(session, opts.pingIntervalMs);
   });
   // Without keep-alive timeouts a slow client could hold a socket forever.

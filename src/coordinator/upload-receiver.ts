@@ -71,22 +71,47 @@ export function stagingKey(buildId: string, outputName: string): string {
   return `${buildId}.${outputName}`;
 }
 
+/** Frames being decompressed at once: enough to keep the thread pool busy while the event loop hashes. */
+const FRAMES_IN_FLIGHT = 4;
+/** Decompressed chunks the NAR parser may have waiting; past this the pipeline waits for it. */
+const PLAIN_QUEUED = 2;
+
+interface FrameInFlight {
+  frame: Uint8Array;
+  plain: Promise<Buffer>;
+  /** False for a frame replayed from the staged file, which holds it already. */
+  store: boolean;
+}
+
 /**
- * A NAR being received, fed frame by frame: the parser checks its structure and hashes
- * what it reads (it refuses trailing bytes, so its hash and size are the whole NAR's);
- * the stored file's hash is kept here.
+ * A NAR being received, worked on as a pipeline that keeps the frames' order: a few frames
+ * decompress on the thread pool while the oldest finished one is hashed, handed to the
+ * parser and appended to the staged file, so that the network, the CPU and the disk do not
+ * wait for each other. The parser checks the NAR's structure and hashes what it reads (it
+ * refuses trailing bytes, so its hash and size are the whole NAR's); the stored file's hash
+ * is kept here. Memory is bounded: FRAMES_IN_FLIGHT frames, PLAIN_QUEUED chunks waiting for
+ * the parser and one write.
  */
 class IncomingNar {
   readonly fileHash: NodeHash = createHash('sha256');
   fileSize = 0;
   private readonly plain = new AsyncQueue<Uint8Array>();
   private readonly parsing: Promise<NarResult>;
-  /** The parser's error once it has found the NAR invalid. */
-  private failed: { err: unknown } | undefined;
-  /** Rejects the one pending `orInvalid` wait, if any. */
+  /** Why the NAR cannot be taken (the parser found it invalid, a frame is bad, a write failed). */
+  private failure: { err: unknown } | undefined;
+  /** Rejects the one pending `orFailure` wait, if any. */
   private rejectWaiting: ((err: unknown) => void) | undefined;
+  private readonly inFlight: FrameInFlight[] = [];
+  private frames = 0;
+  /** The pump hands frames on while there are some; it is restarted by `add` when idle. */
+  private pumping = false;
+  private pumped: Promise<void> = Promise.resolve();
+  /** Wakes `add` when the pipeline has room again. */
+  private wakeAdd: (() => void) | undefined;
+  /** The last append to the staged file: frames are written one after the other. */
+  private writing: Promise<void> = Promise.resolve();
 
-  constructor() {
+  constructor(private readonly staged: StagedUpload) {
     // The parser runs beside the receiver, reading decompressed bytes from a queue.
     this.parsing = (async () => {
       const events = parseNar(this.plain);
@@ -98,22 +123,19 @@ class IncomingNar {
       throw err instanceof NarError ? new ConnectError(`the uploaded NAR is not valid: ${err.message}`, Code.InvalidArgument) : err;
     });
     // Also observed in finish().
-    this.parsing.catch((err: unknown) => {
-      this.failed = { err };
-      this.rejectWaiting?.(err);
-    });
+    this.parsing.catch((err: unknown) => this.fail(err));
   }
 
   /**
-   * `next`, unless the parser finds the NAR invalid first: then its error, so that a bad
-   * upload is refused when the bad bytes arrive, not after the sender has sent the rest.
-   * (Not Promise.race against one long-lived promise: every race would leave a reaction
-   * on it holding its result, a whole frame, until the upload ends.)
+   * `next`, unless the upload fails first: then its error, so that a bad upload is refused
+   * when the bad bytes arrive, not after the sender has sent the rest. (Not Promise.race
+   * against one long-lived promise: every race would leave a reaction on it holding its
+   * result, a whole frame, until the upload ends.)
    */
-  orInvalid<T>(next: Promise<T>): Promise<T> {
-    if (this.failed) {
+  orFailure<T>(next: Promise<T>): Promise<T> {
+    if (this.failure) {
       next.catch(() => undefined);
-      return Promise.reject(this.failed.err);
+      return Promise.reject(this.failure.err);
     }
     return new Promise<T>((resolve, reject) => {
       this.rejectWaiting = reject;
@@ -123,27 +145,79 @@ class IncomingNar {
     });
   }
 
-  async add(frame: Uint8Array, index: number): Promise<Buffer> {
-    let plain: Buffer;
-    try {
-      plain = await decompressFrame(frame);
-    } catch (err) {
+  /** Takes the next frame; returns at once unless FRAMES_IN_FLIGHT frames are being worked on. */
+  async add(frame: Uint8Array, store: boolean): Promise<void> {
+    if (this.failure) throw this.failure.err;
+    const index = this.frames++;
+    const plain = decompressFrame(frame).catch((err: unknown) => {
       throw new ConnectError(`chunk ${index} is not a valid LZ4 frame: ${(err as Error).message}`, Code.InvalidArgument);
+    });
+    plain.catch(() => undefined); // the pump awaits it in turn; an early failure must not count as unhandled
+    this.inFlight.push({ frame, plain, store });
+    if (!this.pumping) {
+      this.pumping = true;
+      this.pumped = this.pump();
     }
-    this.fileHash.update(frame);
-    this.fileSize += frame.length;
-    this.plain.push(plain);
-    return plain;
+    if (this.inFlight.length > FRAMES_IN_FLIGHT) await this.orFailure(new Promise<void>((resolve) => (this.wakeAdd = resolve)));
   }
 
-  /** Ends the NAR and waits for the structure check; gives the NAR's hash and size. */
-  finish(): Promise<NarResult> {
+  /** Waits for every frame, its write and the structure check; gives the NAR's hash and size. */
+  async finish(): Promise<NarResult> {
+    await this.pumped;
+    if (this.failure) throw this.failure.err;
+    await this.writing;
     this.plain.end();
     return this.parsing;
   }
 
-  abandon(): void {
+  /**
+   * Stops, once no write is in flight (so that the staged file may be closed). With
+   * `keepReceived` the frames that arrived are still written first, so that a broken
+   * upload resumes after them; otherwise they are dropped.
+   */
+  async abandon(keepReceived: boolean): Promise<void> {
+    if (!keepReceived) {
+      this.inFlight.length = 0;
+      this.fail(new Error('upload abandoned'));
+    }
+    await this.pumped;
     this.plain.end(new Error('upload abandoned'));
+    await this.writing.catch(() => undefined);
+  }
+
+  private fail(err: unknown): void {
+    if (this.failure) return;
+    this.failure = { err };
+    this.rejectWaiting?.(err);
+  }
+
+  /** Hands on the oldest frame once it is decompressed: into the file hash, to the parser, to the disk. */
+  private async pump(): Promise<void> {
+    try {
+      while (this.inFlight.length > 0 && !this.failure) {
+        const { frame, plain: decompressing, store } = this.inFlight[0]!;
+        const plain = await decompressing;
+        this.inFlight.shift();
+        this.fileHash.update(frame);
+        this.fileSize += frame.length;
+        this.plain.push(plain);
+        if (store) {
+          await this.writing;
+          this.writing = this.staged.append(frame, plain.length);
+          this.writing.catch(() => undefined); // awaited by the next append or by finish
+        }
+        await this.plain.drained(PLAIN_QUEUED);
+        if (this.inFlight.length <= FRAMES_IN_FLIGHT) {
+          this.wakeAdd?.();
+          this.wakeAdd = undefined;
+        }
+      }
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      // In the same turn as the loop's last check, so `add` never finds a pump that will not look again.
+      this.pumping = false;
+    }
   }
 }
 
@@ -178,7 +252,7 @@ export async function receiveNar(
   iterator: AsyncIterator<UploadMessage>,
 ): Promise<ReceivedOutput> {
   const staged = await stageOrRefuse(deps.storage, target.key, target.offset, target.what);
-  const incoming = new IncomingNar();
+  const incoming = new IncomingNar(staged);
   let completed = false;
   try {
     if (BigInt(staged.plainOffset) !== target.offset) {
@@ -188,7 +262,9 @@ export async function receiveNar(
       );
     }
     await replayStaged(staged, incoming);
-    const trailer = await receiveFrames(iterator, staged, incoming);
+    const trailer = await receiveFrames(iterator, incoming);
+    // Every frame is written once this resolves; the staged upload stays open until it
+    // is committed (or, on a refusal, discarded) below: ending it is a one-time act.
     const nar = await incoming.finish();
     const declared = parseDeclaredHash(trailer.narHash);
     const received = new Hash('sha256', nar.sha256);
@@ -213,9 +289,9 @@ export async function receiveNar(
     const released = await releasePaths(deps.db, [target.storePath]);
     return { storePath: target.storePath, fileHash: `sha256:${fileHash}`, fileSize: incoming.fileSize, released };
   } catch (err) {
-    incoming.abandon();
     // A refused NAR is thrown away whole; a broken stream keeps what came for a resume.
     const refused = !completed && err instanceof ConnectError && err.code === Code.InvalidArgument;
+    await incoming.abandon(!refused && !completed);
     await (refused ? staged.discard() : staged.close()).catch(() => undefined);
     throw err;
   }
@@ -236,25 +312,18 @@ async function stageOrRefuse(storage: NarStorage, key: string, offset: bigint, w
 
 /** Feeds what a previous attempt staged back through the hashes and the NAR check. */
 async function replayStaged(staged: StagedUpload, incoming: IncomingNar): Promise<void> {
-  let index = 0;
-  for await (const frame of staged.readFrames()) await incoming.add(frame, index++);
+  for await (const frame of staged.readFrames()) await incoming.add(frame, false);
 }
 
-async function receiveFrames(
-  iterator: AsyncIterator<UploadMessage>,
-  staged: StagedUpload,
-  incoming: IncomingNar,
-): Promise<{ narHash: string; narSize: bigint }> {
-  let index = staged.frames.length;
+async function receiveFrames(iterator: AsyncIterator<UploadMessage>, incoming: IncomingNar): Promise<{ narHash: string; narSize: bigint }> {
   for (;;) {
-    const next = await incoming.orInvalid(iterator.next());
+    const next = await incoming.orFailure(iterator.next());
     if (next.done) {
       throw new ConnectError('the upload ended before its trailer; resume from the offset QueryUpload reports', Code.Aborted);
     }
     const m = next.value.message;
     if (m.case === 'chunk') {
-      const plain = await incoming.add(m.value, index++);
-      await staged.append(m.value, plain.length);
+      await incoming.add(m.value, true);
     } else if (m.case === 'trailer') {
       return m.value;
     } else {

@@ -98,6 +98,6 @@ export class ChunkBuilder {
    * again: it spares the page faults of fresh memory (~10% of the time on large files).
    */
   recycle(chunk: Buffer): void {
-    if (chunk.length === this.chunkSize && this.spare.length < 2) this.spare.push(chunk);
+    if (chunk.length === this.chunkSize && this.spare.length < 2 && !this.spare.includes(chunk)) this.spare.push(chunk);
   }
 }

@@ -50,36 +50,28 @@ const ENTRY = frame('entry', '(', 'name');
 const NODE = frame('node');
 const CLOSE = frame(')');
 
+export interface DumpStream extends NarStream<Buffer> {
+  /**
+   * Gives back a chunk this stream yielded that nothing uses any more (nor ever will: the
+   * stream fills it again). Optional; it spares the page faults of fresh memory.
+   */
+  recycle(chunk: Buffer): void;
+}
+
 /**
  * Streams the NAR of `path` (a regular file, symlink or directory; a symlink is archived as
  * itself, not followed). The walk starts when the stream is first read and advances only as
  * it is read: a consumer that stops reading stops the walk, and leaving the loop early closes
  * any open file. `result` gives the NAR's SHA-256 and size once the last chunk is read.
  */
-export function dumpPath(path: string | Buffer, options: DumpOptions = {}): NarStream<Buffer> {
-  return dump(path, options, false);
-}
-
-/** The SHA-256 and size of the NAR of `path`, without keeping the archive. */
-export async function hashPath(path: string | Buffer, options: DumpOptions = {}): Promise<NarResult> {
-  // Each chunk is dropped before the next is asked for, so its memory can be filled again.
-  const nar = dump(path, options, true);
-  for await (const _ of nar);
-  return nar.result;
-}
-
-/**
- * `recycle`: the consumer is done with each chunk once it asks for the next, so chunks may be
- * refilled. No caller of dumpPath can promise that, hence not an option there.
- */
-function dump(path: string | Buffer, options: DumpOptions, recycle: boolean): NarStream<Buffer> {
+export function dumpPath(path: string | Buffer, options: DumpOptions = {}): DumpStream {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!Number.isInteger(chunkSize) || chunkSize < 8) throw new RangeError(`chunkSize must be an integer ≥ 8, not ${chunkSize}`);
   let settle!: { resolve: (r: NarResult) => void; reject: (e: unknown) => void };
   const result = new Promise<NarResult>((resolve, reject) => (settle = { resolve, reject }));
   result.catch(() => {}); // the error also reaches the reader of the stream
   const root = typeof path === 'string' ? Buffer.from(path) : path;
-  const walker = new Walker(chunkSize, options.signal, recycle);
+  const walker = new Walker(chunkSize, options.signal);
 
   async function* chunks(): AsyncGenerator<Buffer, void, undefined> {
     const hash = createHash('sha256');
@@ -99,7 +91,15 @@ function dump(path: string | Buffer, options: DumpOptions, recycle: boolean): Na
       settle.reject(new NarError(`the NAR of ${root.toString()} was not read to its end`));
     }
   }
-  return Object.assign(chunks(), { result }) as NarStream<Buffer>;
+  return Object.assign(chunks(), { result, recycle: (chunk: Buffer) => walker.recycle(chunk) }) as DumpStream;
+}
+
+/** The SHA-256 and size of the NAR of `path`, without keeping the archive. */
+export async function hashPath(path: string | Buffer, options: DumpOptions = {}): Promise<NarResult> {
+  const nar = dumpPath(path, options);
+  // Each chunk is hashed before it is yielded and not needed after: its memory is filled again.
+  for await (const chunk of nar) nar.recycle(chunk);
+  return nar.result;
 }
 
 class Walker {
@@ -109,9 +109,12 @@ class Walker {
   constructor(
     chunkSize: number,
     private readonly signal: AbortSignal | undefined,
-    private readonly recycle: boolean,
   ) {
     this.out = new ChunkBuilder(chunkSize);
+  }
+
+  recycle(chunk: Buffer): void {
+    this.out.recycle(chunk);
   }
 
   async *archive(root: Buffer): AsyncGenerator<Buffer, void, undefined> {
@@ -132,11 +135,7 @@ class Walker {
     }
     this.signal?.throwIfAborted();
     if (!this.out.hasReady) return;
-    for (const chunk of this.out.takeReady()) {
-      yield chunk;
-      // The consumer asked for more: with `recycle`, it promised to be done with this one.
-      if (this.recycle) this.out.recycle(chunk);
-    }
+    for (const chunk of this.out.takeReady()) yield chunk;
   }
 
   private async *node(path: Buffer, archivePath: Buffer, st: Stats): AsyncGenerator<Buffer, void, undefined> {
