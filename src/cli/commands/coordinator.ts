@@ -11,6 +11,7 @@ import { fairShareByTag } from '../../scheduler/fair-share.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
 import { parse, secondsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
+import { startTracing } from '../../telemetry/tracing.js';
 
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
@@ -46,6 +47,8 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
   const databaseUrl = values.database ?? process.env.DATABASE_URL;
   const { host, port } = parseListen(values.listen);
+  // Before anything else, so that every span of this process is exported (when OTEL_* asks).
+  const tracing = startTracing('kiln-coordinator');
   const coordinator = await startCoordinator({
     host,
     port,
@@ -58,12 +61,17 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
   });
   console.error(`kiln coordinator listening on ${coordinator.url} (data in ${dataDir}, database ${coordinator.database.kind})`);
   console.error(`cache public key: ${coordinator.nixPublicKey}`);
+  console.error(`dashboard (read-only): ${coordinator.url}/dashboard/#token=${coordinator.dashboardToken}`);
+  if (tracing.enabled) console.error('tracing: exporting spans over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)');
   const local = values['local-agent'] ? await startLocalAgent(coordinator, dataDir, createLogger({ name: 'kiln-agent' })) : undefined;
   if (local) console.error('local agent running (nix builder, this machine\'s store)');
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
       console.error(`kiln coordinator: ${signal}, shutting down`);
-      void (local?.shutdown() ?? Promise.resolve()).then(() => coordinator.stop()).then(done, done);
+      void (local?.shutdown() ?? Promise.resolve())
+        .then(() => coordinator.stop())
+        .then(() => tracing.shutdown())
+        .then(done, done);
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
