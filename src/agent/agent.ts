@@ -43,6 +43,7 @@ export type AgentState = 'starting' | 'running' | 'draining' | 'stopped';
 interface RunningBuild {
   abort: AbortController;
   done: Promise<void>;
+  trace: AgentBuildTrace;
 }
 
 export function agentClient(url: string, agentId: string, password: string): Client<typeof AgentService> {
@@ -90,8 +91,11 @@ export class Agent {
         },
         onAssign: (assign) => this.startBuild(assign),
         onCancel: (buildId, reason) => {
-          opts.log.info({ buildId, reason }, 'build canceled by the coordinator');
-          this.running.get(buildId)?.abort.abort(new Error(`canceled: ${reason}`));
+          const build = this.running.get(buildId);
+          const note = () => opts.log.info({ buildId, reason }, 'build canceled by the coordinator');
+          if (build) build.trace.within(note);
+          else note();
+          build?.abort.abort(new Error(`canceled: ${reason}`));
         },
         onDrain: () => {
           void this.drain();
@@ -160,8 +164,10 @@ export class Agent {
   private startBuild(assign: AssignBuild): void {
     const log = this.opts.log.child({ buildId: assign.buildId });
     if (this.running.has(assign.buildId)) return; // a repeated assignment after a reconnect
+    const traced = traceAgentBuild(assign, this.opts.agentId);
     if (!this.builder || this.state !== 'running') {
-      log.warn('assignment arrived while not running; giving it back');
+      traced.within(() => log.warn('assignment arrived while not running; giving it back'));
+      traced.end('given back', `agent is ${this.state}`);
       this.stream.report({
         case: 'setupFailure',
         value: { buildId: assign.buildId, reason: SetupFailureReason.OTHER, missingInputs: [], message: `agent is ${this.state}` },
@@ -171,7 +177,6 @@ export class Agent {
     const abort = new AbortController();
     const stopListener = () => abort.abort(new Error('agent stopping'));
     this.stop.signal.addEventListener('abort', stopListener, { once: true });
-    const traced = traceAgentBuild(assign, this.opts.agentId);
     // Inside the build's span, so that every line logged about it carries its trace id.
     const builder = this.builder;
     const done = traced.within(() =>
@@ -187,7 +192,7 @@ export class Agent {
           this.stream.sendLoad();
         }),
     );
-    this.running.set(assign.buildId, { abort, done });
+    this.running.set(assign.buildId, { abort, done, trace: traced });
   }
 
   /** Runs the build and reports it; says how it ended (for the trace). */
@@ -229,7 +234,7 @@ export class Agent {
       log.info('build aborted');
       return 'aborted';
     }
-    traced.phase('upload');
+    traced.builderDone();
     await new Promise<void>((resolve, reject) => logStream.end((err?: Error | null) => (err ? reject(err) : resolve())));
     await inSpan('kiln.agent.upload.log', { [ATTR.buildId]: assign.buildId }, () => uploadLog(this.client, assign.buildId, logFile, signal)).catch(
       (err: unknown) => log.warn({ err }, 'could not upload the build log'),

@@ -154,15 +154,15 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       dispatcher.poke();
       return;
     case 'buildStarted':
-      return answerReport(session, ReportKind.BUILD_STARTED, m.value.buildId, log, () =>
-        traced('started', m.value.buildId, async () => {
+      return traced('started', m.value.buildId, () =>
+        answerReport(session, ReportKind.BUILD_STARTED, m.value.buildId, log, async () => {
           await recordStarted(db, session.agentId, m.value.buildId);
           deps.events.emit({ buildId: m.value.buildId, kind: 'started' });
         }),
       );
     case 'setupFailure':
-      return answerReport(session, ReportKind.SETUP_FAILURE, m.value.buildId, log, () =>
-        traced('setup-failure', m.value.buildId, async () => {
+      return traced('setup-failure', m.value.buildId, () =>
+        answerReport(session, ReportKind.SETUP_FAILURE, m.value.buildId, log, async () => {
           const kind = SETUP_KINDS[m.value.reason] ?? 'other';
           const effects = await recordSetupFailure(db, deps.reports, session.agentId, m.value.buildId, {
             kind,
@@ -174,8 +174,8 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
         }),
       );
     case 'buildFinished':
-      return answerReport(session, ReportKind.BUILD_FINISHED, m.value.buildId, log, () =>
-        traced('finished', m.value.buildId, async () => {
+      return traced('finished', m.value.buildId, () =>
+        answerReport(session, ReportKind.BUILD_FINISHED, m.value.buildId, log, async () => {
           const outcome = OUTCOMES[m.value.result];
           if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
           const outputs = m.value.outputs.map((o) => ({ name: o.name, path: o.path, narHash: o.narHash, narSize: Number(o.narSize) }));

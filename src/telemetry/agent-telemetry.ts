@@ -18,12 +18,15 @@ export const traceHeaders: Interceptor = (next) => (req) => {
 export interface AgentBuildTrace {
   /** Runs `fn` with the build's span (or its current phase's) active. */
   within<T>(fn: () => T): T;
-  /** The build moved on: setup (fetching, clearing outputs) is over and the builder runs, or the uploads begin. */
-  phase(name: 'build' | 'upload'): void;
+  /** The builder moved on: setup (fetching, clearing outputs) is over and the build runs. */
+  phase(name: 'build'): void;
+  /** The builder is done (uploads follow, as children of the build's span). */
+  builderDone(): void;
   end(outcome: string, error?: string): void;
 }
 
-const UNTRACED: AgentBuildTrace = { within: (fn) => fn(), phase: () => {}, end: () => {} };
+const UNTRACED: AgentBuildTrace = { within: (fn) => fn(), phase: () => {}, builderDone: () => {}, end: () => {} };
+const PHASE_SPANS = { build: 'kiln.agent.run' } as const;
 
 export function traceAgentBuild(assign: AssignBuild, agentId: string): AgentBuildTrace {
   if (!tracingEnabled()) return UNTRACED;
@@ -40,15 +43,19 @@ export function traceAgentBuild(assign: AssignBuild, agentId: string): AgentBuil
   }
   const build = tracer().startSpan('kiln.agent.build', { attributes }, contextFromTraceparent(assign.traceparent));
   const buildContext = trace.setSpan(context.active(), build);
-  let phase: Span = tracer().startSpan('kiln.agent.setup', { attributes: { [ATTR.buildId]: assign.buildId } }, buildContext);
+  let phase: Span | undefined = tracer().startSpan('kiln.agent.setup', { attributes: { [ATTR.buildId]: assign.buildId } }, buildContext);
   return {
     within: (fn) => context.with(buildContext, fn),
     phase(name) {
-      phase.end();
-      phase = tracer().startSpan(`kiln.agent.${name}`, { attributes: { [ATTR.buildId]: assign.buildId } }, buildContext);
+      phase?.end();
+      phase = tracer().startSpan(PHASE_SPANS[name], { attributes: { [ATTR.buildId]: assign.buildId } }, buildContext);
+    },
+    builderDone() {
+      phase?.end();
+      phase = undefined;
     },
     end(outcome, error) {
-      phase.end();
+      phase?.end();
       build.setAttribute(ATTR.outcome, outcome);
       if (error) build.setStatus({ code: SpanStatusCode.ERROR, message: error });
       build.end();

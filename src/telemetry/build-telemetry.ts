@@ -90,6 +90,7 @@ export class BuildTelemetry {
   /** A report on a build from its agent, recorded inside a span of the attempt's trace. */
   async report<T>(kind: string, buildId: string, agentId: string, record: () => Promise<T>): Promise<T> {
     if (!tracingEnabled()) return record();
+    const assignedHere = this.attempts.has(buildId);
     const attempt = await this.attemptOf(buildId);
     if (attempt === undefined) return record();
     const attributes = { [ATTR.buildId]: buildId, [ATTR.attempt]: attempt, [ATTR.agentId]: agentId };
@@ -105,7 +106,7 @@ export class BuildTelemetry {
     }
     // An attempt this coordinator did not assign (its agent came here after a
     // reconnect) ends here; one it assigned ends through the build events.
-    if ((kind === 'finished' || kind === 'setup-failure') && !this.attempts.has(buildId)) this.attemptEnded(buildId, attempt);
+    if ((kind === 'finished' || kind === 'setup-failure') && !assignedHere) this.attemptEnded(buildId, attempt);
     return result;
   }
 
