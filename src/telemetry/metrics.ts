@@ -9,18 +9,13 @@ import type { AgentSessions } from '../coordinator/agent-sessions.js';
 
 export type UploadKind = 'output' | 'source' | 'log';
 
-/** Reads from the database once per scrape, however many gauges use it. */
-function perScrape<T>(read: () => Promise<T>, maxAgeMs = 1_000): () => Promise<T> {
-  let last: { at: number; value: Promise<T> } | undefined;
-  return () => {
-    const now = Date.now();
-    if (!last || now - last.at > maxAgeMs) {
-      const value = read();
-      value.catch(() => (last = undefined));
-      last = { at: now, value };
-    }
-    return last.value;
-  };
+/**
+ * Reads from the database once per scrape however many gauges use it: prom-client
+ * collects every metric of a scrape at once, so they share the read in flight.
+ */
+function perScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => (pending ??= read().finally(() => (pending = undefined)));
 }
 
 export class CoordinatorMetrics {
