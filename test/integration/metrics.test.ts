@@ -3,12 +3,14 @@
 // reported → those counters; the queue and the agents as they stand), on both databases.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { inArray, isNull, count } from 'drizzle-orm';
 import { BuildResult } from '../../gen/kiln/v1/agent_pb.js';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { events, storePaths } from '../../src/db/schema.js';
 import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
-import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
+import { REPO_ROOT, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { closureOf, shDrv, SYSTEM } from '../helpers/derivations.js';
 import { instantiate } from '../helpers/nix.js';
@@ -47,6 +49,17 @@ describe.each(DATABASE_KINDS)('/metrics on %s', (kind) => {
     }
     // The process's own metrics are there too.
     expect(families.get('process_resident_memory_bytes')?.type).toBe('gauge');
+  });
+
+  test('the Grafana dashboard in the repository uses only metrics the coordinator exports', async () => {
+    const families = await scrape(t);
+    const dashboard = JSON.parse(readFileSync(join(REPO_ROOT, 'contrib', 'grafana', 'kiln-dashboard.json'), 'utf8')) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    const used = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((x) => x.expr.match(/\bkiln_[a-z_]+/g) ?? [])));
+    expect(used.size).toBeGreaterThan(10);
+    const unknown = [...used].filter((name) => !families.has(name) && !families.has(name.replace(/_(bucket|sum|count)$/, '')));
+    expect(unknown).toEqual([]);
   });
 
   test('the counters, the queue and the agents are what the test did', async () => {

@@ -56,6 +56,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     narDir: values['nar-dir'] ? resolve(values['nar-dir']) : undefined,
     database: databaseUrl ? { url: databaseUrl } : { dataDir: resolve(dataDir, 'db') },
     adminToken: process.env.KILN_ADMIN_TOKEN || undefined,
+    dashboardToken: process.env.KILN_DASHBOARD_TOKEN || undefined,
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
     ...schedulingOptions(values),
   });
