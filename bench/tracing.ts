@@ -3,7 +3,7 @@
 // tracing off and with it on, exporting every span over OTLP/HTTP (protobuf, the SDK's
 // default) to a receiver on this machine. Rounds alternate off/on on fresh in-memory
 // databases so that drift hits both; the best round of each is compared.
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,8 +22,8 @@ export interface TracingRound {
   builds: number;
   seconds: number;
   buildsPerSecond: number;
-  /** Spans the receiver got (0 with tracing off). */
-  spans: number;
+  /** OTLP export requests the receiver got (0 with tracing off). */
+  exports: number;
 }
 
 export interface BenchTracingReport {
@@ -35,7 +35,7 @@ export interface BenchTracingReport {
 }
 
 /** An OTLP/HTTP receiver that takes every export and counts requests and bytes. */
-async function startReceiver(): Promise<{ url: string; requests: () => number; stop(): Promise<void>; server: Server }> {
+async function startReceiver(): Promise<{ url: string; requests: () => number; stop(): Promise<void> }> {
   let requests = 0;
   const server = createServer((req, res) => {
     req.on('data', () => {});
@@ -46,7 +46,6 @@ async function startReceiver(): Promise<{ url: string; requests: () => number; s
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
-    server,
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests: () => requests,
     stop: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))),
@@ -60,10 +59,10 @@ function derivations(count: number, run: string): MadeDerivation[] {
 }
 
 async function round(tracing: boolean, builds: number, agents: number, slots: number, receiverUrl: string): Promise<TracingRound> {
-  const exported = { spans: 0 };
-  const traced = tracing
-    ? startTracing('kiln-bench', { OTEL_EXPORTER_OTLP_ENDPOINT: receiverUrl, OTEL_BSP_MAX_QUEUE_SIZE: '65536', OTEL_BSP_SCHEDULE_DELAY: '500' })
-    : undefined;
+  // The SDK reads its settings from the process's environment.
+  Object.assign(process.env, { OTEL_EXPORTER_OTLP_ENDPOINT: receiverUrl, OTEL_BSP_MAX_QUEUE_SIZE: '65536', OTEL_BSP_SCHEDULE_DELAY: '500' });
+  const traced = tracing ? startTracing('kiln-bench') : undefined;
+  delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
   if (tracing && !traced?.enabled) throw new Error('tracing did not start');
   const dataDir = mkdtempSync(join(tmpdir(), 'kiln-bench-tracing-'));
   const coordinator = await startCoordinator({ port: 0, dataDir, database: { memory: true }, log: silentLogger(), submitMissingInputs: false });
@@ -98,7 +97,7 @@ async function round(tracing: boolean, builds: number, agents: number, slots: nu
       clearTimeout(timer),
     );
     const seconds = (performance.now() - started) / 1000;
-    return { tracing, builds, seconds, buildsPerSecond: builds / seconds, spans: exported.spans };
+    return { tracing, builds, seconds, buildsPerSecond: builds / seconds, exports: 0 };
   } finally {
     await Promise.all(sims.map((s) => s.stop()));
     await coordinator.stop();
@@ -119,9 +118,9 @@ export async function benchTracing(opts: { builds?: number; rounds?: number; age
       for (const tracing of [false, true]) {
         const before = receiver.requests();
         const result = await round(tracing, builds, opts.agents ?? 4, opts.slots ?? 8, receiver.url);
-        result.spans = receiver.requests() - before;
+        result.exports = receiver.requests() - before;
         rounds.push(result);
-        console.log(`tracing ${tracing ? 'on ' : 'off'}: ${builds} builds in ${result.seconds.toFixed(2)} s, ${result.buildsPerSecond.toFixed(0)} builds/s${tracing ? `, ${result.spans} OTLP exports` : ''}`);
+        console.log(`tracing ${tracing ? 'on ' : 'off'}: ${builds} builds in ${result.seconds.toFixed(2)} s, ${result.buildsPerSecond.toFixed(0)} builds/s${tracing ? `, ${result.exports} OTLP exports` : ''}`);
       }
     }
   } finally {

@@ -23,18 +23,23 @@ export function tracingRequested(env: NodeJS.ProcessEnv = process.env): boolean 
 
 export interface Tracing {
   readonly enabled: boolean;
-  /** Exports what is buffered and stops; the process's spans are no-ops afterwards. */
+  /**
+   * Exports what is buffered and stops; the process's spans are no-ops afterwards. A
+   * collector that cannot be reached loses those spans but does not fail the shutdown.
+   */
   shutdown(): Promise<void>;
 }
 
 const OFF: Tracing = { enabled: false, shutdown: async () => {} };
 
 /**
- * Starts tracing for this process when the environment asks for it. `serviceName` is
- * the default for OTEL_SERVICE_NAME. Only traces: kiln's metrics are Prometheus's
- * (/metrics) and its logs are pino's, so the SDK's metric and log exporters stay off.
+ * Starts tracing for this process when its environment asks for it (the SDK reads the
+ * OTEL_* variables from process.env). `serviceName` is the default for
+ * OTEL_SERVICE_NAME. Only traces: kiln's metrics are Prometheus's (/metrics) and its
+ * logs are pino's, so the SDK's metric and log exporters stay off.
  */
-export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): Tracing {
+export function startTracing(serviceName: string): Tracing {
+  const env = process.env;
   if (enabled || !tracingRequested(env)) return OFF;
   const sdk = new NodeSDK({
     serviceName: env.OTEL_SERVICE_NAME?.trim() || serviceName,
@@ -48,12 +53,15 @@ export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = proce
   return {
     enabled: true,
     shutdown() {
-      stopped ??= sdk.shutdown().finally(() => {
-        enabled = false;
-        trace.disable();
-        context.disable();
-        propagation.disable();
-      });
+      stopped ??= sdk
+        .shutdown()
+        .catch(() => undefined)
+        .finally(() => {
+          enabled = false;
+          trace.disable();
+          context.disable();
+          propagation.disable();
+        });
       return stopped;
     },
   };

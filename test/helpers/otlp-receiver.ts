@@ -55,10 +55,12 @@ function attributesOf(list: OtlpAttribute[] = []): Record<string, string | numbe
 export class OtlpReceiver {
   readonly spans: ReceivedSpan[] = [];
   private readonly waiters = new Set<() => void>();
-  private constructor(private readonly server: Server, readonly endpoint: string) {}
+  private server!: Server;
+  endpoint = '';
+  private constructor() {}
 
   static async start(): Promise<OtlpReceiver> {
-    let receiver!: OtlpReceiver;
+    const receiver = new OtlpReceiver();
     const server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -72,7 +74,8 @@ export class OtlpReceiver {
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    receiver = new OtlpReceiver(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    receiver.server = server;
+    receiver.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return receiver;
   }
 

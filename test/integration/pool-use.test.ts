@@ -27,7 +27,7 @@ describe.each(DATABASE_KINDS)('pool use on %s', (kind) => {
       inside();
       await held;
     });
-    let query: Promise<unknown> = Promise.resolve();
+    let query: Promise<unknown> | undefined;
     try {
       await entered;
       expect(handle.pool.snapshot().inUse).toBe(1);
