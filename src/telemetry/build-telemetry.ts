@@ -29,6 +29,8 @@ export interface Assignment {
 /** An assignment with tracing off: nothing to continue, nothing to end. */
 export const NO_ASSIGNMENT: Assignment = { traceparent: '', within: (fn) => fn(), end: () => {} };
 
+const MAX_REMEMBERED = 100_000;
+
 export class BuildTelemetry {
   /** Attempts this coordinator assigned and has not seen end, by build id. */
   private readonly attempts = new Map<string, number>();
@@ -44,10 +46,6 @@ export class BuildTelemetry {
         if (attempt !== undefined) this.attemptEnded(change.buildId, attempt);
       }
     });
-  }
-
-  get metrics(): CoordinatorMetrics {
-    return this.opts.metrics;
   }
 
   stop(): void {
@@ -72,8 +70,8 @@ export class BuildTelemetry {
 
   /** One build of a claim is being sent to its agent: the assignment span, whose context the agent continues. */
   assigning(build: AssignedBuild, agentId: string, claimStartedAt: number): Assignment {
-    this.attempts.set(build.id, build.attempt);
     if (!tracingEnabled()) return NO_ASSIGNMENT;
+    this.remember(build.id, build.attempt);
     const span = tracer().startSpan(
       'kiln.build.assign',
       { startTime: claimStartedAt, attributes: { ...buildAttributes(build), [ATTR.agentId]: agentId } },
@@ -121,6 +119,20 @@ export class BuildTelemetry {
    */
   upload<T>(kind: UploadKind, headers: Headers, attributes: Attributes, receive: (span: Span | undefined) => Promise<Received<T>>): Promise<T> {
     return traceUpload(this.opts.metrics, kind, headers, attributes, receive);
+  }
+
+  /**
+   * Remembers an attempt until it ends. One whose end this replica never hears of (its
+   * agent reported to another replica) would stay, so the oldest are let go past a bound.
+   */
+  private remember(buildId: string, attempt: number): void {
+    this.attempts.delete(buildId);
+    this.attempts.set(buildId, attempt);
+    if (this.attempts.size <= MAX_REMEMBERED) return;
+    for (const oldest of this.attempts.keys()) {
+      this.attempts.delete(oldest);
+      if (this.attempts.size <= MAX_REMEMBERED) break;
+    }
   }
 
   private async attemptOf(buildId: string): Promise<number | undefined> {
