@@ -8,7 +8,7 @@ import { UsageError } from './usage-error.js';
 
 const USAGE = `usage: kiln <command> [options]
 
-  kiln coordinator [--listen HOST:PORT] [--database URL | --data-dir DIR]
+  kiln coordinator [--listen HOST:PORT] [--database URL | --data-dir DIR] [--config FILE]
                    [--allocation priority-first|fair-share:KEY] [--lease SECONDS]
                    [--retries N] [--retry-on KIND,...] [--retry-backoff SECONDS]
                    [--retry-tag KEY=VALUE:RETRIES[:KIND,...[:BACKOFF]]]...

@@ -3,11 +3,13 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
-import { AgentSchema, BuildSchema, BuildState, type Agent, type Build } from '../../gen/kiln/v1/types_pb.js';
+import { AgentSchema, BuildSchema, BuildState, EventSchema, type Agent, type Build, type Event } from '../../gen/kiln/v1/types_pb.js';
+import { listEvents, type EventRecord } from '../hooks/event-queries.js';
+import { retryDeliveries } from '../hooks/deliveries.js';
 import type { Database } from '../db/connection.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import type { BuildState as DbBuildState } from '../db/schema.js';
-import { invalidArgument } from '../errors.js';
+import { invalidArgument, KilnError } from '../errors.js';
 import type { BuildRecord } from '../scheduler/build-queries.js';
 import { getBuild, listBuilds } from '../scheduler/build-queries.js';
 import { cancelBuild, retryBuild, setBuildPriority, updateBuildTags } from '../scheduler/build-changes.js';
@@ -81,6 +83,18 @@ export function agentToProto(a: AgentRecord, sessions?: AgentSessions): Agent {
   });
 }
 
+export function eventToProto(e: EventRecord): Event {
+  return create(EventSchema, {
+    id: BigInt(e.id),
+    type: e.type,
+    buildId: e.buildId ?? '',
+    agentId: e.agentId ?? '',
+    payloadJson: JSON.stringify(e.payload),
+    createdAt: timestampFromDate(e.createdAt),
+    deliveries: e.deliveries.map((d) => ({ ...d, runAfter: timestampFromDate(d.runAfter) })),
+  });
+}
+
 /** What the admin service tells the rest of the coordinator about its changes. */
 export interface AdminNotifications {
   /** Builds were added or changed in a way that may make work available. */
@@ -89,6 +103,8 @@ export interface AdminNotifications {
   buildCanceled(buildId: string, agentId: string | null): void;
   /** Tells an agent something, through whichever coordinator holds its stream. */
   toAgent(signal: AgentSignal): Promise<void>;
+  /** Hook deliveries were made due again. */
+  eventsRetried(): void;
 }
 
 export function adminService(
@@ -159,6 +175,20 @@ export function adminService(
     },
     async listAgents() {
       return { agents: (await listAgents(db)).map((a) => agentToProto(a, live.sessions)) };
+    },
+    async listEvents(req) {
+      const page = await listEvents(
+        db,
+        { types: [...req.types], buildId: req.buildId || undefined, deliveryStates: [...req.deliveryStates] },
+        { size: req.pageSize, token: req.pageToken },
+      );
+      return { events: page.events.map(eventToProto), nextPageToken: page.nextToken };
+    },
+    async retryEvent(req) {
+      const retried = await retryDeliveries(db, Number(req.id), req.hook || undefined);
+      if (retried === 0) throw new KilnError('failed_precondition', `event ${req.id} has no parked or pending delivery${req.hook ? ` for hook ${req.hook}` : ''} to retry`);
+      notify.eventsRetried();
+      return { retried };
     },
     async retryBuild(req) {
       const build = await retryBuild(db, req.id);

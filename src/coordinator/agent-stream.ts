@@ -14,6 +14,7 @@ import {
   type Hello,
 } from '../../gen/kiln/v1/agent_pb.js';
 import type { Database } from '../db/connection.js';
+import { events } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import {
   recordFinished,
@@ -82,6 +83,7 @@ export function agentStream(deps: AgentStreamDeps) {
     for (const id of hello.heldBuildIds) if (!abandon.includes(id)) session.holding.add(id);
     deps.sessions.add(session);
     log.info({ systems: session.systems, maxParallel: session.maxParallel, holding: session.holding.size }, 'agent connected');
+    await agentEvent(deps, 'agent-connected', agentId, { systems: session.systems, maxParallel: session.maxParallel, holding: [...session.holding], version: hello.version });
 
     session.outbox.push(
       create(ConnectResponseSchema, {
@@ -119,7 +121,10 @@ export function agentStream(deps: AgentStreamDeps) {
     } finally {
       session.outbox.end();
       // Its builds' leases are no longer renewed: they run out unless it comes back.
-      if (deps.sessions.remove(session)) log.info({ holding: session.holding.size }, 'agent disconnected');
+      if (deps.sessions.remove(session)) {
+        log.info({ holding: session.holding.size }, 'agent disconnected');
+        await agentEvent(deps, 'agent-lost', agentId, { holding: [...session.holding] });
+      }
     }
   };
 }
@@ -204,6 +209,15 @@ async function answerReport(session: AgentSession, report: ReportKind, buildId: 
     log.warn({ buildId, report: ReportKind[report], code: Code[refused.code], err: refused.rawMessage }, 'report refused');
     acknowledge(session, buildId, { code: refused.code, message: refused.rawMessage, report });
   }
+}
+
+/** An agent's stream came or went: an event for hooks (never a reason to fail the stream). */
+async function agentEvent(deps: AgentStreamDeps, type: 'agent-connected' | 'agent-lost', agentId: string, payload: Record<string, unknown>): Promise<void> {
+  await deps.db
+    .insert(events)
+    .values({ type, agentId, payload })
+    .then(() => deps.events.emit({ kind: 'agent', agentId }))
+    .catch((err: unknown) => deps.log.error({ err, agentId, type }, 'could not record an agent event'));
 }
 
 /** A build's final report is recorded: the agent's slot is free, and the queue may have changed. */

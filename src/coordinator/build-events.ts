@@ -5,10 +5,7 @@ import { EventEmitter } from 'node:events';
 
 export type BuildChangeKind = 'submitted' | 'allocated' | 'started' | 'requeued' | 'finished' | 'canceled';
 
-export interface BuildChange {
-  buildId: string;
-  kind: BuildChangeKind;
-}
+export type BuildChange = { buildId: string; kind: BuildChangeKind } | { kind: 'agent'; agentId: string };
 
 export class BuildEvents {
   private readonly emitter = new EventEmitter();

@@ -25,6 +25,9 @@ import { BuildEvents } from './build-events.js';
 import { Dispatcher } from './dispatcher.js';
 import { FarmSignals, type AgentSignal } from './farm-signals.js';
 import { chainRoutes, healthRoute } from './http-routes.js';
+import { HookRunner } from '../hooks/runner.js';
+import { hooksFromSpecs, type HookSpec } from '../hooks/hook-specs.js';
+import { createAdminClient } from '../cli/admin-client.js';
 import { NO_LOAD_LIMITS, type AgentSessions as Sessions, type LoadLimits } from './agent-sessions.js';
 import { priorityFirst, type AllocationPolicy } from '../scheduler/allocation.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../scheduler/retry-policy.js';
@@ -72,6 +75,10 @@ export interface CoordinatorOptions {
    * submitting the top of a closure builds the closure).
    */
   submitMissingInputs?: boolean;
+  /** Operators' hooks: commands and modules run on events, at least once each. */
+  hooks?: HookSpec[];
+  /** How often the hook runner looks for due deliveries unprompted (default 1 s). */
+  hookPollMs?: number;
 }
 
 export type CoordinatorState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -90,6 +97,7 @@ export interface Coordinator {
   sessions: AgentSessions;
   dispatcher: Dispatcher;
   events: BuildEvents;
+  hooks: HookRunner;
   state(): CoordinatorState;
   stop(): Promise<void>;
 }
@@ -126,6 +134,16 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   });
   await signals.start({ work: () => dispatcher.poke(), agent: (signal) => tellAgent(sessions, signal, dispatcher, log) });
   let url = '';
+  // Module hooks get an AdminService client of this coordinator, once it listens.
+  const hookList = await hooksFromSpecs(opts.hooks ?? [], () => createAdminClient(url, adminToken)).catch(async (err: unknown) => {
+    await dispatcher.stop();
+    await signals.stop();
+    await database.close();
+    throw err;
+  });
+  const hooks = new HookRunner({ db, hooks: hookList, log: log.child({ part: 'hooks' }), pollMs: opts.hookPollMs });
+  // Every change this process makes may have written events.
+  events.on(() => hooks.poke());
 
   const routes = (router: ConnectRouter) => {
     router.service(
@@ -143,6 +161,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
             .catch((err: unknown) => log.error({ err, buildId }, 'could not tell the agent of a cancel'));
         },
         toAgent: (signal) => signals.toAgent(signal),
+        eventsRetried: () => hooks.poke(),
       }, { sessions, telemetry }),
     );
     router.service(AgentService, {
@@ -191,7 +210,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const host = listener.address.address.includes(':') ? `[${listener.address.address}]` : listener.address.address;
   url = `${tls ? 'https' : 'http'}://${host}:${listener.address.port}`;
   state = 'running';
-  log.info({ url, database: database.kind }, 'coordinator running');
+  hooks.start();
+  log.info({ url, database: database.kind, hooks: hookList.map((h) => h.name) }, 'coordinator running');
 
   let stopping: Promise<void> | undefined;
   return {
@@ -205,12 +225,14 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     sessions,
     dispatcher,
     events,
+    hooks,
     state: () => state,
     stop() {
       stopping ??= (async () => {
         state = 'stopping';
         listener.stopAccepting();
         await dispatcher.stop();
+        await hooks.stop();
         await signals.stop();
         sessions.closeAll('the coordinator is shutting down');
         await listener.close();

@@ -189,9 +189,38 @@ export const events = pgTable(
     agentId: uuid('agent_id'),
     payload: jsonb('payload').notNull().default({}),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    /** When the hook runner made its deliveries (one per hook that takes its type). */
     processedAt: timestamp('processed_at', { withTimezone: true }),
   },
   (t) => [index('events_unprocessed').on(t.id).where(sql`${t.processedAt} is null`)],
+);
+
+export const deliveryState = pgEnum('delivery_state', ['pending', 'running', 'done', 'parked']);
+export type DeliveryState = (typeof deliveryState.enumValues)[number];
+
+/**
+ * One event for one hook: handled at least once. A running delivery whose lease ran out
+ * (its coordinator died) is taken again; a failing one is retried with backoff and, after
+ * the hook's limit, parked until an operator retries it.
+ */
+export const hookDeliveries = pgTable(
+  'hook_deliveries',
+  {
+    hook: text('hook').notNull(),
+    eventId: bigint('event_id', { mode: 'number' }).notNull().references(() => events.id, { onDelete: 'cascade' }),
+    state: deliveryState('state').notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    runAfter: timestamp('run_after', { withTimezone: true }).notNull().defaultNow(),
+    leaseUntil: timestamp('lease_until', { withTimezone: true }),
+    lastError: text('last_error').notNull().default(''),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.hook, t.eventId] }),
+    // What a hook's workers claim from: only what is not done.
+    index('hook_deliveries_open').on(t.hook, t.runAfter, t.eventId).where(sql`${t.state} in ('pending', 'running')`),
+    index('hook_deliveries_event').on(t.eventId),
+  ],
 );
 
 /** Every attempt at a build: which agent, when, and how it ended. */

@@ -4,7 +4,7 @@
 // index, so a scrape stays cheap however long the history grows.
 import { and, count, eq, inArray, isNull, lte, min, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, events, type BuildState } from '../db/schema.js';
+import { builds, events, hookDeliveries, type BuildState, type DeliveryState } from '../db/schema.js';
 
 export const UNFINISHED: BuildState[] = ['scheduled', 'allocated', 'started'];
 
@@ -44,7 +44,17 @@ export async function readyBySystem(db: Database): Promise<ReadyCount[]> {
   return rows.map((r) => ({ system: r.system, count: Number(r.count), oldestCreatedAt: toDate(r.oldest) }));
 }
 
-/** Events written with a state change that the hooks have not processed yet. */
+/** Deliveries not done, by hook and state: what the hooks still owe (pending, running) and what they gave up on (parked). */
+export async function openHookDeliveries(db: Database): Promise<{ hook: string; state: DeliveryState; count: number }[]> {
+  const rows = await db
+    .select({ hook: hookDeliveries.hook, state: hookDeliveries.state, count: count() })
+    .from(hookDeliveries)
+    .where(inArray(hookDeliveries.state, ['pending', 'running', 'parked']))
+    .groupBy(hookDeliveries.hook, hookDeliveries.state);
+  return rows.map((r) => ({ hook: r.hook, state: r.state, count: Number(r.count) }));
+}
+
+/** Events written with a state change that the hook runner has not fanned out into deliveries yet. */
 export async function hookBacklog(db: Database): Promise<HookBacklog> {
   const [row] = await db.select({ pending: count(), oldest: min(events.createdAt) }).from(events).where(isNull(events.processedAt));
   return { pending: Number(row?.pending ?? 0), oldestCreatedAt: row?.oldest ? toDate(row.oldest) : null };

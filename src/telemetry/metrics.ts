@@ -4,7 +4,7 @@
 // one, or max()); agent gauges are the agents whose stream this replica holds.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DatabaseHandle } from '../db/connection.js';
-import { hookBacklog, readyBySystem, unfinishedByStateAndSystem } from '../scheduler/queue-summary.js';
+import { hookBacklog, openHookDeliveries, readyBySystem, unfinishedByStateAndSystem } from '../scheduler/queue-summary.js';
 import type { AgentSessions } from '../coordinator/agent-sessions.js';
 
 export type UploadKind = 'output' | 'source' | 'log';
@@ -105,7 +105,7 @@ export class CoordinatorMetrics {
     const backlog = perScrape(() => hookBacklog(db));
     new Gauge({
       name: 'kiln_hook_events_pending',
-      help: 'Build events written that the hooks have not processed yet.',
+      help: 'Build events written that the hook runner has not handed to the hooks yet.',
       registers: [this.registry],
       async collect() {
         this.set((await backlog()).pending);
@@ -118,6 +118,16 @@ export class CoordinatorMetrics {
       async collect() {
         const oldest = (await backlog()).oldestCreatedAt;
         this.set(oldest ? Math.max(0, (Date.now() - oldest.getTime()) / 1000) : 0);
+      },
+    });
+    new Gauge({
+      name: 'kiln_hook_deliveries',
+      help: 'Hook deliveries not done, by hook and state (pending, running, parked).',
+      labelNames: ['hook', 'state'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const d of await openHookDeliveries(db)) this.set({ hook: d.hook, state: d.state }, d.count);
       },
     });
     new Gauge({

@@ -4,7 +4,7 @@
 // (wake-ups travel by LISTEN/NOTIFY, claims by FOR UPDATE SKIP LOCKED).
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
@@ -31,8 +31,13 @@ describe('three coordinator replicas on one PostgreSQL', () => {
     // The replicas share one data directory (as on a shared filesystem): admin token,
     // signing keys and NARs. The first creates the token and keys; the others read them.
     dataDir = mkdtempSync(join(tmpdir(), 'kiln-replicas-'));
-    replicas.push(await startCoordinatorProcess({ dataDir, databaseUrl: database.url }));
-    replicas.push(...(await Promise.all([1, 2].map(() => startCoordinatorProcess({ dataDir, databaseUrl: database.url })))));
+    // Every replica runs the same hook; each event must be handled by one of them only.
+    const config = join(dataDir, 'kiln.json');
+    writeFileSync(config, JSON.stringify({ hooks: [{ name: 'recorder', events: ['build-success'], concurrency: 4, command: ['/bin/sh', '-c', `cat >> ${join(dataDir, 'successes.jsonl')}`] }] }));
+    writeFileSync(join(dataDir, 'successes.jsonl'), '');
+    const start = () => startCoordinatorProcess({ dataDir, databaseUrl: database.url, args: ['--config', config] });
+    replicas.push(await start());
+    replicas.push(...(await Promise.all([1, 2].map(start))));
     const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
     admins = replicas.map((r) => createAdminClient(r.url, token));
   }, 120_000);
@@ -128,6 +133,25 @@ describe('three coordinator replicas on one PostgreSQL', () => {
     expect(new Set(all)).toEqual(new Set(ids));
     // Every agent stayed within its slots, and every replica handed out work.
     for (const a of agents) expect(a.maxHolding).toBeLessThanOrEqual(4);
+    // Each success event went to the hook once, on one replica (row locks on deliveries).
+    const successes = join(dataDir, 'successes.jsonl');
+    const recorded = () => readFileSync(successes, 'utf8').split('\n').slice(0, -1).map((l) => (JSON.parse(l) as { buildId: string }).buildId);
+    await new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (recorded().length < BUILDS) return;
+        clearTimeout(timer);
+        watcher.close();
+        resolve();
+      };
+      const watcher = watch(successes, check);
+      const timer = setTimeout(() => {
+        watcher.close();
+        reject(new Error(`the hook recorded ${recorded().length} of ${BUILDS} successes`));
+      }, 120_000);
+      check();
+    });
+    expect(recorded().length).toBe(BUILDS);
+    expect(new Set(recorded())).toEqual(new Set(ids));
     for (let r = 0; r < replicas.length; r++) {
       const handed = agents.slice(r * AGENTS_PER_REPLICA, (r + 1) * AGENTS_PER_REPLICA).reduce((n, a) => n + a.assigned.length, 0);
       expect(handed).toBeGreaterThan(0);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { inArray, isNull, count } from 'drizzle-orm';
 import { BuildResult } from '../../gen/kiln/v1/agent_pb.js';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
-import { events, storePaths } from '../../src/db/schema.js';
+import { events, hookDeliveries, storePaths } from '../../src/db/schema.js';
 import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
 import { REPO_ROOT, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
@@ -60,6 +60,23 @@ describe.each(DATABASE_KINDS)('/metrics on %s', (kind) => {
     expect(used.size).toBeGreaterThan(10);
     const unknown = [...used].filter((name) => !families.has(name) && !families.has(name.replace(/_(bucket|sum|count)$/, '')));
     expect(unknown).toEqual([]);
+  });
+
+  test('hook deliveries not done are counted by hook and state', async () => {
+    const db = t.coordinator.database.db;
+    const made = await db.insert(events).values([{ type: 'test-a' }, { type: 'test-b' }, { type: 'test-c' }]).returning({ id: events.id });
+    await db.insert(hookDeliveries).values([
+      { hook: 'metrics-test', eventId: made[0]!.id, state: 'pending' },
+      { hook: 'metrics-test', eventId: made[1]!.id, state: 'parked', lastError: 'failed on purpose' },
+      { hook: 'metrics-test', eventId: made[2]!.id, state: 'done' },
+      { hook: 'metrics-other', eventId: made[2]!.id, state: 'pending' },
+    ]);
+    const m = await scrape(t);
+    expect(sampleValue(m, 'kiln_hook_deliveries', { hook: 'metrics-test', state: 'pending' })).toBe(1);
+    expect(sampleValue(m, 'kiln_hook_deliveries', { hook: 'metrics-test', state: 'parked' })).toBe(1);
+    expect(sampleValue(m, 'kiln_hook_deliveries', { hook: 'metrics-test', state: 'done' })).toBeUndefined();
+    expect(sampleValue(m, 'kiln_hook_deliveries', { hook: 'metrics-other', state: 'pending' })).toBe(1);
+    await db.delete(events).where(inArray(events.id, made.map((e) => e.id)));
   });
 
   test('the counters, the queue and the agents are what the test did', async () => {
@@ -119,8 +136,13 @@ describe.each(DATABASE_KINDS)('/metrics on %s', (kind) => {
     expect(sampleValue(m, 'kiln_agent_builds_held', id)).toBe(2);
     expect(sampleValue(m, 'kiln_agent_free_slots', id)).toBe(0);
 
-    const [pending] = await t.coordinator.database.db.select({ n: count() }).from(events).where(isNull(events.processedAt));
-    expect(sampleValue(m, 'kiln_hook_events_pending')).toBe(Number(pending!.n));
+    // The hook runner may hand events on while we look: the scrape lies between two counts.
+    const pending = async () => Number((await t.coordinator.database.db.select({ n: count() }).from(events).where(isNull(events.processedAt)))[0]!.n);
+    const pendingBefore = await pending();
+    const scraped = sampleValue(await scrape(t), 'kiln_hook_events_pending')!;
+    const after = await pending();
+    expect(scraped).toBeGreaterThanOrEqual(after);
+    expect(scraped).toBeLessThanOrEqual(pendingBefore);
     expect(sampleValue(m, 'kiln_db_pool_connections_in_use')).toBeGreaterThanOrEqual(0);
   });
 });

@@ -8,7 +8,7 @@ import type { UploadTrailer } from "./agent_pb.js";
 import { file_kiln_v1_agent } from "./agent_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Agent, Build, BuildState, DerivationText, Tag } from "./types_pb.js";
+import type { Agent, Build, BuildState, DerivationText, Event, Tag } from "./types_pb.js";
 import { file_kiln_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0yrgkKDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEj8KCEdldEJ1aWxkEhgua2lsbi52MS5HZXRCdWlsZFJlcXVlc3QaGS5raWxuLnYxLkdldEJ1aWxkUmVzcG9uc2USRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZRJaChFRdWVyeU1pc3NpbmdQYXRocxIhLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0GiIua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEk0KDFVwbG9hZFNvdXJjZRIcLmtpbG4udjEuVXBsb2FkU291cmNlUmVxdWVzdBodLmtpbG4udjEuVXBsb2FkU291cmNlUmVzcG9uc2UoARJUCg9HZXRRdWV1ZVN1bW1hcnkSHy5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlcXVlc3QaIC5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFMrwKCgxBZG1pblNlcnZpY2USSAoLU3VibWl0QnVpbGQSGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZRI/CghHZXRCdWlsZBIYLmtpbG4udjEuR2V0QnVpbGRSZXF1ZXN0Ghkua2lsbi52MS5HZXRCdWlsZFJlc3BvbnNlEkUKCkxpc3RCdWlsZHMSGi5raWxuLnYxLkxpc3RCdWlsZHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QnVpbGRzUmVzcG9uc2USSAoLQ2FuY2VsQnVpbGQSGy5raWxuLnYxLkNhbmNlbEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXNwb25zZRJXChBTZXRCdWlsZFByaW9yaXR5EiAua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVxdWVzdBohLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlElQKD1VwZGF0ZUJ1aWxkVGFncxIfLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBogLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVzcG9uc2USSAoLQ3JlYXRlQWdlbnQSGy5raWxuLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBocLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJgChNDcmVhdGVBZ2VudFBhc3N3b3JkEiMua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVxdWVzdBokLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEkUKCkxpc3RBZ2VudHMSGi5raWxuLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QWdlbnRzUmVzcG9uc2USRQoKUmV0cnlCdWlsZBIaLmtpbG4udjEuUmV0cnlCdWlsZFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5QnVpbGRSZXNwb25zZRJFCgpEcmFpbkFnZW50Ehoua2lsbi52MS5EcmFpbkFnZW50UmVxdWVzdBobLmtpbG4udjEuRHJhaW5BZ2VudFJlc3BvbnNlElEKDlNldEFnZW50QWN0aXZlEh4ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlcXVlc3QaHy5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVzcG9uc2USWgoRUXVlcnlNaXNzaW5nUGF0aHMSIS5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVxdWVzdBoiLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXNwb25zZRJNCgxVcGxvYWRTb3VyY2USHC5raWxuLnYxLlVwbG9hZFNvdXJjZVJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZFNvdXJjZVJlc3BvbnNlKAESVAoPR2V0UXVldWVTdW1tYXJ5Eh8ua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXF1ZXN0GiAua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXNwb25zZRJFCgpMaXN0RXZlbnRzEhoua2lsbi52MS5MaXN0RXZlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkUKClJldHJ5RXZlbnQSGi5raWxuLnYxLlJldHJ5RXZlbnRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUV2ZW50UmVzcG9uc2ViBnByb3RvMw", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -783,6 +783,117 @@ export const GetQueueSummaryResponseSchema: GenMessage<GetQueueSummaryResponse> 
   messageDesc(file_kiln_v1_admin, 32);
 
 /**
+ * @generated from message kiln.v1.ListEventsRequest
+ */
+export type ListEventsRequest = Message<"kiln.v1.ListEventsRequest"> & {
+  /**
+   * Only events of these types (all when empty).
+   *
+   * @generated from field: repeated string types = 1;
+   */
+  types: string[];
+
+  /**
+   * Only events about this build.
+   *
+   * @generated from field: string build_id = 2;
+   */
+  buildId: string;
+
+  /**
+   * Only events with a delivery in one of these states ("pending", "running", "done",
+   * "parked"); all when empty.
+   *
+   * @generated from field: repeated string delivery_states = 3;
+   */
+  deliveryStates: string[];
+
+  /**
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message kiln.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 33);
+
+/**
+ * @generated from message kiln.v1.ListEventsResponse
+ */
+export type ListEventsResponse = Message<"kiln.v1.ListEventsResponse"> & {
+  /**
+   * @generated from field: repeated kiln.v1.Event events = 1;
+   */
+  events: Event[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message kiln.v1.ListEventsResponse.
+ * Use `create(ListEventsResponseSchema)` to create a new message.
+ */
+export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 34);
+
+/**
+ * @generated from message kiln.v1.RetryEventRequest
+ */
+export type RetryEventRequest = Message<"kiln.v1.RetryEventRequest"> & {
+  /**
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * Only this hook's delivery (all of the event's parked or pending deliveries when empty).
+   *
+   * @generated from field: string hook = 2;
+   */
+  hook: string;
+};
+
+/**
+ * Describes the message kiln.v1.RetryEventRequest.
+ * Use `create(RetryEventRequestSchema)` to create a new message.
+ */
+export const RetryEventRequestSchema: GenMessage<RetryEventRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 35);
+
+/**
+ * @generated from message kiln.v1.RetryEventResponse
+ */
+export type RetryEventResponse = Message<"kiln.v1.RetryEventResponse"> & {
+  /**
+   * How many deliveries were made due again.
+   *
+   * @generated from field: int32 retried = 1;
+   */
+  retried: number;
+};
+
+/**
+ * Describes the message kiln.v1.RetryEventResponse.
+ * Use `create(RetryEventResponseSchema)` to create a new message.
+ */
+export const RetryEventResponseSchema: GenMessage<RetryEventResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 36);
+
+/**
  * What operators and their scripts use: submit and steer builds, manage agents.
  * Every call needs the admin bearer token in the `authorization` header.
  *
@@ -932,6 +1043,26 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetQueueSummaryRequestSchema;
     output: typeof GetQueueSummaryResponseSchema;
+  },
+  /**
+   * Events, newest first, with how each hook's delivery of them stands.
+   *
+   * @generated from rpc kiln.v1.AdminService.ListEvents
+   */
+  listEvents: {
+    methodKind: "unary";
+    input: typeof ListEventsRequestSchema;
+    output: typeof ListEventsResponseSchema;
+  },
+  /**
+   * Delivers a parked (or failing) event again to its hooks, or to one of them.
+   *
+   * @generated from rpc kiln.v1.AdminService.RetryEvent
+   */
+  retryEvent: {
+    methodKind: "unary";
+    input: typeof RetryEventRequestSchema;
+    output: typeof RetryEventResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_v1_admin, 0);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/types.proto.
  */
 export const file_kiln_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIswECgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkZXJpdmVkX3ByaW9yaXR5GA0gASgFEhUKDWF0dGVtcHRfY291bnQYDiABKA0SJwoIYXR0ZW1wdHMYDyADKAsyFS5raWxuLnYxLkJ1aWxkQXR0ZW1wdBIXCg90aW1lb3V0X3NlY29uZHMYECABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGBEgASgNEi4KCm5vdF9iZWZvcmUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDndhaXRpbmdfaW5wdXRzGBMgASgNIocCCgxCdWlsZEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIQCghhZ2VudF9pZBgCIAEoCRIwCgxhbGxvY2F0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAYgASgJEg8KB21lc3NhZ2UYByABKAkSEAoIbG9nX3NpemUYCCABKAQSEAoIdHJhY2VfaWQYCSABKAkiwwEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGl2ZRgFIAEoCBIWCg5wYXNzd29yZF9jb3VudBgGIAEoBRIsCgpjb25uZWN0aW9uGAcgASgLMhgua2lsbi52MS5BZ2VudENvbm5lY3Rpb24i5wEKD0FnZW50Q29ubmVjdGlvbhIPCgdzeXN0ZW1zGAEgAygJEhsKE21heF9wYXJhbGxlbF9idWlsZHMYAiABKA0SEgoKZnJlZV9zbG90cxgDIAEoDRIPCgdob2xkaW5nGAQgASgNEhQKDGxvYWRfYXZlcmFnZRgFIAEoARIRCgljcHVfY291bnQYBiABKA0SFwoPZnJlZV9kaXNrX2J5dGVzGAcgASgEEhAKCGRyYWluaW5nGAggASgIEi0KCWxhc3Rfc2VlbhgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqxQEKCkJ1aWxkU3RhdGUSGwoXQlVJTERfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVCVUlMRF9TVEFURV9TQ0hFRFVMRUQQARIZChVCVUlMRF9TVEFURV9BTExPQ0FURUQQAhIXChNCVUlMRF9TVEFURV9TVEFSVEVEEAMSGQoVQlVJTERfU1RBVEVfU1VDQ0VFREVEEAQSFgoSQlVJTERfU1RBVEVfRkFJTEVEEAUSGAoUQlVJTERfU1RBVEVfQ0FOQ0VMRUQQBmIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIswECgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkZXJpdmVkX3ByaW9yaXR5GA0gASgFEhUKDWF0dGVtcHRfY291bnQYDiABKA0SJwoIYXR0ZW1wdHMYDyADKAsyFS5raWxuLnYxLkJ1aWxkQXR0ZW1wdBIXCg90aW1lb3V0X3NlY29uZHMYECABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGBEgASgNEi4KCm5vdF9iZWZvcmUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDndhaXRpbmdfaW5wdXRzGBMgASgNIocCCgxCdWlsZEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIQCghhZ2VudF9pZBgCIAEoCRIwCgxhbGxvY2F0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAYgASgJEg8KB21lc3NhZ2UYByABKAkSEAoIbG9nX3NpemUYCCABKAQSEAoIdHJhY2VfaWQYCSABKAkiwwEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGl2ZRgFIAEoCBIWCg5wYXNzd29yZF9jb3VudBgGIAEoBRIsCgpjb25uZWN0aW9uGAcgASgLMhgua2lsbi52MS5BZ2VudENvbm5lY3Rpb24i5wEKD0FnZW50Q29ubmVjdGlvbhIPCgdzeXN0ZW1zGAEgAygJEhsKE21heF9wYXJhbGxlbF9idWlsZHMYAiABKA0SEgoKZnJlZV9zbG90cxgDIAEoDRIPCgdob2xkaW5nGAQgASgNEhQKDGxvYWRfYXZlcmFnZRgFIAEoARIRCgljcHVfY291bnQYBiABKA0SFwoPZnJlZV9kaXNrX2J5dGVzGAcgASgEEhAKCGRyYWluaW5nGAggASgIEi0KCWxhc3Rfc2VlbhgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitwEKBUV2ZW50EgoKAmlkGAEgASgDEgwKBHR5cGUYAiABKAkSEAoIYnVpbGRfaWQYAyABKAkSEAoIYWdlbnRfaWQYBCABKAkSFAoMcGF5bG9hZF9qc29uGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCmRlbGl2ZXJpZXMYByADKAsyFi5raWxuLnYxLkV2ZW50RGVsaXZlcnkigQEKDUV2ZW50RGVsaXZlcnkSDAoEaG9vaxgBIAEoCRINCgVzdGF0ZRgCIAEoCRIQCghhdHRlbXB0cxgDIAEoDRISCgpsYXN0X2Vycm9yGAQgASgJEi0KCXJ1bl9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqxQEKCkJ1aWxkU3RhdGUSGwoXQlVJTERfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVCVUlMRF9TVEFURV9TQ0hFRFVMRUQQARIZChVCVUlMRF9TVEFURV9BTExPQ0FURUQQAhIXChNCVUlMRF9TVEFURV9TVEFSVEVEEAMSGQoVQlVJTERfU1RBVEVfU1VDQ0VFREVEEAQSFgoSQlVJTERfU1RBVEVfRkFJTEVEEAUSGAoUQlVJTERfU1RBVEVfQ0FOQ0VMRUQQBmIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * A key=value label on a build or an agent. A build is only allocated to an agent
@@ -418,6 +418,101 @@ export type AgentConnection = Message<"kiln.v1.AgentConnection"> & {
  */
 export const AgentConnectionSchema: GenMessage<AgentConnection> = /*@__PURE__*/
   messageDesc(file_kiln_v1_types, 6);
+
+/**
+ * Something that happened, written in the same transaction as the change it reports, and
+ * handed to every hook that takes its type, at least once.
+ *
+ * @generated from message kiln.v1.Event
+ */
+export type Event = Message<"kiln.v1.Event"> & {
+  /**
+   * @generated from field: int64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * e.g. "build-success", "agent-lost".
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * @generated from field: string build_id = 3;
+   */
+  buildId: string;
+
+  /**
+   * @generated from field: string agent_id = 4;
+   */
+  agentId: string;
+
+  /**
+   * The event's details, as JSON.
+   *
+   * @generated from field: string payload_json = 5;
+   */
+  payloadJson: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 6;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated kiln.v1.EventDelivery deliveries = 7;
+   */
+  deliveries: EventDelivery[];
+};
+
+/**
+ * Describes the message kiln.v1.Event.
+ * Use `create(EventSchema)` to create a new message.
+ */
+export const EventSchema: GenMessage<Event> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_types, 7);
+
+/**
+ * One hook's handling of one event.
+ *
+ * @generated from message kiln.v1.EventDelivery
+ */
+export type EventDelivery = Message<"kiln.v1.EventDelivery"> & {
+  /**
+   * @generated from field: string hook = 1;
+   */
+  hook: string;
+
+  /**
+   * pending, running, done or parked.
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * @generated from field: uint32 attempts = 3;
+   */
+  attempts: number;
+
+  /**
+   * @generated from field: string last_error = 4;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp run_after = 5;
+   */
+  runAfter?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.EventDelivery.
+ * Use `create(EventDeliverySchema)` to create a new message.
+ */
+export const EventDeliverySchema: GenMessage<EventDelivery> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_types, 8);
 
 /**
  * The life of a build. A setup failure returns a build to SCHEDULED.

@@ -20,14 +20,21 @@ export interface RunOptions extends SpawnOptions {
   timeoutMs?: number;
   silenceMs?: number;
   keepStdout?: boolean;
+  /** Bytes written to its standard input (closed after them); none: stdin is /dev/null. */
+  input?: Buffer;
 }
 
 const TAIL_BYTES = 16 * 1024;
 
 export function runProcess(command: string, args: string[], opts: RunOptions = {}): Promise<ProcessResult> {
-  const { signal, onOutput, timeoutMs, silenceMs, keepStdout, ...spawnOptions } = opts;
+  const { signal, onOutput, timeoutMs, silenceMs, keepStdout, input, ...spawnOptions } = opts;
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...spawnOptions, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(command, args, { ...spawnOptions, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true });
+    if (input) {
+      // A child that exits without reading all of it closes the pipe: not an error here.
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(input);
+    }
     let tail = Buffer.alloc(0);
     let stdout = '';
     let stoppedBy: ProcessResult['stoppedBy'];

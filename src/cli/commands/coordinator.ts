@@ -9,6 +9,7 @@ import type { Tag } from '../../scheduler/tags.js';
 import { priorityFirst, type AllocationPolicy } from '../../scheduler/allocation.js';
 import { fairShareByTag } from '../../scheduler/fair-share.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
+import { configAsFlags, loadConfig } from '../../coordinator/config-file.js';
 import { parse, secondsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 import { startTracing } from '../../telemetry/tracing.js';
@@ -31,7 +32,8 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'tls-key': { type: 'string' },
     'local-agent': { type: 'boolean', default: false },
     lease: { type: 'string' },
-    allocation: { type: 'string', default: 'priority-first' },
+    allocation: { type: 'string' },
+    config: { type: 'string' },
     retries: { type: 'string' },
     'retry-on': { type: 'string' },
     'retry-backoff': { type: 'string' },
@@ -40,14 +42,21 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'max-silent-time': { type: 'string' },
     'max-load-per-cpu': { type: 'string' },
     'min-free-disk-gib': { type: 'string' },
-    'only-submitted': { type: 'boolean', default: false },
+    'only-submitted': { type: 'boolean' },
   });
   if (positionals.length) throw new UsageError(`kiln coordinator takes no arguments, got ${positionals.join(' ')}`);
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
   const databaseUrl = values.database ?? process.env.DATABASE_URL;
   const { host, port } = parseListen(values.listen);
-  // Before anything else, so that every span of this process is exported (when OTEL_* asks).
+  // The configuration file first; flags given on the command line win over it.
+  const configPath = values.config ?? process.env.KILN_CONFIG;
+  const config = configPath ? await loadConfig(configPath).catch((err: unknown) => {
+    throw new UsageError((err as Error).message);
+  }) : {};
+  const given = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined));
+  const settings = { ...configAsFlags(config), ...given } as Parameters<typeof schedulingOptions>[0];
+  // Before the coordinator starts, so that every span of this process is exported (when OTEL_* asks).
   const tracing = startTracing('kiln-coordinator');
   const coordinator = await startCoordinator({
     host,
@@ -58,7 +67,8 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     adminToken: process.env.KILN_ADMIN_TOKEN || undefined,
     dashboardToken: process.env.KILN_DASHBOARD_TOKEN || undefined,
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
-    ...schedulingOptions(values),
+    ...schedulingOptions(settings),
+    hooks: config.hooks,
   });
   console.error(`kiln coordinator listening on ${coordinator.url} (data in ${dataDir}, database ${coordinator.database.kind})`);
   console.error(`cache public key: ${coordinator.nixPublicKey}`);
@@ -82,7 +92,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
 /** The farm's scheduling settings from the command line (a configuration file comes later). */
 export function schedulingOptions(values: {
   lease?: string;
-  allocation: string;
+  allocation?: string;
   retries?: string;
   'retry-on'?: string;
   'retry-backoff'?: string;
@@ -91,7 +101,7 @@ export function schedulingOptions(values: {
   'max-silent-time'?: string;
   'max-load-per-cpu'?: string;
   'min-free-disk-gib'?: string;
-  'only-submitted': boolean;
+  'only-submitted'?: boolean;
 }): Partial<CoordinatorOptions> {
   const farm = { ...DEFAULT_RETRY_POLICY.farm };
   if (values.retries !== undefined) farm.maxAttempts = 1 + secondsFrom(values.retries, '--retries');
@@ -111,7 +121,7 @@ export function schedulingOptions(values: {
   if (leaseSeconds === 0) throw new UsageError('--lease must be at least 1 second: an agent holds its builds that long without reporting');
   return {
     leaseMs: leaseSeconds !== undefined ? leaseSeconds * 1000 : undefined,
-    allocationPolicy: allocationFrom(values.allocation),
+    allocationPolicy: allocationFrom(values.allocation ?? 'priority-first'),
     retryPolicy: { farm, byTag },
     defaultLimits: { timeoutSeconds: secondsFrom(values.timeout, '--timeout'), maxSilentSeconds: secondsFrom(values['max-silent-time'], '--max-silent-time') },
     loadLimits: {
@@ -152,7 +162,7 @@ function retryTagRule(text: string, farm: RetryRule): { tag: Tag; rule: RetryRul
     tag: { key: m[1]!, value: m[2]! },
     rule: {
       maxAttempts: 1 + Number(m[3]),
-      on: m[4] !== undefined ? failureKinds(m[4], '--retry-tag') : farm.on,
+      on: m[4] ? failureKinds(m[4], '--retry-tag') : farm.on,
       initialBackoffMs: backoffMs,
       maxBackoffMs: Math.max(farm.maxBackoffMs, backoffMs),
     },

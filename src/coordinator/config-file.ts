@@ -1,0 +1,142 @@
+// The coordinator's configuration file: JSON, or a module (kiln.config.ts / .js / .mjs)
+// whose default export is the same object. It is checked when the coordinator starts,
+// every mistake named with its place in the file; the scheduling part becomes the same
+// settings as the command-line flags (which win where both are given), so there is one
+// way each setting is read.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { HookSpec } from '../hooks/hook-specs.js';
+
+export interface KilnConfig {
+  scheduling?: {
+    /** priority-first, or fair-share:TAG-KEY */
+    allocation?: string;
+    leaseSeconds?: number;
+    timeoutSeconds?: number;
+    maxSilentSeconds?: number;
+    maxLoadPerCpu?: number;
+    minFreeDiskGiB?: number;
+    /** Submit builds for inputs nothing builds (default true). */
+    submitMissingInputs?: boolean;
+  };
+  retry?: {
+    /** Attempts after the first. */
+    retries?: number;
+    on?: string[];
+    backoffSeconds?: number;
+    byTag?: { tag: string; retries: number; on?: string[]; backoffSeconds?: number }[];
+  };
+  hooks?: HookSpec[];
+}
+
+const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
+  scheduling: ['allocation', 'leaseSeconds', 'timeoutSeconds', 'maxSilentSeconds', 'maxLoadPerCpu', 'minFreeDiskGiB', 'submitMissingInputs'],
+  retry: ['retries', 'on', 'backoffSeconds', 'byTag'],
+  hooks: [],
+};
+
+export class ConfigError extends Error {}
+
+/** Reads and checks a configuration file. */
+export async function loadConfig(path: string): Promise<KilnConfig> {
+  const file = resolve(path);
+  let raw: unknown;
+  try {
+    raw = await readConfigValue(file);
+  } catch (err) {
+    throw new ConfigError(`${path}: ${(err as Error).message}`);
+  }
+  return checkConfig(raw, path);
+}
+
+async function readConfigValue(file: string): Promise<unknown> {
+  const ext = extname(file);
+  if (ext === '.json') return JSON.parse(readFileSync(file, 'utf8')) as unknown;
+  if (ext === '.js' || ext === '.mjs') return ((await import(pathToFileURL(file).href)) as { default?: unknown }).default;
+  if (ext === '.ts' || ext === '.mts') {
+    // Node 20 cannot load TypeScript itself: transpile beside a temporary copy and import that.
+    const ts = await import('typescript');
+    const { outputText } = ts.transpileModule(readFileSync(file, 'utf8'), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+      fileName: basename(file),
+    });
+    const dir = mkdtempSync(join(dirname(file), '.kiln-config-'));
+    try {
+      const out = join(dir, `${basename(file, ext)}.mjs`);
+      writeFileSync(out, outputText);
+      return ((await import(pathToFileURL(out).href)) as { default?: unknown }).default;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  throw new Error(`unknown kind of configuration file ${JSON.stringify(ext)}: use .json, .ts, .js or .mjs`);
+}
+
+/** Checks the shape of a configuration value; throws a ConfigError naming the first mistake. */
+export function checkConfig(raw: unknown, where: string): KilnConfig {
+  const fail = (at: string, what: string): never => {
+    throw new ConfigError(`${where}: ${at}: ${what}`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('the file', 'must hold (or export as default) an object');
+  const config = raw as Record<string, unknown>;
+  for (const key of Object.keys(config)) {
+    if (!(key in SECTIONS)) fail(key, `is not a setting (known: ${Object.keys(SECTIONS).join(', ')})`);
+  }
+  for (const section of ['scheduling', 'retry'] as const) {
+    const value = config[section];
+    if (value === undefined) continue;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(section, 'must be an object');
+    for (const key of Object.keys(value as object)) {
+      if (!SECTIONS[section].includes(key)) fail(`${section}.${key}`, `is not a setting (known: ${SECTIONS[section].join(', ')})`);
+    }
+  }
+  const s = (config.scheduling ?? {}) as Record<string, unknown>;
+  for (const key of ['leaseSeconds', 'timeoutSeconds', 'maxSilentSeconds', 'maxLoadPerCpu', 'minFreeDiskGiB'] as const) {
+    if (s[key] !== undefined && (typeof s[key] !== 'number' || !(s[key] >= 0))) fail(`scheduling.${key}`, 'must be a number of at least 0');
+  }
+  if (s.allocation !== undefined && typeof s.allocation !== 'string') fail('scheduling.allocation', 'must be a string');
+  if (s.submitMissingInputs !== undefined && typeof s.submitMissingInputs !== 'boolean') fail('scheduling.submitMissingInputs', 'must be true or false');
+  const r = (config.retry ?? {}) as Record<string, unknown>;
+  for (const key of ['retries', 'backoffSeconds'] as const) {
+    if (r[key] !== undefined && (!Number.isInteger(r[key]) || (r[key] as number) < 0)) fail(`retry.${key}`, 'must be a whole number of at least 0');
+  }
+  if (r.on !== undefined && (!Array.isArray(r.on) || r.on.some((k) => typeof k !== 'string'))) fail('retry.on', 'must be a list of failure kinds');
+  if (r.byTag !== undefined) {
+    if (!Array.isArray(r.byTag)) fail('retry.byTag', 'must be a list');
+    (r.byTag as unknown[]).forEach((rule, i) => {
+      const at = `retry.byTag[${i}]`;
+      if (typeof rule !== 'object' || rule === null) fail(at, 'must be an object');
+      const x = rule as Record<string, unknown>;
+      if (typeof x.tag !== 'string' || !/^[^=]+=/.test(x.tag)) fail(`${at}.tag`, 'must be KEY=VALUE');
+      if (!Number.isInteger(x.retries) || (x.retries as number) < 0) fail(`${at}.retries`, 'must be a whole number of at least 0');
+      if (x.on !== undefined && (!Array.isArray(x.on) || x.on.some((k) => typeof k !== 'string'))) fail(`${at}.on`, 'must be a list of failure kinds');
+      if (x.backoffSeconds !== undefined && (!Number.isInteger(x.backoffSeconds) || (x.backoffSeconds as number) < 0)) fail(`${at}.backoffSeconds`, 'must be a whole number of at least 0');
+    });
+  }
+  if (config.hooks !== undefined && !Array.isArray(config.hooks)) fail('hooks', 'must be a list');
+  return config as KilnConfig;
+}
+
+/**
+ * The scheduling part as command-line values (what `kiln coordinator` parses), so the
+ * file and the flags go through one parser; flags given on the command line win.
+ */
+export function configAsFlags(config: KilnConfig): Record<string, string | string[] | boolean | undefined> {
+  const s = config.scheduling ?? {};
+  const r = config.retry ?? {};
+  const str = (n: number | undefined) => (n === undefined ? undefined : String(n));
+  return {
+    allocation: s.allocation,
+    lease: str(s.leaseSeconds),
+    timeout: str(s.timeoutSeconds),
+    'max-silent-time': str(s.maxSilentSeconds),
+    'max-load-per-cpu': str(s.maxLoadPerCpu),
+    'min-free-disk-gib': str(s.minFreeDiskGiB),
+    'only-submitted': s.submitMissingInputs === false ? true : undefined,
+    retries: str(r.retries),
+    'retry-on': r.on?.join(','),
+    'retry-backoff': str(r.backoffSeconds),
+    'retry-tag': r.byTag?.map((t) => `${t.tag}:${t.retries}${t.on || t.backoffSeconds !== undefined ? `:${(t.on ?? []).join(',')}` : ''}${t.backoffSeconds !== undefined ? `:${t.backoffSeconds}` : ''}`),
+  };
+}
