@@ -17,6 +17,7 @@ COPY --from=build /kiln/node_modules node_modules
 COPY --from=build /kiln/dist dist
 COPY package.json ./
 COPY migrations migrations
+COPY dashboard dashboard
 ENV KILN_DATA_DIR=/var/lib/kiln
 VOLUME /var/lib/kiln
 EXPOSE 8745

@@ -1,8 +1,9 @@
 // `npm run bench`: every benchmark in turn (never two at once: they share the machine's
 // cores and page cache), then one summary table. Data is built once under bench-data/.
 //
-//   npm run bench [-- --only nar|upload]
+//   npm run bench [-- --only nar|upload|tracing]
 import { benchNar, type BenchNarReport } from './nar.js';
+import { benchTracing, type BenchTracingReport } from './tracing.js';
 import { benchUpload, type BenchUploadReport } from './upload.js';
 
 const MiB = 1 << 20;
@@ -28,6 +29,10 @@ async function main(): Promise<void> {
   if (!only || only === 'upload') {
     console.log('\n== Output upload, agent → coordinator (bench/upload.ts) ==');
     rows.push(...uploadRows(await benchUpload({ rounds: 2 })));
+  }
+  if (!only || only === 'tracing') {
+    console.log('\n== Assignment throughput, tracing off vs on (bench/tracing.ts) ==');
+    rows.push(...tracingRows(await benchTracing()));
   }
 
   console.log(`\n== Summary (${((performance.now() - started) / 1000).toFixed(0)} s) ==`);
@@ -64,6 +69,14 @@ function uploadRows(r: BenchUploadReport): Row[] {
     );
   }
   return rows;
+}
+
+function tracingRows(r: BenchTracingReport): Row[] {
+  return [
+    { benchmark: 'assignment throughput, tracing off', figure: `${r.off.toFixed(0)} builds/s`, target: '', met: undefined },
+    { benchmark: 'assignment throughput, tracing on (OTLP)', figure: `${r.on.toFixed(0)} builds/s`, target: '', met: undefined },
+    { benchmark: 'tracing overhead', figure: `${r.overheadPercent.toFixed(1)} %`, target: '< 10 %', met: r.overheadPercent < 10 },
+  ];
 }
 
 function printTable(rows: Row[]): void {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages kiln's tests use, from Debian: the real Nix client
 # (nix-bin), Guile with libgcrypt bindings (to check Guix-style signatures as guix does),
-# and PostgreSQL 15 (the tests start a private server of their own).
+# PostgreSQL 15 (the tests start a private server of their own), and Chromium (the
+# dashboard test drives it headless through playwright-core).
 set -euo pipefail
 need=()
 command -v nix-store >/dev/null || need+=(nix-bin)
@@ -12,6 +13,7 @@ guile -c '(use-modules (zstd))' >/dev/null 2>&1 || need+=(guile-zstd)
 command -v zstd >/dev/null || need+=(zstd)
 command -v openssl >/dev/null || need+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

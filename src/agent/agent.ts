@@ -14,6 +14,8 @@ import type { Tag } from '../scheduler/tags.js';
 import type { Builder, BuildOutcome, CacheInfo } from './builders/builder.js';
 import { ControlStream } from './control-stream.js';
 import { uploadLog, uploadOutput } from './uploader.js';
+import { inSpan, traceAgentBuild, traceHeaders, type AgentBuildTrace } from '../telemetry/agent-telemetry.js';
+import { ATTR } from '../telemetry/build-trace.js';
 
 export const AGENT_VERSION = '0.1.0';
 /** How long a draining agent waits for the coordinator to take its last reports. */
@@ -41,6 +43,7 @@ export type AgentState = 'starting' | 'running' | 'draining' | 'stopped';
 interface RunningBuild {
   abort: AbortController;
   done: Promise<void>;
+  trace: AgentBuildTrace;
 }
 
 export function agentClient(url: string, agentId: string, password: string): Client<typeof AgentService> {
@@ -50,7 +53,7 @@ export function agentClient(url: string, agentId: string, password: string): Cli
     return next(req);
   };
   // HTTP/2 pings so a coordinator that vanished behind NAT is noticed in seconds.
-  const transport = createGrpcTransport({ baseUrl: url, interceptors: [credentials], pingIntervalMs: 10_000, pingTimeoutMs: 10_000 });
+  const transport = createGrpcTransport({ baseUrl: url, interceptors: [credentials, traceHeaders], pingIntervalMs: 10_000, pingTimeoutMs: 10_000 });
   return createClient(AgentService, transport);
 }
 
@@ -88,8 +91,11 @@ export class Agent {
         },
         onAssign: (assign) => this.startBuild(assign),
         onCancel: (buildId, reason) => {
-          opts.log.info({ buildId, reason }, 'build canceled by the coordinator');
-          this.running.get(buildId)?.abort.abort(new Error(`canceled: ${reason}`));
+          const build = this.running.get(buildId);
+          const note = () => opts.log.info({ buildId, reason }, 'build canceled by the coordinator');
+          if (build) build.trace.within(note);
+          else note();
+          build?.abort.abort(new Error(`canceled: ${reason}`));
         },
         onDrain: () => {
           void this.drain();
@@ -158,8 +164,10 @@ export class Agent {
   private startBuild(assign: AssignBuild): void {
     const log = this.opts.log.child({ buildId: assign.buildId });
     if (this.running.has(assign.buildId)) return; // a repeated assignment after a reconnect
+    const traced = traceAgentBuild(assign, this.opts.agentId);
     if (!this.builder || this.state !== 'running') {
-      log.warn('assignment arrived while not running; giving it back');
+      traced.within(() => log.warn('assignment arrived while not running; giving it back'));
+      traced.end('given back', `agent is ${this.state}`);
       this.stream.report({
         case: 'setupFailure',
         value: { buildId: assign.buildId, reason: SetupFailureReason.OTHER, missingInputs: [], message: `agent is ${this.state}` },
@@ -169,24 +177,33 @@ export class Agent {
     const abort = new AbortController();
     const stopListener = () => abort.abort(new Error('agent stopping'));
     this.stop.signal.addEventListener('abort', stopListener, { once: true });
-    const done = this.runBuild(this.builder, assign, abort.signal, log)
-      .catch((err: unknown) => log.error({ err }, 'build crashed in the agent'))
-      .finally(() => {
-        this.stop.signal.removeEventListener('abort', stopListener);
-        this.running.delete(assign.buildId);
-        this.stream.sendLoad();
-      });
-    this.running.set(assign.buildId, { abort, done });
+    // Inside the build's span, so that every line logged about it carries its trace id.
+    const builder = this.builder;
+    const done = traced.within(() =>
+      this.runBuild(builder, assign, abort.signal, log, traced)
+        .then((outcome) => traced.end(outcome))
+        .catch((err: unknown) => {
+          traced.end('crashed', (err as Error).message);
+          log.error({ err }, 'build crashed in the agent');
+        })
+        .finally(() => {
+          this.stop.signal.removeEventListener('abort', stopListener);
+          this.running.delete(assign.buildId);
+          this.stream.sendLoad();
+        }),
+    );
+    this.running.set(assign.buildId, { abort, done, trace: traced });
   }
 
-  private async runBuild(builder: Builder, assign: AssignBuild, signal: AbortSignal, log: Logger): Promise<void> {
+  /** Runs the build and reports it; says how it ended (for the trace). */
+  private async runBuild(builder: Builder, assign: AssignBuild, signal: AbortSignal, log: Logger, traced: AgentBuildTrace): Promise<string> {
     this.stream.report({ case: 'buildStarted', value: { buildId: assign.buildId } });
     // The log goes to a file as it is written, never held whole in memory.
     const logDir = await mkdtemp(join(tmpdir(), 'kiln-log-'));
     const logFile = join(logDir, 'build.log');
     const logStream = createWriteStream(logFile);
     try {
-      await this.buildAndReport(builder, assign, signal, log, logStream, logFile);
+      return await this.buildAndReport(builder, assign, signal, log, logStream, logFile, traced);
     } finally {
       logStream.destroy();
       await rm(logDir, { recursive: true, force: true });
@@ -200,7 +217,8 @@ export class Agent {
     log: Logger,
     logStream: WriteStream,
     logFile: string,
-  ): Promise<void> {
+    traced: AgentBuildTrace,
+  ): Promise<string> {
     const outcome: BuildOutcome = await builder.build(
       {
         buildId: assign.buildId,
@@ -210,25 +228,33 @@ export class Agent {
         timeoutSeconds: stricterLimit(assign.timeoutSeconds, this.opts.limits?.timeoutSeconds ?? 0),
         maxSilentSeconds: stricterLimit(assign.maxSilentSeconds, this.opts.limits?.maxSilentSeconds ?? 0),
       },
-      { signal, log: (chunk) => logStream.write(chunk) },
+      { signal, log: (chunk) => logStream.write(chunk), phase: (name) => traced.phase(name) },
     );
     if (signal.aborted) {
       log.info('build aborted');
-      return;
+      return 'aborted';
     }
+    traced.builderDone();
     await new Promise<void>((resolve, reject) => logStream.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    await uploadLog(this.client, assign.buildId, logFile, signal).catch((err: unknown) =>
-      log.warn({ err }, 'could not upload the build log'),
+    await inSpan('kiln.agent.upload.log', { [ATTR.buildId]: assign.buildId }, () => uploadLog(this.client, assign.buildId, logFile, signal)).catch(
+      (err: unknown) => log.warn({ err }, 'could not upload the build log'),
     );
     switch (outcome.kind) {
       case 'success': {
         const outputs = [];
         for (const output of outcome.outputs) {
-          outputs.push(await uploadOutput(this.client, assign.buildId, output, signal, log));
+          const attributes = { [ATTR.buildId]: assign.buildId, [ATTR.output]: output.name, 'kiln.output.path': output.storePath };
+          outputs.push(
+            await inSpan('kiln.agent.upload.output', attributes, async (span) => {
+              const info = await uploadOutput(this.client, assign.buildId, output, signal, log);
+              span.setAttribute(ATTR.narBytes, Number(info.narSize ?? 0));
+              return info;
+            }),
+          );
         }
         log.info({ outputs: outputs.length }, 'build succeeded; outputs uploaded');
         this.stream.report({ case: 'buildFinished', value: { buildId: assign.buildId, result: BuildResult.SUCCESS, outputs, message: '' } });
-        return;
+        return 'success';
       }
       case 'setup-failure':
         log.warn({ reason: outcome.reason, missing: outcome.missingInputs }, 'setup failed');
@@ -246,11 +272,12 @@ export class Agent {
             message: outcome.message,
           },
         });
-        return;
+        return 'setup-failure';
       default: {
         const result = { failure: BuildResult.FAILURE, timeout: BuildResult.TIMEOUT, 'silent-timeout': BuildResult.SILENT_TIMEOUT }[outcome.kind];
         log.info({ outcome: outcome.kind }, 'build failed');
         this.stream.report({ case: 'buildFinished', value: { buildId: assign.buildId, result, outputs: [], message: outcome.message } });
+        return outcome.kind;
       }
     }
   }

@@ -17,6 +17,10 @@ import { submitBuild } from '../scheduler/submission.js';
 import { createAgent, createAgentPassword, getAgent, listAgents, setAgentActive, type AgentRecord } from './agent-registry.js';
 import type { AgentSignal } from './farm-signals.js';
 import { sourceUploads } from './source-uploads.js';
+import type { AgentSessions } from './agent-sessions.js';
+import { connectionToProto, queueStatus } from './queue-status.js';
+import { buildTraceId } from '../telemetry/build-trace.js';
+import type { BuildTelemetry } from '../telemetry/build-telemetry.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
   scheduled: BuildState.SCHEDULED,
@@ -62,11 +66,12 @@ export function buildToProto(b: BuildRecord): Build {
       outcome: a.outcome ?? '',
       message: a.message,
       logSize: BigInt(a.logSize ?? 0),
+      traceId: buildTraceId(b.id, a.attempt),
     })),
   });
 }
 
-export function agentToProto(a: AgentRecord): Agent {
+export function agentToProto(a: AgentRecord, sessions?: AgentSessions): Agent {
   return create(AgentSchema, {
     id: a.id,
     name: a.name,
@@ -74,6 +79,7 @@ export function agentToProto(a: AgentRecord): Agent {
     active: a.active,
     passwordCount: a.passwordCount,
     createdAt: timestampFromDate(a.createdAt),
+    connection: connectionToProto(sessions?.get(a.id)),
   });
 }
 
@@ -106,10 +112,13 @@ export function adminService(
   storage: NarStorage,
   farm: { submitMissingInputs: boolean },
   notify: AdminNotifications,
+  live: { sessions: AgentSessions; telemetry?: BuildTelemetry },
 ): ServiceImpl<typeof AdminService> {
   return {
-    ...sourceUploads({ db, storage, sourceStored: () => notify.buildsChanged() }),
+    ...sourceUploads({ db, storage, sourceStored: () => notify.buildsChanged(), telemetry: live.telemetry }),
+    ...queueStatus({ db, sessions: live.sessions }),
     async submitBuild(req) {
+      const startedAt = performance.now();
       const result = await submitBuild(db, storage, {
         derivationPath: req.derivationPath,
         derivations: req.derivations.map((d) => ({ path: d.path, text: d.text })),
@@ -121,6 +130,7 @@ export function adminService(
         maxSilentSeconds: req.maxSilentSeconds,
         submitMissingInputs: farm.submitMissingInputs,
       });
+      live.telemetry?.submitted(result.created, startedAt);
       for (const id of result.created) notify.buildsChanged(id, 'submitted');
       return { build: buildToProto(result.build), existing: result.existing };
     },
@@ -164,7 +174,7 @@ export function adminService(
       return { password: await createAgentPassword(db, req.agentId) };
     },
     async listAgents() {
-      return { agents: (await listAgents(db)).map(agentToProto) };
+      return { agents: (await listAgents(db)).map((a) => agentToProto(a, live.sessions)) };
     },
     async listEvents(req) {
       const page = await listEvents(

@@ -1,18 +1,29 @@
-// The admin bearer token: given by the operator, or generated at first start into the
-// data directory (mode 0600) and read from there afterwards.
+// The bearer tokens: the admin token (every AdminService call) and the dashboard's
+// read-only token, each given by the operator or generated at first start into the data
+// directory (mode 0600) and read from there afterwards.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
+export const DASHBOARD_TOKEN_FILE = 'dashboard-token';
 
 export function adminTokenPath(dataDir: string): string {
   return join(dataDir, ADMIN_TOKEN_FILE);
 }
 
 export function loadOrCreateAdminToken(dataDir: string, given?: string): string {
+  return loadOrCreateToken(dataDir, ADMIN_TOKEN_FILE, given);
+}
+
+/** The token that may only read (the dashboard's). */
+export function loadOrCreateDashboardToken(dataDir: string, given?: string): string {
+  return loadOrCreateToken(dataDir, DASHBOARD_TOKEN_FILE, given);
+}
+
+function loadOrCreateToken(dataDir: string, file: string, given?: string): string {
   if (given) return given;
-  const path = adminTokenPath(dataDir);
+  const path = join(dataDir, file);
   try {
     const existing = readFileSync(path, 'utf8').trim();
     if (existing) return existing;

@@ -61,6 +61,11 @@ export class AgentSession {
     if (report.freeDiskBytes > 0n) this.freeDiskBytes = Number(report.freeDiskBytes);
   }
 
+  /** What the agent last said about itself, for the dashboard and metrics. */
+  status(): { loadAverage: number; freeDiskBytes: number | undefined; freeSlots: number; holding: number } {
+    return { loadAverage: this.loadAverage, freeDiskBytes: this.freeDiskBytes, freeSlots: this.credit(), holding: this.holding.size };
+  }
+
   assigned(buildId: string): void {
     this.holding.add(buildId);
     this.reportedFree -= 1;

@@ -33,6 +33,7 @@ import { authenticatedAgent } from './auth.js';
 import { refusalError, toConnectError } from './connect-errors.js';
 import type { BuildEvents } from './build-events.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { BuildTelemetry } from '../telemetry/build-telemetry.js';
 
 export interface AgentStreamDeps {
   db: Database;
@@ -48,6 +49,8 @@ export interface AgentStreamDeps {
   /** Where agents substitute inputs from; known once the server listens. */
   cache: () => { url: string; publicKey: string };
   events: BuildEvents;
+  /** Traces and counts reports. */
+  telemetry?: BuildTelemetry;
 }
 
 const OUTCOMES: Partial<Record<BuildResult, FinishOutcome>> = {
@@ -144,6 +147,8 @@ async function openSession(deps: AgentStreamDeps, agentId: string, hello: Hello)
 async function handleMessage(deps: AgentStreamDeps, session: AgentSession, request: ConnectRequest, log: Logger): Promise<void> {
   const { db, dispatcher } = deps;
   const m = request.message;
+  const traced = (kind: string, buildId: string, record: () => Promise<void>) =>
+    deps.telemetry ? deps.telemetry.report(kind, buildId, session.agentId, record) : record();
   switch (m.case) {
     case 'hello':
       throw new ConnectError('Hello may only be the first message', Code.InvalidArgument);
@@ -154,27 +159,36 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       dispatcher.poke();
       return;
     case 'buildStarted':
-      return answerReport(session, ReportKind.BUILD_STARTED, m.value.buildId, log, async () => {
-        await recordStarted(db, session.agentId, m.value.buildId);
-        deps.events.emit({ buildId: m.value.buildId, kind: 'started' });
-      });
+      return traced('started', m.value.buildId, () =>
+        answerReport(session, ReportKind.BUILD_STARTED, m.value.buildId, log, async () => {
+          await recordStarted(db, session.agentId, m.value.buildId);
+          deps.events.emit({ buildId: m.value.buildId, kind: 'started' });
+        }),
+      );
     case 'setupFailure':
-      return answerReport(session, ReportKind.SETUP_FAILURE, m.value.buildId, log, async () => {
-        const effects = await recordSetupFailure(db, deps.reports, session.agentId, m.value.buildId, {
-          kind: SETUP_KINDS[m.value.reason] ?? 'other',
-          missingInputs: [...m.value.missingInputs],
-          message: m.value.message,
-        });
-        afterFinalReport(deps, session, m.value.buildId, effects);
-      });
+      return traced('setup-failure', m.value.buildId, () =>
+        answerReport(session, ReportKind.SETUP_FAILURE, m.value.buildId, log, async () => {
+          const kind = SETUP_KINDS[m.value.reason] ?? 'other';
+          const effects = await recordSetupFailure(db, deps.reports, session.agentId, m.value.buildId, {
+            kind,
+            missingInputs: [...m.value.missingInputs],
+            message: m.value.message,
+          });
+          deps.telemetry?.outcome(kind === 'missing-inputs' ? 'missing-inputs' : 'setup-failure');
+          afterFinalReport(deps, session, m.value.buildId, effects);
+        }),
+      );
     case 'buildFinished':
-      return answerReport(session, ReportKind.BUILD_FINISHED, m.value.buildId, log, async () => {
-        const outcome = OUTCOMES[m.value.result];
-        if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
-        const outputs = m.value.outputs.map((o) => ({ name: o.name, path: o.path, narHash: o.narHash, narSize: Number(o.narSize) }));
-        const effects = await recordFinished(db, deps.reports, session.agentId, m.value.buildId, outcome, m.value.message, outputs);
-        afterFinalReport(deps, session, m.value.buildId, effects);
-      });
+      return traced('finished', m.value.buildId, () =>
+        answerReport(session, ReportKind.BUILD_FINISHED, m.value.buildId, log, async () => {
+          const outcome = OUTCOMES[m.value.result];
+          if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
+          const outputs = m.value.outputs.map((o) => ({ name: o.name, path: o.path, narHash: o.narHash, narSize: Number(o.narSize) }));
+          const effects = await recordFinished(db, deps.reports, session.agentId, m.value.buildId, outcome, m.value.message, outputs);
+          deps.telemetry?.outcome(outcome);
+          afterFinalReport(deps, session, m.value.buildId, effects);
+        }),
+      );
     case undefined:
       throw new ConnectError('empty message on the control stream', Code.InvalidArgument);
   }

@@ -3,7 +3,7 @@
 import { and, eq } from 'drizzle-orm';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { Code, ConnectError } from '@connectrpc/connect';
-import type { AgentService } from '../../gen/kiln/v1/agent_pb.js';
+import type { AgentService, UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
 import type { Database } from '../db/connection.js';
 import { buildAttempts, storePaths } from '../db/schema.js';
 import type { Logger } from '../logger.js';
@@ -13,6 +13,8 @@ import type { NarStorage } from '../storage/nar-storage.js';
 import { authenticatedAgent } from './auth.js';
 import type { Dispatcher } from './dispatcher.js';
 import { receiveOutput, stagingKey } from './upload-receiver.js';
+import { ATTR } from '../telemetry/build-trace.js';
+import { UNTRACED, type UploadTelemetry } from '../telemetry/build-telemetry.js';
 
 export interface AgentUploadDeps {
   db: Database;
@@ -20,6 +22,8 @@ export interface AgentUploadDeps {
   logs: LogStorage;
   dispatcher: Dispatcher;
   log: Logger;
+  /** Traces and counts uploads. */
+  telemetry?: UploadTelemetry;
 }
 
 type Uploads = Pick<ServiceImpl<typeof AgentService>, 'queryUpload' | 'uploadOutput' | 'uploadLog'>;
@@ -36,8 +40,14 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
 
     async uploadOutput(requests, ctx) {
       const agentId = ctx.values.get(authenticatedAgent)!;
-      const received = await receiveOutput(deps, agentId, requests);
-      deps.log.info({ agentId, fileHash: received.fileHash, fileSize: received.fileSize }, 'output stored');
+      const telemetry = deps.telemetry ?? UNTRACED;
+      const received = await telemetry.upload('output', ctx.requestHeader, { [ATTR.agentId]: agentId }, async (span) => {
+        const header = (h: { buildId: string; outputName: string; storePath: string }) =>
+          span?.setAttributes({ [ATTR.buildId]: h.buildId, [ATTR.output]: h.outputName, 'kiln.output.path': h.storePath });
+        const r = await receiveOutput(deps, agentId, span ? watchHeader(requests, header) : requests);
+        deps.log.info({ agentId, storePath: r.storePath, fileHash: r.fileHash, fileSize: r.fileSize }, 'output stored');
+        return { result: r, bytes: r.fileSize };
+      });
       // Builds that waited for this output are ready: here and on every replica.
       if (received.released.length > 0) deps.dispatcher.workAvailable();
       return { fileHash: received.fileHash, fileSize: BigInt(received.fileSize) };
@@ -51,26 +61,41 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
         throw new ConnectError('the first message of a log upload must be its build id', Code.InvalidArgument);
       }
       const build = await heldBuild(deps.db, agentId, first.value.message.value);
-      async function* frames() {
-        for (;;) {
-          const next = await iterator.next();
-          if (next.done) return;
-          if (next.value.message.case !== 'chunk') throw new ConnectError('a log upload carries chunks after its build id', Code.InvalidArgument);
-          yield next.value.message.value;
+      const telemetry = deps.telemetry ?? UNTRACED;
+      const attributes = { [ATTR.buildId]: build.id, [ATTR.attempt]: build.attempt, [ATTR.agentId]: agentId };
+      return telemetry.upload('log', ctx.requestHeader, attributes, async () => {
+        async function* frames() {
+          for (;;) {
+            const next = await iterator.next();
+            if (next.done) return;
+            if (next.value.message.case !== 'chunk') throw new ConnectError('a log upload carries chunks after its build id', Code.InvalidArgument);
+            yield next.value.message.value;
+          }
         }
-      }
-      let size: number;
-      try {
-        size = await deps.logs.write(build.id, build.attempt, frames());
-      } catch (err) {
-        if (err instanceof ConnectError) throw err;
-        throw new ConnectError(`the log could not be stored: ${(err as Error).message}`, Code.InvalidArgument);
-      }
-      await deps.db
-        .update(buildAttempts)
-        .set({ logSize: size })
-        .where(and(eq(buildAttempts.buildId, build.id), eq(buildAttempts.attempt, build.attempt)));
-      return { size: BigInt(size) };
+        let size: number;
+        try {
+          size = await deps.logs.write(build.id, build.attempt, frames());
+        } catch (err) {
+          if (err instanceof ConnectError) throw err;
+          throw new ConnectError(`the log could not be stored: ${(err as Error).message}`, Code.InvalidArgument);
+        }
+        await deps.db
+          .update(buildAttempts)
+          .set({ logSize: size })
+          .where(and(eq(buildAttempts.buildId, build.id), eq(buildAttempts.attempt, build.attempt)));
+        return { result: { size: BigInt(size) }, bytes: size };
+      });
     },
   };
+}
+
+/** Passes an upload's messages through, telling `onHeader` what its header says. */
+async function* watchHeader<M extends UploadOutputRequest>(
+  requests: AsyncIterable<M>,
+  onHeader: (header: { buildId: string; outputName: string; storePath: string }) => void,
+): AsyncGenerator<M> {
+  for await (const request of requests) {
+    if (request.message.case === 'header') onHeader(request.message.value);
+    yield request;
+  }
 }

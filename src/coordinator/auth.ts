@@ -50,7 +50,10 @@ class CredentialCache {
   }
 }
 
-export function authInterceptor(opts: { adminToken: string; checkAgentPassword: AgentPasswordCheck }): Interceptor {
+/** AdminService calls that only read: the dashboard's token may make these and no others. */
+export const READ_ONLY_ADMIN_METHODS: ReadonlySet<string> = new Set(['GetBuild', 'ListBuilds', 'ListAgents', 'GetQueueSummary']);
+
+export function authInterceptor(opts: { adminToken: string; dashboardToken?: string; checkAgentPassword: AgentPasswordCheck }): Interceptor {
   const cache = new CredentialCache(60_000);
   return (next) => async (req) => {
     if (req.service.typeName === AdminService.typeName) {
@@ -59,10 +62,13 @@ export function authInterceptor(opts: { adminToken: string; checkAgentPassword: 
       if (!match) {
         throw new ConnectError('missing admin token: send "authorization: Bearer <token>" (the CLI reads KILN_ADMIN_TOKEN)', Code.Unauthenticated);
       }
-      if (!sameSecret(match[1]!.trim(), opts.adminToken)) {
-        throw new ConnectError('wrong admin token', Code.Unauthenticated);
+      const token = match[1]!.trim();
+      if (sameSecret(token, opts.adminToken)) return next(req);
+      if (opts.dashboardToken && sameSecret(token, opts.dashboardToken)) {
+        if (READ_ONLY_ADMIN_METHODS.has(req.method.name)) return next(req);
+        throw new ConnectError(`the dashboard token only reads; ${req.method.name} needs the admin token`, Code.PermissionDenied);
       }
-      return next(req);
+      throw new ConnectError('wrong admin token', Code.Unauthenticated);
     }
     if (req.service.typeName === AgentService.typeName) {
       const agentId = req.header.get(AGENT_ID_HEADER) ?? '';

@@ -13,7 +13,7 @@ import { loadCacheKeys } from '../substitutes/cache-keys.js';
 import { cacheRoutes } from '../substitutes/cache-routes.js';
 import { NarStorage } from '../storage/nar-storage.js';
 import { createLogger, type Logger } from '../logger.js';
-import { loadOrCreateAdminToken } from './admin-token.js';
+import { loadOrCreateAdminToken, loadOrCreateDashboardToken } from './admin-token.js';
 import { adminService } from './admin-service.js';
 import { checkAgentPassword } from './agent-registry.js';
 import { AgentSessions } from './agent-sessions.js';
@@ -32,6 +32,10 @@ import { NO_LOAD_LIMITS, type AgentSessions as Sessions, type LoadLimits } from 
 import { priorityFirst, type AllocationPolicy } from '../scheduler/allocation.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../scheduler/retry-policy.js';
 import { listen, type Listener } from './listener.js';
+import { dashboardRoute } from './dashboard-route.js';
+import { metricsRoute } from './metrics-route.js';
+import { BuildTelemetry } from '../telemetry/build-telemetry.js';
+import { CoordinatorMetrics } from '../telemetry/metrics.js';
 
 export const DEFAULT_PORT = 8745;
 export const COORDINATOR_VERSION = '0.1.0';
@@ -50,6 +54,8 @@ export interface CoordinatorOptions {
   nixKeyFile?: string;
   guixKeyFile?: string;
   adminToken?: string;
+  /** The dashboard's read-only token; generated into DATA_DIR when not given. */
+  dashboardToken?: string;
   tls?: { certFile: string; keyFile: string };
   log?: Logger;
   /** How long an agent's builds wait for it after its stream ends (default 5 minutes). */
@@ -82,6 +88,9 @@ export interface Coordinator {
   url: string;
   port: number;
   adminToken: string;
+  /** The read-only token the dashboard (and anything that only reads) uses. */
+  dashboardToken: string;
+  metrics: CoordinatorMetrics;
   /** The cache's Nix public key (`name:base64`), for clients' trusted-public-keys. */
   nixPublicKey: string;
   database: DatabaseHandle;
@@ -97,6 +106,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   let state: CoordinatorState = 'starting';
   const log = opts.log ?? createLogger({ name: 'kiln-coordinator' });
   const adminToken = loadOrCreateAdminToken(opts.dataDir, opts.adminToken);
+  const dashboardToken = loadOrCreateDashboardToken(opts.dataDir, opts.dashboardToken);
   const keys = loadCacheKeys({ dataDir: opts.dataDir, nixKeyFile: opts.nixKeyFile, guixKeyFile: opts.guixKeyFile });
   const database = await openDatabase(opts.database);
   const { db } = database;
@@ -105,6 +115,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const sessions = new AgentSessions();
   const events = new BuildEvents();
   const signals = new FarmSignals(database, log);
+  const metrics = new CoordinatorMetrics(database, sessions);
+  const telemetry = new BuildTelemetry({ db, metrics, events, log });
   const reports = { retry: opts.retryPolicy ?? DEFAULT_RETRY_POLICY, leaseMs: opts.leaseMs ?? 5 * 60_000 };
   const dispatcher = new Dispatcher({
     db,
@@ -118,6 +130,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     // PGlite runs one statement at a time whatever we do; PostgreSQL claims for several agents at once.
     concurrency: database.kind === 'postgres' ? 8 : 1,
     defaultLimits: opts.defaultLimits,
+    telemetry,
   });
   await signals.start({ work: () => dispatcher.poke(), agent: (signal) => tellAgent(sessions, signal, dispatcher, log) });
   let url = '';
@@ -149,10 +162,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         },
         toAgent: (signal) => signals.toAgent(signal),
         eventsRetried: () => hooks.poke(),
-      }),
+      }, { sessions, telemetry }),
     );
     router.service(AgentService, {
-      ...agentUploads({ db, storage, logs, dispatcher, log }),
+      ...agentUploads({ db, storage, logs, dispatcher, log, telemetry }),
       connect: agentStream({
         db,
         sessions,
@@ -164,17 +177,23 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         heartbeatIntervalMs: 10_000,
         cache: () => ({ url, publicKey: keys.nixPublicKey }),
         events,
+        telemetry,
       }),
     });
   };
   const fallback = chainRoutes(
-    [healthRoute(() => state === 'running'), cacheRoutes({ db, storage, logs, keys, storeDir: opts.storeDir ?? '/nix/store' })],
+    [
+      healthRoute(() => state === 'running'),
+      metricsRoute(metrics),
+      dashboardRoute(),
+      cacheRoutes({ db, storage, logs, keys, storeDir: opts.storeDir ?? '/nix/store' }),
+    ],
     (err) => log.error({ err }, 'HTTP route failed'),
   );
   const handler = connectNodeAdapter({
     routes,
     fallback,
-    interceptors: [errorInterceptor(log), authInterceptor({ adminToken, checkAgentPassword: (id, pw) => checkAgentPassword(db, id, pw) })],
+    interceptors: [errorInterceptor(log), authInterceptor({ adminToken, dashboardToken, checkAgentPassword: (id, pw) => checkAgentPassword(db, id, pw) })],
   });
 
   const tls = opts.tls ? { cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) } : undefined;
@@ -182,6 +201,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   try {
     listener = await listen(handler, { host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT, tls, pingIntervalMs: 10_000 });
   } catch (err) {
+    telemetry.stop();
     await dispatcher.stop();
     await signals.stop();
     await database.close();
@@ -198,6 +218,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     url,
     port: listener.address.port,
     adminToken,
+    dashboardToken,
+    metrics,
     nixPublicKey: keys.nixPublicKey,
     database,
     sessions,
@@ -214,6 +236,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         await signals.stop();
         sessions.closeAll('the coordinator is shutting down');
         await listener.close();
+        telemetry.stop();
         await database.close();
         state = 'stopped';
         log.info('coordinator stopped');

@@ -14,6 +14,7 @@ import { expireLeases, renewLeases, returnUndelivered, type ReportEffects, type 
 import type { AgentSession, AgentSessions } from './agent-sessions.js';
 import type { BuildEvents } from './build-events.js';
 import type { FarmSignals } from './farm-signals.js';
+import { NO_ASSIGNMENT, type BuildTelemetry } from '../telemetry/build-telemetry.js';
 
 export interface DispatcherOptions {
   db: Database;
@@ -29,6 +30,8 @@ export interface DispatcherOptions {
   concurrency?: number;
   /** The farm's time limits for builds that set none (0: none). */
   defaultLimits?: { timeoutSeconds: number; maxSilentSeconds: number };
+  /** Traces and counts assignments. */
+  telemetry?: BuildTelemetry;
 }
 
 export class Dispatcher {
@@ -138,15 +141,17 @@ export class Dispatcher {
           const credit = session.credit();
           if (credit === 0) continue;
           const agent = { agentId: session.agentId, systems: session.systems, tags: session.tags };
+          const claimStartedAt = performance.now();
           const claimed = await this.policy.claim(this.opts.db, agent, credit, { leaseMs: this.opts.reports.leaseMs });
-          if (claimed.length > 0) await this.assign(session, claimed);
+          if (claimed.length > 0) await this.assign(session, claimed, claimStartedAt);
         }
       }),
     );
   }
 
-  private async assign(session: AgentSession, claimed: ClaimedBuild[]): Promise<void> {
+  private async assign(session: AgentSession, claimed: ClaimedBuild[], claimStartedAt: number): Promise<void> {
     for (const build of claimed) {
+      const traced = this.opts.telemetry?.assigning(build, session.agentId, claimStartedAt) ?? NO_ASSIGNMENT;
       const message = create(ConnectResponseSchema, {
         message: {
           case: 'assignBuild',
@@ -159,6 +164,7 @@ export class Dispatcher {
             attempt: build.attempt,
             timeoutSeconds: build.timeoutSeconds || (this.opts.defaultLimits?.timeoutSeconds ?? 0),
             maxSilentSeconds: build.maxSilentSeconds || (this.opts.defaultLimits?.maxSilentSeconds ?? 0),
+            traceparent: traced.traceparent,
           }),
         },
       });
@@ -166,13 +172,16 @@ export class Dispatcher {
         // The stream ended between the claim and now: the agent never saw the build.
         await returnUndelivered(this.opts.db, session.agentId, build.id);
         this.opts.events.emit({ buildId: build.id, kind: 'requeued' });
-        this.opts.log.warn({ buildId: build.id, agentId: session.agentId }, 'agent stream ended before the build reached it; back in the queue');
+        traced.within(() => this.opts.log.warn({ buildId: build.id, agentId: session.agentId }, 'agent stream ended before the build reached it; back in the queue'));
+        traced.end('the agent stream ended before the build reached it');
         this.workAvailable();
         continue;
       }
       session.assigned(build.id);
       this.opts.events.emit({ buildId: build.id, kind: 'allocated' });
-      this.opts.log.info({ buildId: build.id, agentId: session.agentId, attempt: build.attempt }, 'build assigned');
+      traced.within(() => this.opts.log.info({ buildId: build.id, agentId: session.agentId, attempt: build.attempt }, 'build assigned'));
+      traced.end();
     }
+    this.opts.telemetry?.claimed(claimed.length, claimStartedAt);
   }
 }

@@ -4,6 +4,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { PoolUse, trackPglite, trackPostgresPool } from './pool-use.js';
 import * as schema from './schema.js';
 
 export type Schema = typeof schema;
@@ -13,6 +14,8 @@ export type Database = PgDatabase<PgQueryResultHKT, Schema>;
 export interface DatabaseHandle {
   db: Database;
   kind: 'postgres' | 'pglite';
+  /** How busy the connection pool is (for metrics). */
+  pool: PoolUse;
   /**
    * LISTENs on a channel: every NOTIFY on it (from this process or any other sharing the
    * database) calls `onPayload`. Resolves once listening, to a function that stops.
@@ -38,6 +41,8 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
     const { migrate } = await import('drizzle-orm/postgres-js/migrator');
     // Quiet the server's NOTICEs (e.g. "schema already exists") that postgres.js prints.
     const client = postgres(opts.url, { max: 10, onnotice: () => {} });
+    const pool = new PoolUse(10);
+    trackPostgresPool(client, pool);
     const db = drizzle(client, { schema });
     try {
       await migrate(db, { migrationsFolder: folder });
@@ -48,6 +53,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
     return {
       db: db as unknown as Database,
       kind: 'postgres',
+      pool,
       async listen(channel, onPayload) {
         const { unlisten } = await client.listen(channel, onPayload);
         return unlisten;
@@ -65,6 +71,8 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
   } else {
     client = new PGlite();
   }
+  const pool = new PoolUse(1);
+  trackPglite(client, pool);
   const db = drizzle(client, { schema });
   try {
     await migrate(db, { migrationsFolder: folder });
@@ -75,6 +83,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
   return {
     db: db as unknown as Database,
     kind: 'pglite',
+    pool,
     listen: (channel, onPayload) => client.listen(channel, onPayload),
     close: () => client.close(),
   };

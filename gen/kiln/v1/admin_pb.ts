@@ -6,6 +6,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { UploadTrailer } from "./agent_pb.js";
 import { file_kiln_v1_agent } from "./agent_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Agent, Build, BuildState, DerivationText, Event, Tag } from "./types_pb.js";
 import { file_kiln_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQidAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFMuYJCgxBZG1pblNlcnZpY2USSAoLU3VibWl0QnVpbGQSGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZRI/CghHZXRCdWlsZBIYLmtpbG4udjEuR2V0QnVpbGRSZXF1ZXN0Ghkua2lsbi52MS5HZXRCdWlsZFJlc3BvbnNlEkUKCkxpc3RCdWlsZHMSGi5raWxuLnYxLkxpc3RCdWlsZHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QnVpbGRzUmVzcG9uc2USSAoLQ2FuY2VsQnVpbGQSGy5raWxuLnYxLkNhbmNlbEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXNwb25zZRJXChBTZXRCdWlsZFByaW9yaXR5EiAua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVxdWVzdBohLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlElQKD1VwZGF0ZUJ1aWxkVGFncxIfLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBogLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVzcG9uc2USSAoLQ3JlYXRlQWdlbnQSGy5raWxuLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBocLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJgChNDcmVhdGVBZ2VudFBhc3N3b3JkEiMua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVxdWVzdBokLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEkUKCkxpc3RBZ2VudHMSGi5raWxuLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QWdlbnRzUmVzcG9uc2USRQoKUmV0cnlCdWlsZBIaLmtpbG4udjEuUmV0cnlCdWlsZFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5QnVpbGRSZXNwb25zZRJFCgpEcmFpbkFnZW50Ehoua2lsbi52MS5EcmFpbkFnZW50UmVxdWVzdBobLmtpbG4udjEuRHJhaW5BZ2VudFJlc3BvbnNlElEKDlNldEFnZW50QWN0aXZlEh4ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlcXVlc3QaHy5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVzcG9uc2USWgoRUXVlcnlNaXNzaW5nUGF0aHMSIS5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVxdWVzdBoiLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXNwb25zZRJNCgxVcGxvYWRTb3VyY2USHC5raWxuLnYxLlVwbG9hZFNvdXJjZVJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZFNvdXJjZVJlc3BvbnNlKAESRQoKTGlzdEV2ZW50cxIaLmtpbG4udjEuTGlzdEV2ZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RFdmVudHNSZXNwb25zZRJFCgpSZXRyeUV2ZW50Ehoua2lsbi52MS5SZXRyeUV2ZW50UmVxdWVzdBobLmtpbG4udjEuUmV0cnlFdmVudFJlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_agent, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFMrwKCgxBZG1pblNlcnZpY2USSAoLU3VibWl0QnVpbGQSGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZRI/CghHZXRCdWlsZBIYLmtpbG4udjEuR2V0QnVpbGRSZXF1ZXN0Ghkua2lsbi52MS5HZXRCdWlsZFJlc3BvbnNlEkUKCkxpc3RCdWlsZHMSGi5raWxuLnYxLkxpc3RCdWlsZHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QnVpbGRzUmVzcG9uc2USSAoLQ2FuY2VsQnVpbGQSGy5raWxuLnYxLkNhbmNlbEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXNwb25zZRJXChBTZXRCdWlsZFByaW9yaXR5EiAua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVxdWVzdBohLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlElQKD1VwZGF0ZUJ1aWxkVGFncxIfLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBogLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVzcG9uc2USSAoLQ3JlYXRlQWdlbnQSGy5raWxuLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBocLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJgChNDcmVhdGVBZ2VudFBhc3N3b3JkEiMua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVxdWVzdBokLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEkUKCkxpc3RBZ2VudHMSGi5raWxuLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QWdlbnRzUmVzcG9uc2USRQoKUmV0cnlCdWlsZBIaLmtpbG4udjEuUmV0cnlCdWlsZFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5QnVpbGRSZXNwb25zZRJFCgpEcmFpbkFnZW50Ehoua2lsbi52MS5EcmFpbkFnZW50UmVxdWVzdBobLmtpbG4udjEuRHJhaW5BZ2VudFJlc3BvbnNlElEKDlNldEFnZW50QWN0aXZlEh4ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlcXVlc3QaHy5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVzcG9uc2USWgoRUXVlcnlNaXNzaW5nUGF0aHMSIS5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVxdWVzdBoiLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXNwb25zZRJNCgxVcGxvYWRTb3VyY2USHC5raWxuLnYxLlVwbG9hZFNvdXJjZVJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZFNvdXJjZVJlc3BvbnNlKAESVAoPR2V0UXVldWVTdW1tYXJ5Eh8ua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXF1ZXN0GiAua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXNwb25zZRJFCgpMaXN0RXZlbnRzEhoua2lsbi52MS5MaXN0RXZlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkUKClJldHJ5RXZlbnQSGi5raWxuLnYxLlJldHJ5RXZlbnRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUV2ZW50UmVzcG9uc2ViBnByb3RvMw", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -679,6 +681,108 @@ export const UploadSourceResponseSchema: GenMessage<UploadSourceResponse> = /*@_
   messageDesc(file_kiln_v1_admin, 28);
 
 /**
+ * @generated from message kiln.v1.GetQueueSummaryRequest
+ */
+export type GetQueueSummaryRequest = Message<"kiln.v1.GetQueueSummaryRequest"> & {
+};
+
+/**
+ * Describes the message kiln.v1.GetQueueSummaryRequest.
+ * Use `create(GetQueueSummaryRequestSchema)` to create a new message.
+ */
+export const GetQueueSummaryRequestSchema: GenMessage<GetQueueSummaryRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 29);
+
+/**
+ * @generated from message kiln.v1.QueueCount
+ */
+export type QueueCount = Message<"kiln.v1.QueueCount"> & {
+  /**
+   * @generated from field: kiln.v1.BuildState state = 1;
+   */
+  state: BuildState;
+
+  /**
+   * @generated from field: string system = 2;
+   */
+  system: string;
+
+  /**
+   * @generated from field: uint32 count = 3;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message kiln.v1.QueueCount.
+ * Use `create(QueueCountSchema)` to create a new message.
+ */
+export const QueueCountSchema: GenMessage<QueueCount> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 30);
+
+/**
+ * @generated from message kiln.v1.ReadyQueue
+ */
+export type ReadyQueue = Message<"kiln.v1.ReadyQueue"> & {
+  /**
+   * @generated from field: string system = 1;
+   */
+  system: string;
+
+  /**
+   * Scheduled builds whose inputs are all in the cache and whose backoff is over.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * When the oldest of them was submitted.
+   *
+   * @generated from field: google.protobuf.Timestamp oldest_created_at = 3;
+   */
+  oldestCreatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.ReadyQueue.
+ * Use `create(ReadyQueueSchema)` to create a new message.
+ */
+export const ReadyQueueSchema: GenMessage<ReadyQueue> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 31);
+
+/**
+ * @generated from message kiln.v1.GetQueueSummaryResponse
+ */
+export type GetQueueSummaryResponse = Message<"kiln.v1.GetQueueSummaryResponse"> & {
+  /**
+   * Builds scheduled, allocated or started (finished ones are history, not the queue).
+   *
+   * @generated from field: repeated kiln.v1.QueueCount counts = 1;
+   */
+  counts: QueueCount[];
+
+  /**
+   * @generated from field: repeated kiln.v1.ReadyQueue ready = 2;
+   */
+  ready: ReadyQueue[];
+
+  /**
+   * Agents whose stream is on the coordinator that answered.
+   *
+   * @generated from field: uint32 connected_agents = 3;
+   */
+  connectedAgents: number;
+};
+
+/**
+ * Describes the message kiln.v1.GetQueueSummaryResponse.
+ * Use `create(GetQueueSummaryResponseSchema)` to create a new message.
+ */
+export const GetQueueSummaryResponseSchema: GenMessage<GetQueueSummaryResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 32);
+
+/**
  * @generated from message kiln.v1.ListEventsRequest
  */
 export type ListEventsRequest = Message<"kiln.v1.ListEventsRequest"> & {
@@ -722,7 +826,7 @@ export type ListEventsRequest = Message<"kiln.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 29);
+  messageDesc(file_kiln_v1_admin, 33);
 
 /**
  * @generated from message kiln.v1.ListEventsResponse
@@ -744,7 +848,7 @@ export type ListEventsResponse = Message<"kiln.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 30);
+  messageDesc(file_kiln_v1_admin, 34);
 
 /**
  * @generated from message kiln.v1.RetryEventRequest
@@ -768,7 +872,7 @@ export type RetryEventRequest = Message<"kiln.v1.RetryEventRequest"> & {
  * Use `create(RetryEventRequestSchema)` to create a new message.
  */
 export const RetryEventRequestSchema: GenMessage<RetryEventRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 31);
+  messageDesc(file_kiln_v1_admin, 35);
 
 /**
  * @generated from message kiln.v1.RetryEventResponse
@@ -787,7 +891,7 @@ export type RetryEventResponse = Message<"kiln.v1.RetryEventResponse"> & {
  * Use `create(RetryEventResponseSchema)` to create a new message.
  */
 export const RetryEventResponseSchema: GenMessage<RetryEventResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 32);
+  messageDesc(file_kiln_v1_admin, 36);
 
 /**
  * What operators and their scripts use: submit and steer builds, manage agents.
@@ -929,6 +1033,16 @@ export const AdminService: GenService<{
     methodKind: "client_streaming";
     input: typeof UploadSourceRequestSchema;
     output: typeof UploadSourceResponseSchema;
+  },
+  /**
+   * The queue at a glance: unfinished builds by state and system, and the ready ones.
+   *
+   * @generated from rpc kiln.v1.AdminService.GetQueueSummary
+   */
+  getQueueSummary: {
+    methodKind: "unary";
+    input: typeof GetQueueSummaryRequestSchema;
+    output: typeof GetQueueSummaryResponseSchema;
   },
   /**
    * Events, newest first, with how each hook's delivery of them stands.

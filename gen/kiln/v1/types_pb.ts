@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/types.proto.
  */
 export const file_kiln_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIswECgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkZXJpdmVkX3ByaW9yaXR5GA0gASgFEhUKDWF0dGVtcHRfY291bnQYDiABKA0SJwoIYXR0ZW1wdHMYDyADKAsyFS5raWxuLnYxLkJ1aWxkQXR0ZW1wdBIXCg90aW1lb3V0X3NlY29uZHMYECABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGBEgASgNEi4KCm5vdF9iZWZvcmUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDndhaXRpbmdfaW5wdXRzGBMgASgNIvUBCgxCdWlsZEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIQCghhZ2VudF9pZBgCIAEoCRIwCgxhbGxvY2F0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAYgASgJEg8KB21lc3NhZ2UYByABKAkSEAoIbG9nX3NpemUYCCABKAQilQEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGl2ZRgFIAEoCBIWCg5wYXNzd29yZF9jb3VudBgGIAEoBSK3AQoFRXZlbnQSCgoCaWQYASABKAMSDAoEdHlwZRgCIAEoCRIQCghidWlsZF9pZBgDIAEoCRIQCghhZ2VudF9pZBgEIAEoCRIUCgxwYXlsb2FkX2pzb24YBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoKZGVsaXZlcmllcxgHIAMoCzIWLmtpbG4udjEuRXZlbnREZWxpdmVyeSKBAQoNRXZlbnREZWxpdmVyeRIMCgRob29rGAEgASgJEg0KBXN0YXRlGAIgASgJEhAKCGF0dGVtcHRzGAMgASgNEhIKCmxhc3RfZXJyb3IYBCABKAkSLQoJcnVuX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrFAQoKQnVpbGRTdGF0ZRIbChdCVUlMRF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUJVSUxEX1NUQVRFX1NDSEVEVUxFRBABEhkKFUJVSUxEX1NUQVRFX0FMTE9DQVRFRBACEhcKE0JVSUxEX1NUQVRFX1NUQVJURUQQAxIZChVCVUlMRF9TVEFURV9TVUNDRUVERUQQBBIWChJCVUlMRF9TVEFURV9GQUlMRUQQBRIYChRCVUlMRF9TVEFURV9DQU5DRUxFRBAGYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIswECgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkZXJpdmVkX3ByaW9yaXR5GA0gASgFEhUKDWF0dGVtcHRfY291bnQYDiABKA0SJwoIYXR0ZW1wdHMYDyADKAsyFS5raWxuLnYxLkJ1aWxkQXR0ZW1wdBIXCg90aW1lb3V0X3NlY29uZHMYECABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGBEgASgNEi4KCm5vdF9iZWZvcmUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDndhaXRpbmdfaW5wdXRzGBMgASgNIocCCgxCdWlsZEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIQCghhZ2VudF9pZBgCIAEoCRIwCgxhbGxvY2F0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAYgASgJEg8KB21lc3NhZ2UYByABKAkSEAoIbG9nX3NpemUYCCABKAQSEAoIdHJhY2VfaWQYCSABKAkiwwEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGl2ZRgFIAEoCBIWCg5wYXNzd29yZF9jb3VudBgGIAEoBRIsCgpjb25uZWN0aW9uGAcgASgLMhgua2lsbi52MS5BZ2VudENvbm5lY3Rpb24i5wEKD0FnZW50Q29ubmVjdGlvbhIPCgdzeXN0ZW1zGAEgAygJEhsKE21heF9wYXJhbGxlbF9idWlsZHMYAiABKA0SEgoKZnJlZV9zbG90cxgDIAEoDRIPCgdob2xkaW5nGAQgASgNEhQKDGxvYWRfYXZlcmFnZRgFIAEoARIRCgljcHVfY291bnQYBiABKA0SFwoPZnJlZV9kaXNrX2J5dGVzGAcgASgEEhAKCGRyYWluaW5nGAggASgIEi0KCWxhc3Rfc2VlbhgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitwEKBUV2ZW50EgoKAmlkGAEgASgDEgwKBHR5cGUYAiABKAkSEAoIYnVpbGRfaWQYAyABKAkSEAoIYWdlbnRfaWQYBCABKAkSFAoMcGF5bG9hZF9qc29uGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCmRlbGl2ZXJpZXMYByADKAsyFi5raWxuLnYxLkV2ZW50RGVsaXZlcnkigQEKDUV2ZW50RGVsaXZlcnkSDAoEaG9vaxgBIAEoCRINCgVzdGF0ZRgCIAEoCRIQCghhdHRlbXB0cxgDIAEoDRISCgpsYXN0X2Vycm9yGAQgASgJEi0KCXJ1bl9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqxQEKCkJ1aWxkU3RhdGUSGwoXQlVJTERfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVCVUlMRF9TVEFURV9TQ0hFRFVMRUQQARIZChVCVUlMRF9TVEFURV9BTExPQ0FURUQQAhIXChNCVUlMRF9TVEFURV9TVEFSVEVEEAMSGQoVQlVJTERfU1RBVEVfU1VDQ0VFREVEEAQSFgoSQlVJTERfU1RBVEVfRkFJTEVEEAUSGAoUQlVJTERfU1RBVEVfQ0FOQ0VMRUQQBmIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * A key=value label on a build or an agent. A build is only allocated to an agent
@@ -281,6 +281,15 @@ export type BuildAttempt = Message<"kiln.v1.BuildAttempt"> & {
    * @generated from field: uint64 log_size = 8;
    */
   logSize: bigint;
+
+  /**
+   * The OpenTelemetry trace id of this attempt (32 hex digits). It follows from the
+   * build id and the attempt number, so it is known whether or not tracing is on; the
+   * spans exist only where OTEL_EXPORTER_OTLP_ENDPOINT was set.
+   *
+   * @generated from field: string trace_id = 9;
+   */
+  traceId: string;
 };
 
 /**
@@ -327,6 +336,13 @@ export type Agent = Message<"kiln.v1.Agent"> & {
    * @generated from field: int32 password_count = 6;
    */
   passwordCount: number;
+
+  /**
+   * Its control stream, when it is connected to the coordinator that answered.
+   *
+   * @generated from field: kiln.v1.AgentConnection connection = 7;
+   */
+  connection?: AgentConnection | undefined;
 };
 
 /**
@@ -335,6 +351,73 @@ export type Agent = Message<"kiln.v1.Agent"> & {
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
   messageDesc(file_kiln_v1_types, 5);
+
+/**
+ * What a connected agent told the coordinator holding its stream.
+ *
+ * @generated from message kiln.v1.AgentConnection
+ */
+export type AgentConnection = Message<"kiln.v1.AgentConnection"> & {
+  /**
+   * @generated from field: repeated string systems = 1;
+   */
+  systems: string[];
+
+  /**
+   * @generated from field: uint32 max_parallel_builds = 2;
+   */
+  maxParallelBuilds: number;
+
+  /**
+   * Builds it may be given now (0 while draining, deactivated or over a load limit).
+   *
+   * @generated from field: uint32 free_slots = 3;
+   */
+  freeSlots: number;
+
+  /**
+   * Builds it holds.
+   *
+   * @generated from field: uint32 holding = 4;
+   */
+  holding: number;
+
+  /**
+   * 1-minute load average and CPUs, as last reported.
+   *
+   * @generated from field: double load_average = 5;
+   */
+  loadAverage: number;
+
+  /**
+   * @generated from field: uint32 cpu_count = 6;
+   */
+  cpuCount: number;
+
+  /**
+   * Free disk where its store lives; 0 when unknown.
+   *
+   * @generated from field: uint64 free_disk_bytes = 7;
+   */
+  freeDiskBytes: bigint;
+
+  /**
+   * @generated from field: bool draining = 8;
+   */
+  draining: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_seen = 9;
+   */
+  lastSeen?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.AgentConnection.
+ * Use `create(AgentConnectionSchema)` to create a new message.
+ */
+export const AgentConnectionSchema: GenMessage<AgentConnection> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_types, 6);
 
 /**
  * Something that happened, written in the same transaction as the change it reports, and
@@ -388,7 +471,7 @@ export type Event = Message<"kiln.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_types, 6);
+  messageDesc(file_kiln_v1_types, 7);
 
 /**
  * One hook's handling of one event.
@@ -429,7 +512,7 @@ export type EventDelivery = Message<"kiln.v1.EventDelivery"> & {
  * Use `create(EventDeliverySchema)` to create a new message.
  */
 export const EventDeliverySchema: GenMessage<EventDelivery> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_types, 7);
+  messageDesc(file_kiln_v1_types, 8);
 
 /**
  * The life of a build. A setup failure returns a build to SCHEDULED.

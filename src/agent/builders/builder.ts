@@ -37,6 +37,8 @@ export interface BuildContext {
   signal: AbortSignal;
   /** Receives the build log as it is written. */
   log(chunk: Buffer): void;
+  /** Told when setup (fetching inputs, clearing old outputs) is over and the build itself runs, for the trace. */
+  phase?(name: 'build'): void;
 }
 
 export interface Builder {

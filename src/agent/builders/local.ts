@@ -68,6 +68,7 @@ export class LocalBuilder implements Builder {
     const drv = parseDerivation(job.derivation, { storeDir: this.store.storeDir });
     const inputs = await this.fetchInputs(drv, ctx.signal);
     await this.deleteOutputs(job);
+    ctx.phase?.('build');
     try {
       await this.runBuilder(job, drv, tools, ctx);
       const collected = await collectOutputs(job, drv, this.store, inputs, ctx.signal);

@@ -82,6 +82,7 @@ export class NixBuilder implements Builder {
     }
 
     // 4. The build itself; Nix enforces the time limits and says which one ran out.
+    ctx.phase?.('build');
     const limits: string[] = [];
     if (job.timeoutSeconds) limits.push('--option', 'timeout', String(job.timeoutSeconds));
     if (job.maxSilentSeconds) limits.push('--option', 'max-silent-time', String(job.maxSilentSeconds));

@@ -10,6 +10,7 @@ import { createLogger } from '../../logger.js';
 import { validateStoreDir } from '../../store/store-path.js';
 import { intFrom, parse, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
+import { startTracing } from '../../telemetry/tracing.js';
 
 /** The Nix system name of this machine, e.g. x86_64-linux. */
 export function hostSystem(): string {
@@ -42,6 +43,7 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   const maxSilentSeconds = intFrom(values['max-silent-time'], '--max-silent-time') ?? 0;
   if (timeoutSeconds < 0 || maxSilentSeconds < 0) throw new UsageError('--timeout and --max-silent-time are seconds, zero for no limit');
   const log = createLogger({ name: 'kiln-agent' });
+  const tracing = startTracing('kiln-agent');
   const agent = new Agent({
     coordinatorUrl: coordinatorUrl(values.coordinator),
     agentId,
@@ -68,6 +70,8 @@ export async function runAgentCommand(args: string[]): Promise<void> {
       void agent.shutdown().then(done);
     });
   });
+  // What the last builds traced is exported before the process ends.
+  await tracing.shutdown();
 }
 
 /** Makes the chosen builder once the coordinator has said where its cache is. */

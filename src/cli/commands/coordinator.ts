@@ -12,6 +12,7 @@ import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
 import { configAsFlags, loadConfig } from '../../coordinator/config-file.js';
 import { parse, secondsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
+import { startTracing } from '../../telemetry/tracing.js';
 
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
@@ -55,6 +56,8 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
   }) : {};
   const given = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined));
   const settings = { ...configAsFlags(config), ...given } as Parameters<typeof schedulingOptions>[0];
+  // Before the coordinator starts, so that every span of this process is exported (when OTEL_* asks).
+  const tracing = startTracing('kiln-coordinator');
   const coordinator = await startCoordinator({
     host,
     port,
@@ -62,18 +65,24 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     narDir: values['nar-dir'] ? resolve(values['nar-dir']) : undefined,
     database: databaseUrl ? { url: databaseUrl } : { dataDir: resolve(dataDir, 'db') },
     adminToken: process.env.KILN_ADMIN_TOKEN || undefined,
+    dashboardToken: process.env.KILN_DASHBOARD_TOKEN || undefined,
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
     ...schedulingOptions(settings),
     hooks: config.hooks,
   });
   console.error(`kiln coordinator listening on ${coordinator.url} (data in ${dataDir}, database ${coordinator.database.kind})`);
   console.error(`cache public key: ${coordinator.nixPublicKey}`);
+  console.error(`dashboard (read-only): ${coordinator.url}/dashboard/#token=${coordinator.dashboardToken}`);
+  if (tracing.enabled) console.error('tracing: exporting spans over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)');
   const local = values['local-agent'] ? await startLocalAgent(coordinator, dataDir, createLogger({ name: 'kiln-agent' })) : undefined;
   if (local) console.error('local agent running (nix builder, this machine\'s store)');
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
       console.error(`kiln coordinator: ${signal}, shutting down`);
-      void (local?.shutdown() ?? Promise.resolve()).then(() => coordinator.stop()).then(done, done);
+      void (local?.shutdown() ?? Promise.resolve())
+        .then(() => coordinator.stop())
+        .then(() => tracing.shutdown())
+        .then(done, done);
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
