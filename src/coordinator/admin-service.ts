@@ -181,7 +181,7 @@ export function adminService(
       return { retried };
     },
     async retryBuild(req) {
-      const build = await retryBuild(db, req.id);
+      const build = await retryBuild(db, storage, req.id);
       notify.buildsChanged(build.id);
       return { build: buildToProto(build) };
     },
