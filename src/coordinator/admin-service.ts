@@ -17,6 +17,9 @@ import { submitBuild } from '../scheduler/submission.js';
 import { createAgent, createAgentPassword, getAgent, listAgents, setAgentActive, type AgentRecord } from './agent-registry.js';
 import type { AgentSignal } from './farm-signals.js';
 import { sourceUploads } from './source-uploads.js';
+import { cacheAdmin } from './cache-admin.js';
+import type { Logger } from '../logger.js';
+import type { RetentionRules } from '../substitutes/retention.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
   scheduled: BuildState.SCHEDULED,
@@ -104,11 +107,12 @@ export interface AdminNotifications {
 export function adminService(
   db: Database,
   storage: NarStorage,
-  farm: { submitMissingInputs: boolean },
+  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger },
   notify: AdminNotifications,
 ): ServiceImpl<typeof AdminService> {
   return {
     ...sourceUploads({ db, storage, sourceStored: () => notify.buildsChanged() }),
+    ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),
     async submitBuild(req) {
       const result = await submitBuild(db, storage, {
         derivationPath: req.derivationPath,
