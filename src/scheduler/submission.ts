@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, notExists, notInArray } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, buildTags, buildWaits, derivationInputs, derivationOutputs, derivations, derivationSources, events } from '../db/schema.js';
+import { builds, buildTags, buildWaits, derivationInputs, derivationOutputs, derivations, derivationSources, events, storePaths } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
 import type { NarStorage } from '../storage/nar-storage.js';
@@ -177,7 +177,10 @@ export async function insertBuild(tx: Queryable, build: NewBuild): Promise<strin
 /**
  * Submits a build for each derivation that makes one of `paths` and has no build that
  * will make it (none queued, running or failed: a failed one waits for an operator),
- * with the waiter's tags, recursively. Returns the new builds' ids.
+ * with the waiter's tags, recursively. Returns the new builds' ids. A path that arrived
+ * since the waits were counted is not built again: its build may have succeeded in the
+ * meantime, and a success commits after its outputs, so one statement that sees the
+ * success sees the output too (the waiter's settleWaits releases it after commit).
  */
 export async function submitBuildsForMissing(
   tx: Queryable,
@@ -191,6 +194,7 @@ export async function submitBuildsForMissing(
     .where(
       and(
         inArray(derivationOutputs.path, paths),
+        notExists(tx.select({ path: storePaths.path }).from(storePaths).where(eq(storePaths.path, derivationOutputs.path))),
         notExists(
           tx
             .select({ id: builds.id })

@@ -59,15 +59,16 @@ export class NarInfoCache {
   private readonly entries = new Map<string, string>();
   constructor(private readonly max = 10_000) {}
 
-  get(path: string, render: () => string): string {
-    const hit = this.entries.get(path);
+  /** `key` names the path and its files: a path collected and uploaded again is another entry. */
+  get(key: string, render: () => string): string {
+    const hit = this.entries.get(key);
     if (hit !== undefined) {
-      this.entries.delete(path);
-      this.entries.set(path, hit);
+      this.entries.delete(key);
+      this.entries.set(key, hit);
       return hit;
     }
     const text = render();
-    this.entries.set(path, text);
+    this.entries.set(key, text);
     if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
     return text;
   }
