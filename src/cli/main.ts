@@ -3,6 +3,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { agentCommand } from './commands/agent.js';
 import { buildCommand } from './commands/build.js';
+import { cacheCommand } from './commands/cache.js';
 import { coordinatorCommand } from './commands/coordinator.js';
 import { UsageError } from './usage-error.js';
 
@@ -29,6 +30,7 @@ const USAGE = `usage: kiln <command> [options]
   kiln build retry <build-id>
   kiln build priority <build-id> <priority>
   kiln build tag <build-id> [k=v]... [--remove KEY]...
+  kiln cache gc [--dry-run]
 
 Client commands talk to --coordinator URL (or $KILN_COORDINATOR, default
 http://127.0.0.1:8745) with the admin token in $KILN_ADMIN_TOKEN, and print
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   coordinator: coordinatorCommand,
   agent: agentCommand,
   build: buildCommand,
+  cache: cacheCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

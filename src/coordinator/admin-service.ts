@@ -21,6 +21,9 @@ import type { AgentSessions } from './agent-sessions.js';
 import { connectionToProto, queueStatus } from './queue-status.js';
 import { buildTraceId } from '../telemetry/build-trace.js';
 import type { BuildTelemetry } from '../telemetry/build-telemetry.js';
+import { cacheAdmin } from './cache-admin.js';
+import type { Logger } from '../logger.js';
+import type { RetentionRules } from '../substitutes/retention.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
   scheduled: BuildState.SCHEDULED,
@@ -110,13 +113,14 @@ export interface AdminNotifications {
 export function adminService(
   db: Database,
   storage: NarStorage,
-  farm: { submitMissingInputs: boolean },
+  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger },
   notify: AdminNotifications,
   live: { sessions: AgentSessions; telemetry?: BuildTelemetry },
 ): ServiceImpl<typeof AdminService> {
   return {
     ...sourceUploads({ db, storage, sourceStored: () => notify.buildsChanged(), telemetry: live.telemetry }),
     ...queueStatus({ db, sessions: live.sessions }),
+    ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),
     async submitBuild(req) {
       const startedAt = performance.now();
       const result = await submitBuild(db, storage, {
@@ -191,7 +195,7 @@ export function adminService(
       return { retried };
     },
     async retryBuild(req) {
-      const build = await retryBuild(db, req.id);
+      const build = await retryBuild(db, storage, req.id);
       notify.buildsChanged(build.id);
       return { build: buildToProto(build) };
     },

@@ -7,6 +7,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { HookSpec } from '../hooks/hook-specs.js';
+import { parseCompressions } from '../substitutes/compressions.js';
+import { parseRetention, type RetentionConfig } from '../substitutes/retention.js';
+import type { CoordinatorOptions } from './coordinator.js';
 
 export interface KilnConfig {
   scheduling?: {
@@ -28,13 +31,27 @@ export interface KilnConfig {
     byTag?: { tag: string; retries: number; on?: string[]; backoffSeconds?: number }[];
   };
   hooks?: HookSpec[];
+  /** The built-in hooks: `publish: false` turns publishing off (an operator's hook may then take its name). */
+  builtinHooks?: {
+    publish?: boolean | { concurrency?: number; maxAttempts?: number; timeoutSeconds?: number };
+  };
+  cache?: {
+    /** NAME or NAME:LEVEL: lz4 (always: agents upload it), zstd, gzip. */
+    compressions?: string[];
+  };
+  /** What `kiln cache gc` keeps. */
+  retention?: RetentionConfig;
 }
 
 const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
   scheduling: ['allocation', 'leaseSeconds', 'timeoutSeconds', 'maxSilentSeconds', 'maxLoadPerCpu', 'minFreeDiskGiB', 'submitMissingInputs'],
   retry: ['retries', 'on', 'backoffSeconds', 'byTag'],
   hooks: [],
+  builtinHooks: ['publish'],
+  cache: ['compressions'],
+  retention: [],
 };
+const PUBLISH_LIMITS = ['concurrency', 'maxAttempts', 'timeoutSeconds'];
 
 export class ConfigError extends Error {}
 
@@ -83,7 +100,7 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
   for (const key of Object.keys(config)) {
     if (!(key in SECTIONS)) fail(key, `is not a setting (known: ${Object.keys(SECTIONS).join(', ')})`);
   }
-  for (const section of ['scheduling', 'retry'] as const) {
+  for (const section of ['scheduling', 'retry', 'builtinHooks', 'cache'] as const) {
     const value = config[section];
     if (value === undefined) continue;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(section, 'must be an object');
@@ -115,7 +132,41 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
     });
   }
   if (config.hooks !== undefined && !Array.isArray(config.hooks)) fail('hooks', 'must be a list');
+  const publish = (config.builtinHooks as Record<string, unknown> | undefined)?.publish;
+  if (publish !== undefined && typeof publish !== 'boolean') {
+    if (typeof publish !== 'object' || publish === null || Array.isArray(publish)) fail('builtinHooks.publish', 'must be true, false, or an object of its limits');
+    for (const [key, value] of Object.entries(publish as object)) {
+      if (!PUBLISH_LIMITS.includes(key)) fail(`builtinHooks.publish.${key}`, `is not a setting (known: ${PUBLISH_LIMITS.join(', ')})`);
+      if (!Number.isInteger(value) || (value as number) < 1) fail(`builtinHooks.publish.${key}`, 'must be a whole number of at least 1');
+    }
+  }
+  try {
+    const compressions = (config.cache as Record<string, unknown> | undefined)?.compressions;
+    if (compressions !== undefined) parseCompressions(compressions, `${where}: cache.compressions`);
+    parseRetention(config.retention, `${where}: retention`);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
   return config as KilnConfig;
+}
+
+/** The cache's part (compressions, publishing, retention) as coordinator options; the config was checked. */
+export function cacheOptions(config: KilnConfig, where: string): Pick<CoordinatorOptions, 'compressions' | 'publish' | 'retention'> {
+  const publish = config.builtinHooks?.publish;
+  return {
+    compressions: config.cache?.compressions ? parseCompressions(config.cache.compressions, `${where}: cache.compressions`) : undefined,
+    publish:
+      publish === false
+        ? false
+        : typeof publish === 'object'
+          ? {
+              ...(publish.concurrency !== undefined ? { concurrency: publish.concurrency } : {}),
+              ...(publish.maxAttempts !== undefined ? { maxAttempts: publish.maxAttempts } : {}),
+              ...(publish.timeoutSeconds !== undefined ? { timeoutMs: publish.timeoutSeconds * 1000 } : {}),
+            }
+          : undefined,
+    retention: parseRetention(config.retention, `${where}: retention`),
+  };
 }
 
 /**

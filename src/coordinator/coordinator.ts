@@ -36,6 +36,9 @@ import { dashboardRoute } from './dashboard-route.js';
 import { metricsRoute } from './metrics-route.js';
 import { BuildTelemetry } from '../telemetry/build-telemetry.js';
 import { CoordinatorMetrics } from '../telemetry/metrics.js';
+import { checkCompressionTools, defaultCompressions, type Compression } from '../substitutes/compressions.js';
+import { DEFAULT_PUBLISH_LIMITS, publishHook, type PublishLimits } from '../substitutes/publish.js';
+import { DEFAULT_RETENTION, type RetentionRules } from '../substitutes/retention.js';
 
 export const DEFAULT_PORT = 8745;
 export const COORDINATOR_VERSION = '0.1.0';
@@ -77,6 +80,15 @@ export interface CoordinatorOptions {
   submitMissingInputs?: boolean;
   /** Operators' hooks: commands and modules run on events, at least once each. */
   hooks?: HookSpec[];
+  /**
+   * The built-in publish hook (other compressions and a signed narinfo made once per
+   * output): its limits, or false to leave publishing to an operator's hook (default on).
+   */
+  publish?: false | Partial<PublishLimits>;
+  /** The NAR compressions the cache keeps (default: defaultCompressions(storeDir)). */
+  compressions?: Compression[];
+  /** What garbage collection keeps (default DEFAULT_RETENTION). */
+  retention?: RetentionRules;
   /** How often the hook runner looks for due deliveries unprompted (default 1 s). */
   hookPollMs?: number;
 }
@@ -108,6 +120,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const adminToken = loadOrCreateAdminToken(opts.dataDir, opts.adminToken);
   const dashboardToken = loadOrCreateDashboardToken(opts.dataDir, opts.dashboardToken);
   const keys = loadCacheKeys({ dataDir: opts.dataDir, nixKeyFile: opts.nixKeyFile, guixKeyFile: opts.guixKeyFile });
+  const storeDir = opts.storeDir ?? '/nix/store';
+  const compressions = opts.compressions ?? defaultCompressions(storeDir);
+  // Before anything starts: a missing zstd program is said now, not at the first build.
+  if (opts.publish !== false) await checkCompressionTools(compressions);
   const database = await openDatabase(opts.database);
   const { db } = database;
   const storage = await NarStorage.open(opts.narDir ?? join(opts.dataDir, 'nars'));
@@ -134,13 +150,15 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   });
   await signals.start({ work: () => dispatcher.poke(), agent: (signal) => tellAgent(sessions, signal, dispatcher, log) });
   let url = '';
+  const builtIn = opts.publish === false ? [] : [publishHook({ db, storage, keys, compressions }, { ...DEFAULT_PUBLISH_LIMITS, ...opts.publish })];
   // Module hooks get an AdminService client of this coordinator, once it listens.
-  const hookList = await hooksFromSpecs(opts.hooks ?? [], () => createAdminClient(url, adminToken)).catch(async (err: unknown) => {
+  const operators = await hooksFromSpecs(opts.hooks ?? [], () => createAdminClient(url, adminToken), builtIn.map((h) => h.name)).catch(async (err: unknown) => {
     await dispatcher.stop();
     await signals.stop();
     await database.close();
     throw err;
   });
+  const hookList = [...builtIn, ...operators];
   const hooks = new HookRunner({ db, hooks: hookList, log: log.child({ part: 'hooks' }), pollMs: opts.hookPollMs });
   // Every change this process makes may have written events.
   events.on(() => hooks.poke());
@@ -148,7 +166,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const routes = (router: ConnectRouter) => {
     router.service(
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log }, {
         buildsChanged: (buildId, kind) => {
           if (buildId && kind) events.emit({ buildId, kind });
           dispatcher.workAvailable();
@@ -186,7 +204,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       healthRoute(() => state === 'running'),
       metricsRoute(metrics),
       dashboardRoute(),
-      cacheRoutes({ db, storage, logs, keys, storeDir: opts.storeDir ?? '/nix/store' }),
+      cacheRoutes({ db, storage, logs, keys, storeDir }),
     ],
     (err) => log.error({ err }, 'HTTP route failed'),
   );

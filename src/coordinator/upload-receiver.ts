@@ -4,6 +4,7 @@
 // hash and size match what arrived is the file moved into place and the store path
 // recorded; a broken upload stays staged so that it resumes where it stopped.
 import { releasePaths } from '../scheduler/availability.js';
+import { holdCacheShared } from '../substitutes/cache-lock.js';
 import { createHash, type Hash as NodeHash } from 'node:crypto';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { decompressFrame } from 'lz4-napi';
@@ -276,14 +277,18 @@ export async function receiveNar(
     }
     const fileHash = encodeBase32(incoming.fileHash.digest());
     const fileName = `${fileHash}.nar.lz4`;
-    await staged.commit(fileName);
-    completed = true;
-    await recordStorePath(deps.db, target, {
-      narHash: received.toString(),
-      narSize: nar.size,
-      fileName,
-      fileHash: `sha256:${fileHash}`,
-      fileSize: incoming.fileSize,
+    await deps.db.transaction(async (tx) => {
+      // From the rename to the row's commit, garbage collection waits (cache-lock.ts).
+      await holdCacheShared(tx);
+      await staged.commit(fileName);
+      completed = true;
+      await recordStorePath(tx, target, {
+        narHash: received.toString(),
+        narSize: nar.size,
+        fileName,
+        fileHash: `sha256:${fileHash}`,
+        fileSize: incoming.fileSize,
+      });
     });
     // After the record's commit, so no build's wait can slip past it (see availability.ts).
     const released = await releasePaths(deps.db, [target.storePath]);
@@ -343,7 +348,7 @@ function parseDeclaredHash(text: string): Hash {
 }
 
 async function recordStorePath(
-  db: Database,
+  db: Pick<Database, 'insert'>,
   target: NarTarget,
   nar: { narHash: string; narSize: number; fileName: string; fileHash: string; fileSize: number },
 ): Promise<void> {

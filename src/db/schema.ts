@@ -262,4 +262,31 @@ export const storePaths = pgTable('store_paths', {
   /** The build whose output this is, when an agent built it here. */
   buildId: uuid('build_id'),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
-});
+  /**
+   * The signed narinfo, made once by the publish hook (the Guix signature costs
+   * milliseconds); null until then, and the cache renders it on request meanwhile.
+   */
+  narinfo: text('narinfo'),
+  /** Which keys signed `narinfo` (CacheKeys.fingerprint): a text signed by other keys is not served. */
+  narinfoSigner: text('narinfo_signer'),
+}, (t) => [
+  // Garbage collection asks whether a file under nar/ is still named by a row.
+  index('store_paths_file_name').on(t.fileName),
+]);
+
+/**
+ * The NAR of a stored path in the cache's other compressions (the one in store_paths is
+ * the LZ4 file as uploaded), made by the publish hook; removed with the path.
+ */
+export const narFiles = pgTable(
+  'nar_files',
+  {
+    path: text('path').notNull().references(() => storePaths.path, { onDelete: 'cascade' }),
+    compression: text('compression').notNull(),
+    fileName: text('file_name').notNull(),
+    fileHash: text('file_hash').notNull(),
+    fileSize: bigint('file_size', { mode: 'number' }).notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.path, t.compression] }), index('nar_files_file_name').on(t.fileName)],
+);

@@ -20,14 +20,21 @@ export type HookSpec = (CommonSpec & { command: string[]; env?: Record<string, s
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
-/** Checks every spec (naming what is wrong and where) and makes the hooks. */
-export async function hooksFromSpecs(specs: HookSpec[], admin: () => AdminClient): Promise<Hook[]> {
+/**
+ * Checks every spec (naming what is wrong and where) and makes the hooks. `builtIn`: the
+ * names of the built-in hooks running beside them, which an operator's hook may take only
+ * once the built-in one is turned off.
+ */
+export async function hooksFromSpecs(specs: HookSpec[], admin: () => AdminClient, builtIn: readonly string[] = []): Promise<Hook[]> {
   const seen = new Set<string>();
   const hooks: Hook[] = [];
   for (const [i, spec] of specs.entries()) {
     const where = `hooks[${i}]${spec.name ? ` (${spec.name})` : ''}`;
     if (!NAME.test(spec.name ?? '')) throw new Error(`${where}: name must be lower-case letters, digits, '.', '_' or '-' (at most 63)`);
     if (seen.has(spec.name)) throw new Error(`${where}: another hook is named ${spec.name}`);
+    if (builtIn.includes(spec.name)) {
+      throw new Error(`${where}: ${spec.name} is the name of a built-in hook; to replace it, turn it off with builtinHooks: { ${spec.name}: false }`);
+    }
     seen.add(spec.name);
     if (!Array.isArray(spec.events) || spec.events.length === 0) throw new Error(`${where}: events must list the event types it takes (or '*')`);
     for (const e of spec.events) {

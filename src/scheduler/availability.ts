@@ -7,9 +7,15 @@
 // the same moment, and that upload may not see the new wait. So each side settles after
 // its own commit (settleWaits, releasePaths): whichever commits second then sees the
 // other's rows. sweepWaits is the safety net for a process that died between the two.
+//
+// Garbage collection removes paths, so a wait is only ever released by a path that is in
+// the cache when the release runs, and a build that counts its inputs holds the cache
+// lock (substitutes/cache-lock.ts) so that gc cannot remove one it counted as present
+// before the build is committed (after that, gc keeps what unfinished builds need).
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { rowsOf } from '../db/rows.js';
+import { holdCacheShared } from '../substitutes/cache-lock.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Executor = Database | Tx;
@@ -29,6 +35,7 @@ function inputPathsOf(derivationPath: string) {
  * of its derivation) not in the cache. Returns how many it waits for now.
  */
 export async function addWaits(tx: Executor, buildId: string, derivationPath: string, paths?: string[]): Promise<number> {
+  await holdCacheShared(tx);
   const wanted = paths ? sql`select unnest(${sql.param(paths)}::text[]) as path` : inputPathsOf(derivationPath);
   await tx.execute(sql`
     insert into build_waits (build_id, path)
@@ -58,7 +65,12 @@ export async function settleWaits(db: Executor, buildIds: string[]): Promise<str
 /** Paths that arrived in the cache (run after their commit). Returns builds that became ready. */
 export async function releasePaths(db: Executor, paths: string[]): Promise<string[]> {
   if (paths.length === 0) return [];
-  return released(db, sql`delete from build_waits where path = any(${sql.param(paths)}::text[]) returning build_id`);
+  return released(
+    db,
+    sql`delete from build_waits w using store_paths s
+        where w.path = any(${sql.param(paths)}::text[]) and s.path = w.path
+        returning w.build_id`,
+  );
 }
 
 /** The safety net: waits on paths that are in the cache, wherever they are. */

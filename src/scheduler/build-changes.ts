@@ -4,6 +4,8 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { builds, buildTags, buildWaits, events } from '../db/schema.js';
 import { KilnError } from '../errors.js';
+import type { NarStorage } from '../storage/nar-storage.js';
+import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
 import { addWaits, settleWaits } from './availability.js';
 import { getBuild, type BuildRecord } from './build-queries.js';
 import { raiseInputs, recomputeBelow } from './priorities.js';
@@ -63,9 +65,10 @@ export async function setBuildPriority(db: Database, id: string, priority: numbe
 
 /**
  * A failed or canceled build goes back to the queue: a new attempt, no backoff, waiting
- * for whatever of its inputs is not in the cache now.
+ * for whatever of its inputs is not in the cache now (sources garbage collection removed
+ * come back when the derivation is submitted again).
  */
-export async function retryBuild(db: Database, id: string): Promise<BuildRecord> {
+export async function retryBuild(db: Database, storage: NarStorage, id: string): Promise<BuildRecord> {
   const build = await getBuild(db, id);
   if (build.state !== 'failed' && build.state !== 'canceled') {
     throw new KilnError('failed_precondition', `build ${id} is ${build.state}; only failed or canceled builds can be retried`);
@@ -77,12 +80,14 @@ export async function retryBuild(db: Database, id: string): Promise<BuildRecord>
       .where(and(eq(builds.id, id), inArray(builds.state, ['failed', 'canceled'])))
       .returning({ id: builds.id });
     if (rows.length === 0) return false;
+    // Its .drv files may have been collected since it finished.
+    await restoreDerivationNars(tx, storage, [build.derivationPath]);
     await addWaits(tx, id, build.derivationPath);
     await raiseInputs(tx, id);
     await tx.insert(events).values({ type: 'build-retried', buildId: id, payload: { previousState: build.state } });
     return true;
   });
-  if (!retried) return retryBuild(db, id); // it changed meanwhile: report truthfully
+  if (!retried) return retryBuild(db, storage, id); // it changed meanwhile: report truthfully
   await settleWaits(db, [id]);
   return getBuild(db, id);
 }

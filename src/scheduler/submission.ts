@@ -8,7 +8,7 @@ import { builds, buildTags, buildWaits, derivationInputs, derivationOutputs, der
 import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
 import type { NarStorage } from '../storage/nar-storage.js';
-import { storeDerivationNar } from '../substitutes/derivation-nar.js';
+import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
 import { isUuid } from '../uuid.js';
 import type { Queryable } from './build-outputs.js';
 import { addWaits, settleWaits } from './availability.js';
@@ -67,12 +67,7 @@ export async function submitBuild(db: Database, storage: NarStorage, input: Subm
   );
   const target = input.derivationPath;
   const id = input.buildId ?? randomUUID();
-  // The .drv files' NARs are written before the transaction; content-addressed, so a
-  // failed submission leaves at most an unreferenced file for garbage collection.
   const fresh = checked.filter((c) => !known.has(c.path));
-  const drvPaths = await Promise.all(
-    fresh.map((c) => storeDerivationNar(storage, { path: c.path, text: c.text, references: [...c.inputSrcs, ...c.inputDrvs.map((i) => i.path)] })),
-  );
 
   try {
     const outcome = await db.transaction(async (tx): Promise<{ existingId?: string; created: string[] }> => {
@@ -93,7 +88,8 @@ export async function submitBuild(db: Database, storage: NarStorage, input: Subm
         if (clash) throw new KilnError('already_exists', `a build with id ${id} exists already`);
       }
       await storeDerivations(tx as unknown as Database, fresh);
-      if (drvPaths.length > 0) await tx.insert(storePaths).values(drvPaths).onConflictDoNothing();
+      // Content-addressed files: a failed submission leaves at most unreferenced ones for gc.
+      await restoreDerivationNars(tx, storage, [target]);
       return { created: await insertBuild(tx, { ...input, id }) };
     });
     // An input that arrived while this transaction ran is released now (see availability.ts).
@@ -181,7 +177,10 @@ export async function insertBuild(tx: Queryable, build: NewBuild): Promise<strin
 /**
  * Submits a build for each derivation that makes one of `paths` and has no build that
  * will make it (none queued, running or failed: a failed one waits for an operator),
- * with the waiter's tags, recursively. Returns the new builds' ids.
+ * with the waiter's tags, recursively. Returns the new builds' ids. A path that arrived
+ * since the waits were counted is not built again: its build may have succeeded in the
+ * meantime, and a success commits after its outputs, so one statement that sees the
+ * success sees the output too (the waiter's settleWaits releases it after commit).
  */
 export async function submitBuildsForMissing(
   tx: Queryable,

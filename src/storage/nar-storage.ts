@@ -5,7 +5,8 @@
 // A staged upload has one writer at a time: a second one (a retry racing the call it
 // replaces) is refused rather than let interleave its frames with the first's.
 import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir, open, opendir, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface FrameRecord {
@@ -130,6 +131,30 @@ export class NarStorage {
     const paths = this.stagingPaths(key);
     await rm(paths.data, { force: true });
     await rm(paths.journal, { force: true });
+  }
+
+  /**
+   * A path under staging/ for a file written whole whose name is known only once it is
+   * written (its hash); `adopt` then moves it into place.
+   */
+  temporaryPath(label: string): string {
+    if (!STAGING_KEY.test(label)) throw new Error(`bad staging label ${JSON.stringify(label)}`);
+    return join(this.root, 'staging', `${label}.${process.pid}.${randomUUID()}.tmp`);
+  }
+
+  /** Moves a file written at a temporaryPath into place under its final name (atomic rename). */
+  async adopt(temporary: string, fileName: string): Promise<void> {
+    await rename(temporary, this.filePath(fileName));
+  }
+
+  /** Every stored file under nar/, with its size and when it was last written (for garbage collection). */
+  async *files(): AsyncGenerator<{ fileName: string; size: number; modifiedMs: number }> {
+    const dir = await opendir(join(this.root, 'nar'));
+    for await (const entry of dir) {
+      if (!entry.isFile() || !FILE_NAME.test(entry.name)) continue;
+      const s = await stat(join(this.root, 'nar', entry.name)).catch(() => undefined);
+      if (s) yield { fileName: entry.name, size: s.size, modifiedMs: s.mtimeMs };
+    }
   }
 
   async size(fileName: string): Promise<number | undefined> {

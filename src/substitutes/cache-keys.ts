@@ -1,6 +1,7 @@
 // The cache's signing keys: a Nix key (the files `nix-store --generate-binary-cache-key`
 // writes) and a Guix key (the files `guix archive --generate-key` writes). Given by the
 // operator, or generated at first start into the data directory.
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,8 @@ export interface CacheKeys {
   guixPublicKey: Uint8Array;
   /** The host name in Guix `Signature:` lines. */
   hostname: string;
+  /** Names this set of keys and host name: a narinfo signed under another set is not served. */
+  fingerprint: string;
 }
 
 export interface CacheKeyOptions {
@@ -72,5 +75,8 @@ export function loadCacheKeys(opts: CacheKeyOptions): CacheKeys {
         const key = generateGuixKey();
         return { value: key, bytes: renderGuixSecretKey(key) };
       });
-  return { nix, nixPublicKey: renderNixPublicKey(nix.publicKey), guix, guixPublicKey: renderGuixPublicKey(guix.publicKey), hostname };
+  const nixPublicKey = renderNixPublicKey(nix.publicKey);
+  const guixPublicKey = renderGuixPublicKey(guix.publicKey);
+  const fingerprint = createHash('sha256').update(`${nixPublicKey}\n${hostname}\n`).update(guixPublicKey).digest('hex').slice(0, 32);
+  return { nix, nixPublicKey, guix, guixPublicKey, hostname, fingerprint };
 }

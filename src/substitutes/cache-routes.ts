@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { and, desc, eq, isNotNull } from 'drizzle-orm';
 import type { HttpRequest, HttpResponse, HttpRoute } from '../coordinator/http-routes.js';
 import type { Database } from '../db/connection.js';
-import { buildAttempts, builds, storePaths } from '../db/schema.js';
+import { buildAttempts, builds, narFiles, storePaths } from '../db/schema.js';
 import type { LogStorage } from '../storage/log-storage.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import type { CacheKeys } from './cache-keys.js';
@@ -78,7 +78,14 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
     if (m) {
       const [row] = await deps.db.select().from(storePaths).where(eq(storePaths.hashPart, m[1]!));
       if (!row) return notFound(req, res, 'narinfo');
-      const text = narinfos.get(row.path, () => narInfoText(row, deps.keys));
+      let text = row.narinfo !== null && row.narinfoSigner === deps.keys.fingerprint ? row.narinfo : undefined;
+      if (text === undefined) {
+        // Not published yet (or signed by keys no longer in use): rendered now, remembered
+        // under its files' names, which change if the path is collected and uploaded again.
+        const others = await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path));
+        const key = [row.path, row.fileName, ...others.map((f) => f.fileName)].join(' ');
+        text = narinfos.get(key, () => narInfoText(row, deps.keys, others));
+      }
       send(req, res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'public, max-age=3600' }, text);
       return true;
     }

@@ -1,6 +1,13 @@
 // The narinfo the cache serves for a stored path: one text that Nix and Guix both read,
-// in guix publish's layout (the signed fields, `Signature:`, then the URL block), with
-// a Nix `Sig:` among the signed fields and a Guix `Signature:` over them.
+// in guix publish's layout (the signed fields, `Signature:`, then one URL block per
+// compression), with a Nix `Sig:` among the signed fields and a Guix `Signature:` over
+// them. Neither signature covers the URL blocks, so adding a compression re-signs nothing.
+//
+// The blocks' order matters to Nix only: its parser (nar-info.cc) keeps the last value of
+// each field, so it downloads the last block, and every block carries all four fields so
+// that it never mixes two. The uploaded LZ4 file goes last (Nix, and kiln's own agents,
+// read it). Guix collects every block, drops the compressions it cannot read (LZ4
+// among them) and picks among the rest (narinfo-preferred-uris in guix/narinfo.scm).
 import { signNarInfoText } from '../store/guix-signature.js';
 import { renderNarInfo, renderSignedPart, type NarInfo } from '../store/narinfo.js';
 import { signNarInfo } from '../store/nix-signature.js';
@@ -20,10 +27,21 @@ export interface StoredPath {
 
 const baseName = (p: string) => p.slice(p.lastIndexOf('/') + 1);
 
-export function narInfoText(stored: StoredPath, keys: CacheKeys): string {
+/** A NAR file of the path in another compression (a nar_files row). */
+export interface StoredFile {
+  fileName: string;
+  compression: string;
+  fileHash: string;
+  fileSize: number;
+}
+
+const block = (f: StoredFile) => ({ url: `nar/${f.fileName}`, compression: f.compression, fileHash: f.fileHash, fileSize: f.fileSize });
+
+export function narInfoText(stored: StoredPath, keys: CacheKeys, others: readonly StoredFile[] = []): string {
   const unsigned: NarInfo = {
     storePath: stored.path,
-    files: [{ url: `nar/${stored.fileName}`, compression: stored.compression, fileHash: stored.fileHash, fileSize: stored.fileSize }],
+    // In one order whoever renders it (the publish hook, or a request before it ran).
+    files: [...[...others].sort((a, b) => (a.compression < b.compression ? -1 : 1)).map(block), block(stored)],
     narHash: stored.narHash,
     narSize: stored.narSize,
     references: stored.references.map(baseName).sort(),
@@ -41,15 +59,16 @@ export class NarInfoCache {
   private readonly entries = new Map<string, string>();
   constructor(private readonly max = 10_000) {}
 
-  get(path: string, render: () => string): string {
-    const hit = this.entries.get(path);
+  /** `key` names the path and its files: a path collected and uploaded again is another entry. */
+  get(key: string, render: () => string): string {
+    const hit = this.entries.get(key);
     if (hit !== undefined) {
-      this.entries.delete(path);
-      this.entries.set(path, hit);
+      this.entries.delete(key);
+      this.entries.set(key, hit);
       return hit;
     }
     const text = render();
-    this.entries.set(path, text);
+    this.entries.set(key, text);
     if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
     return text;
   }

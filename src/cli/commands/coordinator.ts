@@ -9,7 +9,7 @@ import type { Tag } from '../../scheduler/tags.js';
 import { priorityFirst, type AllocationPolicy } from '../../scheduler/allocation.js';
 import { fairShareByTag } from '../../scheduler/fair-share.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
-import { configAsFlags, loadConfig } from '../../coordinator/config-file.js';
+import { cacheOptions, configAsFlags, loadConfig } from '../../coordinator/config-file.js';
 import { parse, secondsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 import { startTracing } from '../../telemetry/tracing.js';
@@ -68,6 +68,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     dashboardToken: process.env.KILN_DASHBOARD_TOKEN || undefined,
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
     ...schedulingOptions(settings),
+    ...cacheOptions(config, configPath ?? ''),
     hooks: config.hooks,
   });
   console.error(`kiln coordinator listening on ${coordinator.url} (data in ${dataDir}, database ${coordinator.database.kind})`);

@@ -4,7 +4,8 @@ import { afterAll, describe, expect, test } from '@jest/globals';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { configAsFlags, loadConfig } from '../../../src/coordinator/config-file.js';
+import { cacheOptions, configAsFlags, loadConfig } from '../../../src/coordinator/config-file.js';
+import { DEFAULT_RETENTION, keptSince } from '../../../src/substitutes/retention.js';
 import { schedulingOptions } from '../../../src/cli/commands/coordinator.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-config-'));
@@ -44,7 +45,19 @@ describe('kiln coordinator --config', () => {
   });
 
   test.each([
-    ['{"schedule": {}}', /schedule: is not a setting \(known: scheduling, retry, hooks\)/],
+    ['{"schedule": {}}', /schedule: is not a setting \(known: scheduling, retry, hooks, builtinHooks, cache, retention\)/],
+    ['{"cache": {"compressions": ["lz4", "brotli"]}}', /: cache.compressions\[1\]: "brotli" is not a compression the cache can keep \(lz4, zstd, gzip/],
+    ['{"cache": {"compressions": ["lz4", "zstd:25"]}}', /: cache.compressions\[1\]: zstd levels go from 1 to 19, not 25/],
+    ['{"cache": {"compressions": ["zstd"]}}', /: cache.compressions: must include lz4: agents upload NARs as lz4/],
+    ['{"cache": {"compressions": ["lz4", "gzip", "gzip:9"]}}', /: cache.compressions: gzip is listed twice/],
+    ['{"cache": {"compression": ["lz4"]}}', /cache.compression: is not a setting \(known: compressions\)/],
+    ['{"retention": {"lastSuccessful": 3}}', /: retention.lastSuccessful: is not a setting \(known: lastSuccessfulPerName, newerThanDays, newerThan, tags\)/],
+    ['{"retention": {"lastSuccessfulPerName": -1}}', /: retention.lastSuccessfulPerName: must be a whole number of at least 0, not -1/],
+    ['{"retention": {"newerThan": "last tuesday"}}', /: retention.newerThan: must be an ISO 8601 date \(2025-01-31\)/],
+    ['{"retention": {"newerThanDays": "30"}}', /: retention.newerThanDays: must be a number of days/],
+    ['{"retention": {"tags": ["keep"]}}', /: retention.tags\[0\]: tag "keep" is not of the form key=value/],
+    ['{"builtinHooks": {"publish": {"concurrency": 0}}}', /builtinHooks.publish.concurrency: must be a whole number of at least 1/],
+    ['{"builtinHooks": {"retry": false}}', /builtinHooks.retry: is not a setting \(known: publish\)/],
     ['{"scheduling": {"lease": 5}}', /scheduling.lease: is not a setting/],
     ['{"scheduling": {"leaseSeconds": "soon"}}', /scheduling.leaseSeconds: must be a number/],
     ['{"retry": {"byTag": [{"tag": "flaky", "retries": 1}]}}', /retry.byTag\[0\].tag: must be KEY=VALUE/],
@@ -53,6 +66,36 @@ describe('kiln coordinator --config', () => {
     ['{ not json', /Expected property name|JSON/],
   ])('refuses %s naming the place', async (text, message) => {
     await expect(loadConfig(file(`bad-${Math.random().toString(36).slice(2)}.json`, text))).rejects.toThrow(message);
+  });
+
+  test('the cache part becomes the coordinator options: compressions with their levels, the publish hook, retention', async () => {
+    const path = file(
+      'cache.json',
+      JSON.stringify({
+        cache: { compressions: ['lz4', 'zstd:19'] },
+        builtinHooks: { publish: { concurrency: 4, timeoutSeconds: 7200 } },
+        retention: { lastSuccessfulPerName: 5, newerThanDays: 30, newerThan: '2025-01-31', tags: ['keep=true', 'release=yes'] },
+      }),
+    );
+    expect(cacheOptions(await loadConfig(path), path)).toEqual({
+      compressions: [{ name: 'lz4' }, { name: 'zstd', level: 19 }],
+      publish: { concurrency: 4, timeoutMs: 7_200_000 },
+      retention: {
+        lastSuccessfulPerName: 5,
+        newerThanDays: 30,
+        newerThan: new Date('2025-01-31T00:00:00Z'),
+        tags: [{ key: 'keep', value: 'true' }, { key: 'release', value: 'yes' }],
+      },
+    });
+    const off = file('off.json', JSON.stringify({ builtinHooks: { publish: false } }));
+    expect(cacheOptions(await loadConfig(off), off)).toEqual({ compressions: undefined, publish: false, retention: DEFAULT_RETENTION });
+  });
+
+  test('the date rules keep from the earlier of their two times', () => {
+    const now = new Date('2025-03-01T00:00:00Z');
+    expect(keptSince({ ...DEFAULT_RETENTION, newerThanDays: 10 }, now)).toEqual(new Date('2025-02-19T00:00:00Z'));
+    expect(keptSince({ ...DEFAULT_RETENTION, newerThanDays: 10, newerThan: new Date('2025-01-01') }, now)).toEqual(new Date('2025-01-01T00:00:00Z'));
+    expect(keptSince(DEFAULT_RETENTION, now)).toBeUndefined();
   });
 
   test('an unknown kind of file is refused', async () => {

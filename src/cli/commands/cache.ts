@@ -1,0 +1,40 @@
+// `kiln cache …`: the binary cache's upkeep.
+import { coordinatorUrl } from '../../config.js';
+import { createAdminClient, resolveAdminToken } from '../admin-client.js';
+import { CLIENT_OPTIONS, parse } from '../options.js';
+import { printJson } from '../output.js';
+import { UsageError } from '../usage-error.js';
+
+export async function cacheCommand(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'gc': {
+      const { values, positionals } = parse(rest, { ...CLIENT_OPTIONS, 'dry-run': { type: 'boolean', default: false } });
+      if (positionals.length) throw new UsageError(`kiln cache gc takes no arguments, got ${positionals.join(' ')}`);
+      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const dryRun = values['dry-run'];
+      const r = await client.collectGarbage({ dryRun });
+      if (values.json) {
+        printJson({ dryRun, paths: r.paths, files: Number(r.files), orphanFiles: Number(r.orphanFiles), bytes: Number(r.bytes) });
+        return;
+      }
+      for (const path of r.paths) console.log(`${dryRun ? 'would remove' : 'removed'} ${path}`);
+      const orphans = r.orphanFiles > 0n ? ` (${r.orphanFiles} of them named by no path)` : '';
+      console.log(`${dryRun ? 'would remove' : 'removed'} ${r.paths.length} store path(s) and ${r.files} NAR file(s)${orphans}, ${sizeText(Number(r.bytes))}${dryRun ? ' (dry run: nothing was removed)' : ' freed'}`);
+      return;
+    }
+    default:
+      throw new UsageError(`unknown cache command ${JSON.stringify(sub ?? '')}: use gc`);
+  }
+}
+
+function sizeText(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let n = bytes;
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return u === 0 ? `${bytes} bytes` : `${n.toFixed(1)} ${units[u]}`;
+}

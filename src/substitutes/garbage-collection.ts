@@ -1,0 +1,115 @@
+// `kiln cache gc`: removes from the cache every stored path no retention rule keeps, and
+// its NAR files in every compression. Rows first, then files, so that a narinfo never
+// points at a missing NAR: a crash in between leaves files no row names, which the next
+// collection removes (the sweep of nar/). Both steps hold the cache lock exclusively
+// (cache-lock.ts), so no upload, publish or submission interleaves with them.
+import type { Database } from '../db/connection.js';
+import type { Logger } from '../logger.js';
+import type { NarStorage } from '../storage/nar-storage.js';
+import { holdCacheExclusive } from './cache-lock.js';
+import { deleteUnkept, findUnkept, unreferencedFiles } from './garbage-queries.js';
+import type { RetentionRules } from './retention.js';
+
+export interface GarbageOptions {
+  db: Database;
+  storage: NarStorage;
+  rules: RetentionRules;
+  dryRun: boolean;
+  log: Logger;
+  now?: Date;
+}
+
+export interface GarbageReport {
+  /** Store paths removed (or that would be, in a dry run), sorted. */
+  paths: string[];
+  /** NAR files removed: those of the removed paths, and files no path names (orphans). */
+  files: number;
+  orphanFiles: number;
+  /** Bytes those files held. */
+  bytes: number;
+}
+
+/**
+ * A file under nar/ that no row names is left alone this long after it was written: it
+ * may be a writer's that has not recorded it yet (one that does not take the cache lock,
+ * such as a replica of an older version during an upgrade).
+ */
+export const ORPHAN_GRACE_MS = 60 * 60_000;
+/** Files checked and unlinked per transaction, so that other work is held up only briefly. */
+const UNLINK_BATCH = 500;
+
+export async function collectGarbage(opts: GarbageOptions): Promise<GarbageReport> {
+  const now = opts.now ?? new Date();
+  if (opts.dryRun) return dryRun(opts, now);
+  const removed = await opts.db.transaction(async (tx) => {
+    await holdCacheExclusive(tx);
+    return deleteUnkept(tx, opts.rules, now);
+  });
+  const sizes = new Map(removed.flatMap((p) => p.files.map((f) => [f.fileName, f.fileSize] as const)));
+  const freed = await unlinkUnreferenced(opts, [...sizes.keys()], sizes);
+  const orphans = await sweepOrphans(opts, now, new Set(sizes.keys()), false);
+  const report = { paths: removed.map((p) => p.path), files: freed.count + orphans.count, orphanFiles: orphans.count, bytes: freed.bytes + orphans.bytes };
+  opts.log.info({ paths: report.paths.length, files: report.files, orphanFiles: report.orphanFiles, bytes: report.bytes }, 'garbage collected');
+  return report;
+}
+
+async function dryRun(opts: GarbageOptions, now: Date): Promise<GarbageReport> {
+  const { paths, freedFiles } = await findUnkept(opts.db, opts.rules, now);
+  let bytes = 0;
+  const counted = new Set<string>();
+  for (const p of paths) {
+    for (const f of p.files) {
+      if (!freedFiles.has(f.fileName) || counted.has(f.fileName)) continue;
+      counted.add(f.fileName);
+      bytes += f.fileSize;
+    }
+  }
+  const orphans = await sweepOrphans(opts, now, counted, true);
+  return { paths: paths.map((p) => p.path), files: counted.size + orphans.count, orphanFiles: orphans.count, bytes: bytes + orphans.bytes };
+}
+
+/** Unlinks those of `fileNames` that no row names, in batches under the lock. */
+async function unlinkUnreferenced(opts: GarbageOptions, fileNames: string[], sizes: Map<string, number>): Promise<{ count: number; bytes: number }> {
+  let count = 0;
+  let bytes = 0;
+  for (let i = 0; i < fileNames.length; i += UNLINK_BATCH) {
+    await opts.db.transaction(async (tx) => {
+      await holdCacheExclusive(tx);
+      for (const name of await unreferencedFiles(tx, fileNames.slice(i, i + UNLINK_BATCH))) {
+        // Unlinked while the lock is held: no writer can be putting this name back meanwhile.
+        await opts.storage.remove(name);
+        count++;
+        bytes += sizes.get(name) ?? 0;
+      }
+    });
+  }
+  return { count, bytes };
+}
+
+/** Files under nar/ no row names, older than the grace period, other than `skip`: removed, or only counted in a dry run. */
+async function sweepOrphans(opts: GarbageOptions, now: Date, skip: Set<string>, dryRun: boolean): Promise<{ count: number; bytes: number }> {
+  let count = 0;
+  let bytes = 0;
+  let batch: { fileName: string; size: number }[] = [];
+  const flush = async () => {
+    const sizes = new Map(batch.map((f) => [f.fileName, f.size]));
+    batch = [];
+    if (dryRun) {
+      for (const name of await unreferencedFiles(opts.db, [...sizes.keys()])) {
+        count++;
+        bytes += sizes.get(name)!;
+      }
+      return;
+    }
+    const done = await unlinkUnreferenced(opts, [...sizes.keys()], sizes);
+    count += done.count;
+    bytes += done.bytes;
+  };
+  for await (const f of opts.storage.files()) {
+    if (skip.has(f.fileName) || now.getTime() - f.modifiedMs < ORPHAN_GRACE_MS) continue;
+    batch.push(f);
+    if (batch.length >= UNLINK_BATCH) await flush();
+  }
+  if (batch.length > 0) await flush();
+  return { count, bytes };
+}

@@ -1,0 +1,108 @@
+// The built-in publish hook: on build-success, each output (and each source in its
+// closure, which no build's success would publish) gets the NAR compressions the cache
+// keeps besides the uploaded LZ4, and its signed narinfo, made once and stored so that
+// no request pays for the Guix signature. Until it has run, the cache renders narinfos on
+// request, so publishing late (or never, when an operator replaces this hook) loses
+// nothing but the other compressions. Run at least once: every step is idempotent.
+import { eq, sql } from 'drizzle-orm';
+import { rm } from 'node:fs/promises';
+import type { Database } from '../db/connection.js';
+import { rowsOf } from '../db/rows.js';
+import { narFiles, storePaths } from '../db/schema.js';
+import type { Hook, HookContext } from '../hooks/hook.js';
+import type { NarStorage } from '../storage/nar-storage.js';
+import { holdCacheShared } from './cache-lock.js';
+import type { CacheKeys } from './cache-keys.js';
+import { makeCompressedNar, type CompressedNar } from './compressed-nar.js';
+import { UPLOADED, type Compression } from './compressions.js';
+import { narInfoText } from './narinfo-text.js';
+
+export const PUBLISH_HOOK = 'publish';
+
+/** The hook's limits, which the configuration may change (builtinHooks.publish). */
+export interface PublishLimits {
+  concurrency: number;
+  maxAttempts: number;
+  timeoutMs: number;
+}
+
+/** Two at once; long enough for a large NAR at a high zstd level. */
+export const DEFAULT_PUBLISH_LIMITS: PublishLimits = { concurrency: 2, maxAttempts: 5, timeoutMs: 30 * 60_000 };
+
+export interface PublishDeps {
+  db: Database;
+  storage: NarStorage;
+  keys: CacheKeys;
+  compressions: Compression[];
+}
+
+export function publishHook(deps: PublishDeps, limits: PublishLimits = DEFAULT_PUBLISH_LIMITS): Hook {
+  return {
+    name: PUBLISH_HOOK,
+    events: ['build-success'],
+    ...limits,
+    async handle(event, ctx) {
+      if (!event.buildId) return;
+      for (const path of await pathsToPublish(deps.db, event.buildId)) {
+        const outcome = await publishPath(deps, path, ctx);
+        ctx.log.debug({ path, outcome }, 'published');
+      }
+    },
+  };
+}
+
+/** The build's outputs, and the paths in their closure that no build made (sources). */
+async function pathsToPublish(db: Database, buildId: string): Promise<string[]> {
+  const rows = rowsOf<{ path: string }>(
+    await db.execute(sql`
+      with recursive outputs as (
+        select o.path from builds b join derivation_outputs o on o.derivation_path = b.derivation_path where b.id = ${buildId}
+      ),
+      closure(path) as (
+        select path from outputs
+        union
+        select r.ref from closure c join store_paths s on s.path = c.path cross join lateral unnest(s.references) as r(ref)
+      )
+      select c.path from closure c join store_paths s on s.path = c.path
+      where s.build_id is null or c.path in (select path from outputs)
+      order by c.path`),
+  );
+  return rows.map((r) => r.path);
+}
+
+/**
+ * Makes what a stored path lacks of the kept compressions, records the new files and
+ * its narinfo. 'gone' when the path left the cache (or changed) meanwhile: nothing is
+ * recorded then, and the files made become orphans that garbage collection removes.
+ */
+export async function publishPath(deps: PublishDeps, path: string, ctx: Pick<HookContext, 'signal'>): Promise<'published' | 'current' | 'gone'> {
+  const [stored] = await deps.db.select().from(storePaths).where(eq(storePaths.path, path));
+  if (!stored) return 'gone';
+  const have = await deps.db.select({ compression: narFiles.compression }).from(narFiles).where(eq(narFiles.path, path));
+  const wanted = deps.compressions.filter((c) => c.name !== UPLOADED && !have.some((h) => h.compression === c.name));
+  if (wanted.length === 0 && stored.narinfo !== null && stored.narinfoSigner === deps.keys.fingerprint) return 'current';
+  const made: CompressedNar[] = [];
+  try {
+    for (const compression of wanted) made.push(await makeCompressedNar(deps.storage, stored, compression, ctx.signal));
+    const recorded = await deps.db.transaction(async (tx) => {
+      // Under the lock, garbage collection cannot remove the path between this check and the insert.
+      await holdCacheShared(tx);
+      const [now] = await tx.select().from(storePaths).where(eq(storePaths.path, path));
+      if (!now || now.narHash !== stored.narHash || now.fileName !== stored.fileName) return false;
+      for (const m of made) {
+        await deps.storage.adopt(m.temporary, m.file.fileName);
+        await tx.insert(narFiles).values({ path, ...m.file }).onConflictDoNothing();
+      }
+      const files = await tx.select().from(narFiles).where(eq(narFiles.path, path));
+      await tx
+        .update(storePaths)
+        .set({ narinfo: narInfoText(now, deps.keys, files), narinfoSigner: deps.keys.fingerprint })
+        .where(eq(storePaths.path, path));
+      return true;
+    });
+    return recorded ? 'published' : 'gone';
+  } finally {
+    // Those not adopted (a failure, or the path gone); an adopted one is no longer there.
+    await Promise.all(made.map((m) => rm(m.temporary, { force: true })));
+  }
+}
