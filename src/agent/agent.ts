@@ -5,7 +5,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient, type Client, type Interceptor } from '@connectrpc/connect';
+import { Code, createClient, type Client, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { AgentService, BuildResult, SetupFailureReason, type AssignBuild } from '../../gen/kiln/v1/agent_pb.js';
 import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER } from '../coordinator/auth.js';
@@ -89,6 +89,16 @@ export class Agent {
         },
         onDrain: () => {
           void this.drain();
+        },
+        onRefused: (buildId, refusal, report) => {
+          // A success the coordinator would not take (outputs missing or not as uploaded)
+          // must not leave the build started for ever: it ends as a failure that says why.
+          if (report?.case !== 'buildFinished' || report.value.result !== BuildResult.SUCCESS) return;
+          if (refusal.code === Code.PermissionDenied) return; // not this agent's build any more
+          this.stream.report({
+            case: 'buildFinished',
+            value: { buildId, result: BuildResult.FAILURE, outputs: [], message: `the coordinator refused the build's success: ${refusal.message}` },
+          });
         },
       },
     });

@@ -1,7 +1,7 @@
 // The agent's end of the control stream: keeps one stream open to the coordinator,
 // reconnecting with backoff and jitter, and tells the coordinator on each connect which
 // builds it holds. Reports that may not have arrived are sent again after a reconnect
-// (the coordinator treats repeats as harmless).
+// (the coordinator treats repeats as harmless); a report the coordinator refused is not.
 import { statfsSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
@@ -9,8 +9,10 @@ import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import {
   AgentService,
   ConnectRequestSchema,
+  ReportKind,
   type AssignBuild,
   type ConnectRequest,
+  type Refusal,
   type Welcome,
 } from '../../gen/kiln/v1/agent_pb.js';
 import { AsyncQueue } from '../async-queue.js';
@@ -22,6 +24,12 @@ type RequestMessage = NonNullable<MessageInitShape<typeof ConnectRequestSchema>[
 /** What the agent reports about builds (init shapes, so callers pass plain objects). */
 export type Report = Extract<RequestMessage, { case: 'buildStarted' | 'setupFailure' | 'buildFinished' }>;
 
+/** The final reports, the ones kept until acknowledged, by the kind a refusal names. */
+const FINAL_REPORTS: Partial<Record<ReportKind, Report['case']>> = {
+  [ReportKind.SETUP_FAILURE]: 'setupFailure',
+  [ReportKind.BUILD_FINISHED]: 'buildFinished',
+};
+
 export interface ControlStreamHandlers {
   /** Builds the agent holds now (running, or finished with a report not yet confirmed). */
   heldBuilds(): string[];
@@ -30,6 +38,11 @@ export interface ControlStreamHandlers {
   onAssign(assign: AssignBuild): void;
   onCancel(buildId: string, reason: string): void;
   onDrain(): void;
+  /**
+   * The coordinator refused a report on a build (it is logged and not sent again);
+   * `report` is the final report it refused, when it was one.
+   */
+  onRefused(buildId: string, refusal: Refusal, report: Report | undefined): void;
 }
 
 export interface ControlStreamOptions {
@@ -145,7 +158,8 @@ export class ControlStream {
             this.opts.handlers.onDrain();
             break;
           case 'acknowledged':
-            this.pendingFinal.delete(m.value.buildId);
+            if (m.value.refusal) this.refused(m.value.buildId, m.value.refusal);
+            else this.pendingFinal.delete(m.value.buildId);
             break;
           case 'ping':
           case undefined:
@@ -159,6 +173,17 @@ export class ControlStream {
       outbox.end();
       clearInterval(this.heartbeat);
     }
+  }
+
+  private refused(buildId: string, refusal: Refusal): void {
+    const pending = this.pendingFinal.get(buildId);
+    const report = pending && pending.case === FINAL_REPORTS[refusal.report] ? pending : undefined;
+    if (report) this.pendingFinal.delete(buildId);
+    this.opts.log.error(
+      { buildId, report: ReportKind[refusal.report], code: Code[refusal.code], err: refusal.message },
+      'the coordinator refused a report; it is not sent again',
+    );
+    this.opts.handlers.onRefused(buildId, refusal, report);
   }
 
   private startHeartbeat(outbox: AsyncQueue<ConnectRequest>, intervalMs: number): void {

@@ -9,6 +9,7 @@ import { compressFrame } from 'lz4-napi';
 import { AgentService, type OutputInfoSchema, type UploadOutputRequestSchema } from '../../gen/kiln/v1/agent_pb.js';
 import type { Logger } from '../logger.js';
 import { encodeBase32 } from '../store/base32.js';
+import type { NarResult, NarStream } from '../store/nar-format.js';
 import { dumpPath } from '../store/nar-writer.js';
 import { Backoff, delay } from './backoff.js';
 import type { BuiltOutput } from './builders/builder.js';
@@ -36,6 +37,24 @@ export async function* lz4Frames(chunks: AsyncIterable<Uint8Array>): AsyncGenera
   }
 }
 
+/**
+ * The messages of one NAR upload call (UploadOutput, UploadSource): the header, the NAR
+ * from byte `offset` on as LZ4 frames, then a trailer with the whole NAR's hash and size.
+ */
+export async function* narUploadMessages<H>(
+  header: H,
+  nar: NarStream<Buffer>,
+  offset = 0,
+): AsyncGenerator<{ case: 'header'; value: H } | { case: 'chunk'; value: Uint8Array } | { case: 'trailer'; value: { narHash: string; narSize: bigint } }> {
+  yield { case: 'header', value: header };
+  for await (const frame of lz4Frames(skipBytes(nar, offset))) yield { case: 'chunk', value: frame };
+  yield { case: 'trailer', value: narTrailer(await nar.result) };
+}
+
+export function narTrailer(result: NarResult): { narHash: string; narSize: bigint } {
+  return { narHash: `sha256:${encodeBase32(result.sha256)}`, narSize: BigInt(result.size) };
+}
+
 /** The part of a stream of chunks from byte `offset` on. */
 export async function* skipBytes(chunks: AsyncIterable<Buffer>, offset: number): AsyncGenerator<Buffer> {
   let position = 0;
@@ -58,22 +77,13 @@ export async function uploadOutput(
     try {
       const { offset } = await client.queryUpload({ buildId, outputName: output.name }, { signal });
       const nar = dumpPath(output.diskPath, { signal });
+      const header = { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references };
       async function* requests(): AsyncGenerator<UploadRequest> {
-        yield { message: { case: 'header', value: { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references } } };
-        for await (const frame of lz4Frames(skipBytes(nar, Number(offset)))) yield { message: { case: 'chunk', value: frame } };
-        const result = await nar.result;
-        yield { message: { case: 'trailer', value: { narHash: `sha256:${encodeBase32(result.sha256)}`, narSize: BigInt(result.size) } } };
+        for await (const message of narUploadMessages(header, nar, Number(offset))) yield { message };
       }
       await client.uploadOutput(requests(), { signal });
-      const result = await nar.result;
       if (offset > 0n) log.info({ output: output.name, resumedAt: Number(offset) }, 'upload resumed and completed');
-      return {
-        name: output.name,
-        path: output.storePath,
-        narHash: `sha256:${encodeBase32(result.sha256)}`,
-        narSize: BigInt(result.size),
-        references: output.references,
-      };
+      return { name: output.name, path: output.storePath, ...narTrailer(await nar.result), references: output.references };
     } catch (err) {
       if (signal.aborted || attempt >= MAX_TRIES) throw err;
       const wait = backoff.next();

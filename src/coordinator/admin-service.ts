@@ -14,6 +14,7 @@ import { cancelBuild, retryBuild, setBuildPriority, updateBuildTags } from '../s
 import { submitBuild } from '../scheduler/submission.js';
 import { createAgent, createAgentPassword, getAgent, listAgents, setAgentActive, type AgentRecord } from './agent-registry.js';
 import type { AgentSignal } from './farm-signals.js';
+import { sourceUploads } from './source-uploads.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
   scheduled: BuildState.SCHEDULED,
@@ -84,8 +85,14 @@ export interface AdminNotifications {
   toAgent(signal: AgentSignal): Promise<void>;
 }
 
-export function adminService(db: Database, storage: NarStorage, notify: AdminNotifications): ServiceImpl<typeof AdminService> {
+export function adminService(
+  db: Database,
+  storage: NarStorage,
+  farm: { submitMissingInputs: boolean },
+  notify: AdminNotifications,
+): ServiceImpl<typeof AdminService> {
   return {
+    ...sourceUploads({ db, storage, sourceStored: () => notify.buildsChanged() }),
     async submitBuild(req) {
       const result = await submitBuild(db, storage, {
         derivationPath: req.derivationPath,
@@ -96,8 +103,9 @@ export function adminService(db: Database, storage: NarStorage, notify: AdminNot
         ignoreIfOutputExists: req.ignoreIfOutputExists,
         timeoutSeconds: req.timeoutSeconds,
         maxSilentSeconds: req.maxSilentSeconds,
+        submitMissingInputs: farm.submitMissingInputs,
       });
-      if (!result.existing) notify.buildsChanged(result.build.id, 'submitted');
+      for (const id of result.created) notify.buildsChanged(id, 'submitted');
       return { build: buildToProto(result.build), existing: result.existing };
     },
     async getBuild(req) {

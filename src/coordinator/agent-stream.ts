@@ -6,6 +6,7 @@ import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
 import {
   BuildResult,
   ConnectResponseSchema,
+  ReportKind,
   SetupFailureReason,
   WelcomeSchema,
   type ConnectRequest,
@@ -20,6 +21,7 @@ import {
   recordStarted,
   reconcileHeldBuilds,
   type FinishOutcome,
+  type ReportEffects,
   type ReportPolicy,
   type SetupFailureKind,
 } from '../scheduler/build-reports.js';
@@ -27,7 +29,7 @@ import { validateTags } from '../scheduler/tags.js';
 import { getAgent } from './agent-registry.js';
 import { AgentSession, type AgentSessions, type LoadLimits } from './agent-sessions.js';
 import { authenticatedAgent } from './auth.js';
-import { toConnectError } from './connect-errors.js';
+import { refusalError, toConnectError } from './connect-errors.js';
 import type { BuildEvents } from './build-events.js';
 import type { Dispatcher } from './dispatcher.js';
 
@@ -95,13 +97,14 @@ export function agentStream(deps: AgentStreamDeps) {
     );
     deps.dispatcher.poke();
 
-    // Read the agent's messages until its side ends; a bad report ends the stream.
+    // Read the agent's messages until its side ends. A refused report is answered on the
+    // stream; a message out of protocol, or an unexpected failure, ends it.
     void (async () => {
       for (;;) {
         const next = await iterator.next();
         if (next.done) break;
         session.lastSeen = Date.now();
-        await handleMessage(deps, session, next.value);
+        await handleMessage(deps, session, next.value, log);
       }
     })().then(
       () => session.outbox.end(),
@@ -133,7 +136,7 @@ async function openSession(deps: AgentStreamDeps, agentId: string, hello: Hello)
   return session;
 }
 
-async function handleMessage(deps: AgentStreamDeps, session: AgentSession, request: ConnectRequest): Promise<void> {
+async function handleMessage(deps: AgentStreamDeps, session: AgentSession, request: ConnectRequest, log: Logger): Promise<void> {
   const { db, dispatcher } = deps;
   const m = request.message;
   switch (m.case) {
@@ -146,38 +149,58 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
       dispatcher.poke();
       return;
     case 'buildStarted':
-      await recordStarted(db, session.agentId, m.value.buildId);
-      deps.events.emit({ buildId: m.value.buildId, kind: 'started' });
-      return;
-    case 'setupFailure': {
-      const effects = await recordSetupFailure(db, deps.reports, session.agentId, m.value.buildId, {
-        kind: SETUP_KINDS[m.value.reason] ?? 'other',
-        missingInputs: [...m.value.missingInputs],
-        message: m.value.message,
+      return answerReport(session, ReportKind.BUILD_STARTED, m.value.buildId, log, async () => {
+        await recordStarted(db, session.agentId, m.value.buildId);
+        deps.events.emit({ buildId: m.value.buildId, kind: 'started' });
       });
-      session.released(m.value.buildId);
-      acknowledge(session, m.value.buildId);
-      if (!effects.requeued.includes(m.value.buildId)) deps.events.emit({ buildId: m.value.buildId, kind: 'finished' });
-      dispatcher.applyEffects(effects);
-      dispatcher.poke();
-      return;
-    }
-    case 'buildFinished': {
-      const outcome = OUTCOMES[m.value.result];
-      if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
-      const effects = await recordFinished(db, deps.reports, session.agentId, m.value.buildId, outcome, m.value.message);
-      session.released(m.value.buildId);
-      acknowledge(session, m.value.buildId);
-      if (!effects.requeued.includes(m.value.buildId)) deps.events.emit({ buildId: m.value.buildId, kind: 'finished' });
-      dispatcher.applyEffects(effects);
-      dispatcher.poke();
-      return;
-    }
+    case 'setupFailure':
+      return answerReport(session, ReportKind.SETUP_FAILURE, m.value.buildId, log, async () => {
+        const effects = await recordSetupFailure(db, deps.reports, session.agentId, m.value.buildId, {
+          kind: SETUP_KINDS[m.value.reason] ?? 'other',
+          missingInputs: [...m.value.missingInputs],
+          message: m.value.message,
+        });
+        afterFinalReport(deps, session, m.value.buildId, effects);
+      });
+    case 'buildFinished':
+      return answerReport(session, ReportKind.BUILD_FINISHED, m.value.buildId, log, async () => {
+        const outcome = OUTCOMES[m.value.result];
+        if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
+        const outputs = m.value.outputs.map((o) => ({ name: o.name, path: o.path, narHash: o.narHash, narSize: Number(o.narSize) }));
+        const effects = await recordFinished(db, deps.reports, session.agentId, m.value.buildId, outcome, m.value.message, outputs);
+        afterFinalReport(deps, session, m.value.buildId, effects);
+      });
     case undefined:
       throw new ConnectError('empty message on the control stream', Code.InvalidArgument);
   }
 }
 
-function acknowledge(session: AgentSession, buildId: string): void {
-  session.outbox.push(create(ConnectResponseSchema, { message: { case: 'acknowledged', value: { buildId } } }));
+/**
+ * Records one report. When kiln refuses it (not the agent's build, a state it cannot
+ * be in, ...) the refusal is the answer, on a stream that stays up: ending the stream
+ * would only make the agent reconnect and send the same report again, for ever. Other
+ * failures (the database gone) still end the stream, so the agent resends later.
+ */
+async function answerReport(session: AgentSession, report: ReportKind, buildId: string, log: Logger, record: () => Promise<void>): Promise<void> {
+  try {
+    await record();
+  } catch (err) {
+    const refused = refusalError(err);
+    if (!refused) throw err;
+    log.warn({ buildId, report: ReportKind[report], code: Code[refused.code], err: refused.rawMessage }, 'report refused');
+    acknowledge(session, buildId, { code: refused.code, message: refused.rawMessage, report });
+  }
+}
+
+/** A build's final report is recorded: the agent's slot is free, and the queue may have changed. */
+function afterFinalReport(deps: AgentStreamDeps, session: AgentSession, buildId: string, effects: ReportEffects): void {
+  session.released(buildId);
+  acknowledge(session, buildId);
+  if (!effects.requeued.includes(buildId)) deps.events.emit({ buildId, kind: 'finished' });
+  deps.dispatcher.applyEffects(effects);
+  deps.dispatcher.poke();
+}
+
+function acknowledge(session: AgentSession, buildId: string, refusal?: { code: Code; message: string; report: ReportKind }): void {
+  session.outbox.push(create(ConnectResponseSchema, { message: { case: 'acknowledged', value: { buildId, refusal } } }));
 }

@@ -38,8 +38,8 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
       const agentId = ctx.values.get(authenticatedAgent)!;
       const received = await receiveOutput(deps, agentId, requests);
       deps.log.info({ agentId, fileHash: received.fileHash, fileSize: received.fileSize }, 'output stored');
-      // An output in the cache may make builds that wait on it ready.
-      deps.dispatcher.poke();
+      // Builds that waited for this output are ready: here and on every replica.
+      if (received.released.length > 0) deps.dispatcher.workAvailable();
       return { fileHash: received.fileHash, fileSize: BigInt(received.fileSize) };
     },
 

@@ -14,9 +14,16 @@ const CODES: Record<ErrorKind, Code> = {
   unavailable: Code.Unavailable,
 };
 
-export function toConnectError(err: unknown, log: Logger, method: string): ConnectError {
+/** The status of an error kiln raised on purpose (a refusal); undefined for anything else. */
+export function refusalError(err: unknown): ConnectError | undefined {
   if (err instanceof ConnectError) return err;
   if (err instanceof KilnError) return new ConnectError(err.message, CODES[err.kind]);
+  return undefined;
+}
+
+export function toConnectError(err: unknown, log: Logger, method: string): ConnectError {
+  const refusal = refusalError(err);
+  if (refusal) return refusal;
   log.error({ err, method }, 'unexpected error in RPC handler');
   return new ConnectError(`internal error in ${method}; the coordinator's log has the details`, Code.Internal);
 }

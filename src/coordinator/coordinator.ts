@@ -61,6 +61,11 @@ export interface CoordinatorOptions {
   loadLimits?: LoadLimits;
   /** Time limits for builds that set none (default: none). */
   defaultLimits?: { timeoutSeconds: number; maxSilentSeconds: number };
+  /**
+   * Submit builds for the inputs of a submitted build that no build makes (default true:
+   * submitting the top of a closure builds the closure).
+   */
+  submitMissingInputs?: boolean;
 }
 
 export type CoordinatorState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -112,7 +117,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const routes = (router: ConnectRouter) => {
     router.service(
       AdminService,
-      adminService(db, storage, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true }, {
         buildsChanged: (buildId, kind) => {
           if (buildId && kind) events.emit({ buildId, kind });
           dispatcher.workAvailable();

@@ -1,12 +1,14 @@
-// Receiving an output NAR (AgentService.UploadOutput): frames are decompressed as they
-// arrive to hash the NAR, check its structure and count its size, while the compressed
-// frames are staged on disk as they are. Only when the trailer's hash and size match
-// what arrived is the file moved into place and the store path recorded; a broken
-// upload stays staged so that it resumes where it stopped.
+// Receiving a NAR (AgentService.UploadOutput, AdminService.UploadSource): frames are
+// decompressed as they arrive to hash the NAR, check its structure and count its size,
+// while the compressed frames are staged on disk as they are. Only when the trailer's
+// hash and size match what arrived is the file moved into place and the store path
+// recorded; a broken upload stays staged so that it resumes where it stopped.
+import { releasePaths } from '../scheduler/availability.js';
 import { createHash, type Hash as NodeHash } from 'node:crypto';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { decompressFrame } from 'lz4-napi';
-import type { UploadHeader, UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
+import type { UploadSourceRequest } from '../../gen/kiln/v1/admin_pb.js';
+import type { UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
 import { AsyncQueue } from '../async-queue.js';
 import type { Database } from '../db/connection.js';
 import { storePaths } from '../db/schema.js';
@@ -15,13 +17,53 @@ import { Hash } from '../store/hash.js';
 import { NarError, type NarResult } from '../store/nar-format.js';
 import { parseNar } from '../store/nar-parser.js';
 import { parseStorePath } from '../store/store-path.js';
-import type { NarStorage, StagedUpload } from '../storage/nar-storage.js';
+import { StagingInUseError, type NarStorage, type StagedUpload } from '../storage/nar-storage.js';
 import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
 
 export interface ReceivedOutput {
   storePath: string;
+  /** Builds that were waiting only for this path. */
+  released: string[];
   fileHash: string;
   fileSize: number;
+}
+
+/** What a received NAR becomes: where it is staged, and the store path it is recorded as. */
+export interface NarTarget {
+  key: string;
+  /** The upload in words, for errors ("output out of build …"). */
+  what: string;
+  /** Uncompressed offset the sender starts at: 0, or a resume. */
+  offset: bigint;
+  storePath: string;
+  references: readonly string[];
+  deriver: string;
+  /** The build the path is an output of; null for sources. */
+  buildId: string | null;
+}
+
+/** The messages of an upload call: a header, LZ4 frames, a trailer. */
+type UploadMessage = UploadOutputRequest | UploadSourceRequest;
+
+/** The upload's first message, which must be its header. */
+export async function uploadHeader<M extends UploadMessage>(
+  iterator: AsyncIterator<M>,
+): Promise<Extract<M['message'], { case: 'header' }>['value']> {
+  const first = await iterator.next();
+  if (first.done || first.value.message.case !== 'header') {
+    throw new ConnectError('the first message of an upload must be its header', Code.InvalidArgument);
+  }
+  return first.value.message.value as Extract<M['message'], { case: 'header' }>['value'];
+}
+
+function checkReferences(references: readonly string[]): void {
+  for (const ref of references) {
+    try {
+      parseStorePath(ref);
+    } catch (err) {
+      throw new ConnectError(`reference ${JSON.stringify(ref)}: ${(err as Error).message}`, Code.InvalidArgument);
+    }
+  }
 }
 
 /** The staging key of one output of one build. */
@@ -111,37 +153,42 @@ export async function receiveOutput(
   requests: AsyncIterable<UploadOutputRequest>,
 ): Promise<ReceivedOutput> {
   const iterator = requests[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  if (first.done || first.value.message.case !== 'header') {
-    throw new ConnectError('the first message of an upload must be its header', Code.InvalidArgument);
-  }
-  const header = first.value.message.value;
+  const header = await uploadHeader(iterator);
   const output = await outputOfHeldBuild(deps.db, agentId, header.buildId, header.outputName);
   if (output.path !== header.storePath) {
     throw new ConnectError(`output ${header.outputName} of build ${header.buildId} is ${output.path}, not ${header.storePath}`, Code.InvalidArgument);
   }
-  for (const ref of header.references) {
-    try {
-      parseStorePath(ref);
-    } catch (err) {
-      throw new ConnectError(`reference ${JSON.stringify(ref)}: ${(err as Error).message}`, Code.InvalidArgument);
-    }
-  }
+  checkReferences(header.references);
+  const target: NarTarget = {
+    key: stagingKey(header.buildId, header.outputName),
+    what: `output ${header.outputName} of build ${header.buildId}`,
+    offset: header.offset,
+    storePath: header.storePath,
+    references: header.references,
+    deriver: output.derivationPath,
+    buildId: header.buildId,
+  };
+  return receiveNar(deps, target, iterator);
+}
 
-  const key = stagingKey(header.buildId, header.outputName);
-  const staged = await deps.storage.stage(key, { fresh: header.offset === 0n });
+/** Receives the frames and trailer of an upload whose header was read and checked. */
+export async function receiveNar(
+  deps: { db: Database; storage: NarStorage },
+  target: NarTarget,
+  iterator: AsyncIterator<UploadMessage>,
+): Promise<ReceivedOutput> {
+  const staged = await stageOrRefuse(deps.storage, target.key, target.offset, target.what);
   const incoming = new IncomingNar();
   let completed = false;
   try {
-    if (BigInt(staged.plainOffset) !== header.offset) {
+    if (BigInt(staged.plainOffset) !== target.offset) {
       throw new ConnectError(
-        `the coordinator holds ${staged.plainOffset} bytes of this upload, not ${header.offset}: resume from QueryUpload's offset`,
+        `the coordinator holds ${staged.plainOffset} bytes of this upload, not ${target.offset}: resume from QueryUpload's offset`,
         Code.FailedPrecondition,
       );
     }
     await replayStaged(staged, incoming);
     const trailer = await receiveFrames(iterator, staged, incoming);
-    await staged.close();
     const nar = await incoming.finish();
     const declared = parseDeclaredHash(trailer.narHash);
     const received = new Hash('sha256', nar.sha256);
@@ -153,22 +200,37 @@ export async function receiveOutput(
     }
     const fileHash = encodeBase32(incoming.fileHash.digest());
     const fileName = `${fileHash}.nar.lz4`;
-    await deps.storage.commit(key, fileName);
+    await staged.commit(fileName);
     completed = true;
-    await recordStorePath(deps.db, header, output.derivationPath, {
+    await recordStorePath(deps.db, target, {
       narHash: received.toString(),
       narSize: nar.size,
       fileName,
       fileHash: `sha256:${fileHash}`,
       fileSize: incoming.fileSize,
     });
-    return { storePath: header.storePath, fileHash: `sha256:${fileHash}`, fileSize: incoming.fileSize };
+    // After the record's commit, so no build's wait can slip past it (see availability.ts).
+    const released = await releasePaths(deps.db, [target.storePath]);
+    return { storePath: target.storePath, fileHash: `sha256:${fileHash}`, fileSize: incoming.fileSize, released };
   } catch (err) {
     incoming.abandon();
-    await staged.close().catch(() => undefined);
     // A refused NAR is thrown away whole; a broken stream keeps what came for a resume.
-    if (!completed && err instanceof ConnectError && err.code === Code.InvalidArgument) await deps.storage.discard(key);
+    const refused = !completed && err instanceof ConnectError && err.code === Code.InvalidArgument;
+    await (refused ? staged.discard() : staged.close()).catch(() => undefined);
     throw err;
+  }
+}
+
+/** Opens the staging of one upload; a second call for the same one while the first runs is ABORTED. */
+async function stageOrRefuse(storage: NarStorage, key: string, offset: bigint, what: string): Promise<StagedUpload> {
+  try {
+    return await storage.stage(key, { fresh: offset === 0n });
+  } catch (err) {
+    if (!(err instanceof StagingInUseError)) throw err;
+    throw new ConnectError(
+      `an upload of ${what} is in progress already; retry when it has ended, from the offset QueryUpload reports`,
+      Code.Aborted,
+    );
   }
 }
 
@@ -179,7 +241,7 @@ async function replayStaged(staged: StagedUpload, incoming: IncomingNar): Promis
 }
 
 async function receiveFrames(
-  iterator: AsyncIterator<UploadOutputRequest>,
+  iterator: AsyncIterator<UploadMessage>,
   staged: StagedUpload,
   incoming: IncomingNar,
 ): Promise<{ narHash: string; narSize: bigint }> {
@@ -213,24 +275,23 @@ function parseDeclaredHash(text: string): Hash {
 
 async function recordStorePath(
   db: Database,
-  header: UploadHeader,
-  deriver: string,
+  target: NarTarget,
   nar: { narHash: string; narSize: number; fileName: string; fileHash: string; fileSize: number },
 ): Promise<void> {
   await db
     .insert(storePaths)
     .values({
-      path: header.storePath,
-      hashPart: parseStorePath(header.storePath).hashPart,
+      path: target.storePath,
+      hashPart: parseStorePath(target.storePath).hashPart,
       narHash: nar.narHash,
       narSize: nar.narSize,
-      references: [...header.references].sort(),
-      deriver,
+      references: [...target.references].sort(),
+      deriver: target.deriver,
       fileName: nar.fileName,
       compression: 'lz4',
       fileHash: nar.fileHash,
       fileSize: nar.fileSize,
-      buildId: header.buildId,
+      buildId: target.buildId,
     })
     .onConflictDoNothing();
 }

@@ -1,17 +1,16 @@
 // What agents report about the builds they hold: started, setup failure, finished.
 // An agent may only report on a build allocated to it; reporting the same thing twice
 // is harmless (a reconnecting agent may repeat itself).
-import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { buildAttempts, buildExclusions, builds, buildTags, derivationOutputs, derivations, events, storePaths } from '../db/schema.js';
+import { buildAttempts, buildExclusions, builds, buildTags, derivationOutputs, events, storePaths } from '../db/schema.js';
 import { KilnError } from '../errors.js';
 import { isUuid } from '../uuid.js';
 import { addWaits } from './availability.js';
 import { buildOfAgent } from './build-outputs.js';
 import { raiseInputs } from './priorities.js';
 import { decideRetry, ruleFor, type FailureKind, type RetryPolicy } from './retry-policy.js';
-import { insertBuild } from './submission.js';
+import { submitBuildsForMissing } from './submission.js';
 
 /** What the scheduler's reactions to reports depend on. */
 export interface ReportPolicy {
@@ -33,6 +32,7 @@ export interface ReportEffects {
 export function noEffects(): ReportEffects {
   return { requeued: [], submitted: [], retryInMs: [] };
 }
+import { outputProblems, type ReportedOutput } from './output-check.js';
 
 export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout';
 export type SetupFailureKind = 'missing-inputs' | 'could-not-delete-outputs' | 'other';
@@ -118,7 +118,7 @@ export async function recordSetupFailure(
         // setup failure like any other, retried with backoff, not a loop.
         return failAttempt(tx, policy, build, agentId, 'setup-failure', failure.message, { attemptEnded: true });
       }
-      effects.submitted = await submitMissing(tx, buildId, build.derivationPath, paths);
+      effects.submitted = await submitBuildsForMissing(tx, { id: buildId, derivationPath: build.derivationPath }, paths);
       await raiseInputs(tx, buildId);
       return effects;
     }
@@ -149,33 +149,10 @@ async function missingPaths(tx: Tx, derivationPath: string, missing: string[]): 
   return [...new Set(rows.filter((r) => wanted.has(r.path) || (r.drv !== null && wanted.has(r.drv))).map((r) => r.path))];
 }
 
-/** Submits a build for each missing input derivation that has none queued or running. */
-async function submitMissing(tx: Tx, waiterId: string, derivationPath: string, paths: string[]): Promise<string[]> {
-  if (paths.length === 0) return [];
-  const producers = await tx
-    .selectDistinct({ derivationPath: derivationOutputs.derivationPath })
-    .from(derivationOutputs)
-    .innerJoin(derivations, eq(derivations.path, derivationOutputs.derivationPath))
-    .where(inArray(derivationOutputs.path, paths));
-  const submitted: string[] = [];
-  for (const { derivationPath: input } of producers) {
-    const [active] = await tx
-      .select({ id: builds.id })
-      .from(builds)
-      .where(and(eq(builds.derivationPath, input), inArray(builds.state, ['scheduled', 'allocated', 'started'])))
-      .limit(1);
-    if (active) continue;
-    const id = randomUUID();
-    const tags = await tx.select({ key: buildTags.key, value: buildTags.value }).from(buildTags).where(eq(buildTags.buildId, waiterId));
-    await insertBuild(tx, { id, derivationPath: input, priority: 0, tags, reason: `missing input of build ${waiterId} (${derivationPath})` });
-    submitted.push(id);
-  }
-  return submitted;
-}
-
 /**
  * The build finished on the agent. Success needs every output of the derivation in the
- * cache already (uploaded before the report), else nothing changes and the agent is told.
+ * cache already (uploaded before the report) and reported as stored, else nothing
+ * changes and the agent is told.
  */
 export async function recordFinished(
   db: Database,
@@ -184,6 +161,7 @@ export async function recordFinished(
   buildId: string,
   outcome: FinishOutcome,
   message: string,
+  reported: ReportedOutput[],
 ): Promise<ReportEffects> {
   return db.transaction(async (tx) => {
     const build = await heldBuild(tx, agentId, buildId);
@@ -193,17 +171,24 @@ export async function recordFinished(
       throw new KilnError('failed_precondition', `build ${buildId} is ${build.state}; it cannot finish now`);
     }
     if (outcome === 'success') {
-      const missing = await tx
-        .select({ name: derivationOutputs.name, path: derivationOutputs.path })
+      const outputs = await tx
+        .select({
+          name: derivationOutputs.name,
+          path: derivationOutputs.path,
+          narHash: storePaths.narHash,
+          narSize: storePaths.narSize,
+          buildId: storePaths.buildId,
+        })
         .from(derivationOutputs)
         .leftJoin(storePaths, eq(storePaths.path, derivationOutputs.path))
-        .where(and(eq(derivationOutputs.derivationPath, build.derivationPath), sql`${storePaths.path} is null`));
-      if (missing.length > 0) {
-        throw new KilnError(
-          'failed_precondition',
-          `build ${buildId} cannot succeed before its outputs are uploaded; missing: ${missing.map((m) => `${m.name} (${m.path})`).join(', ')}`,
-        );
-      }
+        .where(eq(derivationOutputs.derivationPath, build.derivationPath));
+      const expected = outputs.map((o) => ({
+        name: o.name,
+        path: o.path,
+        stored: o.narHash === null || o.narSize === null ? undefined : { narHash: o.narHash, narSize: o.narSize, buildId: o.buildId },
+      }));
+      const problems = outputProblems(buildId, expected, reported);
+      if (problems.length > 0) throw new KilnError('failed_precondition', `build ${buildId} cannot succeed: ${problems.join('; ')}`);
     }
     if (outcome !== 'success') return failAttempt(tx, policy, build, agentId, outcome, message);
     await tx

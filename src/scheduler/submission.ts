@@ -2,9 +2,9 @@
 // own path, every output path recomputed) before anything is stored; then the
 // derivations, the build, its tags and its event are written in one transaction.
 import { randomUUID } from 'node:crypto';
-import { and, eq, inArray, notInArray } from 'drizzle-orm';
+import { and, eq, inArray, notExists, notInArray } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, buildTags, derivationInputs, derivationOutputs, derivations, derivationSources, events, storePaths } from '../db/schema.js';
+import { builds, buildTags, buildWaits, derivationInputs, derivationOutputs, derivations, derivationSources, events, storePaths } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
 import type { NarStorage } from '../storage/nar-storage.js';
@@ -27,12 +27,16 @@ export interface SubmitBuildInput {
   /** Limits for the agent; 0 means the farm's default. */
   timeoutSeconds?: number;
   maxSilentSeconds?: number;
+  /** See NewBuild.submitMissingInputs (the farm's setting). */
+  submitMissingInputs?: boolean;
 }
 
 export interface SubmitBuildResult {
   build: BuildRecord;
   /** True when an existing build was returned because of ignoreIfOutputExists. */
   existing: boolean;
+  /** Every build written: this one and those submitted for its missing inputs. */
+  created: string[];
 }
 
 /** PostgreSQL's unique_violation, raised when two submissions race for one build id. */
@@ -71,7 +75,7 @@ export async function submitBuild(db: Database, storage: NarStorage, input: Subm
   );
 
   try {
-    const existingId = await db.transaction(async (tx) => {
+    const outcome = await db.transaction(async (tx): Promise<{ existingId?: string; created: string[] }> => {
       if (input.ignoreIfOutputExists) {
         const outputPaths =
           checked.find((c) => c.path === target)?.outputs.map((o) => o.path) ??
@@ -82,7 +86,7 @@ export async function submitBuild(db: Database, storage: NarStorage, input: Subm
           .innerJoin(derivationOutputs, eq(derivationOutputs.derivationPath, builds.derivationPath))
           .where(and(inArray(derivationOutputs.path, outputPaths), notInArray(builds.state, ['failed', 'canceled'])))
           .limit(1);
-        if (match) return match.id;
+        if (match) return { existingId: match.id, created: [] };
       }
       if (input.buildId) {
         const [clash] = await tx.select({ id: builds.id }).from(builds).where(eq(builds.id, id));
@@ -90,12 +94,12 @@ export async function submitBuild(db: Database, storage: NarStorage, input: Subm
       }
       await storeDerivations(tx as unknown as Database, fresh);
       if (drvPaths.length > 0) await tx.insert(storePaths).values(drvPaths).onConflictDoNothing();
-      await insertBuild(tx, { ...input, id });
-      return undefined;
+      return { created: await insertBuild(tx, { ...input, id }) };
     });
     // An input that arrived while this transaction ran is released now (see availability.ts).
-    if (existingId === undefined) await settleWaits(db, [id]);
-    return { build: await getBuild(db, existingId ?? id), existing: existingId !== undefined };
+    await settleWaits(db, outcome.created);
+    const existing = outcome.existingId !== undefined;
+    return { build: await getBuild(db, outcome.existingId ?? id), existing, created: outcome.created };
   } catch (err) {
     if ((err as { code?: string }).code === UNIQUE_VIOLATION && input.buildId) {
       throw new KilnError('already_exists', `a build with id ${id} exists already`);
@@ -132,14 +136,21 @@ export interface NewBuild {
   maxSilentSeconds?: number;
   /** Why the build exists when no one submitted it (e.g. a missing input of another). */
   reason?: string;
+  /**
+   * Also submit builds for the inputs it waits on that no build will make (none queued,
+   * running or failed), and theirs: what a farm that builds whole closures wants, and
+   * the default; off for a farm that only builds what it is asked to.
+   */
+  submitMissingInputs?: boolean;
 }
 
 /**
  * Writes a build of a stored derivation: the row, its tags, what it waits for, its
- * derived priority (and its inputs'), and its build-submitted event. The caller settles
- * its waits after commit (settleWaits).
+ * derived priority (and its inputs'), and its build-submitted event; with
+ * submitMissingInputs, builds for its inputs that nobody builds. Returns the ids of every
+ * build written. The caller settles their waits after commit (settleWaits).
  */
-export async function insertBuild(tx: Queryable, build: NewBuild): Promise<void> {
+export async function insertBuild(tx: Queryable, build: NewBuild): Promise<string[]> {
   const [drv] = await tx.select({ system: derivations.system }).from(derivations).where(eq(derivations.path, build.derivationPath));
   if (!drv) throw new KilnError('not_found', `derivation ${build.derivationPath} is not stored`);
   await tx.insert(builds).values({
@@ -152,13 +163,62 @@ export async function insertBuild(tx: Queryable, build: NewBuild): Promise<void>
     maxSilentSeconds: build.maxSilentSeconds ?? 0,
   });
   if (build.tags.length > 0) await tx.insert(buildTags).values(build.tags.map((t) => ({ buildId: build.id, ...t })));
-  await addWaits(tx, build.id, build.derivationPath);
+  const waiting = await addWaits(tx, build.id, build.derivationPath);
   await deriveNewBuildPriority(tx, build.id);
   await tx.insert(events).values({
     type: 'build-submitted',
     buildId: build.id,
     payload: { derivationPath: build.derivationPath, priority: build.priority, ...(build.reason ? { reason: build.reason } : {}) },
   });
+  const submitted = [build.id];
+  if (waiting > 0 && build.submitMissingInputs) {
+    const paths = (await tx.select({ path: buildWaits.path }).from(buildWaits).where(eq(buildWaits.buildId, build.id))).map((w) => w.path);
+    submitted.push(...(await submitBuildsForMissing(tx, build, paths)));
+  }
+  return submitted;
+}
+
+/**
+ * Submits a build for each derivation that makes one of `paths` and has no build that
+ * will make it (none queued, running or failed: a failed one waits for an operator),
+ * with the waiter's tags, recursively. Returns the new builds' ids.
+ */
+export async function submitBuildsForMissing(
+  tx: Queryable,
+  waiter: { id: string; derivationPath: string },
+  paths: string[],
+): Promise<string[]> {
+  if (paths.length === 0) return [];
+  const producers = await tx
+    .selectDistinct({ derivationPath: derivationOutputs.derivationPath })
+    .from(derivationOutputs)
+    .where(
+      and(
+        inArray(derivationOutputs.path, paths),
+        notExists(
+          tx
+            .select({ id: builds.id })
+            .from(builds)
+            .where(and(eq(builds.derivationPath, derivationOutputs.derivationPath), inArray(builds.state, ['scheduled', 'allocated', 'started', 'failed']))),
+        ),
+      ),
+    );
+  if (producers.length === 0) return [];
+  const tags = await tx.select({ key: buildTags.key, value: buildTags.value }).from(buildTags).where(eq(buildTags.buildId, waiter.id));
+  const submitted: string[] = [];
+  for (const { derivationPath } of producers) {
+    submitted.push(
+      ...(await insertBuild(tx, {
+        id: randomUUID(),
+        derivationPath,
+        priority: 0,
+        tags,
+        reason: `missing input of build ${waiter.id} (${waiter.derivationPath})`,
+        submitMissingInputs: true,
+      })),
+    );
+  }
+  return submitted;
 }
 
 /** A build's time limit: whole seconds, 0 for the farm's default, at most 30 days. */

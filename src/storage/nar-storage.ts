@@ -2,6 +2,8 @@
 // frame by frame, with a journal of complete frames so that an interrupted upload
 // resumes at a frame boundary; a staged file becomes visible under `nar/` only by an
 // atomic rename once the receiver has checked it. Nothing half written is ever served.
+// A staged upload has one writer at a time: a second one (a retry racing the call it
+// replaces) is refused rather than let interleave its frames with the first's.
 import { createReadStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,7 +25,20 @@ export interface StagedUpload {
   append(frame: Uint8Array, plainLength: number): Promise<void>;
   /** Reads the staged frames back in order, for checking on resume. */
   readFrames(): AsyncIterable<Buffer>;
+  /** Moves the checked upload into place under its final name (atomic rename) and lets it go. */
+  commit(fileName: string): Promise<void>;
+  /** Throws the staged bytes away and lets the upload go. */
+  discard(): Promise<void>;
+  /** Keeps what is staged, for a resume, and lets the upload go. */
   close(): Promise<void>;
+}
+
+/** Another writer holds the staged upload under this key. */
+export class StagingInUseError extends Error {
+  override name = 'StagingInUseError';
+  constructor(readonly key: string) {
+    super(`the staged upload ${key} is being written by another call`);
+  }
 }
 
 /** A file name under nar/: `<file hash>.nar.<ext>`; checked so no name escapes the directory. */
@@ -31,6 +46,9 @@ const FILE_NAME = /^[0-9a-z]{52}\.nar(\.[a-z0-9]{1,8})?$/;
 const STAGING_KEY = /^[A-Za-z0-9._-]{1,200}$/;
 
 export class NarStorage {
+  /** Keys of the staged uploads open for writing (in this process). */
+  private readonly writing = new Set<string>();
+
   private constructor(private readonly root: string) {}
 
   static async open(root: string): Promise<NarStorage> {
@@ -53,8 +71,21 @@ export class NarStorage {
   /**
    * Opens the staged upload under `key`, creating it or resuming it. On resume the data
    * file is cut back to the last frame the journal records, dropping a partial frame.
+   * Throws StagingInUseError while another caller has it open.
    */
   async stage(key: string, opts: { fresh: boolean }): Promise<StagedUpload> {
+    this.stagingPaths(key);
+    if (this.writing.has(key)) throw new StagingInUseError(key);
+    this.writing.add(key);
+    try {
+      return await this.open(key, opts);
+    } catch (err) {
+      this.writing.delete(key);
+      throw err;
+    }
+  }
+
+  private async open(key: string, opts: { fresh: boolean }): Promise<StagedUpload> {
     const paths = this.stagingPaths(key);
     if (opts.fresh) await this.discard(key);
     const frames = await readJournal(paths.journal);
@@ -63,12 +94,16 @@ export class NarStorage {
     if ((existing?.size ?? 0) < storedSize) {
       // The journal claims more than the data file has: do not trust either.
       await this.discard(key);
-      return this.stage(key, { fresh: true });
+      return this.open(key, { fresh: true });
     }
     if (existing && existing.size > storedSize) await truncate(paths.data, storedSize);
     const data = await open(paths.data, 'a');
     const journal = await open(paths.journal, 'a');
-    return new FsStagedUpload(paths.data, data, journal, frames);
+    return new FsStagedUpload(paths.data, data, journal, frames, {
+      commit: (fileName) => this.commit(key, fileName),
+      discard: () => this.discard(key),
+      release: () => this.writing.delete(key),
+    });
   }
 
   /** Size of what is staged under `key`, without opening it for writing. */
@@ -77,8 +112,7 @@ export class NarStorage {
     return frames.reduce((n, f) => n + f.plain, 0);
   }
 
-  /** Moves a checked staged upload into place under its final name (atomic rename). */
-  async commit(key: string, fileName: string): Promise<void> {
+  private async commit(key: string, fileName: string): Promise<void> {
     const paths = this.stagingPaths(key);
     await rename(paths.data, this.filePath(fileName));
     await rm(paths.journal, { force: true });
@@ -92,7 +126,7 @@ export class NarStorage {
     await rename(temp, final);
   }
 
-  async discard(key: string): Promise<void> {
+  private async discard(key: string): Promise<void> {
     const paths = this.stagingPaths(key);
     await rm(paths.data, { force: true });
     await rm(paths.journal, { force: true });
@@ -128,16 +162,25 @@ async function readJournal(path: string): Promise<FrameRecord[]> {
   return frames;
 }
 
+/** What a staged upload asks of its storage when it ends. */
+interface StagingEnds {
+  commit(fileName: string): Promise<void>;
+  discard(): Promise<void>;
+  release(): void;
+}
+
 class FsStagedUpload implements StagedUpload {
   private readonly records: FrameRecord[];
   private stored: number;
   private plain: number;
+  private ended = false;
 
   constructor(
     private readonly dataPath: string,
     private readonly data: FileHandle,
     private readonly journal: FileHandle,
     frames: FrameRecord[],
+    private readonly ends: StagingEnds,
   ) {
     this.records = [...frames];
     this.stored = frames.reduce((n, f) => n + f.stored, 0);
@@ -184,8 +227,30 @@ class FsStagedUpload implements StagedUpload {
     }
   }
 
-  async close(): Promise<void> {
-    await this.data.close();
-    await this.journal.close();
+  /**
+   * Closes the files (once), then does `then` while still holding the key, then lets it
+   * go. Ending twice does nothing more: the key may be another writer's by then.
+   */
+  private async end(then?: () => Promise<void>): Promise<void> {
+    if (this.ended) return;
+    try {
+      await Promise.all([this.data.close(), this.journal.close()]);
+      await then?.();
+    } finally {
+      this.ended = true;
+      this.ends.release();
+    }
+  }
+
+  commit(fileName: string): Promise<void> {
+    return this.end(() => this.ends.commit(fileName));
+  }
+
+  discard(): Promise<void> {
+    return this.end(() => this.ends.discard());
+  }
+
+  close(): Promise<void> {
+    return this.end();
   }
 }

@@ -1,8 +1,9 @@
 // Real derivations for tests, made by nix-instantiate, with their closures read back
 // from the store as a submission carries them.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseDerivation } from '../../src/store/derivation.js';
-import { instantiate } from './nix.js';
+import { instantiate, nix } from './nix.js';
 
 export const SYSTEM = 'x86_64-linux';
 
@@ -35,4 +36,26 @@ export function chain(nonce: string): { top: string; mid: string; leaf: string }
   const closure = closureOf(top!);
   const find = (n: string) => closure.find((c) => c.path.endsWith(`-${n}-${nonce}.drv`))!.path;
   return { top: top!, mid: find('mid'), leaf: find('leaf') };
+}
+
+/**
+ * A fresh derivation with input sources: its builder runs a script (a source) through a
+ * wrapper made by builtins.toFile (a source that refers to the script, so not named by
+ * the derivation itself), and reads a data file named directly. Writes the files under
+ * `dir`; the output is "sourced-<nonce>\nscripted\n".
+ */
+export function sourcedDrv(nonce: string, dir: string): { drv: string; wrapper: string; script: string; data: string } {
+  writeFileSync(join(dir, 'build.sh'), `# ${nonce}\ncat "$data" > "$out"\necho scripted >> "$out"\n`);
+  writeFileSync(join(dir, 'data.txt'), `sourced-${nonce}\n`);
+  const wrapperText = `exec /bin/sh \${${join(dir, 'build.sh')}}`;
+  const [drv] = instantiate(`derivation {
+    name = "sourced-${nonce}"; system = "${SYSTEM}"; builder = "/bin/sh"; PATH = "/usr/bin:/bin";
+    data = ${join(dir, 'data.txt')};
+    args = [ (builtins.toFile "wrapper-${nonce}.sh" "${wrapperText}") ];
+  }`);
+  const inputSrcs = parseDerivation(readFileSync(drv!, 'utf8')).inputSrcs;
+  const wrapper = inputSrcs.find((p) => p.endsWith(`-wrapper-${nonce}.sh`))!;
+  const data = inputSrcs.find((p) => p.endsWith('-data.txt'))!;
+  const [script] = nix('nix-store', ['--query', '--references', wrapper]).toString().trim().split('\n');
+  return { drv: drv!, wrapper, script: script!, data };
 }

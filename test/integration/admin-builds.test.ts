@@ -65,10 +65,37 @@ describe.each(DATABASE_KINDS)('builds through AdminService on %s', (kind) => {
     await t.admin.submitBuild({ derivationPath: top, derivations: closure });
     await t.admin.submitBuild({ derivationPath: top, derivations: closure });
     const after = await snapshot(t);
-    expect(after.builds - before.builds).toBe(2);
+    // Two of the top; its inputs, which nothing built yet, got one build each (not two).
+    expect(after.builds - before.builds).toBe(4);
     expect(after.derivations - before.derivations).toBe(3);
     const [row] = await t.coordinator.database.db.select().from(derivations).where((await import('drizzle-orm')).eq(derivations.path, top));
     expect(row!.text).toBe(readFileSync(top, 'utf8'));
+  });
+
+  test('submitting the top of a closure submits builds for the inputs nothing builds, with its tags, waiting on each other', async () => {
+    const { top, mid, leaf } = chain(`${kind}-missing-${randomUUID().slice(0, 8)}`);
+    const res = await t.admin.submitBuild({ derivationPath: top, derivations: closureOf(top), priority: 5, tags: [{ key: 'project', value: 'closure' }] });
+    const listed = async (drv: string) => (await t.admin.listBuilds({ derivationPath: drv })).builds;
+    const [midBuild] = await listed(mid);
+    const [leafBuild] = await listed(leaf);
+    expect((await listed(mid)).length).toBe(1);
+    expect((await listed(leaf)).length).toBe(1);
+    // Only the leaf is ready; the others wait for one input each, and lend it their priority.
+    const get = async (id: string) => (await t.admin.getBuild({ id })).build!;
+    expect((await get(leafBuild!.id)).waitingInputs).toBe(0);
+    expect((await get(midBuild!.id)).waitingInputs).toBe(1);
+    expect((await get(res.build!.id)).waitingInputs).toBe(1);
+    expect((await get(leafBuild!.id)).derivedPriority).toBe(5);
+    expect(leafBuild!.tags).toEqual([expect.objectContaining({ key: 'project', value: 'closure' })]);
+    // A second submission of the top finds builds for its inputs already.
+    await t.admin.submitBuild({ derivationPath: top });
+    expect((await listed(leaf)).length).toBe(1);
+    // Lowering the top's priority lowers what it lent; cancelling takes it back entirely.
+    await t.admin.setBuildPriority({ id: res.build!.id, priority: 2 });
+    expect((await get(leafBuild!.id)).derivedPriority).toBe(2);
+    await t.admin.cancelBuild({ id: res.build!.id });
+    expect((await get(leafBuild!.id)).derivedPriority).toBe(0);
+    expect((await get(midBuild!.id)).derivedPriority).toBe(0);
   });
 
   test('needs only the texts the coordinator lacks', async () => {
@@ -177,13 +204,13 @@ describe.each(DATABASE_KINDS)('builds through AdminService on %s', (kind) => {
     const seen: string[] = [];
     let pageToken = '';
     do {
-      const page = await t.admin.listBuilds({ tags: [{ key: 'run', value: nonce }], pageSize: 2, pageToken });
+      const page = await t.admin.listBuilds({ tags: [{ key: 'run', value: nonce }], derivationPath: top, pageSize: 2, pageToken });
       expect(page.builds.length).toBeLessThanOrEqual(2);
       seen.push(...page.builds.map((b) => b.id));
       pageToken = page.nextPageToken;
     } while (pageToken);
     expect(seen).toEqual(ids);
-    const scheduled = await t.admin.listBuilds({ tags: [{ key: 'run', value: nonce }], states: [BuildState.SCHEDULED] });
+    const scheduled = await t.admin.listBuilds({ tags: [{ key: 'run', value: nonce }], derivationPath: top, states: [BuildState.SCHEDULED] });
     expect(scheduled.builds.map((b) => b.id)).toEqual(ids.slice(0, 4));
     const byDrv = await t.admin.listBuilds({ derivationPath: top, states: [BuildState.CANCELED] });
     expect(byDrv.builds.map((b) => b.id)).toEqual([ids[4]]);

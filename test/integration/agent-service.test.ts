@@ -15,6 +15,7 @@ import {
   AgentService,
   BuildResult,
   ConnectRequestSchema,
+  ReportKind,
   type AssignBuild,
   type ConnectRequest,
   type ConnectResponse,
@@ -48,7 +49,7 @@ const WAIT_MS = 20_000;
 /** Small chunks, so that a small tree makes a NAR of many frames. */
 const CHUNK = 64 << 10;
 /** The tests that need a build of their own; their derivations are made before the coordinator runs. */
-const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'twice-failure', 'twice-success'] as const;
+const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'misreported', 'concurrent', 'twice-failure', 'twice-success'] as const;
 type BuildTag = (typeof BUILDS)[number];
 
 function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
@@ -366,7 +367,7 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     expect(welcome.agentId).toBe(agent.id);
   });
 
-  test('refuses reports and uploads for a build another agent holds with PERMISSION_DENIED, leaving it unchanged', async () => {
+  test('refuses reports and uploads for a build another agent holds with PERMISSION_DENIED, leaving it unchanged and the stream up', async () => {
     const owner = await agentWithBuild('owner');
     const id = owner.build.id;
     const before = await getBuild(id);
@@ -380,14 +381,17 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
       { case: 'buildFinished', value: { buildId: id, result: BuildResult.FAILURE, message: 'not mine' } },
       { case: 'setupFailure', value: { buildId: id, message: 'not mine' } },
     ];
-    for (const report of reports) {
-      const stream = openStream(intruder.client);
-      await stream.take('welcome');
+    // Each report is answered with its refusal, one after the other on the same stream.
+    const stream = openStream(intruder.client);
+    await stream.take('welcome');
+    for (const [report, kind] of [[reports[0]!, ReportKind.BUILD_STARTED], [reports[1]!, ReportKind.BUILD_FINISHED], [reports[2]!, ReportKind.SETUP_FAILURE]] as const) {
       stream.send(report);
-      const err = await stream.end();
-      expect(err?.code).toBe(Code.PermissionDenied);
-      expect(err?.rawMessage).toContain(`build ${id} is not allocated to agent ${intruder.id}`);
+      const ack = await stream.take('acknowledged', (a) => a.buildId === id);
+      expect(ack.refusal?.code).toBe(Code.PermissionDenied);
+      expect(ack.refusal?.report).toBe(kind);
+      expect(ack.refusal?.message).toContain(`build ${id} is not allocated to agent ${intruder.id}`);
     }
+    expect(stream.open).toBe(true);
     const dir = outputTree();
     const refused = await refusal(uploadTree(intruder.client, owner.header, dir));
     expect(refused.code).toBe(Code.PermissionDenied);
@@ -462,6 +466,51 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     expect(plain.equals(original)).toBe(true);
     const after = await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName });
     expect(after.complete).toBe(true);
+    expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
+  });
+
+  test('a second UploadOutput of an output while the first is in progress is ABORTED, and the first stores its NAR byte for byte', async () => {
+    const { agent, build, output, header } = await agentWithBuild('concurrent');
+    const dir = outputTree();
+    const chunks = await narChunks(dir);
+    const frames = await framesOf(chunks);
+    const nar = Buffer.concat(chunks);
+    const declared = { narHash: narHashOf(nar), narSize: nar.length };
+    const sent = 3;
+    const whole = chunks.slice(0, sent).reduce((n, c) => n + c.length, 0);
+
+    // The first call sends three frames and waits; the others race it meanwhile.
+    const proceed = new AbortController();
+    async function* slow(): AsyncGenerator<UploadRequest> {
+      yield { message: { case: 'header', value: header } };
+      for (const frame of frames.slice(0, sent)) yield { message: { case: 'chunk', value: frame } };
+      await new Promise((resolve) => proceed.signal.addEventListener('abort', resolve, { once: true }));
+      for (const frame of frames.slice(sent)) yield { message: { case: 'chunk', value: frame } };
+      yield { message: { case: 'trailer', value: { narHash: declared.narHash, narSize: BigInt(declared.narSize) } } };
+    }
+    const first = agent.client.uploadOutput(slow());
+    try {
+      await untilStaged(agent.client, header, whole);
+      // Retries racing it, from 0 and from the offset it reports, at once.
+      const racers = await Promise.all([
+        refusal(upload(agent.client, header, frames, declared)),
+        refusal(upload(agent.client, { ...header, offset: BigInt(whole) }, frames.slice(sent), declared)),
+      ]);
+      for (const err of racers) {
+        expect(err.code).toBe(Code.Aborted);
+        expect(err.rawMessage).toContain(`an upload of output out of build ${build.id} is in progress already`);
+      }
+      expect((await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName })).offset).toBe(BigInt(whole));
+    } finally {
+      proceed.abort();
+    }
+    await within(first, 'the first upload to finish');
+
+    const info = await narinfo(output.path);
+    expect(info.status).toBe(200);
+    const file = parseNarInfo(info.text).files[0]!;
+    const compressed = Buffer.from(await (await fetch(`${t.coordinator.url}/${file.url}`)).arrayBuffer());
+    expect((await run('lz4', ['-dc'], compressed)).equals(nar)).toBe(true);
     expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
   });
 
@@ -549,7 +598,7 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     expect(second.open).toBe(true);
   });
 
-  test('refuses BuildFinished success before the outputs are uploaded (FAILED_PRECONDITION); after the upload it succeeds and the outputs are served signed', async () => {
+  test('refuses BuildFinished success before the outputs are uploaded (FAILED_PRECONDITION) on a stream that stays up; after the upload it succeeds and the outputs are served signed', async () => {
     const { agent, build, stream, output, header } = await agentWithBuild('finish');
     stream.send({ case: 'buildStarted', value: { buildId: build.id } });
     await waitForState(build.id, BuildState.STARTED);
@@ -565,17 +614,18 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
       },
     };
     stream.send(finished);
-    const err = await stream.end();
-    expect(err?.code).toBe(Code.FailedPrecondition);
-    expect(err?.rawMessage).toContain(`build ${build.id} cannot succeed before its outputs are uploaded; missing: out (${output.path})`);
+    const refused = await stream.take('acknowledged', (a) => a.buildId === build.id);
+    expect(refused.refusal?.code).toBe(Code.FailedPrecondition);
+    expect(refused.refusal?.report).toBe(ReportKind.BUILD_FINISHED);
+    expect(refused.refusal?.message).toContain(`build ${build.id} cannot succeed: output out (${output.path}) was not uploaded`);
     expect(await getBuild(build.id)).toEqual(before);
+    expect(stream.open).toBe(true);
 
     await uploadTree(agent.client, header, dir);
-    // The agent comes back saying it still holds the build, and reports again.
-    const again = openStream(agent.client, [build.id]);
-    expect((await again.take('welcome')).abandonBuildIds).toEqual([]);
-    again.send(finished);
-    await again.take('acknowledged', (a) => a.buildId === build.id);
+    // Reported again on the same stream, it is recorded.
+    stream.send(finished);
+    const ack = await stream.take('acknowledged', (a) => a.buildId === build.id);
+    expect(ack.refusal).toBeUndefined();
     const after = await getBuild(build.id);
     expect(after.state).toBe(BuildState.SUCCEEDED);
     expect(after.endedAt).toBeDefined();
@@ -591,6 +641,36 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
       expect(parsed.deriver).toBe(basename(build.derivationPath));
       expect(countValidSignatures(parsed, [key])).toBe(1);
     }
+  });
+
+  test('refuses BuildFinished success whose outputs are not as uploaded, naming the output, and the build does not succeed', async () => {
+    const { agent, build, stream, output, header } = await agentWithBuild('misreported');
+    stream.send({ case: 'buildStarted', value: { buildId: build.id } });
+    await waitForState(build.id, BuildState.STARTED);
+    const nar = await uploadTree(agent.client, header, outputTree());
+    const before = await getBuild(build.id);
+    const eventsBefore = await eventCount(build.id);
+    const truth = { name: output.name, path: output.path, narHash: narHashOf(nar), narSize: BigInt(nar.length), references: [] };
+    const otherHash = narHashOf(Buffer.from('another NAR'));
+
+    const cases = [
+      [{ ...truth, narHash: otherHash }, `output out (${output.path}) differs: the report says ${otherHash}, ${nar.length} bytes; the cache holds ${narHashOf(nar)}, ${nar.length} bytes`],
+      [{ ...truth, narSize: BigInt(nar.length + 8) }, `output out (${output.path}) differs: the report says ${narHashOf(nar)}, ${nar.length + 8} bytes`],
+      [{ ...truth, name: 'dev' }, `the derivation has no output "dev", which the report names; output out (${output.path}) is not in the report`],
+    ] as const;
+    for (const [reported, message] of cases) {
+      stream.send({ case: 'buildFinished', value: { buildId: build.id, result: BuildResult.SUCCESS, outputs: [reported] } });
+      const ack = await stream.take('acknowledged', (a) => a.buildId === build.id);
+      expect(ack.refusal?.code).toBe(Code.FailedPrecondition);
+      expect(ack.refusal?.message).toContain(`build ${build.id} cannot succeed: ${message}`);
+      expect(await getBuild(build.id)).toEqual(before);
+    }
+    expect(await eventCount(build.id)).toBe(eventsBefore);
+
+    // The truth is taken.
+    stream.send({ case: 'buildFinished', value: { buildId: build.id, result: BuildResult.SUCCESS, outputs: [truth] } });
+    expect((await stream.take('acknowledged', (a) => a.buildId === build.id)).refusal).toBeUndefined();
+    expect((await getBuild(build.id)).state).toBe(BuildState.SUCCEEDED);
   });
 
   test.each([

@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { UploadTrailer } from "./agent_pb.js";
+import { file_kiln_v1_agent } from "./agent_pb.js";
 import type { Agent, Build, BuildState, DerivationText, Tag } from "./types_pb.js";
 import { file_kiln_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQyrQcKDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEj8KCEdldEJ1aWxkEhgua2lsbi52MS5HZXRCdWlsZFJlcXVlc3QaGS5raWxuLnYxLkdldEJ1aWxkUmVzcG9uc2USRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZWIGcHJvdG8z", [file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQy2AgKDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEj8KCEdldEJ1aWxkEhgua2lsbi52MS5HZXRCdWlsZFJlcXVlc3QaGS5raWxuLnYxLkdldEJ1aWxkUmVzcG9uc2USRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZRJaChFRdWVyeU1pc3NpbmdQYXRocxIhLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0GiIua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEk0KDFVwbG9hZFNvdXJjZRIcLmtpbG4udjEuVXBsb2FkU291cmNlUmVxdWVzdBodLmtpbG4udjEuVXBsb2FkU291cmNlUmVzcG9uc2UoAWIGcHJvdG8z", [file_kiln_v1_agent, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -531,6 +533,152 @@ export const SetAgentActiveResponseSchema: GenMessage<SetAgentActiveResponse> = 
   messageDesc(file_kiln_v1_admin, 23);
 
 /**
+ * @generated from message kiln.v1.QueryMissingPathsRequest
+ */
+export type QueryMissingPathsRequest = Message<"kiln.v1.QueryMissingPathsRequest"> & {
+  /**
+   * Full store paths.
+   *
+   * @generated from field: repeated string paths = 1;
+   */
+  paths: string[];
+};
+
+/**
+ * Describes the message kiln.v1.QueryMissingPathsRequest.
+ * Use `create(QueryMissingPathsRequestSchema)` to create a new message.
+ */
+export const QueryMissingPathsRequestSchema: GenMessage<QueryMissingPathsRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 24);
+
+/**
+ * @generated from message kiln.v1.QueryMissingPathsResponse
+ */
+export type QueryMissingPathsResponse = Message<"kiln.v1.QueryMissingPathsResponse"> & {
+  /**
+   * The requested paths the cache does not hold, in the order asked.
+   *
+   * @generated from field: repeated string missing = 1;
+   */
+  missing: string[];
+};
+
+/**
+ * Describes the message kiln.v1.QueryMissingPathsResponse.
+ * Use `create(QueryMissingPathsResponseSchema)` to create a new message.
+ */
+export const QueryMissingPathsResponseSchema: GenMessage<QueryMissingPathsResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 25);
+
+/**
+ * @generated from message kiln.v1.SourceHeader
+ */
+export type SourceHeader = Message<"kiln.v1.SourceHeader"> & {
+  /**
+   * The source's full store path.
+   *
+   * @generated from field: string store_path = 1;
+   */
+  storePath: string;
+
+  /**
+   * Full store paths the source refers to.
+   *
+   * @generated from field: repeated string references = 2;
+   */
+  references: string[];
+
+  /**
+   * A submitted derivation that needs the source: it names it among its input sources,
+   * or names the first path of `via`.
+   *
+   * @generated from field: string derivation_path = 3;
+   */
+  derivationPath: string;
+
+  /**
+   * For a source the derivation does not name itself: the chain of sources that leads to
+   * it, from one the derivation names, each referring to the next (and the last to this
+   * one). They are uploaded after it.
+   *
+   * @generated from field: repeated string via = 4;
+   */
+  via: string[];
+};
+
+/**
+ * Describes the message kiln.v1.SourceHeader.
+ * Use `create(SourceHeaderSchema)` to create a new message.
+ */
+export const SourceHeaderSchema: GenMessage<SourceHeader> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 26);
+
+/**
+ * @generated from message kiln.v1.UploadSourceRequest
+ */
+export type UploadSourceRequest = Message<"kiln.v1.UploadSourceRequest"> & {
+  /**
+   * @generated from oneof kiln.v1.UploadSourceRequest.message
+   */
+  message: {
+    /**
+     * First message of the call.
+     *
+     * @generated from field: kiln.v1.SourceHeader header = 1;
+     */
+    value: SourceHeader;
+    case: "header";
+  } | {
+    /**
+     * One LZ4 frame of NAR bytes; frames follow each other in order.
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | {
+    /**
+     * Last message of the call: the whole NAR's hash and size.
+     *
+     * @generated from field: kiln.v1.UploadTrailer trailer = 3;
+     */
+    value: UploadTrailer;
+    case: "trailer";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message kiln.v1.UploadSourceRequest.
+ * Use `create(UploadSourceRequestSchema)` to create a new message.
+ */
+export const UploadSourceRequestSchema: GenMessage<UploadSourceRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 27);
+
+/**
+ * @generated from message kiln.v1.UploadSourceResponse
+ */
+export type UploadSourceResponse = Message<"kiln.v1.UploadSourceResponse"> & {
+  /**
+   * The NAR as stored, compressed.
+   *
+   * @generated from field: string file_hash = 1;
+   */
+  fileHash: string;
+
+  /**
+   * @generated from field: uint64 file_size = 2;
+   */
+  fileSize: bigint;
+};
+
+/**
+ * Describes the message kiln.v1.UploadSourceResponse.
+ * Use `create(UploadSourceResponseSchema)` to create a new message.
+ */
+export const UploadSourceResponseSchema: GenMessage<UploadSourceResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 28);
+
+/**
  * What operators and their scripts use: submit and steer builds, manage agents.
  * Every call needs the admin bearer token in the `authorization` header.
  *
@@ -646,6 +794,30 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof SetAgentActiveRequestSchema;
     output: typeof SetAgentActiveResponseSchema;
+  },
+  /**
+   * Which of these store paths the coordinator's binary cache lacks.
+   *
+   * @generated from rpc kiln.v1.AdminService.QueryMissingPaths
+   */
+  queryMissingPaths: {
+    methodKind: "unary";
+    input: typeof QueryMissingPathsRequestSchema;
+    output: typeof QueryMissingPathsResponseSchema;
+  },
+  /**
+   * Uploads an input source of a submitted derivation (a path in its inputSrcs, or one
+   * such a source refers to) as a NAR compressed as LZ4 frames, as agents upload
+   * outputs; the cache then serves it, so that agents can fetch it. A source is taken
+   * only once the paths it refers to are in the cache (upload those first), and a
+   * build is not allocated before every input source of its derivation is there.
+   *
+   * @generated from rpc kiln.v1.AdminService.UploadSource
+   */
+  uploadSource: {
+    methodKind: "client_streaming";
+    input: typeof UploadSourceRequestSchema;
+    output: typeof UploadSourceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_v1_admin, 0);

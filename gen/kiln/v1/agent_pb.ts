@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/agent.proto.
  */
 export const file_kiln_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FnZW50LnByb3RvEgdraWxuLnYxIqMCCg5Db25uZWN0UmVxdWVzdBIfCgVoZWxsbxgBIAEoCzIOLmtpbG4udjEuSGVsbG9IABInCgloZWFydGJlYXQYAiABKAsyEi5raWxuLnYxLkhlYXJ0YmVhdEgAEioKC2xvYWRfcmVwb3J0GAMgASgLMhMua2lsbi52MS5Mb2FkUmVwb3J0SAASLgoNYnVpbGRfc3RhcnRlZBgEIAEoCzIVLmtpbG4udjEuQnVpbGRTdGFydGVkSAASLgoNc2V0dXBfZmFpbHVyZRgFIAEoCzIVLmtpbG4udjEuU2V0dXBGYWlsdXJlSAASMAoOYnVpbGRfZmluaXNoZWQYBiABKAsyFi5raWxuLnYxLkJ1aWxkRmluaXNoZWRIAEIJCgdtZXNzYWdlIowCCg9Db25uZWN0UmVzcG9uc2USIwoHd2VsY29tZRgBIAEoCzIQLmtpbG4udjEuV2VsY29tZUgAEiwKDGFzc2lnbl9idWlsZBgCIAEoCzIULmtpbG4udjEuQXNzaWduQnVpbGRIABIsCgxjYW5jZWxfYnVpbGQYAyABKAsyFC5raWxuLnYxLkNhbmNlbEJ1aWxkSAASHwoFZHJhaW4YBCABKAsyDi5raWxuLnYxLkRyYWluSAASHQoEcGluZxgFIAEoCzINLmtpbG4udjEuUGluZ0gAEi0KDGFja25vd2xlZGdlZBgGIAEoCzIVLmtpbG4udjEuQWNrbm93bGVkZ2VkSABCCQoHbWVzc2FnZSKNAQoFSGVsbG8SDwoHc3lzdGVtcxgBIAMoCRIbChNtYXhfcGFyYWxsZWxfYnVpbGRzGAIgASgFEhoKBHRhZ3MYAyADKAsyDC5raWxuLnYxLlRhZxIPCgd2ZXJzaW9uGAQgASgJEhYKDmhlbGRfYnVpbGRfaWRzGAUgAygJEhEKCWNwdV9jb3VudBgGIAEoDSIdCglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKAQiTwoKTG9hZFJlcG9ydBISCgpmcmVlX3Nsb3RzGAEgASgFEhQKDGxvYWRfYXZlcmFnZRgCIAEoARIXCg9mcmVlX2Rpc2tfYnl0ZXMYAyABKAQiIAoMQnVpbGRTdGFydGVkEhAKCGJ1aWxkX2lkGAEgASgJInYKDFNldHVwRmFpbHVyZRIQCghidWlsZF9pZBgBIAEoCRIrCgZyZWFzb24YAiABKA4yGy5raWxuLnYxLlNldHVwRmFpbHVyZVJlYXNvbhIWCg5taXNzaW5nX2lucHV0cxgDIAMoCRIPCgdtZXNzYWdlGAQgASgJImAKCk91dHB1dEluZm8SDAoEbmFtZRgBIAEoCRIMCgRwYXRoGAIgASgJEhAKCG5hcl9oYXNoGAMgASgJEhAKCG5hcl9zaXplGAQgASgEEhIKCnJlZmVyZW5jZXMYBSADKAkifgoNQnVpbGRGaW5pc2hlZBIQCghidWlsZF9pZBgBIAEoCRIkCgZyZXN1bHQYAiABKA4yFC5raWxuLnYxLkJ1aWxkUmVzdWx0EiQKB291dHB1dHMYAyADKAsyEy5raWxuLnYxLk91dHB1dEluZm8SDwoHbWVzc2FnZRgEIAEoCSKfAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRIbChNjb29yZGluYXRvcl92ZXJzaW9uGAIgASgJEhkKEWFiYW5kb25fYnVpbGRfaWRzGAMgAygJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgEIAEoDRIRCgljYWNoZV91cmwYBSABKAkSGAoQY2FjaGVfcHVibGljX2tleRgGIAEoCSLlAQoLQXNzaWduQnVpbGQSEAoIYnVpbGRfaWQYASABKAkSFwoPZGVyaXZhdGlvbl9wYXRoGAIgASgJEhIKCmRlcml2YXRpb24YAyABKAwSKgoHb3V0cHV0cxgEIAMoCzIZLmtpbG4udjEuRGVyaXZhdGlvbk91dHB1dBIQCghwcmlvcml0eRgFIAEoBRITCgt0cmFjZXBhcmVudBgGIAEoCRIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGAggASgNEg8KB2F0dGVtcHQYCSABKA0iLwoLQ2FuY2VsQnVpbGQSEAoIYnVpbGRfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIgcKBURyYWluIiAKDEFja25vd2xlZGdlZBIQCghidWlsZF9pZBgBIAEoCSIYCgRQaW5nEhAKCHNlcXVlbmNlGAEgASgEIm0KDFVwbG9hZEhlYWRlchIQCghidWlsZF9pZBgBIAEoCRITCgtvdXRwdXRfbmFtZRgCIAEoCRISCgpzdG9yZV9wYXRoGAMgASgJEg4KBm9mZnNldBgEIAEoBBISCgpyZWZlcmVuY2VzGAUgAygJIjMKDVVwbG9hZFRyYWlsZXISEAoIbmFyX2hhc2gYASABKAkSEAoIbmFyX3NpemUYAiABKAQihQEKE1VwbG9hZE91dHB1dFJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5VcGxvYWRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZE91dHB1dFJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiOwoSUXVlcnlVcGxvYWRSZXF1ZXN0EhAKCGJ1aWxkX2lkGAEgASgJEhMKC291dHB1dF9uYW1lGAIgASgJIjcKE1F1ZXJ5VXBsb2FkUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEhAKCGNvbXBsZXRlGAIgASgIIkIKEFVwbG9hZExvZ1JlcXVlc3QSEgoIYnVpbGRfaWQYASABKAlIABIPCgVjaHVuaxgCIAEoDEgAQgkKB21lc3NhZ2UiIQoRVXBsb2FkTG9nUmVzcG9uc2USDAoEc2l6ZRgBIAEoBCq2AQoSU2V0dXBGYWlsdXJlUmVhc29uEiQKIFNFVFVQX0ZBSUxVUkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASJwojU0VUVVBfRkFJTFVSRV9SRUFTT05fTUlTU0lOR19JTlBVVFMQARIxCi1TRVRVUF9GQUlMVVJFX1JFQVNPTl9DT1VMRF9OT1RfREVMRVRFX09VVFBVVFMQAhIeChpTRVRVUF9GQUlMVVJFX1JFQVNPTl9PVEhFUhADKpoBCgtCdWlsZFJlc3VsdBIcChhCVUlMRF9SRVNVTFRfVU5TUEVDSUZJRUQQABIYChRCVUlMRF9SRVNVTFRfU1VDQ0VTUxABEhgKFEJVSUxEX1JFU1VMVF9GQUlMVVJFEAISGAoUQlVJTERfUkVTVUxUX1RJTUVPVVQQAxIfChtCVUlMRF9SRVNVTFRfU0lMRU5UX1RJTUVPVVQQBDKvAgoMQWdlbnRTZXJ2aWNlEkAKB0Nvbm5lY3QSFy5raWxuLnYxLkNvbm5lY3RSZXF1ZXN0Ghgua2lsbi52MS5Db25uZWN0UmVzcG9uc2UoATABEk0KDFVwbG9hZE91dHB1dBIcLmtpbG4udjEuVXBsb2FkT3V0cHV0UmVxdWVzdBodLmtpbG4udjEuVXBsb2FkT3V0cHV0UmVzcG9uc2UoARJICgtRdWVyeVVwbG9hZBIbLmtpbG4udjEuUXVlcnlVcGxvYWRSZXF1ZXN0Ghwua2lsbi52MS5RdWVyeVVwbG9hZFJlc3BvbnNlEkQKCVVwbG9hZExvZxIZLmtpbG4udjEuVXBsb2FkTG9nUmVxdWVzdBoaLmtpbG4udjEuVXBsb2FkTG9nUmVzcG9uc2UoAWIGcHJvdG8z", [file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FnZW50LnByb3RvEgdraWxuLnYxIqMCCg5Db25uZWN0UmVxdWVzdBIfCgVoZWxsbxgBIAEoCzIOLmtpbG4udjEuSGVsbG9IABInCgloZWFydGJlYXQYAiABKAsyEi5raWxuLnYxLkhlYXJ0YmVhdEgAEioKC2xvYWRfcmVwb3J0GAMgASgLMhMua2lsbi52MS5Mb2FkUmVwb3J0SAASLgoNYnVpbGRfc3RhcnRlZBgEIAEoCzIVLmtpbG4udjEuQnVpbGRTdGFydGVkSAASLgoNc2V0dXBfZmFpbHVyZRgFIAEoCzIVLmtpbG4udjEuU2V0dXBGYWlsdXJlSAASMAoOYnVpbGRfZmluaXNoZWQYBiABKAsyFi5raWxuLnYxLkJ1aWxkRmluaXNoZWRIAEIJCgdtZXNzYWdlIowCCg9Db25uZWN0UmVzcG9uc2USIwoHd2VsY29tZRgBIAEoCzIQLmtpbG4udjEuV2VsY29tZUgAEiwKDGFzc2lnbl9idWlsZBgCIAEoCzIULmtpbG4udjEuQXNzaWduQnVpbGRIABIsCgxjYW5jZWxfYnVpbGQYAyABKAsyFC5raWxuLnYxLkNhbmNlbEJ1aWxkSAASHwoFZHJhaW4YBCABKAsyDi5raWxuLnYxLkRyYWluSAASHQoEcGluZxgFIAEoCzINLmtpbG4udjEuUGluZ0gAEi0KDGFja25vd2xlZGdlZBgGIAEoCzIVLmtpbG4udjEuQWNrbm93bGVkZ2VkSABCCQoHbWVzc2FnZSKNAQoFSGVsbG8SDwoHc3lzdGVtcxgBIAMoCRIbChNtYXhfcGFyYWxsZWxfYnVpbGRzGAIgASgFEhoKBHRhZ3MYAyADKAsyDC5raWxuLnYxLlRhZxIPCgd2ZXJzaW9uGAQgASgJEhYKDmhlbGRfYnVpbGRfaWRzGAUgAygJEhEKCWNwdV9jb3VudBgGIAEoDSIdCglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKAQiTwoKTG9hZFJlcG9ydBISCgpmcmVlX3Nsb3RzGAEgASgFEhQKDGxvYWRfYXZlcmFnZRgCIAEoARIXCg9mcmVlX2Rpc2tfYnl0ZXMYAyABKAQiIAoMQnVpbGRTdGFydGVkEhAKCGJ1aWxkX2lkGAEgASgJInYKDFNldHVwRmFpbHVyZRIQCghidWlsZF9pZBgBIAEoCRIrCgZyZWFzb24YAiABKA4yGy5raWxuLnYxLlNldHVwRmFpbHVyZVJlYXNvbhIWCg5taXNzaW5nX2lucHV0cxgDIAMoCRIPCgdtZXNzYWdlGAQgASgJImAKCk91dHB1dEluZm8SDAoEbmFtZRgBIAEoCRIMCgRwYXRoGAIgASgJEhAKCG5hcl9oYXNoGAMgASgJEhAKCG5hcl9zaXplGAQgASgEEhIKCnJlZmVyZW5jZXMYBSADKAkifgoNQnVpbGRGaW5pc2hlZBIQCghidWlsZF9pZBgBIAEoCRIkCgZyZXN1bHQYAiABKA4yFC5raWxuLnYxLkJ1aWxkUmVzdWx0EiQKB291dHB1dHMYAyADKAsyEy5raWxuLnYxLk91dHB1dEluZm8SDwoHbWVzc2FnZRgEIAEoCSKfAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRIbChNjb29yZGluYXRvcl92ZXJzaW9uGAIgASgJEhkKEWFiYW5kb25fYnVpbGRfaWRzGAMgAygJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgEIAEoDRIRCgljYWNoZV91cmwYBSABKAkSGAoQY2FjaGVfcHVibGljX2tleRgGIAEoCSLlAQoLQXNzaWduQnVpbGQSEAoIYnVpbGRfaWQYASABKAkSFwoPZGVyaXZhdGlvbl9wYXRoGAIgASgJEhIKCmRlcml2YXRpb24YAyABKAwSKgoHb3V0cHV0cxgEIAMoCzIZLmtpbG4udjEuRGVyaXZhdGlvbk91dHB1dBIQCghwcmlvcml0eRgFIAEoBRITCgt0cmFjZXBhcmVudBgGIAEoCRIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGAggASgNEg8KB2F0dGVtcHQYCSABKA0iLwoLQ2FuY2VsQnVpbGQSEAoIYnVpbGRfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIgcKBURyYWluIkMKDEFja25vd2xlZGdlZBIQCghidWlsZF9pZBgBIAEoCRIhCgdyZWZ1c2FsGAIgASgLMhAua2lsbi52MS5SZWZ1c2FsIk0KB1JlZnVzYWwSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEiMKBnJlcG9ydBgDIAEoDjITLmtpbG4udjEuUmVwb3J0S2luZCIYCgRQaW5nEhAKCHNlcXVlbmNlGAEgASgEIm0KDFVwbG9hZEhlYWRlchIQCghidWlsZF9pZBgBIAEoCRITCgtvdXRwdXRfbmFtZRgCIAEoCRISCgpzdG9yZV9wYXRoGAMgASgJEg4KBm9mZnNldBgEIAEoBBISCgpyZWZlcmVuY2VzGAUgAygJIjMKDVVwbG9hZFRyYWlsZXISEAoIbmFyX2hhc2gYASABKAkSEAoIbmFyX3NpemUYAiABKAQihQEKE1VwbG9hZE91dHB1dFJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5VcGxvYWRIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZE91dHB1dFJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiOwoSUXVlcnlVcGxvYWRSZXF1ZXN0EhAKCGJ1aWxkX2lkGAEgASgJEhMKC291dHB1dF9uYW1lGAIgASgJIjcKE1F1ZXJ5VXBsb2FkUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEhAKCGNvbXBsZXRlGAIgASgIIkIKEFVwbG9hZExvZ1JlcXVlc3QSEgoIYnVpbGRfaWQYASABKAlIABIPCgVjaHVuaxgCIAEoDEgAQgkKB21lc3NhZ2UiIQoRVXBsb2FkTG9nUmVzcG9uc2USDAoEc2l6ZRgBIAEoBCq2AQoSU2V0dXBGYWlsdXJlUmVhc29uEiQKIFNFVFVQX0ZBSUxVUkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASJwojU0VUVVBfRkFJTFVSRV9SRUFTT05fTUlTU0lOR19JTlBVVFMQARIxCi1TRVRVUF9GQUlMVVJFX1JFQVNPTl9DT1VMRF9OT1RfREVMRVRFX09VVFBVVFMQAhIeChpTRVRVUF9GQUlMVVJFX1JFQVNPTl9PVEhFUhADKpoBCgtCdWlsZFJlc3VsdBIcChhCVUlMRF9SRVNVTFRfVU5TUEVDSUZJRUQQABIYChRCVUlMRF9SRVNVTFRfU1VDQ0VTUxABEhgKFEJVSUxEX1JFU1VMVF9GQUlMVVJFEAISGAoUQlVJTERfUkVTVUxUX1RJTUVPVVQQAxIfChtCVUlMRF9SRVNVTFRfU0lMRU5UX1RJTUVPVVQQBCqHAQoKUmVwb3J0S2luZBIbChdSRVBPUlRfS0lORF9VTlNQRUNJRklFRBAAEh0KGVJFUE9SVF9LSU5EX0JVSUxEX1NUQVJURUQQARIdChlSRVBPUlRfS0lORF9TRVRVUF9GQUlMVVJFEAISHgoaUkVQT1JUX0tJTkRfQlVJTERfRklOSVNIRUQQAzKvAgoMQWdlbnRTZXJ2aWNlEkAKB0Nvbm5lY3QSFy5raWxuLnYxLkNvbm5lY3RSZXF1ZXN0Ghgua2lsbi52MS5Db25uZWN0UmVzcG9uc2UoATABEk0KDFVwbG9hZE91dHB1dBIcLmtpbG4udjEuVXBsb2FkT3V0cHV0UmVxdWVzdBodLmtpbG4udjEuVXBsb2FkT3V0cHV0UmVzcG9uc2UoARJICgtRdWVyeVVwbG9hZBIbLmtpbG4udjEuUXVlcnlVcGxvYWRSZXF1ZXN0Ghwua2lsbi52MS5RdWVyeVVwbG9hZFJlc3BvbnNlEkQKCVVwbG9hZExvZxIZLmtpbG4udjEuVXBsb2FkTG9nUmVxdWVzdBoaLmtpbG4udjEuVXBsb2FkTG9nUmVzcG9uc2UoAWIGcHJvdG8z", [file_kiln_v1_types]);
 
 /**
  * Agent to coordinator on the control stream.
@@ -511,8 +511,9 @@ export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
   messageDesc(file_kiln_v1_agent, 12);
 
 /**
- * The coordinator recorded a build's final report (finished or setup failure); the
- * agent need not send it again.
+ * The coordinator recorded a build's final report (finished or setup failure), or
+ * refused a report on the build; either way the agent need not send it again. A
+ * refused report does not end the control stream.
  *
  * @generated from message kiln.v1.Acknowledged
  */
@@ -521,6 +522,13 @@ export type Acknowledged = Message<"kiln.v1.Acknowledged"> & {
    * @generated from field: string build_id = 1;
    */
   buildId: string;
+
+  /**
+   * Set when the report was refused and nothing was recorded.
+   *
+   * @generated from field: kiln.v1.Refusal refusal = 2;
+   */
+  refusal?: Refusal | undefined;
 };
 
 /**
@@ -529,6 +537,39 @@ export type Acknowledged = Message<"kiln.v1.Acknowledged"> & {
  */
 export const AcknowledgedSchema: GenMessage<Acknowledged> = /*@__PURE__*/
   messageDesc(file_kiln_v1_agent, 13);
+
+/**
+ * Why the coordinator refused a report, as it would refuse a call.
+ *
+ * @generated from message kiln.v1.Refusal
+ */
+export type Refusal = Message<"kiln.v1.Refusal"> & {
+  /**
+   * The gRPC status code (e.g. 7, PERMISSION_DENIED, for a build the agent does not hold).
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * Which report was refused.
+   *
+   * @generated from field: kiln.v1.ReportKind report = 3;
+   */
+  report: ReportKind;
+};
+
+/**
+ * Describes the message kiln.v1.Refusal.
+ * Use `create(RefusalSchema)` to create a new message.
+ */
+export const RefusalSchema: GenMessage<Refusal> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_agent, 14);
 
 /**
  * @generated from message kiln.v1.Ping
@@ -545,7 +586,7 @@ export type Ping = Message<"kiln.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 14);
+  messageDesc(file_kiln_v1_agent, 15);
 
 /**
  * @generated from message kiln.v1.UploadHeader
@@ -588,7 +629,7 @@ export type UploadHeader = Message<"kiln.v1.UploadHeader"> & {
  * Use `create(UploadHeaderSchema)` to create a new message.
  */
 export const UploadHeaderSchema: GenMessage<UploadHeader> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 15);
+  messageDesc(file_kiln_v1_agent, 16);
 
 /**
  * After the last chunk: what the whole uncompressed NAR hashes to and its size, as the
@@ -616,7 +657,7 @@ export type UploadTrailer = Message<"kiln.v1.UploadTrailer"> & {
  * Use `create(UploadTrailerSchema)` to create a new message.
  */
 export const UploadTrailerSchema: GenMessage<UploadTrailer> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 16);
+  messageDesc(file_kiln_v1_agent, 17);
 
 /**
  * @generated from message kiln.v1.UploadOutputRequest
@@ -657,7 +698,7 @@ export type UploadOutputRequest = Message<"kiln.v1.UploadOutputRequest"> & {
  * Use `create(UploadOutputRequestSchema)` to create a new message.
  */
 export const UploadOutputRequestSchema: GenMessage<UploadOutputRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 17);
+  messageDesc(file_kiln_v1_agent, 18);
 
 /**
  * @generated from message kiln.v1.UploadOutputResponse
@@ -681,7 +722,7 @@ export type UploadOutputResponse = Message<"kiln.v1.UploadOutputResponse"> & {
  * Use `create(UploadOutputResponseSchema)` to create a new message.
  */
 export const UploadOutputResponseSchema: GenMessage<UploadOutputResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 18);
+  messageDesc(file_kiln_v1_agent, 19);
 
 /**
  * @generated from message kiln.v1.QueryUploadRequest
@@ -703,7 +744,7 @@ export type QueryUploadRequest = Message<"kiln.v1.QueryUploadRequest"> & {
  * Use `create(QueryUploadRequestSchema)` to create a new message.
  */
 export const QueryUploadRequestSchema: GenMessage<QueryUploadRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 19);
+  messageDesc(file_kiln_v1_agent, 20);
 
 /**
  * @generated from message kiln.v1.QueryUploadResponse
@@ -729,7 +770,7 @@ export type QueryUploadResponse = Message<"kiln.v1.QueryUploadResponse"> & {
  * Use `create(QueryUploadResponseSchema)` to create a new message.
  */
 export const QueryUploadResponseSchema: GenMessage<QueryUploadResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 20);
+  messageDesc(file_kiln_v1_agent, 21);
 
 /**
  * @generated from message kiln.v1.UploadLogRequest
@@ -760,7 +801,7 @@ export type UploadLogRequest = Message<"kiln.v1.UploadLogRequest"> & {
  * Use `create(UploadLogRequestSchema)` to create a new message.
  */
 export const UploadLogRequestSchema: GenMessage<UploadLogRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 21);
+  messageDesc(file_kiln_v1_agent, 22);
 
 /**
  * @generated from message kiln.v1.UploadLogResponse
@@ -777,7 +818,7 @@ export type UploadLogResponse = Message<"kiln.v1.UploadLogResponse"> & {
  * Use `create(UploadLogResponseSchema)` to create a new message.
  */
 export const UploadLogResponseSchema: GenMessage<UploadLogResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_agent, 22);
+  messageDesc(file_kiln_v1_agent, 23);
 
 /**
  * @generated from enum kiln.v1.SetupFailureReason
@@ -855,6 +896,37 @@ export enum BuildResult {
  */
 export const BuildResultSchema: GenEnum<BuildResult> = /*@__PURE__*/
   enumDesc(file_kiln_v1_agent, 1);
+
+/**
+ * @generated from enum kiln.v1.ReportKind
+ */
+export enum ReportKind {
+  /**
+   * @generated from enum value: REPORT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: REPORT_KIND_BUILD_STARTED = 1;
+   */
+  BUILD_STARTED = 1,
+
+  /**
+   * @generated from enum value: REPORT_KIND_SETUP_FAILURE = 2;
+   */
+  SETUP_FAILURE = 2,
+
+  /**
+   * @generated from enum value: REPORT_KIND_BUILD_FINISHED = 3;
+   */
+  BUILD_FINISHED = 3,
+}
+
+/**
+ * Describes the enum kiln.v1.ReportKind.
+ */
+export const ReportKindSchema: GenEnum<ReportKind> = /*@__PURE__*/
+  enumDesc(file_kiln_v1_agent, 2);
 
 /**
  * What agents use. Agents dial out (so agents behind NAT work) and authenticate every

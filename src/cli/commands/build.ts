@@ -3,6 +3,7 @@ import { BuildState } from '../../../gen/kiln/v1/types_pb.js';
 import { coordinatorUrl } from '../../config.js';
 import { createAdminClient, resolveAdminToken, type AdminClient } from '../admin-client.js';
 import { readDerivationClosure } from '../derivation-closure.js';
+import { uploadMissingSources } from '../source-upload.js';
 import { CLIENT_OPTIONS, exactlyOne, intFrom, parse, tagsFrom } from '../options.js';
 import { buildJson, buildLine, buildText, printJson } from '../output.js';
 import { UsageError } from '../usage-error.js';
@@ -86,6 +87,9 @@ async function submit(args: string[]): Promise<void> {
       tags,
       ignoreIfOutputExists: values['ignore-if-output-exists'],
     });
+    // After the submission, which the coordinator checks each source against; the build
+    // is not allocated before its sources are in the cache.
+    await uploadMissingSources(admin, derivations);
     results.push(res);
     if (!values.json) console.log(res.existing ? `${res.build!.id} (existing build)` : res.build!.id);
   }

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NarStorage } from '../../../src/storage/nar-storage.js';
+import { NarStorage, StagingInUseError } from '../../../src/storage/nar-storage.js';
 
 const NAME = '0'.repeat(52) + '.nar.lz4';
 
@@ -19,10 +19,9 @@ describe('NarStorage', () => {
     const staged = await storage.stage('b1-out', { fresh: true });
     await staged.append(Buffer.from('frame-one'), 100);
     await staged.append(Buffer.from('frame-two!'), 50);
-    await staged.close();
     expect(await storage.size(NAME)).toBeUndefined();
     expect(readdirSync(join(root, 'nar'))).toEqual([]);
-    await storage.commit('b1-out', NAME);
+    await staged.commit(NAME);
     expect(await storage.size(NAME)).toBe(19);
     const chunks: Buffer[] = [];
     for await (const c of storage.read(NAME)) chunks.push(c as Buffer);
@@ -78,6 +77,26 @@ describe('NarStorage', () => {
     await again.close();
   });
 
+  test('a staged upload has one writer: a second stage of the same key is refused until the first ends', async () => {
+    const first = await storage.stage('b7-out', { fresh: true });
+    await first.append(Buffer.from('first'), 5);
+    await expect(storage.stage('b7-out', { fresh: true })).rejects.toThrow(StagingInUseError);
+    await expect(storage.stage('b7-out', { fresh: false })).rejects.toThrow(StagingInUseError);
+    // The refused attempts touched nothing.
+    expect(readFileSync(join(root, 'staging', 'b7-out.part'), 'utf8')).toBe('first');
+    // Other keys are not held up.
+    await (await storage.stage('b8-out', { fresh: true })).discard();
+    await first.close();
+    // Ending twice lets go once: the key is the next writer's.
+    const second = await storage.stage('b7-out', { fresh: false });
+    await first.close();
+    await expect(storage.stage('b7-out', { fresh: false })).rejects.toThrow(StagingInUseError);
+    expect(second.plainOffset).toBe(5);
+    await second.discard();
+    expect(readdirSync(join(root, 'staging'))).toEqual([]);
+    await (await storage.stage('b7-out', { fresh: false })).close();
+  });
+
   test('refuses file names and keys that could leave its directories', () => {
     expect(() => storage.filePath('../../etc/passwd')).toThrow(/bad NAR file name/);
     expect(() => storage.filePath(NAME + '/..')).toThrow(/bad NAR file name/);
@@ -87,8 +106,7 @@ describe('NarStorage', () => {
   test('remove deletes a stored file and tolerates a missing one', async () => {
     const staged = await storage.stage('b6', { fresh: true });
     await staged.append(Buffer.from('x'), 1);
-    await staged.close();
-    await storage.commit('b6', NAME);
+    await staged.commit(NAME);
     await storage.remove(NAME);
     expect(existsSync(storage.filePath(NAME))).toBe(false);
     await storage.remove(NAME);
