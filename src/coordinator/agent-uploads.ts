@@ -37,7 +37,7 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
     async uploadOutput(requests, ctx) {
       const agentId = ctx.values.get(authenticatedAgent)!;
       const received = await receiveOutput(deps, agentId, requests);
-      deps.log.info({ agentId, fileHash: received.fileHash, fileSize: received.fileSize }, 'output stored');
+      deps.log.debug({ agentId, fileHash: received.fileHash, fileSize: received.fileSize }, 'output stored');
       // Builds that waited for this output are ready: here and on every replica.
       if (received.released.length > 0) deps.dispatcher.workAvailable();
       return { fileHash: received.fileHash, fileSize: BigInt(received.fileSize) };

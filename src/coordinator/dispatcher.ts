@@ -172,7 +172,7 @@ export class Dispatcher {
       }
       session.assigned(build.id);
       this.opts.events.emit({ buildId: build.id, kind: 'allocated' });
-      this.opts.log.info({ buildId: build.id, agentId: session.agentId, attempt: build.attempt }, 'build assigned');
+      this.opts.log.debug({ buildId: build.id, agentId: session.agentId, attempt: build.attempt }, 'build assigned');
     }
   }
 }
