@@ -7,7 +7,7 @@
 // the same moment, and that upload may not see the new wait. So each side settles after
 // its own commit (settleWaits, releasePaths): whichever commits second then sees the
 // other's rows. sweepWaits is the safety net for a process that died between the two.
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { rowsOf } from '../db/rows.js';
 
@@ -15,7 +15,7 @@ type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Executor = Database | Tx;
 
 /** The input paths a derivation needs: its input derivations' outputs and its sources. */
-function inputPathsOf(derivationPath: string) {
+function inputPathsOf(derivationPath: string | SQL) {
   return sql`
     select o.path from derivation_inputs i
     join derivation_outputs o on o.derivation_path = i.input_path and o.name = i.output_name
@@ -42,6 +42,30 @@ export async function addWaits(tx: Executor, buildId: string, derivationPath: st
       returning waiting`),
   );
   return Number(row?.waiting ?? 0);
+}
+
+/**
+ * Records what new builds (no waits yet) wait for: every input path of their derivations
+ * not in the cache, and the count, in one statement. Returns the count of each build
+ * that waits for something.
+ */
+export async function addWaitsOfNewBuilds(tx: Executor, buildIds: string[]): Promise<Map<string, number>> {
+  const rows = rowsOf<{ id: string; waiting: number }>(
+    await tx.execute(sql`
+      with added as (
+        insert into build_waits (build_id, path)
+        select b.id, w.path
+        from builds b cross join lateral (${inputPathsOf(sql`b.derivation_path`)}) w
+        where b.id = any(${sql.param(buildIds)}::uuid[])
+          and not exists (select 1 from store_paths s where s.path = w.path)
+        on conflict do nothing
+        returning build_id),
+      counted as (select build_id, count(*)::int as n from added group by build_id)
+      update builds b set waiting = counted.n
+      from counted where b.id = counted.build_id
+      returning b.id, b.waiting`),
+  );
+  return new Map(rows.map((r) => [r.id, Number(r.waiting)]));
 }
 
 /** Drops waits whose path is in the cache by now (run after the waits' own commit). Returns builds that became ready. */

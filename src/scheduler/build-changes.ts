@@ -53,7 +53,7 @@ export async function setBuildPriority(db: Database, id: string, priority: numbe
     await tx.update(builds).set({ priority, updatedAt: sql`now()` }).where(eq(builds.id, id));
     if (priority >= before.priority) {
       await tx.update(builds).set({ derivedPriority: sql`greatest(${builds.derivedPriority}, ${priority})` }).where(eq(builds.id, id));
-      await raiseInputs(tx, id);
+      await raiseInputs(tx, [id]);
     } else {
       await recomputeBelow(tx, [id]);
     }
@@ -78,7 +78,7 @@ export async function retryBuild(db: Database, id: string): Promise<BuildRecord>
       .returning({ id: builds.id });
     if (rows.length === 0) return false;
     await addWaits(tx, id, build.derivationPath);
-    await raiseInputs(tx, id);
+    await raiseInputs(tx, [id]);
     await tx.insert(events).values({ type: 'build-retried', buildId: id, payload: { previousState: build.state } });
     return true;
   });

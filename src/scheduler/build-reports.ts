@@ -121,7 +121,7 @@ export async function recordSetupFailure(
         return failAttempt(tx, policy, build, agentId, 'setup-failure', failure.message, { attemptEnded: true });
       }
       effects.submitted = await submitBuildsForMissing(tx, { id: buildId }, paths);
-      await raiseInputs(tx, buildId);
+      await raiseInputs(tx, [buildId]);
       return effects;
     }
     if (failure.kind === 'could-not-delete-outputs') {

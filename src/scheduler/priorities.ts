@@ -18,29 +18,28 @@ type Executor = Database | Tx;
 const UNFINISHED = sql`('scheduled', 'allocated', 'started')`;
 
 /**
- * Sets a new build's derived priority from the builds already waiting on its outputs (a
- * build may be submitted after the builds that need it), then raises its inputs'.
+ * Sets new builds' derived priorities from the builds already waiting on their outputs (a
+ * build may be submitted after the builds that need it) and from each other (new builds
+ * may wait on new builds), then raises their inputs'.
  */
-export async function deriveNewBuildPriority(tx: Executor, buildId: string): Promise<void> {
-  await tx.execute(sql`
-    update builds b set derived_priority = greatest(b.priority, coalesce((
-      select max(waiter.derived_priority)
-      from derivation_outputs o
-      join build_waits w on w.path = o.path
-      join builds waiter on waiter.id = w.build_id and waiter.state = 'scheduled'
-      where o.derivation_path = b.derivation_path), b.priority))
-    where b.id = ${buildId}`);
-  await raiseInputs(tx, buildId);
+export async function deriveNewBuildPriorities(tx: Executor, newBuilds: { id: string; priority: number }[]): Promise<void> {
+  if (newBuilds.length === 0) return;
+  const ids = newBuilds.map((b) => b.id);
+  const derived = computeDerived(newBuilds, await waitersOf(tx, ids));
+  const raised = newBuilds.filter((b) => derived.get(b.id)! !== b.priority);
+  if (raised.length > 0) await setDerived(tx, raised.map((b) => ({ id: b.id, p: derived.get(b.id)! })));
+  await raiseInputs(tx, ids);
 }
 
 /**
- * Pushes the build's derived priority down to the builds that make what it waits for,
+ * Pushes the builds' derived priorities down to the builds that make what they wait for,
  * and theirs, stopping wherever a build is at that priority already.
  */
-export async function raiseInputs(tx: Executor, buildId: string): Promise<void> {
+export async function raiseInputs(tx: Executor, buildIds: string[]): Promise<void> {
+  if (buildIds.length === 0) return;
   await tx.execute(sql`
     with recursive down(id, p) as (
-      select id, derived_priority from builds where id = ${buildId}
+      select id, derived_priority from builds where id = any(${sql.param(buildIds)}::uuid[])
       union
       select a.id, down.p
       from down
@@ -85,7 +84,17 @@ export async function recomputeBelow(tx: Executor, buildIds: string[], opts: { e
   const affected = nodes.filter((n) => !(opts.excludeRoots && roots.has(n.id)));
   if (affected.length === 0) return;
   const ids = affected.map((n) => n.id);
-  // Who waits on each affected build, with the waiter's current derived priority.
+  const derived = computeDerived(
+    affected.map((n) => ({ id: n.id, priority: Number(n.priority) })),
+    await waitersOf(tx, ids),
+    opts.excludeRoots ? roots : new Set(),
+  );
+  const changed = affected.filter((n) => derived.get(n.id) !== Number(n.derived_priority));
+  await setDerived(tx, changed.map((n) => ({ id: n.id, p: derived.get(n.id)! })));
+}
+
+/** Who waits on each of the builds (scheduled waiters only), with the waiter's current derived priority. */
+async function waitersOf(tx: Executor, ids: string[]): Promise<{ input: string; waiter: string; waiterDerived: number }[]> {
   const edges = rowsOf<Edge>(
     await tx.execute(sql`
       select a.id as input, w.build_id as waiter, waiter.derived_priority as waiter_derived
@@ -95,16 +104,14 @@ export async function recomputeBelow(tx: Executor, buildIds: string[], opts: { e
       join builds waiter on waiter.id = w.build_id and waiter.state = 'scheduled'
       where a.id = any(${sql.param(ids)}::uuid[])`),
   );
-  const derived = computeDerived(
-    affected.map((n) => ({ id: n.id, priority: Number(n.priority) })),
-    edges.map((e) => ({ input: e.input, waiter: e.waiter, waiterDerived: Number(e.waiter_derived) })),
-    opts.excludeRoots ? roots : new Set(),
-  );
-  const changed = affected.filter((n) => derived.get(n.id) !== Number(n.derived_priority));
-  if (changed.length === 0) return;
+  return edges.map((e) => ({ input: e.input, waiter: e.waiter, waiterDerived: Number(e.waiter_derived) }));
+}
+
+async function setDerived(tx: Executor, values: { id: string; p: number }[]): Promise<void> {
+  if (values.length === 0) return;
   await tx.execute(sql`
     update builds b set derived_priority = v.p
-    from unnest(${sql.param(changed.map((n) => n.id))}::uuid[], ${sql.param(changed.map((n) => derived.get(n.id)!))}::int[]) as v(id, p)
+    from unnest(${sql.param(values.map((v) => v.id))}::uuid[], ${sql.param(values.map((v) => v.p))}::int[]) as v(id, p)
     where b.id = v.id`);
 }
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQy2AgKDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEj8KCEdldEJ1aWxkEhgua2lsbi52MS5HZXRCdWlsZFJlcXVlc3QaGS5raWxuLnYxLkdldEJ1aWxkUmVzcG9uc2USRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZRJaChFRdWVyeU1pc3NpbmdQYXRocxIhLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0GiIua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEk0KDFVwbG9hZFNvdXJjZRIcLmtpbG4udjEuVXBsb2FkU291cmNlUmVxdWVzdBodLmtpbG4udjEuVXBsb2FkU291cmNlUmVzcG9uc2UoAWIGcHJvdG8z", [file_kiln_v1_agent, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCJCChNTdWJtaXRCdWlsZHNSZXF1ZXN0EisKBmJ1aWxkcxgBIAMoCzIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0IkQKFFN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEiwKBmJ1aWxkcxgBIAMoCzIcLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZSIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQypQkKDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEksKDFN1Ym1pdEJ1aWxkcxIcLmtpbG4udjEuU3VibWl0QnVpbGRzUmVxdWVzdBodLmtpbG4udjEuU3VibWl0QnVpbGRzUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJFCgpMaXN0QnVpbGRzEhoua2lsbi52MS5MaXN0QnVpbGRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEkgKC0NhbmNlbEJ1aWxkEhsua2lsbi52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHC5raWxuLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USVwoQU2V0QnVpbGRQcmlvcml0eRIgLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QaIS5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRJUCg9VcGRhdGVCdWlsZFRhZ3MSHy5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QaIC5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEkgKC0NyZWF0ZUFnZW50Ehsua2lsbi52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHC5raWxuLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USYAoTQ3JlYXRlQWdlbnRQYXNzd29yZBIjLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QaJC5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRJFCgpMaXN0QWdlbnRzEhoua2lsbi52MS5MaXN0QWdlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkUKClJldHJ5QnVpbGQSGi5raWxuLnYxLlJldHJ5QnVpbGRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUJ1aWxkUmVzcG9uc2USRQoKRHJhaW5BZ2VudBIaLmtpbG4udjEuRHJhaW5BZ2VudFJlcXVlc3QaGy5raWxuLnYxLkRyYWluQWdlbnRSZXNwb25zZRJRCg5TZXRBZ2VudEFjdGl2ZRIeLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXF1ZXN0Gh8ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlc3BvbnNlEloKEVF1ZXJ5TWlzc2luZ1BhdGhzEiEua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QaIi5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USTQoMVXBsb2FkU291cmNlEhwua2lsbi52MS5VcGxvYWRTb3VyY2VSZXF1ZXN0Gh0ua2lsbi52MS5VcGxvYWRTb3VyY2VSZXNwb25zZSgBYgZwcm90bzM", [file_kiln_v1_agent, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -105,6 +105,42 @@ export const SubmitBuildResponseSchema: GenMessage<SubmitBuildResponse> = /*@__P
   messageDesc(file_kiln_v1_admin, 1);
 
 /**
+ * @generated from message kiln.v1.SubmitBuildsRequest
+ */
+export type SubmitBuildsRequest = Message<"kiln.v1.SubmitBuildsRequest"> & {
+  /**
+   * @generated from field: repeated kiln.v1.SubmitBuildRequest builds = 1;
+   */
+  builds: SubmitBuildRequest[];
+};
+
+/**
+ * Describes the message kiln.v1.SubmitBuildsRequest.
+ * Use `create(SubmitBuildsRequestSchema)` to create a new message.
+ */
+export const SubmitBuildsRequestSchema: GenMessage<SubmitBuildsRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 2);
+
+/**
+ * @generated from message kiln.v1.SubmitBuildsResponse
+ */
+export type SubmitBuildsResponse = Message<"kiln.v1.SubmitBuildsResponse"> & {
+  /**
+   * One per build asked for, in the same order.
+   *
+   * @generated from field: repeated kiln.v1.SubmitBuildResponse builds = 1;
+   */
+  builds: SubmitBuildResponse[];
+};
+
+/**
+ * Describes the message kiln.v1.SubmitBuildsResponse.
+ * Use `create(SubmitBuildsResponseSchema)` to create a new message.
+ */
+export const SubmitBuildsResponseSchema: GenMessage<SubmitBuildsResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 3);
+
+/**
  * @generated from message kiln.v1.GetBuildRequest
  */
 export type GetBuildRequest = Message<"kiln.v1.GetBuildRequest"> & {
@@ -119,7 +155,7 @@ export type GetBuildRequest = Message<"kiln.v1.GetBuildRequest"> & {
  * Use `create(GetBuildRequestSchema)` to create a new message.
  */
 export const GetBuildRequestSchema: GenMessage<GetBuildRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 2);
+  messageDesc(file_kiln_v1_admin, 4);
 
 /**
  * @generated from message kiln.v1.GetBuildResponse
@@ -136,7 +172,7 @@ export type GetBuildResponse = Message<"kiln.v1.GetBuildResponse"> & {
  * Use `create(GetBuildResponseSchema)` to create a new message.
  */
 export const GetBuildResponseSchema: GenMessage<GetBuildResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 3);
+  messageDesc(file_kiln_v1_admin, 5);
 
 /**
  * @generated from message kiln.v1.ListBuildsRequest
@@ -183,7 +219,7 @@ export type ListBuildsRequest = Message<"kiln.v1.ListBuildsRequest"> & {
  * Use `create(ListBuildsRequestSchema)` to create a new message.
  */
 export const ListBuildsRequestSchema: GenMessage<ListBuildsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 4);
+  messageDesc(file_kiln_v1_admin, 6);
 
 /**
  * @generated from message kiln.v1.ListBuildsResponse
@@ -207,7 +243,7 @@ export type ListBuildsResponse = Message<"kiln.v1.ListBuildsResponse"> & {
  * Use `create(ListBuildsResponseSchema)` to create a new message.
  */
 export const ListBuildsResponseSchema: GenMessage<ListBuildsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 5);
+  messageDesc(file_kiln_v1_admin, 7);
 
 /**
  * @generated from message kiln.v1.CancelBuildRequest
@@ -224,7 +260,7 @@ export type CancelBuildRequest = Message<"kiln.v1.CancelBuildRequest"> & {
  * Use `create(CancelBuildRequestSchema)` to create a new message.
  */
 export const CancelBuildRequestSchema: GenMessage<CancelBuildRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 6);
+  messageDesc(file_kiln_v1_admin, 8);
 
 /**
  * @generated from message kiln.v1.CancelBuildResponse
@@ -241,7 +277,7 @@ export type CancelBuildResponse = Message<"kiln.v1.CancelBuildResponse"> & {
  * Use `create(CancelBuildResponseSchema)` to create a new message.
  */
 export const CancelBuildResponseSchema: GenMessage<CancelBuildResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 7);
+  messageDesc(file_kiln_v1_admin, 9);
 
 /**
  * @generated from message kiln.v1.SetBuildPriorityRequest
@@ -263,7 +299,7 @@ export type SetBuildPriorityRequest = Message<"kiln.v1.SetBuildPriorityRequest">
  * Use `create(SetBuildPriorityRequestSchema)` to create a new message.
  */
 export const SetBuildPriorityRequestSchema: GenMessage<SetBuildPriorityRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 8);
+  messageDesc(file_kiln_v1_admin, 10);
 
 /**
  * @generated from message kiln.v1.SetBuildPriorityResponse
@@ -280,7 +316,7 @@ export type SetBuildPriorityResponse = Message<"kiln.v1.SetBuildPriorityResponse
  * Use `create(SetBuildPriorityResponseSchema)` to create a new message.
  */
 export const SetBuildPriorityResponseSchema: GenMessage<SetBuildPriorityResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 9);
+  messageDesc(file_kiln_v1_admin, 11);
 
 /**
  * @generated from message kiln.v1.UpdateBuildTagsRequest
@@ -307,7 +343,7 @@ export type UpdateBuildTagsRequest = Message<"kiln.v1.UpdateBuildTagsRequest"> &
  * Use `create(UpdateBuildTagsRequestSchema)` to create a new message.
  */
 export const UpdateBuildTagsRequestSchema: GenMessage<UpdateBuildTagsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 10);
+  messageDesc(file_kiln_v1_admin, 12);
 
 /**
  * @generated from message kiln.v1.UpdateBuildTagsResponse
@@ -324,7 +360,7 @@ export type UpdateBuildTagsResponse = Message<"kiln.v1.UpdateBuildTagsResponse">
  * Use `create(UpdateBuildTagsResponseSchema)` to create a new message.
  */
 export const UpdateBuildTagsResponseSchema: GenMessage<UpdateBuildTagsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 11);
+  messageDesc(file_kiln_v1_admin, 13);
 
 /**
  * @generated from message kiln.v1.CreateAgentRequest
@@ -346,7 +382,7 @@ export type CreateAgentRequest = Message<"kiln.v1.CreateAgentRequest"> & {
  * Use `create(CreateAgentRequestSchema)` to create a new message.
  */
 export const CreateAgentRequestSchema: GenMessage<CreateAgentRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 12);
+  messageDesc(file_kiln_v1_admin, 14);
 
 /**
  * @generated from message kiln.v1.CreateAgentResponse
@@ -363,7 +399,7 @@ export type CreateAgentResponse = Message<"kiln.v1.CreateAgentResponse"> & {
  * Use `create(CreateAgentResponseSchema)` to create a new message.
  */
 export const CreateAgentResponseSchema: GenMessage<CreateAgentResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 13);
+  messageDesc(file_kiln_v1_admin, 15);
 
 /**
  * @generated from message kiln.v1.CreateAgentPasswordRequest
@@ -380,7 +416,7 @@ export type CreateAgentPasswordRequest = Message<"kiln.v1.CreateAgentPasswordReq
  * Use `create(CreateAgentPasswordRequestSchema)` to create a new message.
  */
 export const CreateAgentPasswordRequestSchema: GenMessage<CreateAgentPasswordRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 14);
+  messageDesc(file_kiln_v1_admin, 16);
 
 /**
  * @generated from message kiln.v1.CreateAgentPasswordResponse
@@ -397,7 +433,7 @@ export type CreateAgentPasswordResponse = Message<"kiln.v1.CreateAgentPasswordRe
  * Use `create(CreateAgentPasswordResponseSchema)` to create a new message.
  */
 export const CreateAgentPasswordResponseSchema: GenMessage<CreateAgentPasswordResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 15);
+  messageDesc(file_kiln_v1_admin, 17);
 
 /**
  * @generated from message kiln.v1.ListAgentsRequest
@@ -410,7 +446,7 @@ export type ListAgentsRequest = Message<"kiln.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 16);
+  messageDesc(file_kiln_v1_admin, 18);
 
 /**
  * @generated from message kiln.v1.ListAgentsResponse
@@ -427,7 +463,7 @@ export type ListAgentsResponse = Message<"kiln.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 17);
+  messageDesc(file_kiln_v1_admin, 19);
 
 /**
  * @generated from message kiln.v1.RetryBuildRequest
@@ -444,7 +480,7 @@ export type RetryBuildRequest = Message<"kiln.v1.RetryBuildRequest"> & {
  * Use `create(RetryBuildRequestSchema)` to create a new message.
  */
 export const RetryBuildRequestSchema: GenMessage<RetryBuildRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 18);
+  messageDesc(file_kiln_v1_admin, 20);
 
 /**
  * @generated from message kiln.v1.RetryBuildResponse
@@ -461,7 +497,7 @@ export type RetryBuildResponse = Message<"kiln.v1.RetryBuildResponse"> & {
  * Use `create(RetryBuildResponseSchema)` to create a new message.
  */
 export const RetryBuildResponseSchema: GenMessage<RetryBuildResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 19);
+  messageDesc(file_kiln_v1_admin, 21);
 
 /**
  * @generated from message kiln.v1.DrainAgentRequest
@@ -478,7 +514,7 @@ export type DrainAgentRequest = Message<"kiln.v1.DrainAgentRequest"> & {
  * Use `create(DrainAgentRequestSchema)` to create a new message.
  */
 export const DrainAgentRequestSchema: GenMessage<DrainAgentRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 20);
+  messageDesc(file_kiln_v1_admin, 22);
 
 /**
  * @generated from message kiln.v1.DrainAgentResponse
@@ -491,7 +527,7 @@ export type DrainAgentResponse = Message<"kiln.v1.DrainAgentResponse"> & {
  * Use `create(DrainAgentResponseSchema)` to create a new message.
  */
 export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 21);
+  messageDesc(file_kiln_v1_admin, 23);
 
 /**
  * @generated from message kiln.v1.SetAgentActiveRequest
@@ -513,7 +549,7 @@ export type SetAgentActiveRequest = Message<"kiln.v1.SetAgentActiveRequest"> & {
  * Use `create(SetAgentActiveRequestSchema)` to create a new message.
  */
 export const SetAgentActiveRequestSchema: GenMessage<SetAgentActiveRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 22);
+  messageDesc(file_kiln_v1_admin, 24);
 
 /**
  * @generated from message kiln.v1.SetAgentActiveResponse
@@ -530,7 +566,7 @@ export type SetAgentActiveResponse = Message<"kiln.v1.SetAgentActiveResponse"> &
  * Use `create(SetAgentActiveResponseSchema)` to create a new message.
  */
 export const SetAgentActiveResponseSchema: GenMessage<SetAgentActiveResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 23);
+  messageDesc(file_kiln_v1_admin, 25);
 
 /**
  * @generated from message kiln.v1.QueryMissingPathsRequest
@@ -549,7 +585,7 @@ export type QueryMissingPathsRequest = Message<"kiln.v1.QueryMissingPathsRequest
  * Use `create(QueryMissingPathsRequestSchema)` to create a new message.
  */
 export const QueryMissingPathsRequestSchema: GenMessage<QueryMissingPathsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 24);
+  messageDesc(file_kiln_v1_admin, 26);
 
 /**
  * @generated from message kiln.v1.QueryMissingPathsResponse
@@ -568,7 +604,7 @@ export type QueryMissingPathsResponse = Message<"kiln.v1.QueryMissingPathsRespon
  * Use `create(QueryMissingPathsResponseSchema)` to create a new message.
  */
 export const QueryMissingPathsResponseSchema: GenMessage<QueryMissingPathsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 25);
+  messageDesc(file_kiln_v1_admin, 27);
 
 /**
  * @generated from message kiln.v1.SourceHeader
@@ -611,7 +647,7 @@ export type SourceHeader = Message<"kiln.v1.SourceHeader"> & {
  * Use `create(SourceHeaderSchema)` to create a new message.
  */
 export const SourceHeaderSchema: GenMessage<SourceHeader> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 26);
+  messageDesc(file_kiln_v1_admin, 28);
 
 /**
  * @generated from message kiln.v1.UploadSourceRequest
@@ -652,7 +688,7 @@ export type UploadSourceRequest = Message<"kiln.v1.UploadSourceRequest"> & {
  * Use `create(UploadSourceRequestSchema)` to create a new message.
  */
 export const UploadSourceRequestSchema: GenMessage<UploadSourceRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 27);
+  messageDesc(file_kiln_v1_admin, 29);
 
 /**
  * @generated from message kiln.v1.UploadSourceResponse
@@ -676,7 +712,7 @@ export type UploadSourceResponse = Message<"kiln.v1.UploadSourceResponse"> & {
  * Use `create(UploadSourceResponseSchema)` to create a new message.
  */
 export const UploadSourceResponseSchema: GenMessage<UploadSourceResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 28);
+  messageDesc(file_kiln_v1_admin, 30);
 
 /**
  * What operators and their scripts use: submit and steer builds, manage agents.
@@ -696,6 +732,19 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof SubmitBuildRequestSchema;
     output: typeof SubmitBuildResponseSchema;
+  },
+  /**
+   * Submits many builds in one call and one transaction: all are made, or none (the
+   * error names the one at fault as builds[i]). Each is as in SubmitBuild; a build may
+   * use derivations that another of the call carries, and wait on builds the call makes.
+   * At most 10,000 builds per call.
+   *
+   * @generated from rpc kiln.v1.AdminService.SubmitBuilds
+   */
+  submitBuilds: {
+    methodKind: "unary";
+    input: typeof SubmitBuildsRequestSchema;
+    output: typeof SubmitBuildsResponseSchema;
   },
   /**
    * @generated from rpc kiln.v1.AdminService.GetBuild
