@@ -60,7 +60,9 @@ interface ClaimRow {
 /**
  * The builds this agent may take now, for one of its systems: scheduled, every input
  * in the cache, past any retry backoff, every tag of the build on the agent, and not
- * excluded from this agent. In allocation order, so the builds_ready index serves it.
+ * excluded from this agent. In allocation order, so the builds_ready index serves it:
+ * `nulls last` as in the index (the column is never null, but the planner only walks an
+ * index in its order when the null ordering matches too, else it sorts every ready build).
  */
 function readyFor(agent: AgentCapabilities, system: string, extraColumns: SQL = sql``): SQL {
   return sql`
@@ -75,7 +77,7 @@ function readyFor(agent: AgentCapabilities, system: string, extraColumns: SQL = 
             select 1 from unnest(${sql.param(agent.tags.map((t) => t.key))}::text[], ${sql.param(agent.tags.map((t) => t.value))}::text[]) as a(k, v)
             where a.k = t.key and a.v = t.value))
       and not exists (select 1 from build_exclusions x where x.build_id = b.id and x.agent_id = ${agent.agentId})
-    order by b.derived_priority desc, b.seq`;
+    order by b.derived_priority desc nulls last, b.seq`;
 }
 
 /** Up to `limit` ready builds per system of the agent, locked (skipping locked ones), as one union. */
@@ -133,7 +135,7 @@ export const priorityFirst: AllocationPolicy = {
     if (limit <= 0 || agent.systems.length === 0) return [];
     const picked = sql`
       select id from (${lockedCandidates(agent, limit, sql`, b.derived_priority, b.seq`)}) c
-      order by derived_priority desc, seq
+      order by derived_priority desc nulls last, seq
       limit ${limit}`;
     return runClaim(db, agent.agentId, picked, opts);
   },
