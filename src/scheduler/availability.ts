@@ -9,6 +9,7 @@
 // other's rows. sweepWaits is the safety net for a process that died between the two.
 import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
+import { Batcher, batcherPer } from '../batcher.js';
 import { rowsOf } from '../db/rows.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -62,7 +63,7 @@ export async function addWaitsOfNewBuilds(tx: Executor, buildIds: string[]): Pro
         returning build_id),
       counted as (select build_id, count(*)::int as n from added group by build_id)
       update builds b set waiting = counted.n
-      from counted where b.id = counted.build_id
+      from counted where b.id = counted.build_id and b.id = any(array(select build_id from counted))
       returning b.id, b.waiting`),
   );
   return new Map(rows.map((r) => [r.id, Number(r.waiting)]));
@@ -71,34 +72,62 @@ export async function addWaitsOfNewBuilds(tx: Executor, buildIds: string[]): Pro
 /** Drops waits whose path is in the cache by now (run after the waits' own commit). Returns builds that became ready. */
 export async function settleWaits(db: Executor, buildIds: string[]): Promise<string[]> {
   if (buildIds.length === 0) return [];
-  return released(
+  const ready = await released(
     db,
     sql`delete from build_waits w using store_paths s
         where w.build_id = any(${sql.param(buildIds)}::uuid[]) and s.path = w.path
-        returning w.build_id`,
+        returning w.build_id, w.path`,
   );
+  return ready.map((r) => r.id);
 }
 
-/** Paths that arrived in the cache (run after their commit). Returns builds that became ready. */
+/**
+ * Paths that arrived in the cache (run after their commit). Returns builds that became
+ * ready. Arrivals at the same moment share one statement (batcher.ts).
+ */
 export async function releasePaths(db: Executor, paths: string[]): Promise<string[]> {
   if (paths.length === 0) return [];
-  return released(db, sql`delete from build_waits where path = any(${sql.param(paths)}::text[]) returning build_id`);
+  return arrivals(db).call(paths);
 }
+
+const arrivals = batcherPer(
+  (db: Executor) =>
+    new Batcher(async (inputs: string[][]) => {
+      const paths = [...new Set(inputs.flat())];
+      const ready = await released(db, sql`delete from build_waits where path = any(${sql.param(paths)}::text[]) returning build_id, path`);
+      // Each caller hears of the builds its own paths made ready.
+      return inputs.map((own) => ready.filter((r) => r.paths.some((p) => own.includes(p))).map((r) => r.id));
+    }),
+);
 
 /** The safety net: waits on paths that are in the cache, wherever they are. */
 export async function sweepWaits(db: Executor): Promise<string[]> {
-  return released(db, sql`delete from build_waits w using store_paths s where s.path = w.path returning w.build_id`);
+  const ready = await released(db, sql`delete from build_waits w using store_paths s where s.path = w.path returning w.build_id, w.path`);
+  return ready.map((r) => r.id);
 }
 
-/** Runs a delete of waits and lowers each affected build's count by what it lost. */
-async function released(db: Executor, deleteWaits: ReturnType<typeof sql>): Promise<string[]> {
-  const rows = rowsOf<{ id: string; waiting: number; state: string }>(
+/**
+ * Runs a delete of waits (returning build_id, path) and lowers each affected build's
+ * count by what it lost; gives the builds that became ready, with the paths that went.
+ * The builds are locked in id order first: two arrivals whose waiters overlap (a common
+ * input's outputs) would otherwise lock them in different orders and deadlock. Looking
+ * them up by `= any(array(…))` gives the planner an index condition: without it, a
+ * cached generic plan joins `lost` (of unknown size) to a scan of every build.
+ */
+async function released(db: Executor, deleteWaits: ReturnType<typeof sql>): Promise<{ id: string; paths: string[] }[]> {
+  const rows = rowsOf<{ id: string; paths: string[] }>(
     await db.execute(sql`
       with gone as (${deleteWaits}),
-      lost as (select build_id, count(*)::int as n from gone group by build_id)
-      update builds b set waiting = greatest(0, b.waiting - lost.n)
-      from lost where b.id = lost.build_id
-      returning b.id, b.waiting, b.state`),
+      lost as (select build_id, count(*)::int as n from gone group by build_id),
+      locked as (select id from builds where id = any(array(select build_id from lost)) order by id for update),
+      lowered as (
+        update builds b set waiting = greatest(0, b.waiting - lost.n)
+        from lost, locked where b.id = lost.build_id and b.id = locked.id
+        returning b.id, b.waiting, b.state)
+      select l.id, array_agg(g.path) as paths
+      from lowered l join gone g on g.build_id = l.id
+      where l.waiting = 0 and l.state = 'scheduled'
+      group by l.id`),
   );
-  return rows.filter((r) => Number(r.waiting) === 0 && r.state === 'scheduled').map((r) => r.id);
+  return rows;
 }

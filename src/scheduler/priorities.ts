@@ -47,10 +47,13 @@ export async function raiseInputs(tx: Executor, buildIds: string[]): Promise<voi
       join derivation_outputs o on o.path = w.path
       join builds a on a.derivation_path = o.derivation_path and a.state in ${UNFINISHED}
       where a.derived_priority < down.p
-    )
+    ),
+    -- In id order, as every statement that changes many builds locks them (no deadlocks);
+    -- found by index, so that no plan scans every build to join the few raised.
+    locked as (select id from builds where id = any(array(select id from down)) order by id for update)
     update builds b set derived_priority = d.p
-    from (select id, max(p) as p from down group by id) d
-    where b.id = d.id and b.derived_priority < d.p`);
+    from (select id, max(p) as p from down group by id) d, locked
+    where b.id = d.id and b.id = locked.id and b.derived_priority < d.p`);
 }
 
 interface Edge {
@@ -109,10 +112,12 @@ async function waitersOf(tx: Executor, ids: string[]): Promise<{ input: string; 
 
 async function setDerived(tx: Executor, values: { id: string; p: number }[]): Promise<void> {
   if (values.length === 0) return;
+  const ids = sql.param(values.map((v) => v.id));
   await tx.execute(sql`
+    with locked as (select id from builds where id = any(${ids}::uuid[]) order by id for update)
     update builds b set derived_priority = v.p
-    from unnest(${sql.param(values.map((v) => v.id))}::uuid[], ${sql.param(values.map((v) => v.p))}::int[]) as v(id, p)
-    where b.id = v.id`);
+    from unnest(${ids}::uuid[], ${sql.param(values.map((v) => v.p))}::int[]) as v(id, p), locked
+    where b.id = v.id and b.id = locked.id`);
 }
 
 /**
