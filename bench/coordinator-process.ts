@@ -39,7 +39,15 @@ export async function startCoordinatorProcess(opts: CoordinatorProcessOptions): 
   if (opts.databaseUrl) args.push('--database', opts.databaseUrl);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
   let stderr = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // A benchmark or test run that dies must not leave its coordinator behind.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      process.off('exit', killOnExit);
+      resolve(code);
+    }),
+  );
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${stderr}`)), 30_000);
     let listening = false;

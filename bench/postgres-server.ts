@@ -6,11 +6,14 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import postgres from 'postgres';
 
 export interface PostgresServer {
   /** Connection URL of the server's `postgres` database. */
   url: string;
   port: number;
+  /** The postmaster's process id (its backends are its children). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -91,11 +94,16 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
       ...Object.entries(opts.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`])],
     { stdio: ['ignore', 'ignore', 'pipe'], ...ids },
   );
+  // A benchmark or test run that dies must not leave its server behind.
+  const killOnExit = () => child.kill('SIGINT');
+  process.on('exit', killOnExit);
   await waitForReady(child, 30_000);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
+    pid: child.pid!,
     async stop() {
+      process.off('exit', killOnExit);
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGINT'); // fast shutdown
@@ -104,4 +112,29 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The URL of database `name` on the server that `serverUrl` points into. */
+export function databaseUrl(serverUrl: string, name: string): string {
+  return serverUrl.replace(/\/[^/]*$/, `/${name}`);
+}
+
+/** Creates database `name` (a copy of `template` if given) and returns its URL. */
+export async function createDatabase(serverUrl: string, name: string, template?: string): Promise<string> {
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`create database ${name}${template ? ` template ${template}` : ''}`);
+  } finally {
+    await admin.end();
+  }
+  return databaseUrl(serverUrl, name);
+}
+
+export async function dropDatabase(serverUrl: string, name: string): Promise<void> {
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`drop database if exists ${name} with (force)`);
+  } finally {
+    await admin.end();
+  }
 }

@@ -19,6 +19,7 @@
 //
 //   npx tsc -p tsconfig.build.json && node dist/bench/upload.js [data-dir] [--rounds N] [--big-gib N]
 import { ensureTree, mulberry32, type TreeInfo } from './cached-tree.js';
+import { readCpuSeconds } from './proc-stats.js';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash, type Cipher } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeSync } from 'node:fs';
@@ -331,13 +332,6 @@ function freePort(): Promise<number> {
 /** Size of the largest file in the coordinator's store: the output (beside it, the small .drv). */
 function storedBytes(dir: string): number {
   return Math.max(...readdirSync(dir).map((name) => statSync(join(dir, name)).size));
-}
-
-/** User + system CPU time of a process, all its threads, from /proc/<pid>/stat. */
-function readCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
 function readRss(pid: number): number {
