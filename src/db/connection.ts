@@ -37,7 +37,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
     const { drizzle } = await import('drizzle-orm/postgres-js');
     const { migrate } = await import('drizzle-orm/postgres-js/migrator');
     // Quiet the server's NOTICEs (e.g. "schema already exists") that postgres.js prints.
-    const client = postgres(opts.url, { max: 10, onnotice: () => {} });
+    // No JIT: kiln's statements are short, and a large row estimate (a recursive or
+    // batch statement) made the server compile one for a second before running it.
+    const client = postgres(opts.url, { max: 10, onnotice: () => {}, connection: { jit: 'off' } });
     const db = drizzle(client, { schema });
     try {
       await migrate(db, { migrationsFolder: folder });

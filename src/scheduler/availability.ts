@@ -15,22 +15,30 @@ import { rowsOf } from '../db/rows.js';
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Executor = Database | Tx;
 
-/** The input paths a derivation needs: its input derivations' outputs and its sources. */
-function inputPathsOf(derivationPath: string | SQL) {
+/**
+ * Every input path (input derivations' outputs, and sources) of the builds' derivations,
+ * as (build_id, path): joins over the whole set, which the planner handles for one build
+ * or thousands (a lateral subquery per build made it hash a whole table per build).
+ */
+function inputPathsOfBuilds(buildIds: string[]): SQL {
+  const ids = sql.param(buildIds);
   return sql`
-    select o.path from derivation_inputs i
+    select b.id as build_id, o.path from builds b
+    join derivation_inputs i on i.derivation_path = b.derivation_path
     join derivation_outputs o on o.derivation_path = i.input_path and o.name = i.output_name
-    where i.derivation_path = ${derivationPath}
+    where b.id = any(${ids}::uuid[])
     union
-    select s.path from derivation_sources s where s.derivation_path = ${derivationPath}`;
+    select b.id, s.path from builds b
+    join derivation_sources s on s.derivation_path = b.derivation_path
+    where b.id = any(${ids}::uuid[])`;
 }
 
 /**
  * Records what a scheduled build waits for: those of `paths` (default: every input path
  * of its derivation) not in the cache. Returns how many it waits for now.
  */
-export async function addWaits(tx: Executor, buildId: string, derivationPath: string, paths?: string[]): Promise<number> {
-  const wanted = paths ? sql`select unnest(${sql.param(paths)}::text[]) as path` : inputPathsOf(derivationPath);
+export async function addWaits(tx: Executor, buildId: string, paths?: string[]): Promise<number> {
+  const wanted = paths ? sql`select unnest(${sql.param(paths)}::text[]) as path` : inputPathsOfBuilds([buildId]);
   await tx.execute(sql`
     insert into build_waits (build_id, path)
     select ${buildId}, w.path from (${wanted}) w
@@ -55,15 +63,13 @@ export async function addWaitsOfNewBuilds(tx: Executor, buildIds: string[]): Pro
     await tx.execute(sql`
       with added as (
         insert into build_waits (build_id, path)
-        select b.id, w.path
-        from builds b cross join lateral (${inputPathsOf(sql`b.derivation_path`)}) w
-        where b.id = any(${sql.param(buildIds)}::uuid[])
-          and not exists (select 1 from store_paths s where s.path = w.path)
+        select w.build_id, w.path from (${inputPathsOfBuilds(buildIds)}) w
+        where not exists (select 1 from store_paths s where s.path = w.path)
         on conflict do nothing
         returning build_id),
       counted as (select build_id, count(*)::int as n from added group by build_id)
       update builds b set waiting = counted.n
-      from counted where b.id = counted.build_id and b.id = any(array(select build_id from counted))
+      from counted where b.id = counted.build_id
       returning b.id, b.waiting`),
   );
   return new Map(rows.map((r) => [r.id, Number(r.waiting)]));
@@ -119,10 +125,12 @@ async function released(db: Executor, deleteWaits: ReturnType<typeof sql>): Prom
     await db.execute(sql`
       with gone as (${deleteWaits}),
       lost as (select build_id, count(*)::int as n from gone group by build_id),
-      locked as (select id from builds where id = any(array(select build_id from lost)) order by id for update),
+      locked as (
+        select b.id, lost.n from builds b join lost on lost.build_id = b.id
+        where b.id = any(array(select build_id from lost)) order by b.id for update of b),
       lowered as (
-        update builds b set waiting = greatest(0, b.waiting - lost.n)
-        from lost, locked where b.id = lost.build_id and b.id = locked.id
+        update builds b set waiting = greatest(0, b.waiting - locked.n)
+        from locked where b.id = locked.id
         returning b.id, b.waiting, b.state)
       select l.id, array_agg(g.path) as paths
       from lowered l join gone g on g.build_id = l.id

@@ -77,7 +77,7 @@ export async function retryBuild(db: Database, id: string): Promise<BuildRecord>
       .where(and(eq(builds.id, id), inArray(builds.state, ['failed', 'canceled'])))
       .returning({ id: builds.id });
     if (rows.length === 0) return false;
-    await addWaits(tx, id, build.derivationPath);
+    await addWaits(tx, id);
     await raiseInputs(tx, [id]);
     await tx.insert(events).values({ type: 'build-retried', buildId: id, payload: { previousState: build.state } });
     return true;

@@ -113,7 +113,7 @@ export async function recordSetupFailure(
       await endAttempt(tx, buildId, build.attempt, 'missing-inputs', failure.message);
       const paths = await missingPaths(tx, build.derivationPath, failure.missingInputs);
       await toQueue(tx, buildId, null);
-      const waiting = await addWaits(tx, buildId, build.derivationPath, paths);
+      const waiting = await addWaits(tx, buildId, paths);
       effects.requeued.push(buildId);
       if (waiting === 0) {
         // The cache has them all: the agent could not fetch what is there. That is a

@@ -7,7 +7,7 @@
 // Kept incrementally: a raise walks down the waits from the changed build and stops
 // where a build already has at least that priority; a lowering (or a cancel) recomputes
 // only the builds below the changed one, in topological order.
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { rowsOf } from '../db/rows.js';
 
@@ -33,27 +33,43 @@ export async function deriveNewBuildPriorities(tx: Executor, newBuilds: { id: st
 
 /**
  * Pushes the builds' derived priorities down to the builds that make what they wait for,
- * and theirs, stopping wherever a build is at that priority already.
+ * and theirs, stopping wherever a build is at that priority already: one statement per
+ * level of the waits, usually one in all (inputs are at the priority already). A single
+ * recursive statement did the same, but its row estimates are hopeless, and the planner
+ * answered them with nested loops over every build (seconds for a thousand new builds).
  */
 export async function raiseInputs(tx: Executor, buildIds: string[]): Promise<void> {
-  if (buildIds.length === 0) return;
-  await tx.execute(sql`
-    with recursive down(id, p) as (
-      select id, derived_priority from builds where id = any(${sql.param(buildIds)}::uuid[])
-      union
-      select a.id, down.p
-      from down
-      join build_waits w on w.build_id = down.id
+  let frontier: SQL = sql`select id, derived_priority as p from builds where id = any(${sql.param(buildIds)}::uuid[])`;
+  while (buildIds.length > 0) {
+    const raised = rowsOf<{ id: string; p: number }>(await tx.execute(raiseOneLevel(frontier)));
+    if (raised.length === 0) return;
+    frontier = sql`select * from unnest(${sql.param(raised.map((r) => r.id))}::uuid[], ${sql.param(raised.map((r) => Number(r.p)))}::int[]) as f(id, p)`;
+  }
+}
+
+/**
+ * Raises the unfinished builds that make what the frontier's builds (id, p) wait for to
+ * p where they are below it; returns them with their new priority. They are locked in id
+ * order, as every statement that changes many builds locks them (no deadlocks).
+ */
+function raiseOneLevel(frontier: SQL): SQL {
+  return sql`
+    with f as (${frontier}),
+    below as (
+      select a.id, max(f.p) as p
+      from f
+      join build_waits w on w.build_id = f.id
       join derivation_outputs o on o.path = w.path
       join builds a on a.derivation_path = o.derivation_path and a.state in ${UNFINISHED}
-      where a.derived_priority < down.p
-    ),
-    -- In id order, as every statement that changes many builds locks them (no deadlocks);
-    -- found by index, so that no plan scans every build to join the few raised.
-    locked as (select id from builds where id = any(array(select id from down)) order by id for update)
-    update builds b set derived_priority = d.p
-    from (select id, max(p) as p from down group by id) d, locked
-    where b.id = d.id and b.id = locked.id and b.derived_priority < d.p`);
+      where a.derived_priority < f.p
+      group by a.id),
+    locked as (
+      select b.id, below.p from builds b join below on below.id = b.id
+      where b.id = any(array(select id from below)) order by b.id for update of b)
+    update builds b set derived_priority = locked.p
+    from locked
+    where b.id = locked.id and b.derived_priority < locked.p
+    returning b.id, b.derived_priority as p`;
 }
 
 interface Edge {
@@ -112,12 +128,13 @@ async function waitersOf(tx: Executor, ids: string[]): Promise<{ input: string; 
 
 async function setDerived(tx: Executor, values: { id: string; p: number }[]): Promise<void> {
   if (values.length === 0) return;
-  const ids = sql.param(values.map((v) => v.id));
   await tx.execute(sql`
-    with locked as (select id from builds where id = any(${ids}::uuid[]) order by id for update)
-    update builds b set derived_priority = v.p
-    from unnest(${ids}::uuid[], ${sql.param(values.map((v) => v.p))}::int[]) as v(id, p), locked
-    where b.id = v.id and b.id = locked.id`);
+    with locked as (
+      select b.id, v.p from builds b
+      join unnest(${sql.param(values.map((v) => v.id))}::uuid[], ${sql.param(values.map((v) => v.p))}::int[]) as v(id, p) on v.id = b.id
+      order by b.id for update of b)
+    update builds b set derived_priority = locked.p
+    from locked where b.id = locked.id`);
 }
 
 /**
