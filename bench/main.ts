@@ -1,8 +1,10 @@
 // `npm run bench`: every benchmark in turn (never two at once: they share the machine's
 // cores and page cache), then one summary table. Data is built once under bench-data/.
 //
-//   npm run bench [-- --only nar|upload|tracing]
+//   npm run bench [-- --only nar|upload|tracing|schedule] [--builds N] [--agents M] [--replicas R]
+//                 [--engines postgres,pglite] [--anchor no]
 import { benchNar, type BenchNarReport } from './nar.js';
+import { benchSchedule, type BenchScheduleReport, type Engine } from './schedule.js';
 import { benchTracing, type BenchTracingReport } from './tracing.js';
 import { benchUpload, type BenchUploadReport } from './upload.js';
 
@@ -19,6 +21,10 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const onlyAt = args.indexOf('--only');
   const only = onlyAt >= 0 ? args[onlyAt + 1] : undefined;
+  const option = (name: string) => {
+    const at = args.indexOf(`--${name}`);
+    return at >= 0 ? args[at + 1] : undefined;
+  };
   const started = performance.now();
   const rows: Row[] = [];
 
@@ -33,6 +39,12 @@ async function main(): Promise<void> {
   if (!only || only === 'tracing') {
     console.log('\n== Assignment throughput, tracing off vs on (bench/tracing.ts) ==');
     rows.push(...tracingRows(await benchTracing()));
+  }
+  if (!only || only === 'schedule') {
+    console.log('\n== Scheduling: a queued build graph, simulated agents over real streams (bench/schedule.ts) ==');
+    const number = (name: string) => (option(name) === undefined ? undefined : Number(option(name)));
+    const engines = option('engines')?.split(',') as Engine[] | undefined;
+    rows.push(...scheduleRows(await benchSchedule({ builds: number('builds'), agents: number('agents'), replicas: number('replicas'), engines, anchor: option('anchor') !== 'no' })));
   }
 
   console.log(`\n== Summary (${((performance.now() - started) / 1000).toFixed(0)} s) ==`);
@@ -77,6 +89,43 @@ function tracingRows(r: BenchTracingReport): Row[] {
     { benchmark: 'assignment throughput, tracing on (OTLP)', figure: `${r.on.toFixed(0)} builds/s`, target: '', met: undefined },
     { benchmark: 'tracing overhead', figure: `${r.overheadPercent.toFixed(1)} %`, target: '< 10 %', met: r.overheadPercent < 10 },
   ];
+}
+
+function scheduleRows(r: BenchScheduleReport): Row[] {
+  const g = r.graphile;
+  const rows: Row[] = [];
+  if (g) rows.push({ benchmark: `graphile-worker, ${g.jobs} empty jobs`, figure: `${g.jobsPerSecond.toFixed(0)} jobs/s`, target: '', met: undefined });
+  for (const e of r.engines) {
+    const one = e.runs.find((run) => run.replicas === 1);
+    const { single, batched } = e.submission;
+    rows.push(
+      { benchmark: `${e.engine}: SubmitBuild, one by one (${single.builds})`, figure: `${single.perSecond.toFixed(0)} builds/s`, target: '', met: undefined },
+      { benchmark: `${e.engine}: SubmitBuilds, batches of 1,000 (${batched.builds})`, figure: `${batched.perSecond.toFixed(0)} builds/s`, target: '', met: undefined },
+    );
+    for (const run of e.runs) {
+      const name = `${e.engine}, ${run.replicas} coordinator${run.replicas > 1 ? 's' : ''}, ${run.agents} agents`;
+      const main = e.engine === 'postgres' && run.replicas === 1;
+      rows.push(
+        { benchmark: `${name}: assignments`, figure: `${run.sustainedPerSecond.toFixed(0)}/s`, target: main ? '≥ 2000/s' : '', met: main ? run.sustainedPerSecond >= 2000 : undefined },
+        {
+          benchmark: `${name}: scheduling latency p50 / p99`,
+          figure: `${run.schedulingLatency.p50.toFixed(1)} / ${run.schedulingLatency.p99.toFixed(1)} ms`,
+          target: main ? 'p99 < 25 ms' : '',
+          met: main ? run.schedulingLatency.p99 < 25 : undefined,
+        },
+        { benchmark: `${name}: ready → assigned p50 / p99, slot waits included`, figure: `${(run.queueLatency.p50 / 1000).toFixed(1)} / ${(run.queueLatency.p99 / 1000).toFixed(1)} s`, target: '', met: undefined },
+      );
+      if (g && main) {
+        const ratio = run.sustainedPerSecond / g.jobsPerSecond;
+        rows.push({ benchmark: `${name}: ratio to graphile-worker`, figure: ratio.toFixed(2), target: '≥ 0.5', met: ratio >= 0.5 });
+      }
+      if (e.engine === 'postgres' && run.replicas > 1 && one) {
+        const gain = run.sustainedPerSecond / one.sustainedPerSecond;
+        rows.push({ benchmark: `${name}: rate / 1 coordinator`, figure: gain.toFixed(2), target: '> 1', met: gain > 1 });
+      }
+    }
+  }
+  return rows;
 }
 
 function printTable(rows: Row[]): void {

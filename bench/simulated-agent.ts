@@ -22,8 +22,12 @@ export interface SimulatedAgentOptions {
   tags?: { key: string; value: string }[];
   /** Called when an assignment arrives, before anything is reported. */
   onAssigned?(assign: AssignBuild, at: number): void;
+  /** Called when an output's upload returned: it is in the cache, and builds waiting only on it are ready. */
+  onStored?(buildId: string, outputName: string, at: number): void;
   /** Called when the coordinator acknowledged a build's success. */
   onFinished?(buildId: string, at: number): void;
+  /** Called when building an assignment failed (an upload refused); without it the error is thrown. */
+  onError?(buildId: string, err: unknown): void;
 }
 
 export class SimulatedAgent {
@@ -35,6 +39,8 @@ export class SimulatedAgent {
   readonly assigned: string[] = [];
   holding = 0;
   maxHolding = 0;
+  /** When the coordinator's Welcome arrived (performance.now()). */
+  welcomedAt = NaN;
 
   constructor(private readonly opts: SimulatedAgentOptions) {
     this.client = agentClient(opts.url, opts.agentId, opts.password);
@@ -55,8 +61,17 @@ export class SimulatedAgent {
     this.running = (async () => {
       for await (const response of this.client.connect(this.outbox, { signal: this.abort.signal })) {
         const m = response.message;
-        if (m.case === 'welcome') welcomed();
-        else if (m.case === 'assignBuild') void this.build(m.value);
+        if (m.case === 'welcome') {
+          this.welcomedAt = performance.now();
+          welcomed();
+        }
+        else if (m.case === 'assignBuild') {
+          const assign = m.value;
+          this.build(assign).catch((err: unknown) => {
+            if (!this.opts.onError) throw err;
+            this.opts.onError(assign.buildId, err);
+          });
+        }
         else if (m.case === 'acknowledged') this.opts.onFinished?.(m.value.buildId, performance.now());
       }
     })().catch((err: unknown) => {
@@ -77,7 +92,10 @@ export class SimulatedAgent {
     this.opts.onAssigned?.(assign, performance.now());
     this.send({ case: 'buildStarted', value: { buildId: assign.buildId } });
     const outputs = [];
-    for (const output of assign.outputs) outputs.push(await uploadTinyOutput(this.client, assign.buildId, output, this.abort.signal));
+    for (const output of assign.outputs) {
+      outputs.push(await uploadTinyOutput(this.client, assign.buildId, output, this.abort.signal));
+      this.opts.onStored?.(assign.buildId, output.name, performance.now());
+    }
     this.holding--;
     this.send({ case: 'buildFinished', value: { buildId: assign.buildId, result: BuildResult.SUCCESS, outputs, message: '' } });
   }

@@ -2,7 +2,7 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
+import { AdminService, type SubmitBuildRequest } from '../../gen/kiln/v1/admin_pb.js';
 import { AgentSchema, BuildSchema, BuildState, EventSchema, type Agent, type Build, type Event } from '../../gen/kiln/v1/types_pb.js';
 import { listEvents, type EventRecord } from '../hooks/event-queries.js';
 import { retryDeliveries } from '../hooks/deliveries.js';
@@ -13,7 +13,7 @@ import { invalidArgument, KilnError } from '../errors.js';
 import type { BuildRecord } from '../scheduler/build-queries.js';
 import { getBuild, listBuilds } from '../scheduler/build-queries.js';
 import { cancelBuild, retryBuild, setBuildPriority, updateBuildTags } from '../scheduler/build-changes.js';
-import { submitBuild } from '../scheduler/submission.js';
+import { submitBuild, submitBuilds, type SubmitBuildInput } from '../scheduler/submission.js';
 import { createAgent, createAgentPassword, getAgent, listAgents, setAgentActive, type AgentRecord } from './agent-registry.js';
 import type { AgentSignal } from './farm-signals.js';
 import { sourceUploads } from './source-uploads.js';
@@ -100,14 +100,30 @@ export function eventToProto(e: EventRecord): Event {
 
 /** What the admin service tells the rest of the coordinator about its changes. */
 export interface AdminNotifications {
-  /** Builds were added or changed in a way that may make work available. */
-  buildsChanged(buildId?: string, kind?: 'submitted'): void;
+  /** Builds were changed in a way that may make work available. */
+  buildsChanged(): void;
+  /** Builds were submitted (one wake-up for all of them). */
+  buildsSubmitted(buildIds: string[]): void;
   /** A build was canceled; an agent holding it should stop it. */
   buildCanceled(buildId: string, agentId: string | null): void;
   /** Tells an agent something, through whichever coordinator holds its stream. */
   toAgent(signal: AgentSignal): Promise<void>;
   /** Hook deliveries were made due again. */
   eventsRetried(): void;
+}
+
+function submission(req: SubmitBuildRequest, farm: { submitMissingInputs: boolean }): SubmitBuildInput {
+  return {
+    derivationPath: req.derivationPath,
+    derivations: req.derivations.map((d) => ({ path: d.path, text: d.text })),
+    buildId: req.buildId || undefined,
+    priority: req.priority,
+    tags: req.tags.map(({ key, value }) => ({ key, value })),
+    ignoreIfOutputExists: req.ignoreIfOutputExists,
+    timeoutSeconds: req.timeoutSeconds,
+    maxSilentSeconds: req.maxSilentSeconds,
+    submitMissingInputs: farm.submitMissingInputs,
+  };
 }
 
 export function adminService(
@@ -123,20 +139,15 @@ export function adminService(
     ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),
     async submitBuild(req) {
       const startedAt = performance.now();
-      const result = await submitBuild(db, storage, {
-        derivationPath: req.derivationPath,
-        derivations: req.derivations.map((d) => ({ path: d.path, text: d.text })),
-        buildId: req.buildId || undefined,
-        priority: req.priority,
-        tags: req.tags.map(({ key, value }) => ({ key, value })),
-        ignoreIfOutputExists: req.ignoreIfOutputExists,
-        timeoutSeconds: req.timeoutSeconds,
-        maxSilentSeconds: req.maxSilentSeconds,
-        submitMissingInputs: farm.submitMissingInputs,
-      });
+      const result = await submitBuild(db, storage, submission(req, farm));
       live.telemetry?.submitted(result.created, startedAt);
-      for (const id of result.created) notify.buildsChanged(id, 'submitted');
+      notify.buildsSubmitted(result.created);
       return { build: buildToProto(result.build), existing: result.existing };
+    },
+    async submitBuilds(req) {
+      const result = await submitBuilds(db, storage, req.builds.map((b) => submission(b, farm)));
+      notify.buildsSubmitted(result.created);
+      return { builds: result.builds.map((r) => ({ build: buildToProto(r.build), existing: r.existing })) };
     },
     async getBuild(req) {
       return { build: buildToProto(await getBuild(db, req.id)) };
@@ -196,7 +207,7 @@ export function adminService(
     },
     async retryBuild(req) {
       const build = await retryBuild(db, storage, req.id);
-      notify.buildsChanged(build.id);
+      notify.buildsChanged();
       return { build: buildToProto(build) };
     },
     async drainAgent(req) {

@@ -45,7 +45,7 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
         const header = (h: { buildId: string; outputName: string; storePath: string }) =>
           span?.setAttributes({ [ATTR.buildId]: h.buildId, [ATTR.output]: h.outputName, 'kiln.output.path': h.storePath });
         const r = await receiveOutput(deps, agentId, span ? watchHeader(requests, header) : requests);
-        deps.log.info({ agentId, storePath: r.storePath, fileHash: r.fileHash, fileSize: r.fileSize }, 'output stored');
+        deps.log.debug({ agentId, storePath: r.storePath, fileHash: r.fileHash, fileSize: r.fileSize }, 'output stored');
         return { result: r, bytes: r.fileSize };
       });
       // Builds that waited for this output are ready: here and on every replica.

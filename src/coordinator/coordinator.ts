@@ -167,9 +167,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     router.service(
       AdminService,
       adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log }, {
-        buildsChanged: (buildId, kind) => {
-          if (buildId && kind) events.emit({ buildId, kind });
-          dispatcher.workAvailable();
+        buildsChanged: () => dispatcher.workAvailable(),
+        buildsSubmitted: (buildIds) => {
+          for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
+          if (buildIds.length > 0) dispatcher.workAvailable();
         },
         buildCanceled: (buildId, agentId) => {
           events.emit({ buildId, kind: 'canceled' });

@@ -34,9 +34,30 @@ export interface DispatcherOptions {
   telemetry?: BuildTelemetry;
 }
 
+/** How many agents one group claim serves at most. */
+const GROUP_SIZE = 200;
+
+function chunks<T>(items: T[], size: number): T[][] {
+  return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
+}
+
+/** Sessions by what they can build: the same systems and tags. */
+function groupAlike(sessions: AgentSession[]): Map<string, AgentSession[]> {
+  const groups = new Map<string, AgentSession[]>();
+  for (const s of sessions) {
+    const key = JSON.stringify([[...s.systems].sort(), s.tags.map((t) => `${t.key}=${t.value}`).sort()]);
+    const group = groups.get(key);
+    if (group) group.push(s);
+    else groups.set(key, [s]);
+  }
+  return groups;
+}
+
 export class Dispatcher {
   private running: Promise<void> | undefined;
   private again = false;
+  private notifying: Promise<void> | undefined;
+  private notifyAgain = false;
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
   /** Where the next pass starts among the sessions, so no agent always comes first. */
@@ -78,10 +99,25 @@ export class Dispatcher {
     if (effects.requeued.length + effects.submitted.length > 0) this.workAvailable();
   }
 
-  /** Work became available: this replica looks now, the others when the NOTIFY reaches them. */
+  /**
+   * Work became available: this replica looks now, the others when the NOTIFY reaches
+   * them. NOTIFYs coalesce like passes: while one is on its way, any number of changes
+   * make one more after it, never one each.
+   */
   workAvailable(): void {
     this.poke();
-    void this.opts.signals.workAvailable().catch((err: unknown) => this.opts.log.error({ err }, 'could not notify other replicas'));
+    if (this.notifying) {
+      this.notifyAgain = true;
+      return;
+    }
+    this.notifying = (async () => {
+      do {
+        this.notifyAgain = false;
+        await this.opts.signals.workAvailable().catch((err: unknown) => this.opts.log.error({ err }, 'could not notify other replicas'));
+      } while (this.notifyAgain && !this.stopped);
+    })().finally(() => {
+      this.notifying = undefined;
+    });
   }
 
   /** Something may have made work available: run a pass soon. */
@@ -109,7 +145,7 @@ export class Dispatcher {
 
   /** Resolves when no pass is running (for orderly shutdown and for tests). */
   async idle(): Promise<void> {
-    while (this.running) await this.running;
+    while (this.running || this.notifying) await (this.running ?? this.notifying);
   }
 
   async stop(): Promise<void> {
@@ -133,20 +169,36 @@ export class Dispatcher {
   private async pass(): Promise<void> {
     const sessions = this.opts.sessions.all();
     const start = this.rotation++ % Math.max(1, sessions.length);
-    const queue = [...sessions.slice(start), ...sessions.slice(0, start)].filter((s) => s.credit() > 0);
+    const waiting = [...sessions.slice(start), ...sessions.slice(0, start)].filter((s) => s.credit() > 0);
+    // Agents alike in systems and tags claim together when the policy can: one statement
+    // for many, where each finished build would otherwise cost its agent one.
+    const queue: AgentSession[][] = this.policy.claimForGroup ? [...groupAlike(waiting).values()].flatMap((g) => chunks(g, GROUP_SIZE)) : waiting.map((s) => [s]);
     const workers = Math.max(1, this.opts.concurrency ?? 1);
     await Promise.all(
       Array.from({ length: Math.min(workers, queue.length) }, async () => {
-        for (let session = queue.shift(); session && !this.stopped; session = queue.shift()) {
-          const credit = session.credit();
-          if (credit === 0) continue;
-          const agent = { agentId: session.agentId, systems: session.systems, tags: session.tags };
+        for (let group = queue.shift(); group && !this.stopped; group = queue.shift()) {
           const claimStartedAt = performance.now();
-          const claimed = await this.policy.claim(this.opts.db, agent, credit, { leaseMs: this.opts.reports.leaseMs });
-          if (claimed.length > 0) await this.assign(session, claimed, claimStartedAt);
+          const claimed = group.length > 1 ? await this.claimForGroup(group) : undefined;
+          for (const session of group) {
+            let builds = claimed?.get(session.agentId);
+            if (!claimed) {
+              const credit = session.credit();
+              if (credit === 0) continue;
+              const agent = { agentId: session.agentId, systems: session.systems, tags: session.tags };
+              builds = await this.policy.claim(this.opts.db, agent, credit, { leaseMs: this.opts.reports.leaseMs });
+            }
+            if (builds && builds.length > 0) await this.assign(session, builds, claimStartedAt);
+          }
         }
       }),
     );
+  }
+
+  /** One claim for agents alike; undefined when they must claim alone. */
+  private claimForGroup(group: AgentSession[]): Promise<Map<string, ClaimedBuild[]> | undefined> {
+    const { systems, tags } = group[0]!;
+    const agents = group.map((s) => ({ agentId: s.agentId, limit: s.credit() }));
+    return this.policy.claimForGroup!(this.opts.db, { systems, tags, agents }, { leaseMs: this.opts.reports.leaseMs });
   }
 
   private async assign(session: AgentSession, claimed: ClaimedBuild[], claimStartedAt: number): Promise<void> {
@@ -179,7 +231,7 @@ export class Dispatcher {
       }
       session.assigned(build.id);
       this.opts.events.emit({ buildId: build.id, kind: 'allocated' });
-      traced.within(() => this.opts.log.info({ buildId: build.id, agentId: session.agentId, attempt: build.attempt }, 'build assigned'));
+      traced.within(() => this.opts.log.debug({ buildId: build.id, agentId: session.agentId, attempt: build.attempt }, 'build assigned'));
       traced.end();
     }
     this.opts.telemetry?.claimed(claimed.length, claimStartedAt);

@@ -40,7 +40,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
     const { drizzle } = await import('drizzle-orm/postgres-js');
     const { migrate } = await import('drizzle-orm/postgres-js/migrator');
     // Quiet the server's NOTICEs (e.g. "schema already exists") that postgres.js prints.
-    const client = postgres(opts.url, { max: 10, onnotice: () => {} });
+    // No JIT: kiln's statements are short, and a large row estimate (a recursive or
+    // batch statement) made the server compile one for a second before running it.
+    const client = postgres(opts.url, { max: 10, onnotice: () => {}, connection: { jit: 'off' } });
     const pool = new PoolUse(10);
     trackPostgresPool(client, pool);
     const db = drizzle(client, { schema });
@@ -73,7 +75,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
   }
   const pool = new PoolUse(1);
   trackPglite(client, pool);
-  const db = drizzle(client, { schema });
+  const db = drizzle({ client: yieldingToIo(client), schema });
   try {
     await migrate(db, { migrationsFolder: folder });
   } catch (err) {
@@ -87,4 +89,34 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
     listen: (channel, onPayload) => client.listen(channel, onPayload),
     close: () => client.close(),
   };
+}
+
+/**
+ * PGlite runs each statement synchronously on this thread, and statements waiting for
+ * it are started from promise callbacks: a backlog of them (hundreds of agents
+ * reporting at once) would run back to back without the event loop ever reading a
+ * socket, so HTTP/2 pings go unanswered and agents drop. Every statement, in a
+ * transaction or not, first lets pending I/O run.
+ */
+function yieldingToIo<T extends object>(client: T): T {
+  const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+  const wrap = <C extends object>(target: C): C =>
+    new Proxy(target, {
+      get(t, prop) {
+        const value: unknown = Reflect.get(t, prop, t);
+        if (typeof value !== 'function') return value;
+        if (prop === 'query' || prop === 'exec') {
+          return async (...args: unknown[]) => {
+            await turn();
+            return (value as (...a: unknown[]) => unknown).apply(t, args);
+          };
+        }
+        if (prop === 'transaction') {
+          return (fn: (tx: object) => unknown) => (value as (f: (tx: object) => unknown) => unknown).call(t, (tx: object) => fn(wrap(tx)));
+        }
+        // Bound to the real object: PGlite's methods use private fields.
+        return (value as (...a: unknown[]) => unknown).bind(t);
+      },
+    });
+  return wrap(client);
 }

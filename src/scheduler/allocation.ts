@@ -39,6 +39,19 @@ export interface ClaimedBuild {
 export interface AllocationPolicy {
   readonly name: string;
   claim(db: Database, agent: AgentCapabilities, limit: number, opts: ClaimOptions): Promise<ClaimedBuild[]>;
+  /**
+   * Optional: claims for several agents of the same systems and tags in one statement,
+   * as if each had claimed alone, the best builds first. Undefined when it cannot (then
+   * each agent claims alone).
+   */
+  claimForGroup?(db: Database, group: AgentGroup, opts: ClaimOptions): Promise<Map<string, ClaimedBuild[]> | undefined>;
+}
+
+/** Agents alike in systems and tags, each with how many builds it takes now. */
+export interface AgentGroup {
+  systems: string[];
+  tags: Tag[];
+  agents: { agentId: string; limit: number }[];
 }
 
 export interface ClaimOptions {
@@ -46,23 +59,15 @@ export interface ClaimOptions {
   leaseMs: number;
 }
 
-interface ClaimRow {
-  id: string;
-  derivation_path: string;
-  derived_priority: number;
-  attempt: number;
-  timeout_seconds: number;
-  max_silent_seconds: number;
-  text: string;
-  outputs: ClaimedOutput[] | string | null;
-}
 
 /**
  * The builds this agent may take now, for one of its systems: scheduled, every input
  * in the cache, past any retry backoff, every tag of the build on the agent, and not
- * excluded from this agent. In allocation order, so the builds_ready index serves it.
+ * excluded from this agent. In allocation order, so the builds_ready index serves it:
+ * `nulls last` as in the index (the column is never null, but the planner only walks an
+ * index in its order when the null ordering matches too, else it sorts every ready build).
  */
-function readyFor(agent: AgentCapabilities, system: string, extraColumns: SQL = sql``): SQL {
+function readyFor(agent: Candidate, system: string, extraColumns: SQL = sql``): SQL {
   return sql`
     select b.id ${extraColumns}
     from builds b
@@ -74,12 +79,15 @@ function readyFor(agent: AgentCapabilities, system: string, extraColumns: SQL = 
           and not exists (
             select 1 from unnest(${sql.param(agent.tags.map((t) => t.key))}::text[], ${sql.param(agent.tags.map((t) => t.value))}::text[]) as a(k, v)
             where a.k = t.key and a.v = t.value))
-      and not exists (select 1 from build_exclusions x where x.build_id = b.id and x.agent_id = ${agent.agentId})
-    order by b.derived_priority desc, b.seq`;
+      ${agent.agentId === undefined ? sql`` : sql`and not exists (select 1 from build_exclusions x where x.build_id = b.id and x.agent_id = ${agent.agentId})`}
+    order by b.derived_priority desc nulls last, b.seq`;
 }
 
+/** Whose candidates: an agent's, or (no agentId) a group's, whose exclusions are checked apart. */
+type Candidate = Omit<AgentCapabilities, 'agentId'> & { agentId?: string };
+
 /** Up to `limit` ready builds per system of the agent, locked (skipping locked ones), as one union. */
-export function lockedCandidates(agent: AgentCapabilities, limit: number, extraColumns: SQL = sql``): SQL {
+export function lockedCandidates(agent: Candidate, limit: number, extraColumns: SQL = sql``): SQL {
   return sql.join(
     // A locking clause may not sit on a branch of a UNION itself, only inside a subquery.
     agent.systems.map((system, i) => sql`select * from (${readyFor(agent, system, extraColumns)} limit ${limit} for update of b skip locked) as ${sql.raw(`s${i}`)}`),
@@ -88,42 +96,60 @@ export function lockedCandidates(agent: AgentCapabilities, limit: number, extraC
 }
 
 /**
- * One statement that marks the picked builds allocated to the agent, with a lease,
- * opens an attempt for each, and returns what the assignment needs (the derivation's
- * text and outputs): one round trip, atomic on its own.
+ * One statement that marks the picked builds (`id`, `agent_id` pairs) allocated to their
+ * agents, with a lease, opens an attempt for each, and returns what the assignments need
+ * (the derivation's text and outputs): one round trip, atomic on its own.
  */
-function claimStatement(agentId: string, picked: SQL, opts: ClaimOptions): SQL {
+function claimStatement(picked: SQL, opts: ClaimOptions, also: SQL = sql``): SQL {
   return sql`
     with picked as (${picked}),
     claimed as (
-      update builds
-      set state = 'allocated', agent_id = ${agentId}, attempt = attempt + 1, not_before = null,
+      update builds b
+      set state = 'allocated', agent_id = p.agent_id, attempt = b.attempt + 1, not_before = null,
           lease_until = now() + make_interval(secs => ${opts.leaseMs / 1000}), updated_at = now()
-      where id in (select id from picked) and state = 'scheduled'
-      returning id, derivation_path, derived_priority, attempt, timeout_seconds, max_silent_seconds),
+      from picked p where b.id = p.id and b.state = 'scheduled'
+      returning b.id, b.agent_id, b.derivation_path, b.derived_priority, b.attempt, b.timeout_seconds, b.max_silent_seconds),
     attempts as (
       insert into build_attempts (build_id, attempt, agent_id)
-      select id, attempt, ${agentId}::uuid from claimed)
+      select id, attempt, agent_id from claimed)
     select c.*, d.text,
       (select json_agg(json_build_object('name', o.name, 'path', o.path, 'hashAlgo', o.hash_algo, 'hash', o.hash) order by o.name)
-       from derivation_outputs o where o.derivation_path = c.derivation_path) as outputs
-    from claimed c join derivations d on d.path = c.derivation_path`;
+       from derivation_outputs o where o.derivation_path = c.derivation_path) as outputs,
+      false as blocked
+    from claimed c join derivations d on d.path = c.derivation_path
+    ${also}`;
 }
 
+interface ClaimRow {
+  id: string;
+  agent_id: string;
+  derivation_path: string;
+  derived_priority: number;
+  attempt: number;
+  timeout_seconds: number;
+  max_silent_seconds: number;
+  text: string;
+  outputs: ClaimedOutput[] | string | null;
+  blocked: boolean;
+}
+
+function claimedBuild(r: ClaimRow): ClaimedBuild {
+  return {
+    id: r.id,
+    derivationPath: r.derivation_path,
+    priority: Number(r.derived_priority),
+    attempt: Number(r.attempt),
+    timeoutSeconds: Number(r.timeout_seconds),
+    maxSilentSeconds: Number(r.max_silent_seconds),
+    derivation: r.text,
+    outputs: typeof r.outputs === 'string' ? (JSON.parse(r.outputs) as ClaimedOutput[]) : r.outputs ?? [],
+  };
+}
+
+/** Claims the picked builds (a query of their `id`s) for one agent. */
 export async function runClaim(db: Database, agentId: string, picked: SQL, opts: ClaimOptions): Promise<ClaimedBuild[]> {
-  const rows = rowsOf<ClaimRow>(await db.execute(claimStatement(agentId, picked, opts)));
-  return rows
-    .map((r) => ({
-      id: r.id,
-      derivationPath: r.derivation_path,
-      priority: Number(r.derived_priority),
-      attempt: Number(r.attempt),
-      timeoutSeconds: Number(r.timeout_seconds),
-      maxSilentSeconds: Number(r.max_silent_seconds),
-      derivation: r.text,
-      outputs: typeof r.outputs === 'string' ? (JSON.parse(r.outputs) as ClaimedOutput[]) : r.outputs ?? [],
-    }))
-    .sort((a, b) => b.priority - a.priority);
+  const rows = rowsOf<ClaimRow>(await db.execute(claimStatement(sql`select id, ${agentId}::uuid as agent_id from (${picked}) p`, opts)));
+  return rows.map(claimedBuild).sort((a, b) => b.priority - a.priority);
 }
 
 /** The default: the highest derived priority first, then submission order. */
@@ -133,8 +159,50 @@ export const priorityFirst: AllocationPolicy = {
     if (limit <= 0 || agent.systems.length === 0) return [];
     const picked = sql`
       select id from (${lockedCandidates(agent, limit, sql`, b.derived_priority, b.seq`)}) c
-      order by derived_priority desc, seq
+      order by derived_priority desc nulls last, seq
       limit ${limit}`;
     return runClaim(db, agent.agentId, picked, opts);
   },
+
+  /**
+   * The best `total` ready builds, dealt to the group's free slots round by round (each
+   * agent's first slot, then each one's second…), so every agent's builds are better
+   * than all those left. A build one of the agents must not have (an exclusion) would
+   * need a choice per agent: when there is one, nothing is claimed and the group is
+   * reported blocked, and its agents claim alone.
+   */
+  async claimForGroup(db, group, opts) {
+    const slots = dealSlots(group.agents);
+    if (slots.length === 0 || group.systems.length === 0) return new Map();
+    const agentIds = sql.param(group.agents.map((a) => a.agentId));
+    const blocked = sql`exists (
+      select 1 from build_exclusions x join builds b on b.id = x.build_id
+      where x.agent_id = any(${agentIds}::uuid[]) and b.state = 'scheduled' and b.system = any(${sql.param(group.systems)}::text[]))`;
+    const picked = sql`
+      select c.id, s.agent_id
+      from (
+        select id, row_number() over (order by derived_priority desc nulls last, seq) as n
+        from (${lockedCandidates({ systems: group.systems, tags: group.tags }, slots.length, sql`, b.derived_priority, b.seq`)}) c
+        where not ${blocked}
+        order by derived_priority desc nulls last, seq
+        limit ${slots.length}) c
+      join unnest(${sql.param(slots)}::uuid[]) with ordinality as s(agent_id, n) on s.n = c.n`;
+    const also = sql`union all
+      select null, null, null, null, null, null, null, null, null, true where ${blocked}`;
+    const rows = rowsOf<ClaimRow>(await db.execute(claimStatement(picked, opts, also)));
+    if (rows.some((r) => r.blocked)) return undefined;
+    const byAgent = new Map<string, ClaimedBuild[]>(group.agents.map((a) => [a.agentId, []]));
+    for (const r of rows) byAgent.get(r.agent_id)?.push(claimedBuild(r));
+    for (const builds of byAgent.values()) builds.sort((a, b) => b.priority - a.priority);
+    return byAgent;
+  },
 };
+
+/** The agents' free slots in dealing order: every agent's first, then every agent's second… */
+export function dealSlots(agents: { agentId: string; limit: number }[]): string[] {
+  const slots: string[] = [];
+  for (let round = 0; agents.some((a) => a.limit > round); round++) {
+    for (const a of agents) if (a.limit > round) slots.push(a.agentId);
+  }
+  return slots;
+}

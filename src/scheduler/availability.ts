@@ -12,31 +12,40 @@
 // the cache when the release runs, and a build that counts its inputs holds the cache
 // lock (substitutes/cache-lock.ts) so that gc cannot remove one it counted as present
 // before the build is committed (after that, gc keeps what unfinished builds need).
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
+import { Batcher, batcherPer } from '../batcher.js';
 import { rowsOf } from '../db/rows.js';
 import { holdCacheShared } from '../substitutes/cache-lock.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Executor = Database | Tx;
 
-/** The input paths a derivation needs: its input derivations' outputs and its sources. */
-function inputPathsOf(derivationPath: string) {
+/**
+ * Every input path (input derivations' outputs, and sources) of the builds' derivations,
+ * as (build_id, path): joins over the whole set, which the planner handles for one build
+ * or thousands (a lateral subquery per build made it hash a whole table per build).
+ */
+function inputPathsOfBuilds(buildIds: string[]): SQL {
+  const ids = sql.param(buildIds);
   return sql`
-    select o.path from derivation_inputs i
+    select b.id as build_id, o.path from builds b
+    join derivation_inputs i on i.derivation_path = b.derivation_path
     join derivation_outputs o on o.derivation_path = i.input_path and o.name = i.output_name
-    where i.derivation_path = ${derivationPath}
+    where b.id = any(${ids}::uuid[])
     union
-    select s.path from derivation_sources s where s.derivation_path = ${derivationPath}`;
+    select b.id, s.path from builds b
+    join derivation_sources s on s.derivation_path = b.derivation_path
+    where b.id = any(${ids}::uuid[])`;
 }
 
 /**
  * Records what a scheduled build waits for: those of `paths` (default: every input path
  * of its derivation) not in the cache. Returns how many it waits for now.
  */
-export async function addWaits(tx: Executor, buildId: string, derivationPath: string, paths?: string[]): Promise<number> {
+export async function addWaits(tx: Executor, buildId: string, paths?: string[]): Promise<number> {
   await holdCacheShared(tx);
-  const wanted = paths ? sql`select unnest(${sql.param(paths)}::text[]) as path` : inputPathsOf(derivationPath);
+  const wanted = paths ? sql`select unnest(${sql.param(paths)}::text[]) as path` : inputPathsOfBuilds([buildId]);
   await tx.execute(sql`
     insert into build_waits (build_id, path)
     select ${buildId}, w.path from (${wanted}) w
@@ -51,42 +60,96 @@ export async function addWaits(tx: Executor, buildId: string, derivationPath: st
   return Number(row?.waiting ?? 0);
 }
 
+/**
+ * Records what new builds (no waits yet) wait for: every input path of their derivations
+ * not in the cache, and the count, in one statement. Returns the count of each build
+ * that waits for something.
+ */
+export async function addWaitsOfNewBuilds(tx: Executor, buildIds: string[]): Promise<Map<string, number>> {
+  await holdCacheShared(tx);
+  const rows = rowsOf<{ id: string; waiting: number }>(
+    await tx.execute(sql`
+      with added as (
+        insert into build_waits (build_id, path)
+        select w.build_id, w.path from (${inputPathsOfBuilds(buildIds)}) w
+        where not exists (select 1 from store_paths s where s.path = w.path)
+        on conflict do nothing
+        returning build_id),
+      counted as (select build_id, count(*)::int as n from added group by build_id)
+      update builds b set waiting = counted.n
+      from counted where b.id = counted.build_id
+      returning b.id, b.waiting`),
+  );
+  return new Map(rows.map((r) => [r.id, Number(r.waiting)]));
+}
+
 /** Drops waits whose path is in the cache by now (run after the waits' own commit). Returns builds that became ready. */
 export async function settleWaits(db: Executor, buildIds: string[]): Promise<string[]> {
   if (buildIds.length === 0) return [];
-  return released(
+  const ready = await released(
     db,
     sql`delete from build_waits w using store_paths s
         where w.build_id = any(${sql.param(buildIds)}::uuid[]) and s.path = w.path
-        returning w.build_id`,
+        returning w.build_id, w.path`,
   );
+  return ready.map((r) => r.id);
 }
 
-/** Paths that arrived in the cache (run after their commit). Returns builds that became ready. */
+/**
+ * Paths that arrived in the cache (run after their commit). Returns builds that became
+ * ready. Arrivals at the same moment share one statement (batcher.ts).
+ */
 export async function releasePaths(db: Executor, paths: string[]): Promise<string[]> {
   if (paths.length === 0) return [];
-  return released(
-    db,
-    sql`delete from build_waits w using store_paths s
-        where w.path = any(${sql.param(paths)}::text[]) and s.path = w.path
-        returning w.build_id`,
-  );
+  return arrivals(db).call(paths);
 }
+
+const arrivals = batcherPer(
+  (db: Executor) =>
+    new Batcher(async (inputs: string[][]) => {
+      const paths = [...new Set(inputs.flat())];
+      // Only paths in the cache now release anything (gc may have taken one back meanwhile).
+      const ready = await released(
+        db,
+        sql`delete from build_waits w using store_paths s
+            where w.path = any(${sql.param(paths)}::text[]) and s.path = w.path
+            returning w.build_id, w.path`,
+      );
+      // Each caller hears of the builds its own paths made ready.
+      return inputs.map((own) => ready.filter((r) => r.paths.some((p) => own.includes(p))).map((r) => r.id));
+    }),
+);
 
 /** The safety net: waits on paths that are in the cache, wherever they are. */
 export async function sweepWaits(db: Executor): Promise<string[]> {
-  return released(db, sql`delete from build_waits w using store_paths s where s.path = w.path returning w.build_id`);
+  const ready = await released(db, sql`delete from build_waits w using store_paths s where s.path = w.path returning w.build_id, w.path`);
+  return ready.map((r) => r.id);
 }
 
-/** Runs a delete of waits and lowers each affected build's count by what it lost. */
-async function released(db: Executor, deleteWaits: ReturnType<typeof sql>): Promise<string[]> {
-  const rows = rowsOf<{ id: string; waiting: number; state: string }>(
+/**
+ * Runs a delete of waits (returning build_id, path) and lowers each affected build's
+ * count by what it lost; gives the builds that became ready, with the paths that went.
+ * The builds are locked in id order first: two arrivals whose waiters overlap (a common
+ * input's outputs) would otherwise lock them in different orders and deadlock. Looking
+ * them up by `= any(array(…))` gives the planner an index condition: without it, a
+ * cached generic plan joins `lost` (of unknown size) to a scan of every build.
+ */
+async function released(db: Executor, deleteWaits: ReturnType<typeof sql>): Promise<{ id: string; paths: string[] }[]> {
+  const rows = rowsOf<{ id: string; paths: string[] }>(
     await db.execute(sql`
       with gone as (${deleteWaits}),
-      lost as (select build_id, count(*)::int as n from gone group by build_id)
-      update builds b set waiting = greatest(0, b.waiting - lost.n)
-      from lost where b.id = lost.build_id
-      returning b.id, b.waiting, b.state`),
+      lost as (select build_id, count(*)::int as n from gone group by build_id),
+      locked as (
+        select b.id, lost.n from builds b join lost on lost.build_id = b.id
+        where b.id = any(array(select build_id from lost)) order by b.id for update of b),
+      lowered as (
+        update builds b set waiting = greatest(0, b.waiting - locked.n)
+        from locked where b.id = locked.id
+        returning b.id, b.waiting, b.state)
+      select l.id, array_agg(g.path) as paths
+      from lowered l join gone g on g.build_id = l.id
+      where l.waiting = 0 and l.state = 'scheduled'
+      group by l.id`),
   );
-  return rows.filter((r) => Number(r.waiting) === 0 && r.state === 'scheduled').map((r) => r.id);
+  return rows;
 }

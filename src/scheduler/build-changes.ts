@@ -55,7 +55,7 @@ export async function setBuildPriority(db: Database, id: string, priority: numbe
     await tx.update(builds).set({ priority, updatedAt: sql`now()` }).where(eq(builds.id, id));
     if (priority >= before.priority) {
       await tx.update(builds).set({ derivedPriority: sql`greatest(${builds.derivedPriority}, ${priority})` }).where(eq(builds.id, id));
-      await raiseInputs(tx, id);
+      await raiseInputs(tx, [id]);
     } else {
       await recomputeBelow(tx, [id]);
     }
@@ -82,8 +82,8 @@ export async function retryBuild(db: Database, storage: NarStorage, id: string):
     if (rows.length === 0) return false;
     // Its .drv files may have been collected since it finished.
     await restoreDerivationNars(tx, storage, [build.derivationPath]);
-    await addWaits(tx, id, build.derivationPath);
-    await raiseInputs(tx, id);
+    await addWaits(tx, id);
+    await raiseInputs(tx, [id]);
     await tx.insert(events).values({ type: 'build-retried', buildId: id, payload: { previousState: build.state } });
     return true;
   });

@@ -28,6 +28,16 @@ export async function buildOfAgent(
   if (!isUuid(buildId)) throw new KilnError('invalid_argument', `build id ${JSON.stringify(buildId)} is not a UUID`);
   const query = db.select().from(builds).where(eq(builds.id, buildId));
   const [build] = opts.lock ? await query.for('update') : await query;
+  return checkOfAgent(build, agentId, buildId, opts);
+}
+
+/** The checks of buildOfAgent on a build row read (undefined: there is none). */
+function checkOfAgent<B extends { agentId: string | null; state: string }>(
+  build: B | undefined,
+  agentId: string,
+  buildId: string,
+  opts: { unfinished?: boolean; refusal?: string },
+): B {
   if (!build) throw notFound(`no build with id ${buildId}`);
   const finished = build.state !== 'allocated' && build.state !== 'started';
   if (build.agentId !== agentId || (opts.unfinished && finished)) {
@@ -36,17 +46,24 @@ export async function buildOfAgent(
   return build;
 }
 
+const UPLOAD_REFUSAL = { unfinished: true, refusal: '; it cannot upload for it' };
+
 /** The build, if the agent may upload for it: allocated to it and unfinished. */
 export function heldBuild(db: Database, agentId: string, buildId: string) {
-  return buildOfAgent(db, agentId, buildId, { unfinished: true, refusal: '; it cannot upload for it' });
+  return buildOfAgent(db, agentId, buildId, UPLOAD_REFUSAL);
 }
 
+/** The output of a build the agent may upload for, read with the build in one query (every upload asks). */
 export async function outputOfHeldBuild(db: Database, agentId: string, buildId: string, outputName: string): Promise<HeldOutput> {
-  const build = await heldBuild(db, agentId, buildId);
-  const [output] = await db
-    .select({ name: derivationOutputs.name, path: derivationOutputs.path })
-    .from(derivationOutputs)
-    .where(and(eq(derivationOutputs.derivationPath, build.derivationPath), eq(derivationOutputs.name, outputName)));
-  if (!output) throw new KilnError('invalid_argument', `the derivation of build ${buildId} has no output ${JSON.stringify(outputName)}`);
-  return { ...output, derivationPath: build.derivationPath };
+  if (!isUuid(buildId)) throw new KilnError('invalid_argument', `build id ${JSON.stringify(buildId)} is not a UUID`);
+  const [row] = await db
+    .select({ agentId: builds.agentId, state: builds.state, derivationPath: builds.derivationPath, name: derivationOutputs.name, path: derivationOutputs.path })
+    .from(builds)
+    .leftJoin(derivationOutputs, and(eq(derivationOutputs.derivationPath, builds.derivationPath), eq(derivationOutputs.name, outputName)))
+    .where(eq(builds.id, buildId));
+  const build = checkOfAgent(row, agentId, buildId, UPLOAD_REFUSAL);
+  if (build.name === null || build.path === null) {
+    throw new KilnError('invalid_argument', `the derivation of build ${buildId} has no output ${JSON.stringify(outputName)}`);
+  }
+  return { name: build.name, path: build.path, derivationPath: build.derivationPath };
 }

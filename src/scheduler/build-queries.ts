@@ -1,5 +1,5 @@
 // Reading builds: one build with everything about it, and filtered, paged lists.
-import { and, asc, eq, exists, gt, inArray, type SQL } from 'drizzle-orm';
+import { and, asc, eq, exists, gt, inArray, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { buildAttempts, builds, buildTags, derivationInputs, derivationOutputs, type BuildState } from '../db/schema.js';
 import { invalidArgument, notFound } from '../errors.js';
@@ -33,7 +33,7 @@ export interface BuildRecord {
   maxSilentSeconds: number;
   notBefore: Date | null;
   waitingInputs: number;
-  /** Filled by getBuild only. */
+  /** Filled by getBuild(s) only. */
   attempts: AttemptRecord[];
 }
 
@@ -59,14 +59,16 @@ export const MAX_PAGE_SIZE = 1000;
 
 export async function getBuild(db: Database, id: string): Promise<BuildRecord> {
   if (!isUuid(id)) throw invalidArgument(`build id ${JSON.stringify(id)} is not a UUID`);
-  const [found] = await loadBuilds(db, [eq(builds.id, id)], 1);
+  const found = (await getBuilds(db, [id])).get(id);
   if (!found) throw notFound(`no build with id ${id}`);
-  const attempts = await db
-    .select()
-    .from(buildAttempts)
-    .where(eq(buildAttempts.buildId, id))
-    .orderBy(asc(buildAttempts.attempt));
-  return { ...found, attempts: attempts.map(({ buildId: _, ...a }) => a) };
+  return found;
+}
+
+/** Builds with everything about them (attempts included), by id; ids not found are absent. */
+export async function getBuilds(db: Database, ids: string[]): Promise<Map<string, BuildRecord>> {
+  if (ids.length === 0) return new Map();
+  const found = await loadBuilds(db, [sql`${builds.id} = any(${sql.param(ids)}::uuid[])`], ids.length, { attempts: true });
+  return new Map(found.map((b) => [b.id, b]));
 }
 
 /** A page of builds in submission order; the cursor is the last build's sequence number. */
@@ -107,7 +109,7 @@ function decodeCursor(token: string): number {
   return Number(m[1]);
 }
 
-async function loadBuilds(db: Database, where: SQL[], limit: number): Promise<BuildRecord[]> {
+async function loadBuilds(db: Database, where: SQL[], limit: number, opts: { attempts?: boolean } = {}): Promise<BuildRecord[]> {
   const rows = await db
     .select({ build: builds })
     .from(builds)
@@ -115,17 +117,24 @@ async function loadBuilds(db: Database, where: SQL[], limit: number): Promise<Bu
     .orderBy(asc(builds.seq))
     .limit(limit);
   if (rows.length === 0) return [];
-  const ids = rows.map((r) => r.build.id);
-  const drvs = [...new Set(rows.map((r) => r.build.derivationPath))];
-  const [tags, outputs, inputs] = await Promise.all([
-    db.select().from(buildTags).where(inArray(buildTags.buildId, ids)).orderBy(asc(buildTags.key)),
-    db.select().from(derivationOutputs).where(inArray(derivationOutputs.derivationPath, drvs)).orderBy(asc(derivationOutputs.name)),
+  const ids = sql.param(rows.map((r) => r.build.id));
+  const drvs = sql.param([...new Set(rows.map((r) => r.build.derivationPath))]);
+  const [tags, outputs, inputs, attempts] = await Promise.all([
+    db.select().from(buildTags).where(sql`${buildTags.buildId} = any(${ids}::uuid[])`).orderBy(asc(buildTags.key)),
+    db.select().from(derivationOutputs).where(sql`${derivationOutputs.derivationPath} = any(${drvs}::text[])`).orderBy(asc(derivationOutputs.name)),
     db
       .selectDistinct({ derivationPath: derivationInputs.derivationPath, inputPath: derivationInputs.inputPath })
       .from(derivationInputs)
-      .where(inArray(derivationInputs.derivationPath, drvs))
+      .where(sql`${derivationInputs.derivationPath} = any(${drvs}::text[])`)
       .orderBy(asc(derivationInputs.inputPath)),
+    opts.attempts
+      ? db.select().from(buildAttempts).where(sql`${buildAttempts.buildId} = any(${ids}::uuid[])`).orderBy(asc(buildAttempts.attempt))
+      : Promise.resolve([]),
   ]);
+  const tagsOf = groupBy(tags, (t) => t.buildId);
+  const outputsOf = groupBy(outputs, (o) => o.derivationPath);
+  const inputsOf = groupBy(inputs, (i) => i.derivationPath);
+  const attemptsOf = groupBy(attempts, (a) => a.buildId);
   return rows.map(({ build }) => ({
     id: build.id,
     seq: build.seq,
@@ -137,17 +146,26 @@ async function loadBuilds(db: Database, where: SQL[], limit: number): Promise<Bu
     maxSilentSeconds: build.maxSilentSeconds,
     notBefore: build.notBefore,
     waitingInputs: build.waiting,
-    attempts: [],
+    attempts: (attemptsOf.get(build.id) ?? []).map(({ buildId: _, ...a }) => a),
     priority: build.priority,
     state: build.state,
     agentId: build.agentId,
     createdAt: build.createdAt,
     updatedAt: build.updatedAt,
     endedAt: build.endedAt,
-    tags: tags.filter((t) => t.buildId === build.id).map(({ key, value }) => ({ key, value })),
-    outputs: outputs
-      .filter((o) => o.derivationPath === build.derivationPath)
-      .map(({ name, path, hashAlgo, hash }) => ({ name, path, hashAlgo, hash })),
-    inputDerivations: inputs.filter((i) => i.derivationPath === build.derivationPath).map((i) => i.inputPath),
+    tags: (tagsOf.get(build.id) ?? []).map(({ key, value }) => ({ key, value })),
+    outputs: (outputsOf.get(build.derivationPath) ?? []).map(({ name, path, hashAlgo, hash }) => ({ name, path, hashAlgo, hash })),
+    inputDerivations: (inputsOf.get(build.derivationPath) ?? []).map((i) => i.inputPath),
   }));
+}
+
+function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
 }

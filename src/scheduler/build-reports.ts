@@ -9,8 +9,10 @@ import { isUuid } from '../uuid.js';
 import { addWaits } from './availability.js';
 import { buildOfAgent } from './build-outputs.js';
 import { raiseInputs } from './priorities.js';
+import { outputProblems, type ReportedOutput } from './output-check.js';
+import { startAllocated, succeedHeld } from './report-statements.js';
 import { decideRetry, ruleFor, type FailureKind, type RetryPolicy } from './retry-policy.js';
-import { submitBuildsForMissing } from './submission.js';
+import { submitBuildsForMissing } from './new-builds.js';
 
 /** What the scheduler's reactions to reports depend on. */
 export interface ReportPolicy {
@@ -32,7 +34,6 @@ export interface ReportEffects {
 export function noEffects(): ReportEffects {
   return { requeued: [], submitted: [], retryInMs: [] };
 }
-import { outputProblems, type ReportedOutput } from './output-check.js';
 
 export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout';
 export type SetupFailureKind = 'missing-inputs' | 'could-not-delete-outputs' | 'other';
@@ -69,6 +70,7 @@ function endAttempt(tx: Tx, buildId: string, attempt: number, outcome: string, m
 }
 
 export async function recordStarted(db: Database, agentId: string, buildId: string): Promise<void> {
+  if (await startAllocated(db, agentId, buildId)) return;
   await db.transaction(async (tx) => {
     const build = await heldBuild(tx, agentId, buildId);
     if (!build || build.state === 'started') return;
@@ -111,15 +113,15 @@ export async function recordSetupFailure(
       await endAttempt(tx, buildId, build.attempt, 'missing-inputs', failure.message);
       const paths = await missingPaths(tx, build.derivationPath, failure.missingInputs);
       await toQueue(tx, buildId, null);
-      const waiting = await addWaits(tx, buildId, build.derivationPath, paths);
+      const waiting = await addWaits(tx, buildId, paths);
       effects.requeued.push(buildId);
       if (waiting === 0) {
         // The cache has them all: the agent could not fetch what is there. That is a
         // setup failure like any other, retried with backoff, not a loop.
         return failAttempt(tx, policy, build, agentId, 'setup-failure', failure.message, { attemptEnded: true });
       }
-      effects.submitted = await submitBuildsForMissing(tx, { id: buildId, derivationPath: build.derivationPath }, paths);
-      await raiseInputs(tx, buildId);
+      effects.submitted = await submitBuildsForMissing(tx, { id: buildId }, paths);
+      await raiseInputs(tx, [buildId]);
       return effects;
     }
     if (failure.kind === 'could-not-delete-outputs') {
@@ -163,6 +165,7 @@ export async function recordFinished(
   message: string,
   reported: ReportedOutput[],
 ): Promise<ReportEffects> {
+  if (outcome === 'success' && (await succeedHeld(db, agentId, buildId, message, reported))) return noEffects();
   return db.transaction(async (tx) => {
     const build = await heldBuild(tx, agentId, buildId);
     const finalState = outcome === 'success' ? 'succeeded' : 'failed';

@@ -39,11 +39,17 @@ export type KnownDerivations = (paths: string[]) => Promise<Map<string, string>>
 const MAX_DERIVATIONS = 100_000;
 
 /**
- * Returns the derivations of the closure of `root` that the request carries, checked,
- * inputs before the derivations that use them. Derivations the coordinator knows are
- * trusted as stored (they were checked when they arrived) and not returned.
+ * Returns the derivations of the closure of `root` (or of several roots, each with the
+ * request field that names it) that the request carries, checked, inputs before the
+ * derivations that use them. Derivations the coordinator knows are trusted as stored
+ * (they were checked when they arrived) and not returned.
  */
-export async function checkDerivationClosure(root: string, given: GivenDerivation[], known: KnownDerivations): Promise<CheckedDerivation[]> {
+export async function checkDerivationClosure(
+  root: string | { path: string; field: string }[],
+  given: GivenDerivation[],
+  known: KnownDerivations,
+): Promise<CheckedDerivation[]> {
+  const roots = typeof root === 'string' ? [{ path: root, field: 'derivation_path' }] : root;
   if (given.length > MAX_DERIVATIONS) throw invalidArgument(`the request carries ${given.length} derivations; at most ${MAX_DERIVATIONS} are accepted`);
   const texts = new Map<string, { text: string; field: string }>();
   for (const g of given) {
@@ -53,7 +59,8 @@ export async function checkDerivationClosure(root: string, given: GivenDerivatio
     if (previous && previous.text !== text) throw invalidArgument(`${g.field}: ${g.path} is given twice with different texts`);
     texts.set(g.path, { text, field: g.field });
   }
-  checkDrvPath(root, 'derivation_path');
+  for (const r of roots) checkDrvPath(r.path, r.field);
+  const rootPaths = new Set(roots.map((r) => r.path));
 
   // Walk the closure from the root: parse what the request carries, ask the database
   // for the rest, level by level so that a deep closure costs few queries.
@@ -61,8 +68,8 @@ export async function checkDerivationClosure(root: string, given: GivenDerivatio
   // Stored derivations were checked when they arrived; their hash modulo is all a
   // derivation that uses them needs.
   const memo = new Map<string, Hash>();
-  let frontier = [root];
-  const seen = new Set<string>(frontier);
+  const seen = new Set<string>(rootPaths);
+  let frontier = [...seen];
   while (frontier.length > 0) {
     const missing = frontier.filter((p) => !texts.has(p));
     const fromDb = missing.length > 0 ? await known(missing) : new Map<string, string>();
@@ -77,8 +84,8 @@ export async function checkDerivationClosure(root: string, given: GivenDerivatio
         const hashModulo = fromDb.get(path);
         if (hashModulo === undefined) {
           throw invalidArgument(
-            path === root
-              ? `derivation ${root} is neither in the request's derivations nor known to the coordinator`
+            rootPaths.has(path)
+              ? `derivation ${path} is neither in the request's derivations nor known to the coordinator`
               : `input derivation ${path} is neither in the request's derivations nor known to the coordinator; send its text too`,
           );
         }

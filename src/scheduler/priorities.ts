@@ -7,7 +7,7 @@
 // Kept incrementally: a raise walks down the waits from the changed build and stops
 // where a build already has at least that priority; a lowering (or a cancel) recomputes
 // only the builds below the changed one, in topological order.
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { rowsOf } from '../db/rows.js';
 
@@ -18,40 +18,58 @@ type Executor = Database | Tx;
 const UNFINISHED = sql`('scheduled', 'allocated', 'started')`;
 
 /**
- * Sets a new build's derived priority from the builds already waiting on its outputs (a
- * build may be submitted after the builds that need it), then raises its inputs'.
+ * Sets new builds' derived priorities from the builds already waiting on their outputs (a
+ * build may be submitted after the builds that need it) and from each other (new builds
+ * may wait on new builds), then raises their inputs'.
  */
-export async function deriveNewBuildPriority(tx: Executor, buildId: string): Promise<void> {
-  await tx.execute(sql`
-    update builds b set derived_priority = greatest(b.priority, coalesce((
-      select max(waiter.derived_priority)
-      from derivation_outputs o
-      join build_waits w on w.path = o.path
-      join builds waiter on waiter.id = w.build_id and waiter.state = 'scheduled'
-      where o.derivation_path = b.derivation_path), b.priority))
-    where b.id = ${buildId}`);
-  await raiseInputs(tx, buildId);
+export async function deriveNewBuildPriorities(tx: Executor, newBuilds: { id: string; priority: number }[]): Promise<void> {
+  if (newBuilds.length === 0) return;
+  const ids = newBuilds.map((b) => b.id);
+  const derived = computeDerived(newBuilds, await waitersOf(tx, ids));
+  const raised = newBuilds.filter((b) => derived.get(b.id)! !== b.priority);
+  if (raised.length > 0) await setDerived(tx, raised.map((b) => ({ id: b.id, p: derived.get(b.id)! })));
+  await raiseInputs(tx, ids);
 }
 
 /**
- * Pushes the build's derived priority down to the builds that make what it waits for,
- * and theirs, stopping wherever a build is at that priority already.
+ * Pushes the builds' derived priorities down to the builds that make what they wait for,
+ * and theirs, stopping wherever a build is at that priority already: one statement per
+ * level of the waits, usually one in all (inputs are at the priority already). A single
+ * recursive statement did the same, but its row estimates are hopeless, and the planner
+ * answered them with nested loops over every build (seconds for a thousand new builds).
  */
-export async function raiseInputs(tx: Executor, buildId: string): Promise<void> {
-  await tx.execute(sql`
-    with recursive down(id, p) as (
-      select id, derived_priority from builds where id = ${buildId}
-      union
-      select a.id, down.p
-      from down
-      join build_waits w on w.build_id = down.id
+export async function raiseInputs(tx: Executor, buildIds: string[]): Promise<void> {
+  let frontier: SQL = sql`select id, derived_priority as p from builds where id = any(${sql.param(buildIds)}::uuid[])`;
+  while (buildIds.length > 0) {
+    const raised = rowsOf<{ id: string; p: number }>(await tx.execute(raiseOneLevel(frontier)));
+    if (raised.length === 0) return;
+    frontier = sql`select * from unnest(${sql.param(raised.map((r) => r.id))}::uuid[], ${sql.param(raised.map((r) => Number(r.p)))}::int[]) as f(id, p)`;
+  }
+}
+
+/**
+ * Raises the unfinished builds that make what the frontier's builds (id, p) wait for to
+ * p where they are below it; returns them with their new priority. They are locked in id
+ * order, as every statement that changes many builds locks them (no deadlocks).
+ */
+function raiseOneLevel(frontier: SQL): SQL {
+  return sql`
+    with f as (${frontier}),
+    below as (
+      select a.id, max(f.p) as p
+      from f
+      join build_waits w on w.build_id = f.id
       join derivation_outputs o on o.path = w.path
       join builds a on a.derivation_path = o.derivation_path and a.state in ${UNFINISHED}
-      where a.derived_priority < down.p
-    )
-    update builds b set derived_priority = d.p
-    from (select id, max(p) as p from down group by id) d
-    where b.id = d.id and b.derived_priority < d.p`);
+      where a.derived_priority < f.p
+      group by a.id),
+    locked as (
+      select b.id, below.p from builds b join below on below.id = b.id
+      where b.id = any(array(select id from below)) order by b.id for update of b)
+    update builds b set derived_priority = locked.p
+    from locked
+    where b.id = locked.id and b.derived_priority < locked.p
+    returning b.id, b.derived_priority as p`;
 }
 
 interface Edge {
@@ -85,7 +103,17 @@ export async function recomputeBelow(tx: Executor, buildIds: string[], opts: { e
   const affected = nodes.filter((n) => !(opts.excludeRoots && roots.has(n.id)));
   if (affected.length === 0) return;
   const ids = affected.map((n) => n.id);
-  // Who waits on each affected build, with the waiter's current derived priority.
+  const derived = computeDerived(
+    affected.map((n) => ({ id: n.id, priority: Number(n.priority) })),
+    await waitersOf(tx, ids),
+    opts.excludeRoots ? roots : new Set(),
+  );
+  const changed = affected.filter((n) => derived.get(n.id) !== Number(n.derived_priority));
+  await setDerived(tx, changed.map((n) => ({ id: n.id, p: derived.get(n.id)! })));
+}
+
+/** Who waits on each of the builds (scheduled waiters only), with the waiter's current derived priority. */
+async function waitersOf(tx: Executor, ids: string[]): Promise<{ input: string; waiter: string; waiterDerived: number }[]> {
   const edges = rowsOf<Edge>(
     await tx.execute(sql`
       select a.id as input, w.build_id as waiter, waiter.derived_priority as waiter_derived
@@ -95,17 +123,18 @@ export async function recomputeBelow(tx: Executor, buildIds: string[], opts: { e
       join builds waiter on waiter.id = w.build_id and waiter.state = 'scheduled'
       where a.id = any(${sql.param(ids)}::uuid[])`),
   );
-  const derived = computeDerived(
-    affected.map((n) => ({ id: n.id, priority: Number(n.priority) })),
-    edges.map((e) => ({ input: e.input, waiter: e.waiter, waiterDerived: Number(e.waiter_derived) })),
-    opts.excludeRoots ? roots : new Set(),
-  );
-  const changed = affected.filter((n) => derived.get(n.id) !== Number(n.derived_priority));
-  if (changed.length === 0) return;
+  return edges.map((e) => ({ input: e.input, waiter: e.waiter, waiterDerived: Number(e.waiter_derived) }));
+}
+
+async function setDerived(tx: Executor, values: { id: string; p: number }[]): Promise<void> {
+  if (values.length === 0) return;
   await tx.execute(sql`
-    update builds b set derived_priority = v.p
-    from unnest(${sql.param(changed.map((n) => n.id))}::uuid[], ${sql.param(changed.map((n) => derived.get(n.id)!))}::int[]) as v(id, p)
-    where b.id = v.id`);
+    with locked as (
+      select b.id, v.p from builds b
+      join unnest(${sql.param(values.map((v) => v.id))}::uuid[], ${sql.param(values.map((v) => v.p))}::int[]) as v(id, p) on v.id = b.id
+      order by b.id for update of b)
+    update builds b set derived_priority = locked.p
+    from locked where b.id = locked.id`);
 }
 
 /**

@@ -1,20 +1,20 @@
-// Submitting a build: every derivation text in the request is parsed and checked (its
-// own path, every output path recomputed) before anything is stored; then the
-// derivations, the build, its tags and its event are written in one transaction.
+// Submitting builds, one or many at once: every derivation text in the request is
+// parsed and checked (its own path, every output path recomputed) before anything is
+// stored; then the derivations and the builds (new-builds.ts) are written in one
+// transaction.
 import { randomUUID } from 'node:crypto';
-import { and, eq, inArray, notExists, notInArray } from 'drizzle-orm';
+import { and, eq, inArray, notInArray, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, buildTags, buildWaits, derivationInputs, derivationOutputs, derivations, derivationSources, events, storePaths } from '../db/schema.js';
+import { builds, derivationOutputs, derivations } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
 import { isUuid } from '../uuid.js';
-import type { Queryable } from './build-outputs.js';
-import { addWaits, settleWaits } from './availability.js';
-import { getBuild, type BuildRecord } from './build-queries.js';
-import { deriveNewBuildPriority } from './priorities.js';
+import { settleWaits } from './availability.js';
+import { getBuilds, type BuildRecord } from './build-queries.js';
 import { validatePriority } from './build-changes.js';
+import { insertBuilds } from './new-builds.js';
 import { validateTags, type Tag } from './tags.js';
 
 export interface SubmitBuildInput {
@@ -27,7 +27,7 @@ export interface SubmitBuildInput {
   /** Limits for the agent; 0 means the farm's default. */
   timeoutSeconds?: number;
   maxSilentSeconds?: number;
-  /** See NewBuild.submitMissingInputs (the farm's setting). */
+  /** See NewBuild.submitMissingInputs in new-builds.ts (the farm's setting). */
   submitMissingInputs?: boolean;
 }
 
@@ -42,186 +42,155 @@ export interface SubmitBuildResult {
 /** PostgreSQL's unique_violation, raised when two submissions race for one build id. */
 const UNIQUE_VIOLATION = '23505';
 
+/** How many builds one SubmitBuilds call may carry. */
+export const MAX_BATCH = 10_000;
+
 export async function submitBuild(db: Database, storage: NarStorage, input: SubmitBuildInput): Promise<SubmitBuildResult> {
-  if (input.buildId !== undefined && !isUuid(input.buildId)) {
-    throw invalidArgument(`build_id ${JSON.stringify(input.buildId)} is not a UUID`);
-  }
-  validatePriority(input.priority);
-  validateTags(input.tags, 'build');
-  validateLimit(input.timeoutSeconds, 'timeout_seconds');
-  validateLimit(input.maxSilentSeconds, 'max_silent_seconds');
-  if (!input.derivationPath) throw invalidArgument('derivation_path is empty: name the .drv to build');
+  const { builds: [result], created } = await submitBuilds(db, storage, [input]);
+  return { ...result!, created };
+}
+
+export interface SubmitBuildsResult {
+  /** One per build asked for, in order. */
+  builds: Omit<SubmitBuildResult, 'created'>[];
+  /** Every build written: those asked for and those submitted for their missing inputs. */
+  created: string[];
+}
+
+/**
+ * Submits several builds in one transaction: all are made, or none (the error names the
+ * one at fault as builds[i]). A build may use derivations that others in the same call
+ * carry, and may wait on builds made by the same call.
+ */
+export async function submitBuilds(db: Database, storage: NarStorage, inputs: SubmitBuildInput[]): Promise<SubmitBuildsResult> {
+  if (inputs.length === 0) return { builds: [], created: [] };
+  if (inputs.length > MAX_BATCH) throw invalidArgument(`${inputs.length} builds in one call; at most ${MAX_BATCH} are accepted`);
+  // A single submission's errors name its fields as they are; a batch's say which build.
+  const at = (i: number) => (inputs.length === 1 ? '' : `builds[${i}].`);
+  inputs.forEach((input, i) => validateInput(input, at(i)));
+  const ids = inputs.map((input) => input.buildId ?? randomUUID());
+  const given = inputs.map((input) => input.buildId).filter((id): id is string => id !== undefined);
+  const twice = given.find((id, k) => given.indexOf(id) !== k);
+  if (twice) throw invalidArgument(`build id ${twice} is given to two builds of the call`);
 
   const known = new Set<string>();
   const checked = await checkDerivationClosure(
-    input.derivationPath,
-    input.derivations.map((d, i) => ({ path: d.path, text: d.text, field: `derivations[${i}]` })),
+    inputs.map((input, i) => ({ path: input.derivationPath, field: `${at(i)}derivation_path` })),
+    inputs.flatMap((input, i) => input.derivations.map((d, j) => ({ path: d.path, text: d.text, field: `${at(i)}derivations[${j}]` }))),
     async (paths) => {
       const rows = await db
         .select({ path: derivations.path, hashModulo: derivations.hashModulo })
         .from(derivations)
-        .where(inArray(derivations.path, paths));
+        .where(sql`${derivations.path} = any(${sql.param(paths)}::text[])`);
       for (const r of rows) known.add(r.path);
       return new Map(rows.map((r) => [r.path, r.hashModulo]));
     },
   );
-  const target = input.derivationPath;
-  const id = input.buildId ?? randomUUID();
   const fresh = checked.filter((c) => !known.has(c.path));
 
   try {
-    const outcome = await db.transaction(async (tx): Promise<{ existingId?: string; created: string[] }> => {
-      if (input.ignoreIfOutputExists) {
-        const outputPaths =
-          checked.find((c) => c.path === target)?.outputs.map((o) => o.path) ??
-          (await tx.select({ path: derivationOutputs.path }).from(derivationOutputs).where(eq(derivationOutputs.derivationPath, target))).map((o) => o.path);
-        const [match] = await tx
-          .select({ id: builds.id })
-          .from(builds)
-          .innerJoin(derivationOutputs, eq(derivationOutputs.derivationPath, builds.derivationPath))
-          .where(and(inArray(derivationOutputs.path, outputPaths), notInArray(builds.state, ['failed', 'canceled'])))
-          .limit(1);
-        if (match) return { existingId: match.id, created: [] };
-      }
-      if (input.buildId) {
-        const [clash] = await tx.select({ id: builds.id }).from(builds).where(eq(builds.id, id));
-        if (clash) throw new KilnError('already_exists', `a build with id ${id} exists already`);
-      }
+    const outcome = await db.transaction(async (tx) => {
+      const clash = given.length > 0 ? await tx.select({ id: builds.id }).from(builds).where(sql`${builds.id} = any(${sql.param(given)}::uuid[])`).limit(1) : [];
+      if (clash[0]) throw new KilnError('already_exists', `a build with id ${clash[0].id} exists already`);
       await storeDerivations(tx as unknown as Database, fresh);
       // Content-addressed files: a failed submission leaves at most unreferenced ones for gc.
-      await restoreDerivationNars(tx, storage, [target]);
-      return { created: await insertBuild(tx, { ...input, id }) };
+      await restoreDerivationNars(tx, storage, inputs.map((input) => input.derivationPath));
+      const existing = await existingBuilds(tx as unknown as Database, inputs, ids, checked);
+      const created = await insertBuilds(
+        tx,
+        inputs.flatMap((input, i) => (existing.has(i) ? [] : [{ ...input, id: ids[i]! }])),
+      );
+      return { existing, created };
     });
     // An input that arrived while this transaction ran is released now (see availability.ts).
     await settleWaits(db, outcome.created);
-    const existing = outcome.existingId !== undefined;
-    return { build: await getBuild(db, outcome.existingId ?? id), existing, created: outcome.created };
+    const resultIds = inputs.map((_, i) => outcome.existing.get(i) ?? ids[i]!);
+    const records = await getBuilds(db, resultIds);
+    return {
+      builds: inputs.map((_, i) => ({ build: records.get(resultIds[i]!)!, existing: outcome.existing.has(i) })),
+      created: outcome.created,
+    };
   } catch (err) {
-    if ((err as { code?: string }).code === UNIQUE_VIOLATION && input.buildId) {
-      throw new KilnError('already_exists', `a build with id ${id} exists already`);
+    if ((err as { code?: string }).code === UNIQUE_VIOLATION && given.length > 0) {
+      throw new KilnError('already_exists', `a build with one of the ids ${given.join(', ')} exists already`);
     }
     throw err;
   }
 }
 
-/** Stores derivations not known yet, inputs before the derivations that use them. */
-async function storeDerivations(db: Database, list: CheckedDerivation[]): Promise<void> {
-  for (const d of list) {
-    await db
-      .insert(derivations)
-      .values({ path: d.path, name: d.name, system: d.system, text: d.text, fixedOutput: d.fixedOutput, hashModulo: d.hashModulo })
-      .onConflictDoNothing();
-    await db
-      .insert(derivationOutputs)
-      .values(d.outputs.map((o) => ({ derivationPath: d.path, ...o })))
-      .onConflictDoNothing();
-    if (d.inputSrcs.length > 0) {
-      await db.insert(derivationSources).values(d.inputSrcs.map((path) => ({ derivationPath: d.path, path }))).onConflictDoNothing();
+function validateInput(input: SubmitBuildInput, at: string): void {
+  if (input.buildId !== undefined && !isUuid(input.buildId)) {
+    throw invalidArgument(`${at}build_id ${JSON.stringify(input.buildId)} is not a UUID`);
+  }
+  try {
+    validatePriority(input.priority);
+    validateTags(input.tags, 'build');
+  } catch (err) {
+    if (at && err instanceof KilnError) throw new KilnError(err.kind, `${at.slice(0, -1)}: ${err.message}`);
+    throw err;
+  }
+  validateLimit(input.timeoutSeconds, `${at}timeout_seconds`);
+  validateLimit(input.maxSilentSeconds, `${at}max_silent_seconds`);
+  if (!input.derivationPath) throw invalidArgument(`${at}derivation_path is empty: name the .drv to build`);
+}
+
+/**
+ * For the builds asked with ignoreIfOutputExists: the build that will produce (or
+ * produced) an output of theirs, here or made earlier in the same call, by index.
+ */
+async function existingBuilds(db: Database, inputs: SubmitBuildInput[], ids: string[], checked: CheckedDerivation[]): Promise<Map<number, string>> {
+  const found = new Map<number, string>();
+  if (!inputs.some((input) => input.ignoreIfOutputExists)) return found;
+  const outputsOf = async (path: string) =>
+    checked.find((c) => c.path === path)?.outputs.map((o) => o.path) ??
+    (await db.select({ path: derivationOutputs.path }).from(derivationOutputs).where(eq(derivationOutputs.derivationPath, path))).map((o) => o.path);
+  const toMake: { id: string; outputs: string[] }[] = [];
+  for (const [i, input] of inputs.entries()) {
+    const outputs = await outputsOf(input.derivationPath);
+    if (input.ignoreIfOutputExists) {
+      const [match] = await db
+        .select({ id: builds.id })
+        .from(builds)
+        .innerJoin(derivationOutputs, eq(derivationOutputs.derivationPath, builds.derivationPath))
+        .where(and(inArray(derivationOutputs.path, outputs), notInArray(builds.state, ['failed', 'canceled'])))
+        .limit(1);
+      const id = match?.id ?? toMake.find((m) => m.outputs.some((o) => outputs.includes(o)))?.id;
+      if (id) {
+        found.set(i, id);
+        continue;
+      }
     }
-    const edges = d.inputDrvs.flatMap((i) => i.outputs.map((outputName) => ({ derivationPath: d.path, inputPath: i.path, outputName })));
-    if (edges.length > 0) await db.insert(derivationInputs).values(edges).onConflictDoNothing();
+    toMake.push({ id: ids[i]!, outputs });
   }
+  return found;
 }
 
-export interface NewBuild {
-  id: string;
-  derivationPath: string;
-  priority: number;
-  tags: Tag[];
-  timeoutSeconds?: number;
-  maxSilentSeconds?: number;
-  /** Why the build exists when no one submitted it (e.g. a missing input of another). */
-  reason?: string;
-  /**
-   * Also submit builds for the inputs it waits on that no build will make (none queued,
-   * running or failed), and theirs: what a farm that builds whole closures wants, and
-   * the default; off for a farm that only builds what it is asked to.
-   */
-  submitMissingInputs?: boolean;
-}
-
-/**
- * Writes a build of a stored derivation: the row, its tags, what it waits for, its
- * derived priority (and its inputs'), and its build-submitted event; with
- * submitMissingInputs, builds for its inputs that nobody builds. Returns the ids of every
- * build written. The caller settles their waits after commit (settleWaits).
- */
-export async function insertBuild(tx: Queryable, build: NewBuild): Promise<string[]> {
-  const [drv] = await tx.select({ system: derivations.system }).from(derivations).where(eq(derivations.path, build.derivationPath));
-  if (!drv) throw new KilnError('not_found', `derivation ${build.derivationPath} is not stored`);
-  await tx.insert(builds).values({
-    id: build.id,
-    derivationPath: build.derivationPath,
-    system: drv.system,
-    priority: build.priority,
-    derivedPriority: build.priority,
-    timeoutSeconds: build.timeoutSeconds ?? 0,
-    maxSilentSeconds: build.maxSilentSeconds ?? 0,
-  });
-  if (build.tags.length > 0) await tx.insert(buildTags).values(build.tags.map((t) => ({ buildId: build.id, ...t })));
-  const waiting = await addWaits(tx, build.id, build.derivationPath);
-  await deriveNewBuildPriority(tx, build.id);
-  await tx.insert(events).values({
-    type: 'build-submitted',
-    buildId: build.id,
-    payload: { derivationPath: build.derivationPath, priority: build.priority, ...(build.reason ? { reason: build.reason } : {}) },
-  });
-  const submitted = [build.id];
-  if (waiting > 0 && build.submitMissingInputs) {
-    const paths = (await tx.select({ path: buildWaits.path }).from(buildWaits).where(eq(buildWaits.buildId, build.id))).map((w) => w.path);
-    submitted.push(...(await submitBuildsForMissing(tx, build, paths)));
-  }
-  return submitted;
-}
-
-/**
- * Submits a build for each derivation that makes one of `paths` and has no build that
- * will make it (none queued, running or failed: a failed one waits for an operator),
- * with the waiter's tags, recursively. Returns the new builds' ids. A path that arrived
- * since the waits were counted is not built again: its build may have succeeded in the
- * meantime, and a success commits after its outputs, so one statement that sees the
- * success sees the output too (the waiter's settleWaits releases it after commit).
- */
-export async function submitBuildsForMissing(
-  tx: Queryable,
-  waiter: { id: string; derivationPath: string },
-  paths: string[],
-): Promise<string[]> {
-  if (paths.length === 0) return [];
-  const producers = await tx
-    .selectDistinct({ derivationPath: derivationOutputs.derivationPath })
-    .from(derivationOutputs)
-    .where(
-      and(
-        inArray(derivationOutputs.path, paths),
-        // Still missing now: an output whose upload committed since the waits were
-        // written (each statement sees the latest commits) needs no build; its wait is
-        // released when the submission settles.
-        notExists(tx.select({ path: storePaths.path }).from(storePaths).where(eq(storePaths.path, derivationOutputs.path))),
-        notExists(
-          tx
-            .select({ id: builds.id })
-            .from(builds)
-            .where(and(eq(builds.derivationPath, derivationOutputs.derivationPath), inArray(builds.state, ['scheduled', 'allocated', 'started', 'failed']))),
-        ),
-      ),
-    );
-  if (producers.length === 0) return [];
-  const tags = await tx.select({ key: buildTags.key, value: buildTags.value }).from(buildTags).where(eq(buildTags.buildId, waiter.id));
-  const submitted: string[] = [];
-  for (const { derivationPath } of producers) {
-    submitted.push(
-      ...(await insertBuild(tx, {
-        id: randomUUID(),
-        derivationPath,
-        priority: 0,
-        tags,
-        reason: `missing input of build ${waiter.id} (${waiter.derivationPath})`,
-        submitMissingInputs: true,
-      })),
-    );
-  }
-  return submitted;
+/** Stores derivations not known yet (with their outputs, sources and input edges), in one statement. */
+async function storeDerivations(db: Database, list: CheckedDerivation[]): Promise<void> {
+  if (list.length === 0) return;
+  const outputs = list.flatMap((d) => d.outputs.map((o) => ({ drv: d.path, ...o })));
+  const sources = list.flatMap((d) => d.inputSrcs.map((path) => ({ drv: d.path, path })));
+  const edges = list.flatMap((d) => d.inputDrvs.flatMap((i) => i.outputs.map((outputName) => ({ drv: d.path, input: i.path, outputName }))));
+  // Arrays travel as text[]: postgres.js sends a boolean[] as one boolean.
+  const text = (values: string[]) => sql`${sql.param(values)}::text[]`;
+  await db.execute(sql`
+    with stored as (
+      insert into derivations (path, name, system, text, fixed_output, hash_modulo)
+      select * from unnest(${text(list.map((d) => d.path))}, ${text(list.map((d) => d.name))}, ${text(list.map((d) => d.system))},
+        ${text(list.map((d) => d.text))}, ${text(list.map((d) => String(d.fixedOutput)))}::boolean[], ${text(list.map((d) => d.hashModulo))})
+      on conflict do nothing),
+    outputs as (
+      insert into derivation_outputs (derivation_path, name, path, hash_algo, hash)
+      select * from unnest(${text(outputs.map((o) => o.drv))}, ${text(outputs.map((o) => o.name))}, ${text(outputs.map((o) => o.path))},
+        ${text(outputs.map((o) => o.hashAlgo))}, ${text(outputs.map((o) => o.hash))})
+      on conflict do nothing),
+    sources as (
+      insert into derivation_sources (derivation_path, path)
+      select * from unnest(${text(sources.map((s) => s.drv))}, ${text(sources.map((s) => s.path))})
+      on conflict do nothing)
+    insert into derivation_inputs (derivation_path, input_path, output_name)
+    select * from unnest(${text(edges.map((e) => e.drv))}, ${text(edges.map((e) => e.input))}, ${text(edges.map((e) => e.outputName))})
+    on conflict do nothing`);
 }
 
 /** A build's time limit: whole seconds, 0 for the farm's default, at most 30 days. */

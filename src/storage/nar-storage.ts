@@ -88,7 +88,13 @@ export class NarStorage {
 
   private async open(key: string, opts: { fresh: boolean }): Promise<StagedUpload> {
     const paths = this.stagingPaths(key);
-    if (opts.fresh) await this.discard(key);
+    if (opts.fresh) {
+      // Starting over: truncating both files drops whatever an earlier attempt left, in
+      // two calls instead of removing and probing (every small output pays for these).
+      const data = await open(paths.data, 'w');
+      const journal = await open(paths.journal, 'w');
+      return this.staged(key, paths, data, journal, []);
+    }
     const frames = await readJournal(paths.journal);
     const storedSize = frames.reduce((n, f) => n + f.stored, 0);
     const existing = await stat(paths.data).catch(() => undefined);
@@ -98,8 +104,10 @@ export class NarStorage {
       return this.open(key, { fresh: true });
     }
     if (existing && existing.size > storedSize) await truncate(paths.data, storedSize);
-    const data = await open(paths.data, 'a');
-    const journal = await open(paths.journal, 'a');
+    return this.staged(key, paths, await open(paths.data, 'a'), await open(paths.journal, 'a'), frames);
+  }
+
+  private staged(key: string, paths: { data: string }, data: FileHandle, journal: FileHandle, frames: FrameRecord[]): StagedUpload {
     return new FsStagedUpload(paths.data, data, journal, frames, {
       commit: (fileName) => this.commit(key, fileName),
       discard: () => this.discard(key),

@@ -1,8 +1,8 @@
 // Every database test runs on both engines kiln supports: PGlite (the embedded default)
 // and PostgreSQL (the private server the jest global setup started).
 import { randomUUID } from 'node:crypto';
-import postgres from 'postgres';
 import type { DatabaseOptions } from '../../src/db/connection.js';
+import { createDatabase, dropDatabase } from './postgres-server.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 export const DATABASE_KINDS: DatabaseKind[] = ['pglite', 'postgres'];
@@ -25,18 +25,6 @@ function serverUrl(): string {
 export async function createTestDatabase(kind: DatabaseKind): Promise<TestDatabase> {
   if (kind === 'pglite') return { kind, options: { memory: true }, drop: async () => {} };
   const name = `kiln_test_${randomUUID().replace(/-/g, '')}`;
-  const admin = postgres(serverUrl(), { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = serverUrl().replace(/\/[^/]*$/, `/${name}`);
-  return {
-    kind,
-    options: { url },
-    url,
-    async drop() {
-      const a = postgres(serverUrl(), { max: 1, onnotice: () => {} });
-      await a.unsafe(`drop database if exists ${name} with (force)`);
-      await a.end();
-    },
-  };
+  const url = await createDatabase(serverUrl(), name);
+  return { kind, options: { url }, url, drop: () => dropDatabase(serverUrl(), name) };
 }

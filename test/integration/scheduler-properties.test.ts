@@ -2,7 +2,8 @@
 // sets, on a real database (PGlite and PostgreSQL): builds are submitted, claimed by the
 // allocation policy, finished and re-prioritised in random order, and after every step
 // nothing is allocated before its inputs, no agent exceeds its slots or gets a build
-// whose system or tags it lacks, the highest derived priority goes first, and the
+// whose system or tags it lacks, the highest derived priority goes first (also when
+// agents alike claim together in one statement), and the
 // incrementally kept derived priorities and waiting counts equal a from-scratch model.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
@@ -45,7 +46,11 @@ interface AgentSpec {
   slots: number;
 }
 
-type Action = { kind: 'claim'; agent: number } | { kind: 'finish'; pick: number } | { kind: 'priority'; pick: number; priority: number };
+type Action =
+  | { kind: 'claim'; agent: number }
+  | { kind: 'claimGroup'; agent: number }
+  | { kind: 'finish'; pick: number }
+  | { kind: 'priority'; pick: number; priority: number };
 
 const dagArb = fc.integer({ min: 2, max: 14 }).chain((n) =>
   fc.array(
@@ -70,6 +75,7 @@ const agentsArb = fc.array(
 const actionsArb = fc.array(
   fc.oneof(
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('claim' as const), agent: fc.nat({ max: 2 }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('claimGroup' as const), agent: fc.nat({ max: 2 }) }) },
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('finish' as const), pick: fc.nat() }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('priority' as const), pick: fc.nat(), priority: fc.integer({ min: -3, max: 6 }) }) },
   ),
@@ -167,13 +173,14 @@ async function runScenario(
     return out;
   };
 
-  // Agents.
+  // Agents, each with a twin alike in systems, tags and slots, for group claims.
   const agentList = [];
   for (const spec of agentSpecs) {
-    const id = randomUUID();
-    await db.insert(agents).values({ id, name: `prop-${run}` });
+    const [id, twin] = [randomUUID(), randomUUID()];
+    await db.insert(agents).values([{ id, name: `prop-${run}` }, { id: twin, name: `prop-${run}-twin` }]);
     agentList.push({
       agentId: id,
+      twin,
       systems: spec.systems.map((s) => systems[s]!),
       tags: spec.tag ? [{ key: 't', value: spec.tag }] : [],
       slots: spec.slots,
@@ -217,6 +224,37 @@ async function runScenario(
       }
       // Priority-first: nothing left eligible outranks what was taken.
       if (policy === priorityFirst && claimed.length > 0) {
+        const lowestTaken = Math.min(...eligible.filter((e) => ids.has(e.id)).map((e) => e.derived_priority));
+        for (const e of eligible) if (!ids.has(e.id)) expect(e.derived_priority).toBeLessThanOrEqual(lowestTaken);
+      }
+    } else if (action.kind === 'claimGroup') {
+      if (!policy.claimForGroup) continue;
+      const agent = agentList[action.agent % agentList.length]!;
+      const before = await buildsOfRun();
+      const members = [agent.agentId, agent.twin].map((agentId) => ({
+        agentId,
+        limit: agent.slots - before.filter((b) => b.agent_id === agentId && (b.state === 'allocated' || b.state === 'started')).length,
+      }));
+      const eligible = before.filter((b) => b.state === 'scheduled' && b.waiting === 0 && agent.systems.includes(b.system) && tagsFit(b, agent));
+      const result = await policy.claimForGroup(db, { systems: agent.systems, tags: agent.tags, agents: members }, { leaseMs: 60_000 });
+      // No exclusions here, so the group is never sent back to claim alone.
+      expect(result).toBeDefined();
+      const claimed = [...result!.values()].flat();
+      const ids = new Set(claimed.map((c) => c.id));
+      // No member exceeds its slots; together they take as many as they can, only eligible builds, each once.
+      for (const m of members) expect(result!.get(m.agentId)?.length ?? 0).toBeLessThanOrEqual(m.limit);
+      expect(ids.size).toBe(claimed.length);
+      expect(claimed.length).toBe(Math.min(members.reduce((n, m) => n + m.limit, 0), eligible.length));
+      for (const c of claimed) expect(eligible.map((e) => e.id)).toContain(c.id);
+      for (const c of claimed) {
+        const inputs = inputPaths(made[buildOf.get(c.id)!]!);
+        expect((await storedPaths(inputs)).size).toBe(inputs.length);
+      }
+      // The rows say who got what.
+      const after = await buildsOfRun();
+      for (const [agentId, builds] of result!) for (const c of builds) expect(after.find((b) => b.id === c.id)?.agent_id).toBe(agentId);
+      // Nothing left eligible outranks anything either member took.
+      if (claimed.length > 0) {
         const lowestTaken = Math.min(...eligible.filter((e) => ids.has(e.id)).map((e) => e.derived_priority));
         for (const e of eligible) if (!ids.has(e.id)) expect(e.derived_priority).toBeLessThanOrEqual(lowestTaken);
       }

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEMo8LCgxBZG1pblNlcnZpY2USSAoLU3VibWl0QnVpbGQSGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZRI/CghHZXRCdWlsZBIYLmtpbG4udjEuR2V0QnVpbGRSZXF1ZXN0Ghkua2lsbi52MS5HZXRCdWlsZFJlc3BvbnNlEkUKCkxpc3RCdWlsZHMSGi5raWxuLnYxLkxpc3RCdWlsZHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QnVpbGRzUmVzcG9uc2USSAoLQ2FuY2VsQnVpbGQSGy5raWxuLnYxLkNhbmNlbEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXNwb25zZRJXChBTZXRCdWlsZFByaW9yaXR5EiAua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVxdWVzdBohLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlElQKD1VwZGF0ZUJ1aWxkVGFncxIfLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBogLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVzcG9uc2USSAoLQ3JlYXRlQWdlbnQSGy5raWxuLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBocLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJgChNDcmVhdGVBZ2VudFBhc3N3b3JkEiMua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVxdWVzdBokLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEkUKCkxpc3RBZ2VudHMSGi5raWxuLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QWdlbnRzUmVzcG9uc2USRQoKUmV0cnlCdWlsZBIaLmtpbG4udjEuUmV0cnlCdWlsZFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5QnVpbGRSZXNwb25zZRJFCgpEcmFpbkFnZW50Ehoua2lsbi52MS5EcmFpbkFnZW50UmVxdWVzdBobLmtpbG4udjEuRHJhaW5BZ2VudFJlc3BvbnNlElEKDlNldEFnZW50QWN0aXZlEh4ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlcXVlc3QaHy5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVzcG9uc2USWgoRUXVlcnlNaXNzaW5nUGF0aHMSIS5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVxdWVzdBoiLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXNwb25zZRJNCgxVcGxvYWRTb3VyY2USHC5raWxuLnYxLlVwbG9hZFNvdXJjZVJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZFNvdXJjZVJlc3BvbnNlKAESVAoPR2V0UXVldWVTdW1tYXJ5Eh8ua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXF1ZXN0GiAua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXNwb25zZRJFCgpMaXN0RXZlbnRzEhoua2lsbi52MS5MaXN0RXZlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkUKClJldHJ5RXZlbnQSGi5raWxuLnYxLlJldHJ5RXZlbnRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUV2ZW50UmVzcG9uc2USUQoOQ29sbGVjdEdhcmJhZ2USHi5raWxuLnYxLkNvbGxlY3RHYXJiYWdlUmVxdWVzdBofLmtpbG4udjEuQ29sbGVjdEdhcmJhZ2VSZXNwb25zZWIGcHJvdG8z", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCJCChNTdWJtaXRCdWlsZHNSZXF1ZXN0EisKBmJ1aWxkcxgBIAMoCzIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0IkQKFFN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEiwKBmJ1aWxkcxgBIAMoCzIcLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZSIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEMtwLCgxBZG1pblNlcnZpY2USSAoLU3VibWl0QnVpbGQSGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZRJLCgxTdWJtaXRCdWlsZHMSHC5raWxuLnYxLlN1Ym1pdEJ1aWxkc1JlcXVlc3QaHS5raWxuLnYxLlN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEj8KCEdldEJ1aWxkEhgua2lsbi52MS5HZXRCdWlsZFJlcXVlc3QaGS5raWxuLnYxLkdldEJ1aWxkUmVzcG9uc2USRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZRJaChFRdWVyeU1pc3NpbmdQYXRocxIhLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0GiIua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEk0KDFVwbG9hZFNvdXJjZRIcLmtpbG4udjEuVXBsb2FkU291cmNlUmVxdWVzdBodLmtpbG4udjEuVXBsb2FkU291cmNlUmVzcG9uc2UoARJUCg9HZXRRdWV1ZVN1bW1hcnkSHy5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlcXVlc3QaIC5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlc3BvbnNlEkUKCkxpc3RFdmVudHMSGi5raWxuLnYxLkxpc3RFdmVudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0RXZlbnRzUmVzcG9uc2USRQoKUmV0cnlFdmVudBIaLmtpbG4udjEuUmV0cnlFdmVudFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5RXZlbnRSZXNwb25zZRJRCg5Db2xsZWN0R2FyYmFnZRIeLmtpbG4udjEuQ29sbGVjdEdhcmJhZ2VSZXF1ZXN0Gh8ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -107,6 +107,42 @@ export const SubmitBuildResponseSchema: GenMessage<SubmitBuildResponse> = /*@__P
   messageDesc(file_kiln_v1_admin, 1);
 
 /**
+ * @generated from message kiln.v1.SubmitBuildsRequest
+ */
+export type SubmitBuildsRequest = Message<"kiln.v1.SubmitBuildsRequest"> & {
+  /**
+   * @generated from field: repeated kiln.v1.SubmitBuildRequest builds = 1;
+   */
+  builds: SubmitBuildRequest[];
+};
+
+/**
+ * Describes the message kiln.v1.SubmitBuildsRequest.
+ * Use `create(SubmitBuildsRequestSchema)` to create a new message.
+ */
+export const SubmitBuildsRequestSchema: GenMessage<SubmitBuildsRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 2);
+
+/**
+ * @generated from message kiln.v1.SubmitBuildsResponse
+ */
+export type SubmitBuildsResponse = Message<"kiln.v1.SubmitBuildsResponse"> & {
+  /**
+   * One per build asked for, in the same order.
+   *
+   * @generated from field: repeated kiln.v1.SubmitBuildResponse builds = 1;
+   */
+  builds: SubmitBuildResponse[];
+};
+
+/**
+ * Describes the message kiln.v1.SubmitBuildsResponse.
+ * Use `create(SubmitBuildsResponseSchema)` to create a new message.
+ */
+export const SubmitBuildsResponseSchema: GenMessage<SubmitBuildsResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 3);
+
+/**
  * @generated from message kiln.v1.GetBuildRequest
  */
 export type GetBuildRequest = Message<"kiln.v1.GetBuildRequest"> & {
@@ -121,7 +157,7 @@ export type GetBuildRequest = Message<"kiln.v1.GetBuildRequest"> & {
  * Use `create(GetBuildRequestSchema)` to create a new message.
  */
 export const GetBuildRequestSchema: GenMessage<GetBuildRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 2);
+  messageDesc(file_kiln_v1_admin, 4);
 
 /**
  * @generated from message kiln.v1.GetBuildResponse
@@ -138,7 +174,7 @@ export type GetBuildResponse = Message<"kiln.v1.GetBuildResponse"> & {
  * Use `create(GetBuildResponseSchema)` to create a new message.
  */
 export const GetBuildResponseSchema: GenMessage<GetBuildResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 3);
+  messageDesc(file_kiln_v1_admin, 5);
 
 /**
  * @generated from message kiln.v1.ListBuildsRequest
@@ -185,7 +221,7 @@ export type ListBuildsRequest = Message<"kiln.v1.ListBuildsRequest"> & {
  * Use `create(ListBuildsRequestSchema)` to create a new message.
  */
 export const ListBuildsRequestSchema: GenMessage<ListBuildsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 4);
+  messageDesc(file_kiln_v1_admin, 6);
 
 /**
  * @generated from message kiln.v1.ListBuildsResponse
@@ -209,7 +245,7 @@ export type ListBuildsResponse = Message<"kiln.v1.ListBuildsResponse"> & {
  * Use `create(ListBuildsResponseSchema)` to create a new message.
  */
 export const ListBuildsResponseSchema: GenMessage<ListBuildsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 5);
+  messageDesc(file_kiln_v1_admin, 7);
 
 /**
  * @generated from message kiln.v1.CancelBuildRequest
@@ -226,7 +262,7 @@ export type CancelBuildRequest = Message<"kiln.v1.CancelBuildRequest"> & {
  * Use `create(CancelBuildRequestSchema)` to create a new message.
  */
 export const CancelBuildRequestSchema: GenMessage<CancelBuildRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 6);
+  messageDesc(file_kiln_v1_admin, 8);
 
 /**
  * @generated from message kiln.v1.CancelBuildResponse
@@ -243,7 +279,7 @@ export type CancelBuildResponse = Message<"kiln.v1.CancelBuildResponse"> & {
  * Use `create(CancelBuildResponseSchema)` to create a new message.
  */
 export const CancelBuildResponseSchema: GenMessage<CancelBuildResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 7);
+  messageDesc(file_kiln_v1_admin, 9);
 
 /**
  * @generated from message kiln.v1.SetBuildPriorityRequest
@@ -265,7 +301,7 @@ export type SetBuildPriorityRequest = Message<"kiln.v1.SetBuildPriorityRequest">
  * Use `create(SetBuildPriorityRequestSchema)` to create a new message.
  */
 export const SetBuildPriorityRequestSchema: GenMessage<SetBuildPriorityRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 8);
+  messageDesc(file_kiln_v1_admin, 10);
 
 /**
  * @generated from message kiln.v1.SetBuildPriorityResponse
@@ -282,7 +318,7 @@ export type SetBuildPriorityResponse = Message<"kiln.v1.SetBuildPriorityResponse
  * Use `create(SetBuildPriorityResponseSchema)` to create a new message.
  */
 export const SetBuildPriorityResponseSchema: GenMessage<SetBuildPriorityResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 9);
+  messageDesc(file_kiln_v1_admin, 11);
 
 /**
  * @generated from message kiln.v1.UpdateBuildTagsRequest
@@ -309,7 +345,7 @@ export type UpdateBuildTagsRequest = Message<"kiln.v1.UpdateBuildTagsRequest"> &
  * Use `create(UpdateBuildTagsRequestSchema)` to create a new message.
  */
 export const UpdateBuildTagsRequestSchema: GenMessage<UpdateBuildTagsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 10);
+  messageDesc(file_kiln_v1_admin, 12);
 
 /**
  * @generated from message kiln.v1.UpdateBuildTagsResponse
@@ -326,7 +362,7 @@ export type UpdateBuildTagsResponse = Message<"kiln.v1.UpdateBuildTagsResponse">
  * Use `create(UpdateBuildTagsResponseSchema)` to create a new message.
  */
 export const UpdateBuildTagsResponseSchema: GenMessage<UpdateBuildTagsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 11);
+  messageDesc(file_kiln_v1_admin, 13);
 
 /**
  * @generated from message kiln.v1.CreateAgentRequest
@@ -348,7 +384,7 @@ export type CreateAgentRequest = Message<"kiln.v1.CreateAgentRequest"> & {
  * Use `create(CreateAgentRequestSchema)` to create a new message.
  */
 export const CreateAgentRequestSchema: GenMessage<CreateAgentRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 12);
+  messageDesc(file_kiln_v1_admin, 14);
 
 /**
  * @generated from message kiln.v1.CreateAgentResponse
@@ -365,7 +401,7 @@ export type CreateAgentResponse = Message<"kiln.v1.CreateAgentResponse"> & {
  * Use `create(CreateAgentResponseSchema)` to create a new message.
  */
 export const CreateAgentResponseSchema: GenMessage<CreateAgentResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 13);
+  messageDesc(file_kiln_v1_admin, 15);
 
 /**
  * @generated from message kiln.v1.CreateAgentPasswordRequest
@@ -382,7 +418,7 @@ export type CreateAgentPasswordRequest = Message<"kiln.v1.CreateAgentPasswordReq
  * Use `create(CreateAgentPasswordRequestSchema)` to create a new message.
  */
 export const CreateAgentPasswordRequestSchema: GenMessage<CreateAgentPasswordRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 14);
+  messageDesc(file_kiln_v1_admin, 16);
 
 /**
  * @generated from message kiln.v1.CreateAgentPasswordResponse
@@ -399,7 +435,7 @@ export type CreateAgentPasswordResponse = Message<"kiln.v1.CreateAgentPasswordRe
  * Use `create(CreateAgentPasswordResponseSchema)` to create a new message.
  */
 export const CreateAgentPasswordResponseSchema: GenMessage<CreateAgentPasswordResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 15);
+  messageDesc(file_kiln_v1_admin, 17);
 
 /**
  * @generated from message kiln.v1.ListAgentsRequest
@@ -412,7 +448,7 @@ export type ListAgentsRequest = Message<"kiln.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 16);
+  messageDesc(file_kiln_v1_admin, 18);
 
 /**
  * @generated from message kiln.v1.ListAgentsResponse
@@ -429,7 +465,7 @@ export type ListAgentsResponse = Message<"kiln.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 17);
+  messageDesc(file_kiln_v1_admin, 19);
 
 /**
  * @generated from message kiln.v1.RetryBuildRequest
@@ -446,7 +482,7 @@ export type RetryBuildRequest = Message<"kiln.v1.RetryBuildRequest"> & {
  * Use `create(RetryBuildRequestSchema)` to create a new message.
  */
 export const RetryBuildRequestSchema: GenMessage<RetryBuildRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 18);
+  messageDesc(file_kiln_v1_admin, 20);
 
 /**
  * @generated from message kiln.v1.RetryBuildResponse
@@ -463,7 +499,7 @@ export type RetryBuildResponse = Message<"kiln.v1.RetryBuildResponse"> & {
  * Use `create(RetryBuildResponseSchema)` to create a new message.
  */
 export const RetryBuildResponseSchema: GenMessage<RetryBuildResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 19);
+  messageDesc(file_kiln_v1_admin, 21);
 
 /**
  * @generated from message kiln.v1.DrainAgentRequest
@@ -480,7 +516,7 @@ export type DrainAgentRequest = Message<"kiln.v1.DrainAgentRequest"> & {
  * Use `create(DrainAgentRequestSchema)` to create a new message.
  */
 export const DrainAgentRequestSchema: GenMessage<DrainAgentRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 20);
+  messageDesc(file_kiln_v1_admin, 22);
 
 /**
  * @generated from message kiln.v1.DrainAgentResponse
@@ -493,7 +529,7 @@ export type DrainAgentResponse = Message<"kiln.v1.DrainAgentResponse"> & {
  * Use `create(DrainAgentResponseSchema)` to create a new message.
  */
 export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 21);
+  messageDesc(file_kiln_v1_admin, 23);
 
 /**
  * @generated from message kiln.v1.SetAgentActiveRequest
@@ -515,7 +551,7 @@ export type SetAgentActiveRequest = Message<"kiln.v1.SetAgentActiveRequest"> & {
  * Use `create(SetAgentActiveRequestSchema)` to create a new message.
  */
 export const SetAgentActiveRequestSchema: GenMessage<SetAgentActiveRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 22);
+  messageDesc(file_kiln_v1_admin, 24);
 
 /**
  * @generated from message kiln.v1.SetAgentActiveResponse
@@ -532,7 +568,7 @@ export type SetAgentActiveResponse = Message<"kiln.v1.SetAgentActiveResponse"> &
  * Use `create(SetAgentActiveResponseSchema)` to create a new message.
  */
 export const SetAgentActiveResponseSchema: GenMessage<SetAgentActiveResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 23);
+  messageDesc(file_kiln_v1_admin, 25);
 
 /**
  * @generated from message kiln.v1.QueryMissingPathsRequest
@@ -551,7 +587,7 @@ export type QueryMissingPathsRequest = Message<"kiln.v1.QueryMissingPathsRequest
  * Use `create(QueryMissingPathsRequestSchema)` to create a new message.
  */
 export const QueryMissingPathsRequestSchema: GenMessage<QueryMissingPathsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 24);
+  messageDesc(file_kiln_v1_admin, 26);
 
 /**
  * @generated from message kiln.v1.QueryMissingPathsResponse
@@ -570,7 +606,7 @@ export type QueryMissingPathsResponse = Message<"kiln.v1.QueryMissingPathsRespon
  * Use `create(QueryMissingPathsResponseSchema)` to create a new message.
  */
 export const QueryMissingPathsResponseSchema: GenMessage<QueryMissingPathsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 25);
+  messageDesc(file_kiln_v1_admin, 27);
 
 /**
  * @generated from message kiln.v1.SourceHeader
@@ -613,7 +649,7 @@ export type SourceHeader = Message<"kiln.v1.SourceHeader"> & {
  * Use `create(SourceHeaderSchema)` to create a new message.
  */
 export const SourceHeaderSchema: GenMessage<SourceHeader> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 26);
+  messageDesc(file_kiln_v1_admin, 28);
 
 /**
  * @generated from message kiln.v1.UploadSourceRequest
@@ -654,7 +690,7 @@ export type UploadSourceRequest = Message<"kiln.v1.UploadSourceRequest"> & {
  * Use `create(UploadSourceRequestSchema)` to create a new message.
  */
 export const UploadSourceRequestSchema: GenMessage<UploadSourceRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 27);
+  messageDesc(file_kiln_v1_admin, 29);
 
 /**
  * @generated from message kiln.v1.UploadSourceResponse
@@ -678,7 +714,7 @@ export type UploadSourceResponse = Message<"kiln.v1.UploadSourceResponse"> & {
  * Use `create(UploadSourceResponseSchema)` to create a new message.
  */
 export const UploadSourceResponseSchema: GenMessage<UploadSourceResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 28);
+  messageDesc(file_kiln_v1_admin, 30);
 
 /**
  * @generated from message kiln.v1.GetQueueSummaryRequest
@@ -691,7 +727,7 @@ export type GetQueueSummaryRequest = Message<"kiln.v1.GetQueueSummaryRequest"> &
  * Use `create(GetQueueSummaryRequestSchema)` to create a new message.
  */
 export const GetQueueSummaryRequestSchema: GenMessage<GetQueueSummaryRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 29);
+  messageDesc(file_kiln_v1_admin, 31);
 
 /**
  * @generated from message kiln.v1.QueueCount
@@ -718,7 +754,7 @@ export type QueueCount = Message<"kiln.v1.QueueCount"> & {
  * Use `create(QueueCountSchema)` to create a new message.
  */
 export const QueueCountSchema: GenMessage<QueueCount> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 30);
+  messageDesc(file_kiln_v1_admin, 32);
 
 /**
  * @generated from message kiln.v1.ReadyQueue
@@ -749,7 +785,7 @@ export type ReadyQueue = Message<"kiln.v1.ReadyQueue"> & {
  * Use `create(ReadyQueueSchema)` to create a new message.
  */
 export const ReadyQueueSchema: GenMessage<ReadyQueue> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 31);
+  messageDesc(file_kiln_v1_admin, 33);
 
 /**
  * @generated from message kiln.v1.GetQueueSummaryResponse
@@ -780,7 +816,7 @@ export type GetQueueSummaryResponse = Message<"kiln.v1.GetQueueSummaryResponse">
  * Use `create(GetQueueSummaryResponseSchema)` to create a new message.
  */
 export const GetQueueSummaryResponseSchema: GenMessage<GetQueueSummaryResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 32);
+  messageDesc(file_kiln_v1_admin, 34);
 
 /**
  * @generated from message kiln.v1.ListEventsRequest
@@ -826,7 +862,7 @@ export type ListEventsRequest = Message<"kiln.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 33);
+  messageDesc(file_kiln_v1_admin, 35);
 
 /**
  * @generated from message kiln.v1.ListEventsResponse
@@ -848,7 +884,7 @@ export type ListEventsResponse = Message<"kiln.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 34);
+  messageDesc(file_kiln_v1_admin, 36);
 
 /**
  * @generated from message kiln.v1.RetryEventRequest
@@ -872,7 +908,7 @@ export type RetryEventRequest = Message<"kiln.v1.RetryEventRequest"> & {
  * Use `create(RetryEventRequestSchema)` to create a new message.
  */
 export const RetryEventRequestSchema: GenMessage<RetryEventRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 35);
+  messageDesc(file_kiln_v1_admin, 37);
 
 /**
  * @generated from message kiln.v1.RetryEventResponse
@@ -891,7 +927,7 @@ export type RetryEventResponse = Message<"kiln.v1.RetryEventResponse"> & {
  * Use `create(RetryEventResponseSchema)` to create a new message.
  */
 export const RetryEventResponseSchema: GenMessage<RetryEventResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 36);
+  messageDesc(file_kiln_v1_admin, 38);
 
 /**
  * @generated from message kiln.v1.CollectGarbageRequest
@@ -908,7 +944,7 @@ export type CollectGarbageRequest = Message<"kiln.v1.CollectGarbageRequest"> & {
  * Use `create(CollectGarbageRequestSchema)` to create a new message.
  */
 export const CollectGarbageRequestSchema: GenMessage<CollectGarbageRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 37);
+  messageDesc(file_kiln_v1_admin, 39);
 
 /**
  * @generated from message kiln.v1.CollectGarbageResponse
@@ -946,7 +982,7 @@ export type CollectGarbageResponse = Message<"kiln.v1.CollectGarbageResponse"> &
  * Use `create(CollectGarbageResponseSchema)` to create a new message.
  */
 export const CollectGarbageResponseSchema: GenMessage<CollectGarbageResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 38);
+  messageDesc(file_kiln_v1_admin, 40);
 
 /**
  * What operators and their scripts use: submit and steer builds, manage agents.
@@ -966,6 +1002,19 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof SubmitBuildRequestSchema;
     output: typeof SubmitBuildResponseSchema;
+  },
+  /**
+   * Submits many builds in one call and one transaction: all are made, or none (the
+   * error names the one at fault as builds[i]). Each is as in SubmitBuild; a build may
+   * use derivations that another of the call carries, and wait on builds the call makes.
+   * At most 10,000 builds per call.
+   *
+   * @generated from rpc kiln.v1.AdminService.SubmitBuilds
+   */
+  submitBuilds: {
+    methodKind: "unary";
+    input: typeof SubmitBuildsRequestSchema;
+    output: typeof SubmitBuildsResponseSchema;
   },
   /**
    * @generated from rpc kiln.v1.AdminService.GetBuild

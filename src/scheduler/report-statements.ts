@@ -1,0 +1,122 @@
+// The two reports every build sends, started and succeeded, for the case that needs no
+// explaining: the agent holds the build and, for a success, every output is stored as
+// reported. One statement changes the builds, their attempts and writes their events
+// (atomic on its own), or leaves a build alone; a build left alone takes the checked path
+// (build-reports.ts), which decides the rest and says what is wrong. Reports arriving
+// together share a statement (batcher.ts), the builds locked in id order so that two
+// such statements never deadlock: a farm's steady stream of reports costs a few round
+// trips a second, not six or seven per report.
+import { sql } from 'drizzle-orm';
+import { Batcher, batcherPer } from '../batcher.js';
+import type { Database } from '../db/connection.js';
+import { rowsOf } from '../db/rows.js';
+import { Hash } from '../store/hash.js';
+import { isUuid } from '../uuid.js';
+import type { ReportedOutput } from './output-check.js';
+
+interface Start {
+  agentId: string;
+  buildId: string;
+}
+
+interface Success extends Start {
+  message: string;
+  /** With hashes in the form upload-receiver stores. */
+  reported: ReportedOutput[];
+}
+
+/** Marks the agent's allocated build started. False if it is not that (the checked path decides). */
+export async function startAllocated(db: Database, agentId: string, buildId: string): Promise<boolean> {
+  if (!isUuid(buildId)) return false;
+  return starts(db).call({ agentId, buildId });
+}
+
+/**
+ * Marks the agent's build succeeded if the report names exactly the derivation's
+ * outputs, each stored with the reported path, NAR hash and size (hashes compared in
+ * one canonical form). False if anything differs (the checked path decides).
+ */
+export async function succeedHeld(db: Database, agentId: string, buildId: string, message: string, reported: ReportedOutput[]): Promise<boolean> {
+  if (!isUuid(buildId)) return false;
+  const canonical = reported.map((r) => ({ ...r, narHash: canonicalHash(r.narHash) }));
+  if (canonical.some((r) => r.narHash === undefined) || new Set(reported.map((r) => r.name)).size !== reported.length) return false;
+  return successes(db).call({ agentId, buildId, message, reported: canonical as ReportedOutput[] });
+}
+
+const starts = batcherPer((db: Database) => new Batcher(async (inputs: Start[]) => changed(inputs, await startAll(db, inputs))));
+const successes = batcherPer((db: Database) => new Batcher(async (inputs: Success[]) => changed(inputs, await succeedAll(db, inputs))));
+
+function changed(inputs: Start[], done: Set<string>): boolean[] {
+  return inputs.map((i) => done.has(i.buildId));
+}
+
+async function startAll(db: Database, inputs: Start[]): Promise<Set<string>> {
+  const rows = rowsOf<{ id: string }>(
+    await db.execute(sql`
+      with v as (select * from unnest(${sql.param(inputs.map((i) => i.buildId))}::uuid[], ${sql.param(inputs.map((i) => i.agentId))}::uuid[]) as v(id, agent_id)),
+      locked as (
+        select b.id from builds b join v on v.id = b.id and v.agent_id = b.agent_id
+        where b.state = 'allocated' order by b.id for update of b),
+      started as (
+        update builds b set state = 'started', updated_at = now()
+        from locked where b.id = locked.id
+        returning b.id, b.attempt, b.agent_id),
+      attempt as (
+        update build_attempts a set started_at = now()
+        from started s where a.build_id = s.id and a.attempt = s.attempt),
+      event as (
+        insert into events (type, build_id, agent_id, payload)
+        select 'build-started', s.id, s.agent_id, jsonb_build_object('attempt', s.attempt) from started s)
+      select id from started`),
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+async function succeedAll(db: Database, inputs: Success[]): Promise<Set<string>> {
+  const outputs = inputs.flatMap((i) => i.reported.map((r) => ({ buildId: i.buildId, ...r })));
+  const rows = rowsOf<{ id: string }>(
+    await db.execute(sql`
+      with v as (
+        select * from unnest(${sql.param(inputs.map((i) => i.buildId))}::uuid[], ${sql.param(inputs.map((i) => i.agentId))}::uuid[],
+          ${sql.param(inputs.map((i) => i.message))}::text[], ${sql.param(inputs.map((i) => i.reported.length))}::int[])
+          as v(id, agent_id, message, outputs)),
+      reported as (
+        select * from unnest(${sql.param(outputs.map((o) => o.buildId))}::uuid[], ${sql.param(outputs.map((o) => o.name))}::text[],
+          ${sql.param(outputs.map((o) => o.path))}::text[], ${sql.param(outputs.map((o) => o.narHash))}::text[],
+          ${sql.param(outputs.map((o) => o.narSize))}::bigint[])
+          as r(build_id, name, path, nar_hash, nar_size)),
+      locked as (
+        select b.id, v.message from builds b join v on v.id = b.id and v.agent_id = b.agent_id
+        where b.state in ('allocated', 'started')
+          and v.outputs = (select count(*) from derivation_outputs o where o.derivation_path = b.derivation_path)
+          and not exists (
+            select 1 from derivation_outputs o
+            left join reported r on r.build_id = b.id and r.name = o.name
+            left join store_paths s on s.path = o.path
+            where o.derivation_path = b.derivation_path
+              and (r.name is null or s.path is null or r.path <> o.path or r.nar_hash <> s.nar_hash or r.nar_size <> s.nar_size))
+        order by b.id for update of b),
+      done as (
+        update builds b set state = 'succeeded', lease_until = null, updated_at = now(), ended_at = now()
+        from locked where b.id = locked.id
+        returning b.id, b.attempt, b.agent_id, locked.message),
+      attempt as (
+        update build_attempts a set ended_at = now(), outcome = 'success', message = d.message
+        from done d where a.build_id = d.id and a.attempt = d.attempt),
+      event as (
+        insert into events (type, build_id, agent_id, payload)
+        select 'build-success', d.id, d.agent_id, jsonb_build_object('attempt', d.attempt, 'outcome', 'success', 'message', d.message)
+        from done d)
+      select id from done`),
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+/** The form upload-receiver stores NAR hashes in; undefined if it does not parse. */
+function canonicalHash(text: string): string | undefined {
+  try {
+    return Hash.parse(text).toString();
+  } catch {
+    return undefined;
+  }
+}
