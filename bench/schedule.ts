@@ -139,26 +139,11 @@ async function benchPostgres(server: PostgresServer, opts: EngineOptions & { rep
       await dropDatabase(server.url, name);
       const url = await createDatabase(server.url, name, queue);
       if (opts.statements) await resetStatements(url);
-      opts.log(`  ${count} coordinator${count > 1 ? 's' : ''}, ${agents.length} agents of ${opts.slots} slots:`);
       const coordinators = await Promise.all(
         Array.from({ length: count }, () => startCoordinatorProcess({ dataDir, databaseUrl: url, nodeArgs: nodeArgs() })),
       );
       try {
-        const run = await runFarm({
-          urls: coordinators.map((c) => c.url),
-          coordinatorPids: coordinators.map((c) => c.child.pid!),
-          postgresPid: server.pid,
-          agents,
-          slots: opts.slots,
-          nodes: opts.nodes,
-          ids: submission.ids,
-          log: opts.log,
-        });
-        opts.log(describeRun(run));
-        runs.push(run);
-      } catch (err) {
-        for (const c of coordinators) opts.log(`coordinator ${c.url} said:\n${c.stderr().slice(-8000)}`);
-        throw err;
+        runs.push(await farmOn(coordinators, agents, submission, opts, server.pid));
       } finally {
         await Promise.all(coordinators.map((c) => c.stop()));
       }
@@ -178,26 +163,41 @@ async function benchPglite(opts: EngineOptions): Promise<EngineReport> {
   try {
     const { agents, submission, coordinator } = await fillQueue(dataDir, undefined, opts);
     try {
-      opts.log(`  1 coordinator, ${agents.length} agents of ${opts.slots} slots:`);
-      const run = await runFarm({
-        urls: [coordinator.url],
-        coordinatorPids: [coordinator.child.pid!],
-        agents,
-        slots: opts.slots,
-        nodes: opts.nodes,
-        ids: submission.ids,
-        log: opts.log,
-      });
-      opts.log(describeRun(run));
-      return { engine: 'pglite', submission, runs: [run] };
-    } catch (err) {
-      opts.log(`coordinator ${coordinator.url} said:\n${coordinator.stderr().slice(-8000)}`);
-      throw err;
+      return { engine: 'pglite', submission, runs: [await farmOn([coordinator], agents, submission, opts)] };
     } finally {
       await coordinator.stop();
     }
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** A run of the farm against running coordinators; when it fails, what they said. */
+async function farmOn(
+  coordinators: CoordinatorProcess[],
+  agents: AgentCredentials[],
+  submission: Submission,
+  opts: EngineOptions,
+  postgresPid?: number,
+): Promise<FarmRun> {
+  const count = coordinators.length;
+  opts.log(`  ${count} coordinator${count > 1 ? 's' : ''}, ${agents.length} agents of ${opts.slots} slots:`);
+  try {
+    const run = await runFarm({
+      urls: coordinators.map((c) => c.url),
+      coordinatorPids: coordinators.map((c) => c.child.pid!),
+      postgresPid,
+      agents,
+      slots: opts.slots,
+      nodes: opts.nodes,
+      ids: submission.ids,
+      log: opts.log,
+    });
+    opts.log(describeRun(run));
+    return run;
+  } catch (err) {
+    for (const c of coordinators) opts.log(`coordinator ${c.url} said:\n${c.stderr().slice(-8000)}`);
+    throw err;
   }
 }
 
