@@ -103,8 +103,9 @@ export async function runFarm(opts: FarmOptions): Promise<FarmRun> {
       onStored(buildId, outputName, at) {
         storedAt[indexOf.get(buildId)!]!.set(outputName, at);
       },
-      onError(buildId, err) {
-        failed(new Error(`build ${buildId} failed on its agent: ${(err as Error).message}`, { cause: err }));
+      onError(err, buildId) {
+        const what = buildId ? `build ${buildId} failed on its agent` : `agent ${credentials.agentId} lost its stream`;
+        failed(new Error(`${what}: ${(err as Error).message}`, { cause: err }));
       },
       onFinished(_buildId, at) {
         freeSlots.push(at);

@@ -11,6 +11,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { Batcher, batcherPer } from '../batcher.js';
 import { rowsOf } from '../db/rows.js';
+import { retryingTransient } from '../db/transient.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Executor = Database | Tx;
@@ -100,7 +101,9 @@ const arrivals = batcherPer(
   (db: Executor) =>
     new Batcher(async (inputs: string[][]) => {
       const paths = [...new Set(inputs.flat())];
-      const ready = await released(db, sql`delete from build_waits where path = any(${sql.param(paths)}::text[]) returning build_id, path`);
+      const ready = await retryingTransient(() =>
+        released(db, sql`delete from build_waits where path = any(${sql.param(paths)}::text[]) returning build_id, path`),
+      );
       // Each caller hears of the builds its own paths made ready.
       return inputs.map((own) => ready.filter((r) => r.paths.some((p) => own.includes(p))).map((r) => r.id));
     }),
