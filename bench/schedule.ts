@@ -206,7 +206,8 @@ export function describeRun(run: FarmRun): string {
   const perBuild = (s: number) => `${((1000 * s) / run.builds).toFixed(2)} ms`;
   return [
     `  ${run.builds} builds in ${run.seconds.toFixed(1)} s (agents connected in ${run.connectSeconds.toFixed(1)} s); sustained ${run.sustainedPerSecond.toFixed(0)} assignments/s`,
-    `  scheduling latency p50 ${ms(run.schedulingLatency.p50)}, p90 ${ms(run.schedulingLatency.p90)}, p99 ${ms(run.schedulingLatency.p99)}, max ${ms(run.schedulingLatency.max)}`,
+    `  scheduling latency (steady part) p50 ${ms(run.schedulingLatency.p50)}, p90 ${ms(run.schedulingLatency.p90)}, p99 ${ms(run.schedulingLatency.p99)}, max ${ms(run.schedulingLatency.max)}` +
+      `; every build: p50 ${ms(run.schedulingLatencyAll.p50)}, p99 ${ms(run.schedulingLatencyAll.p99)}`,
     `  ready → assigned, waiting for slots included: p50 ${ms(run.queueLatency.p50)}, p99 ${ms(run.queueLatency.p99)}; ${run.assignedBeforeSeenReady} assigned before the agent saw them ready`,
     `  CPU per build: coordinators ${perBuild(run.cpu.coordinators)}, PostgreSQL ${run.cpu.postgres === undefined ? '-' : perBuild(run.cpu.postgres)}, ` +
       `agents (this process) ${perBuild(run.cpu.bench)}; machine busy ${((100 * run.cpu.machineBusy) / run.cpu.machineCapacity).toFixed(0)} %, load ${run.loadAverage.map((l) => l.toFixed(2)).join(' ')}`,
