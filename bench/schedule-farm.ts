@@ -10,7 +10,9 @@
 // scheduler. So two figures: the scheduling latency, from the moment a ready build and
 // a free slot of the agent that got it both existed (a slot is free from the
 // acknowledgement of the agent's previous build, or from its welcome) to the
-// assignment; and the queue latency, from ready to assigned whatever the slots.
+// assignment; and the queue latency, from ready to assigned whatever the slots. Both over
+// the builds assigned in the steady part, as the rate (the start, with every agent's
+// password checked while the first builds run, and the graph's narrow tail are apart).
 import { readCpuSeconds, readMachineCpuSeconds, readTreeCpuSeconds } from './proc-stats.js';
 import type { DagNode } from './schedule-dag.js';
 import type { AgentCredentials } from './schedule-queue.js';
@@ -34,9 +36,11 @@ export interface FarmRun {
   seconds: number;
   /** Assignments per second between the 10th and the 90th percentile of assignments (and after every agent connected). */
   sustainedPerSecond: number;
-  /** Milliseconds. */
+  /** Milliseconds, of the builds assigned in the steady part (as the rate). */
   schedulingLatency: Percentiles;
   queueLatency: Percentiles;
+  /** The same over every build, the start (agents connecting, scrypt checks) and the tail included. */
+  schedulingLatencyAll: Percentiles;
   /** Assignments the agent saw before it saw the build's last input stored (counted as 0 ms). */
   assignedBeforeSeenReady: number;
   /** CPU seconds over the run. */
@@ -103,8 +107,9 @@ export async function runFarm(opts: FarmOptions): Promise<FarmRun> {
       onStored(buildId, outputName, at) {
         storedAt[indexOf.get(buildId)!]!.set(outputName, at);
       },
-      onError(buildId, err) {
-        failed(new Error(`build ${buildId} failed on its agent: ${(err as Error).message}`, { cause: err }));
+      onError(err, buildId) {
+        const what = buildId ? `build ${buildId} failed on its agent` : `agent ${credentials.agentId} lost its stream`;
+        failed(new Error(`${what}: ${(err as Error).message}`, { cause: err }));
       },
       onFinished(_buildId, at) {
         freeSlots.push(at);
@@ -154,6 +159,7 @@ export async function runFarm(opts: FarmOptions): Promise<FarmRun> {
 
     const farmStart = first;
     const scheduling: number[] = [];
+    const schedulingAll: number[] = [];
     const queue: number[] = [];
     let early = 0;
     nodes.forEach((node, i) => {
@@ -163,8 +169,11 @@ export async function runFarm(opts: FarmOptions): Promise<FarmRun> {
       }
       const at = assignedAt[i]!;
       if (at < ready) early++;
+      const latency = Math.max(0, at - Math.max(ready, slotFreeAt[i]!));
+      schedulingAll.push(latency);
+      if (at < from || at > to) return;
       queue.push(Math.max(0, at - ready));
-      scheduling.push(Math.max(0, at - Math.max(ready, slotFreeAt[i]!)));
+      scheduling.push(latency);
     });
     return {
       replicas: opts.urls.length,
@@ -175,6 +184,7 @@ export async function runFarm(opts: FarmOptions): Promise<FarmRun> {
       sustainedPerSecond: inWindow / ((to - from) / 1000),
       schedulingLatency: percentiles(scheduling),
       queueLatency: percentiles(queue),
+      schedulingLatencyAll: percentiles(schedulingAll),
       assignedBeforeSeenReady: early,
       cpu: {
         coordinators: cpu1.coordinators - cpu0.coordinators,

@@ -139,26 +139,11 @@ async function benchPostgres(server: PostgresServer, opts: EngineOptions & { rep
       await dropDatabase(server.url, name);
       const url = await createDatabase(server.url, name, queue);
       if (opts.statements) await resetStatements(url);
-      opts.log(`  ${count} coordinator${count > 1 ? 's' : ''}, ${agents.length} agents of ${opts.slots} slots:`);
       const coordinators = await Promise.all(
         Array.from({ length: count }, () => startCoordinatorProcess({ dataDir, databaseUrl: url, nodeArgs: nodeArgs() })),
       );
       try {
-        const run = await runFarm({
-          urls: coordinators.map((c) => c.url),
-          coordinatorPids: coordinators.map((c) => c.child.pid!),
-          postgresPid: server.pid,
-          agents,
-          slots: opts.slots,
-          nodes: opts.nodes,
-          ids: submission.ids,
-          log: opts.log,
-        });
-        opts.log(describeRun(run));
-        runs.push(run);
-      } catch (err) {
-        for (const c of coordinators) opts.log(`coordinator ${c.url} said:\n${c.stderr().slice(-8000)}`);
-        throw err;
+        runs.push(await farmOn(coordinators, agents, submission, opts, server.pid));
       } finally {
         await Promise.all(coordinators.map((c) => c.stop()));
       }
@@ -178,21 +163,7 @@ async function benchPglite(opts: EngineOptions): Promise<EngineReport> {
   try {
     const { agents, submission, coordinator } = await fillQueue(dataDir, undefined, opts);
     try {
-      opts.log(`  1 coordinator, ${agents.length} agents of ${opts.slots} slots:`);
-      const run = await runFarm({
-        urls: [coordinator.url],
-        coordinatorPids: [coordinator.child.pid!],
-        agents,
-        slots: opts.slots,
-        nodes: opts.nodes,
-        ids: submission.ids,
-        log: opts.log,
-      });
-      opts.log(describeRun(run));
-      return { engine: 'pglite', submission, runs: [run] };
-    } catch (err) {
-      opts.log(`coordinator ${coordinator.url} said:\n${coordinator.stderr().slice(-8000)}`);
-      throw err;
+      return { engine: 'pglite', submission, runs: [await farmOn([coordinator], agents, submission, opts)] };
     } finally {
       await coordinator.stop();
     }
@@ -201,12 +172,42 @@ async function benchPglite(opts: EngineOptions): Promise<EngineReport> {
   }
 }
 
+/** A run of the farm against running coordinators; when it fails, what they said. */
+async function farmOn(
+  coordinators: CoordinatorProcess[],
+  agents: AgentCredentials[],
+  submission: Submission,
+  opts: EngineOptions,
+  postgresPid?: number,
+): Promise<FarmRun> {
+  const count = coordinators.length;
+  opts.log(`  ${count} coordinator${count > 1 ? 's' : ''}, ${agents.length} agents of ${opts.slots} slots:`);
+  try {
+    const run = await runFarm({
+      urls: coordinators.map((c) => c.url),
+      coordinatorPids: coordinators.map((c) => c.child.pid!),
+      postgresPid,
+      agents,
+      slots: opts.slots,
+      nodes: opts.nodes,
+      ids: submission.ids,
+      log: opts.log,
+    });
+    opts.log(describeRun(run));
+    return run;
+  } catch (err) {
+    for (const c of coordinators) opts.log(`coordinator ${c.url} said:\n${c.stderr().slice(-8000)}`);
+    throw err;
+  }
+}
+
 export function describeRun(run: FarmRun): string {
   const ms = (v: number) => `${v.toFixed(1)} ms`;
   const perBuild = (s: number) => `${((1000 * s) / run.builds).toFixed(2)} ms`;
   return [
     `  ${run.builds} builds in ${run.seconds.toFixed(1)} s (agents connected in ${run.connectSeconds.toFixed(1)} s); sustained ${run.sustainedPerSecond.toFixed(0)} assignments/s`,
-    `  scheduling latency p50 ${ms(run.schedulingLatency.p50)}, p90 ${ms(run.schedulingLatency.p90)}, p99 ${ms(run.schedulingLatency.p99)}, max ${ms(run.schedulingLatency.max)}`,
+    `  scheduling latency (steady part) p50 ${ms(run.schedulingLatency.p50)}, p90 ${ms(run.schedulingLatency.p90)}, p99 ${ms(run.schedulingLatency.p99)}, max ${ms(run.schedulingLatency.max)}` +
+      `; every build: p50 ${ms(run.schedulingLatencyAll.p50)}, p99 ${ms(run.schedulingLatencyAll.p99)}`,
     `  ready → assigned, waiting for slots included: p50 ${ms(run.queueLatency.p50)}, p99 ${ms(run.queueLatency.p99)}; ${run.assignedBeforeSeenReady} assigned before the agent saw them ready`,
     `  CPU per build: coordinators ${perBuild(run.cpu.coordinators)}, PostgreSQL ${run.cpu.postgres === undefined ? '-' : perBuild(run.cpu.postgres)}, ` +
       `agents (this process) ${perBuild(run.cpu.bench)}; machine busy ${((100 * run.cpu.machineBusy) / run.cpu.machineCapacity).toFixed(0)} %, load ${run.loadAverage.map((l) => l.toFixed(2)).join(' ')}`,

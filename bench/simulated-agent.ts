@@ -26,8 +26,11 @@ export interface SimulatedAgentOptions {
   onStored?(buildId: string, outputName: string, at: number): void;
   /** Called when the coordinator acknowledged a build's success. */
   onFinished?(buildId: string, at: number): void;
-  /** Called when building an assignment failed (an upload refused); without it the error is thrown. */
-  onError?(buildId: string, err: unknown): void;
+  /**
+   * Called when building an assignment failed (an upload refused; `buildId` says which)
+   * or the control stream broke; without it the error is thrown.
+   */
+  onError?(err: unknown, buildId?: string): void;
 }
 
 export class SimulatedAgent {
@@ -69,14 +72,16 @@ export class SimulatedAgent {
           const assign = m.value;
           this.build(assign).catch((err: unknown) => {
             if (!this.opts.onError) throw err;
-            this.opts.onError(assign.buildId, err);
+            this.opts.onError(err, assign.buildId);
           });
         }
         else if (m.case === 'acknowledged') this.opts.onFinished?.(m.value.buildId, performance.now());
       }
     })().catch((err: unknown) => {
       failed(err);
-      if (!this.abort.signal.aborted) throw err;
+      if (this.abort.signal.aborted) return;
+      if (!this.opts.onError) throw err;
+      this.opts.onError(err);
     });
     await welcome;
   }

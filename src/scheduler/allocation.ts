@@ -112,11 +112,13 @@ function claimStatement(picked: SQL, opts: ClaimOptions, also: SQL = sql``): SQL
     attempts as (
       insert into build_attempts (build_id, attempt, agent_id)
       select id, attempt, agent_id from claimed)
-    select c.*, d.text,
+    select c.*,
+      -- Looked up per claimed build (by index), never by hashing every derivation.
+      (select d.text from derivations d where d.path = c.derivation_path) as text,
       (select json_agg(json_build_object('name', o.name, 'path', o.path, 'hashAlgo', o.hash_algo, 'hash', o.hash) order by o.name)
        from derivation_outputs o where o.derivation_path = c.derivation_path) as outputs,
       false as blocked
-    from claimed c join derivations d on d.path = c.derivation_path
+    from claimed c
     ${also}`;
 }
 
@@ -186,7 +188,8 @@ export const priorityFirst: AllocationPolicy = {
         where not ${blocked}
         order by derived_priority desc nulls last, seq
         limit ${slots.length}) c
-      join unnest(${sql.param(slots)}::uuid[]) with ordinality as s(agent_id, n) on s.n = c.n`;
+      join unnest(${sql.param(slots)}::uuid[]) with ordinality as s(agent_id, n) on s.n = c.n
+      limit ${slots.length}`;
     const also = sql`union all
       select null, null, null, null, null, null, null, null, null, true where ${blocked}`;
     const rows = rowsOf<ClaimRow>(await db.execute(claimStatement(picked, opts, also)));

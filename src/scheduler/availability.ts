@@ -17,6 +17,7 @@ import type { Database } from '../db/connection.js';
 import { Batcher, batcherPer } from '../batcher.js';
 import { rowsOf } from '../db/rows.js';
 import { holdCacheShared } from '../substitutes/cache-lock.js';
+import { retryingTransient } from '../db/transient.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Executor = Database | Tx;
@@ -109,11 +110,13 @@ const arrivals = batcherPer(
     new Batcher(async (inputs: string[][]) => {
       const paths = [...new Set(inputs.flat())];
       // Only paths in the cache now release anything (gc may have taken one back meanwhile).
-      const ready = await released(
-        db,
-        sql`delete from build_waits w using store_paths s
-            where w.path = any(${sql.param(paths)}::text[]) and s.path = w.path
-            returning w.build_id, w.path`,
+      const ready = await retryingTransient(() =>
+        released(
+          db,
+          sql`delete from build_waits w using store_paths s
+              where w.path = any(${sql.param(paths)}::text[]) and s.path = w.path
+              returning w.build_id, w.path`,
+        ),
       );
       // Each caller hears of the builds its own paths made ready.
       return inputs.map((own) => ready.filter((r) => r.paths.some((p) => own.includes(p))).map((r) => r.id));

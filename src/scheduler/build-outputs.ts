@@ -1,8 +1,10 @@
 // What an agent may upload: outputs and logs only of builds allocated to it and not
 // finished yet.
-import { and, eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import { Batcher, batcherPer } from '../batcher.js';
 import type { Database } from '../db/connection.js';
-import { builds, derivationOutputs } from '../db/schema.js';
+import { rowsOf } from '../db/rows.js';
+import { builds } from '../db/schema.js';
 import { KilnError, notFound } from '../errors.js';
 import { isUuid } from '../uuid.js';
 
@@ -53,17 +55,43 @@ export function heldBuild(db: Database, agentId: string, buildId: string) {
   return buildOfAgent(db, agentId, buildId, UPLOAD_REFUSAL);
 }
 
-/** The output of a build the agent may upload for, read with the build in one query (every upload asks). */
+/**
+ * The output of a build the agent may upload for. Every upload asks, so the build and the
+ * output are read in one query, and uploads starting together share it (batcher.ts).
+ */
 export async function outputOfHeldBuild(db: Database, agentId: string, buildId: string, outputName: string): Promise<HeldOutput> {
   if (!isUuid(buildId)) throw new KilnError('invalid_argument', `build id ${JSON.stringify(buildId)} is not a UUID`);
-  const [row] = await db
-    .select({ agentId: builds.agentId, state: builds.state, derivationPath: builds.derivationPath, name: derivationOutputs.name, path: derivationOutputs.path })
-    .from(builds)
-    .leftJoin(derivationOutputs, and(eq(derivationOutputs.derivationPath, builds.derivationPath), eq(derivationOutputs.name, outputName)))
-    .where(eq(builds.id, buildId));
+  const row = await outputLookups(db).call({ buildId, outputName });
   const build = checkOfAgent(row, agentId, buildId, UPLOAD_REFUSAL);
   if (build.name === null || build.path === null) {
     throw new KilnError('invalid_argument', `the derivation of build ${buildId} has no output ${JSON.stringify(outputName)}`);
   }
   return { name: build.name, path: build.path, derivationPath: build.derivationPath };
 }
+
+interface OutputRow {
+  agentId: string | null;
+  state: string;
+  derivationPath: string;
+  name: string | null;
+  path: string | null;
+}
+
+/** Builds (undefined if none) with the named output of each, in the order asked. */
+const outputLookups = batcherPer(
+  (db: Database) =>
+    new Batcher(async (asked: { buildId: string; outputName: string }[]): Promise<(OutputRow | undefined)[]> => {
+      const rows = rowsOf<{ n: number; agent_id: string | null; state: string; derivation_path: string; name: string | null; path: string | null }>(
+        await db.execute(sql`
+          select v.n, b.agent_id, b.state, b.derivation_path, o.name, o.path
+          from unnest(${sql.param(asked.map((a) => a.buildId))}::uuid[], ${sql.param(asked.map((a) => a.outputName))}::text[]) with ordinality as v(id, name, n)
+          join builds b on b.id = v.id
+          left join derivation_outputs o on o.derivation_path = b.derivation_path and o.name = v.name`),
+      );
+      const found = new Map(rows.map((r) => [Number(r.n), r]));
+      return asked.map((_, i) => {
+        const r = found.get(i + 1);
+        return r && { agentId: r.agent_id, state: r.state, derivationPath: r.derivation_path, name: r.name, path: r.path };
+      });
+    }),
+);

@@ -264,10 +264,15 @@ async function toQueue(tx: Tx, buildId: string, delayMs: number | null): Promise
  */
 export async function renewLeases(db: Database, agentIds: string[], leaseMs: number): Promise<void> {
   if (agentIds.length === 0) return;
-  await db
-    .update(builds)
-    .set({ leaseUntil: sql`now() + make_interval(secs => ${leaseMs / 1000})` })
-    .where(and(inArray(builds.agentId, agentIds), inArray(builds.state, [...HELD])));
+  // Builds locked now are being reported on (their agent is alive) and keep their lease
+  // until the next round; waiting for them could deadlock with reports that lock many.
+  await db.execute(sql`
+    with due as (
+      select id from builds
+      where agent_id = any(${sql.param(agentIds)}::uuid[]) and state in ('allocated', 'started')
+      order by id for update skip locked)
+    update builds b set lease_until = now() + make_interval(secs => ${leaseMs / 1000})
+    from due where b.id = due.id`);
 }
 
 /**
@@ -287,6 +292,7 @@ export async function reconcileHeldBuilds(
       .select({ id: builds.id, attempt: builds.attempt })
       .from(builds)
       .where(and(eq(builds.agentId, agentId), inArray(builds.state, [...HELD])))
+      .orderBy(builds.id) // the order every statement that locks many builds takes them in
       .for('update');
     const effects: ReportEffects = noEffects();
     for (const b of mine.filter((b) => !heldIds.includes(b.id))) {

@@ -10,6 +10,7 @@ import { sql } from 'drizzle-orm';
 import { Batcher, batcherPer } from '../batcher.js';
 import type { Database } from '../db/connection.js';
 import { rowsOf } from '../db/rows.js';
+import { retryingTransient } from '../db/transient.js';
 import { Hash } from '../store/hash.js';
 import { isUuid } from '../uuid.js';
 import type { ReportedOutput } from './output-check.js';
@@ -43,8 +44,9 @@ export async function succeedHeld(db: Database, agentId: string, buildId: string
   return successes(db).call({ agentId, buildId, message, reported: canonical as ReportedOutput[] });
 }
 
-const starts = batcherPer((db: Database) => new Batcher(async (inputs: Start[]) => changed(inputs, await startAll(db, inputs))));
-const successes = batcherPer((db: Database) => new Batcher(async (inputs: Success[]) => changed(inputs, await succeedAll(db, inputs))));
+// A deadlock or serialization failure would otherwise fail every report of the batch.
+const starts = batcherPer((db: Database) => new Batcher(async (inputs: Start[]) => changed(inputs, await retryingTransient(() => startAll(db, inputs)))));
+const successes = batcherPer((db: Database) => new Batcher(async (inputs: Success[]) => changed(inputs, await retryingTransient(() => succeedAll(db, inputs)))));
 
 function changed(inputs: Start[], done: Set<string>): boolean[] {
   return inputs.map((i) => done.has(i.buildId));

@@ -34,8 +34,10 @@ export interface BuildFarm {
 export function useBuildFarm(builder: BuilderName): () => BuildFarm {
   let farm: BuildFarm | undefined;
   beforeAll(async () => {
-    // The DAG test places each build on a chosen agent by tags, so it submits every
-    // build itself rather than letting the coordinator submit the missing inputs.
+    // Every build of the DAG is submitted on its own, pinned to its side. Builds made for
+    // the top's inputs would duplicate them with the top's tag: a second build of the leaf
+    // on the agent whose later builds refer to its output cannot delete that output there,
+    // and no other agent may take it.
     const t = await startTestCoordinator('pglite', { submitMissingInputs: false });
     const root = mkdtempSync(join(tmpdir(), `kiln-e2e-${builder}-`));
     farm = { t, root, builder, agents: [] };

@@ -9,6 +9,23 @@ import { builds, buildTags, derivationInputs, derivationOutputs, derivations, ev
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { cliEnv, grpcJsAdminClient, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { chain, closureOf } from '../helpers/derivations.js';
+import { makeDerivation, type MadeDerivation } from '../../src/store/make-derivation.js';
+import type { Derivation } from '../../src/store/derivation.js';
+
+/** leaf ← mid ← top, made without Nix, each with its own text only. */
+function madeChain(tag: string): { leaf: MadeDerivation; mid: MadeDerivation; top: MadeDerivation } {
+  const known = new Map<string, Derivation>();
+  const make = (name: string, input?: MadeDerivation) => {
+    const d = makeDerivation({ name: `${name}-${tag}`, system: 'x86_64-linux', builder: '/bin/sh', inputDrvs: new Map(input ? [[input.path, ['out']]] : []) }, '/nix/store', known);
+    known.set(d.path, d.drv);
+    return d;
+  };
+  const leaf = make('leaf');
+  const mid = make('mid', leaf);
+  return { leaf, mid, top: make('top', mid) };
+}
+
+const own = (d: MadeDerivation) => ({ derivationPath: d.path, derivations: [{ path: d.path, text: Buffer.from(d.text) }] });
 
 async function snapshot(t: TestCoordinator) {
   const { db } = t.coordinator.database;
@@ -96,6 +113,34 @@ describe.each(DATABASE_KINDS)('builds through AdminService on %s', (kind) => {
     await t.admin.cancelBuild({ id: res.build!.id });
     expect((await get(leafBuild!.id)).derivedPriority).toBe(0);
     expect((await get(midBuild!.id)).derivedPriority).toBe(0);
+  });
+
+  test('SubmitBuilds makes many builds in one call, each using derivations others carry, waiting on each other, priorities derived across them', async () => {
+    const { leaf, mid, top } = madeChain(`${kind}-batch-${randomUUID().slice(0, 8)}`);
+    // The top first: its input's text comes later in the same call.
+    const res = await t.admin.submitBuilds({ builds: [{ ...own(top), priority: 9 }, own(mid), { ...own(leaf), tags: [{ key: 'set', value: 'x' }] }] });
+    expect(res.builds.map((b) => b.build!.derivationPath)).toEqual([top.path, mid.path, leaf.path]);
+    expect(res.builds.every((b) => !b.existing)).toBe(true);
+    const [t0, m0, l0] = res.builds.map((b) => b.build!);
+    expect([t0!.waitingInputs, m0!.waitingInputs, l0!.waitingInputs]).toEqual([1, 1, 0]);
+    // The top's priority pulls its inputs forward.
+    expect([t0!.derivedPriority, m0!.derivedPriority, l0!.derivedPriority]).toEqual([9, 9, 9]);
+    expect(l0!.tags).toEqual([expect.objectContaining({ key: 'set', value: 'x' })]);
+    // One build each: the inputs had builds in the call, so none was made for them.
+    for (const d of [leaf, mid, top]) expect((await t.admin.listBuilds({ derivationPath: d.path })).builds).toHaveLength(1);
+  });
+
+  test('SubmitBuilds is all or nothing, and names the build at fault', async () => {
+    const { leaf, mid, top } = madeChain(`${kind}-batch-bad-${randomUUID().slice(0, 8)}`);
+    const before = await snapshot(t);
+    const tampered = { derivationPath: mid.path, derivations: [{ path: mid.path, text: Buffer.from(mid.text.replace('/bin/sh', '/bin/ZZ')) }] };
+    const err = rejection(await t.admin.submitBuilds({ builds: [own(leaf), tampered, own(top)] }).catch((e: unknown) => e));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain('builds[1].derivations[0]');
+    const badPriority = rejection(await t.admin.submitBuilds({ builds: [own(leaf), { ...own(mid), priority: 2_000_000 }] }).catch((e: unknown) => e));
+    expect(badPriority.code).toBe(Code.InvalidArgument);
+    expect(badPriority.rawMessage).toMatch(/^builds\[1\]: priority 2000000/);
+    expect(await snapshot(t)).toEqual(before);
   });
 
   test('needs only the texts the coordinator lacks', async () => {
