@@ -4,7 +4,6 @@
 // hash and size match what arrived is the file moved into place and the store path
 // recorded; a broken upload stays staged so that it resumes where it stopped.
 import { releasePaths } from '../scheduler/availability.js';
-import { holdCacheShared } from '../substitutes/cache-lock.js';
 import { createHash, type Hash as NodeHash } from 'node:crypto';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { decompressFrame } from 'lz4-napi';
@@ -12,7 +11,6 @@ import type { UploadSourceRequest } from '../../gen/kiln/v1/admin_pb.js';
 import type { UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
 import { AsyncQueue } from '../async-queue.js';
 import type { Database } from '../db/connection.js';
-import { storePaths } from '../db/schema.js';
 import { encodeBase32 } from '../store/base32.js';
 import { Hash } from '../store/hash.js';
 import { NarError, type NarResult } from '../store/nar-format.js';
@@ -20,6 +18,7 @@ import { parseNar } from '../store/nar-parser.js';
 import { parseStorePath } from '../store/store-path.js';
 import { StagingInUseError, type NarStorage, type StagedUpload } from '../storage/nar-storage.js';
 import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
+import { recordPath } from './path-records.js';
 
 export interface ReceivedOutput {
   storePath: string;
@@ -277,18 +276,22 @@ export async function receiveNar(
     }
     const fileHash = encodeBase32(incoming.fileHash.digest());
     const fileName = `${fileHash}.nar.lz4`;
-    await deps.db.transaction(async (tx) => {
-      // From the rename to the row's commit, garbage collection waits (cache-lock.ts).
-      await holdCacheShared(tx);
-      await staged.commit(fileName);
-      completed = true;
-      await recordStorePath(tx, target, {
+    completed = true; // from here the staged upload is committed or, on an error, already ended
+    await recordPath(deps.db, {
+      commitFile: () => staged.commit(fileName),
+      row: {
+        path: target.storePath,
+        hashPart: parseStorePath(target.storePath).hashPart,
         narHash: received.toString(),
         narSize: nar.size,
+        references: [...target.references].sort(),
+        deriver: target.deriver,
         fileName,
+        compression: 'lz4',
         fileHash: `sha256:${fileHash}`,
         fileSize: incoming.fileSize,
-      });
+        buildId: target.buildId,
+      },
     });
     // After the record's commit, so no build's wait can slip past it (see availability.ts).
     const released = await releasePaths(deps.db, [target.storePath]);
@@ -345,27 +348,4 @@ function parseDeclaredHash(text: string): Hash {
   } catch (err) {
     throw new ConnectError(`trailer nar_hash ${JSON.stringify(text)}: ${(err as Error).message}`, Code.InvalidArgument);
   }
-}
-
-async function recordStorePath(
-  db: Pick<Database, 'insert'>,
-  target: NarTarget,
-  nar: { narHash: string; narSize: number; fileName: string; fileHash: string; fileSize: number },
-): Promise<void> {
-  await db
-    .insert(storePaths)
-    .values({
-      path: target.storePath,
-      hashPart: parseStorePath(target.storePath).hashPart,
-      narHash: nar.narHash,
-      narSize: nar.narSize,
-      references: [...target.references].sort(),
-      deriver: target.deriver,
-      fileName: nar.fileName,
-      compression: 'lz4',
-      fileHash: nar.fileHash,
-      fileSize: nar.fileSize,
-      buildId: target.buildId,
-    })
-    .onConflictDoNothing();
 }

@@ -77,9 +77,54 @@ describe('NarStorage', () => {
     await again.close();
   });
 
+  test('a one-frame upload is put into place whole, leaving no staging files, not even an earlier attempt\'s', async () => {
+    const earlier = await storage.stage('b9-out', { fresh: true });
+    await earlier.append(Buffer.from('stale'), 5);
+    await earlier.append(Buffer.from('frames'), 6);
+    await earlier.close();
+    expect(await storage.stagedOffset('b9-out')).toBe(11);
+    const staged = await storage.stage('b9-out', { fresh: true });
+    await staged.append(Buffer.from('only-frame'), 40);
+    expect(staged.plainOffset).toBe(40);
+    expect(staged.frames).toEqual([{ stored: 10, plain: 40 }]);
+    const replayed: string[] = [];
+    for await (const f of staged.readFrames()) replayed.push(f.toString());
+    expect(replayed).toEqual(['only-frame']);
+    await staged.commit(NAME);
+    expect(readFileSync(join(root, 'nar', NAME), 'utf8')).toBe('only-frame');
+    expect(readdirSync(join(root, 'staging'))).toEqual([]);
+    expect(await storage.stagedOffset('b9-out')).toBe(0);
+    // Ended once: the key is free, and ending again does nothing.
+    await staged.close();
+    await (await storage.stage('b9-out', { fresh: false })).discard();
+  });
+
+  test('a one-frame upload kept for a resume is written out and resumes after its frame', async () => {
+    const staged = await storage.stage('b10-out', { fresh: true });
+    await staged.append(Buffer.from('held'), 4);
+    await staged.close();
+    expect(await storage.stagedOffset('b10-out')).toBe(4);
+    const resumed = await storage.stage('b10-out', { fresh: false });
+    await resumed.append(Buffer.from('-next'), 5);
+    await resumed.commit(NAME);
+    expect(readFileSync(join(root, 'nar', NAME), 'utf8')).toBe('held-next');
+    expect(readdirSync(join(root, 'staging'))).toEqual([]);
+  });
+
+  test('a one-frame upload that is discarded leaves nothing, an earlier attempt\'s files included', async () => {
+    const earlier = await storage.stage('b11-out', { fresh: true });
+    await earlier.close();
+    const staged = await storage.stage('b11-out', { fresh: true });
+    await staged.append(Buffer.from('bad'), 3);
+    await staged.discard();
+    expect(readdirSync(join(root, 'staging'))).toEqual([]);
+    expect(readdirSync(join(root, 'nar'))).toEqual([]);
+  });
+
   test('a staged upload has one writer: a second stage of the same key is refused until the first ends', async () => {
     const first = await storage.stage('b7-out', { fresh: true });
-    await first.append(Buffer.from('first'), 5);
+    await first.append(Buffer.from('fir'), 2);
+    await first.append(Buffer.from('st'), 3);
     await expect(storage.stage('b7-out', { fresh: true })).rejects.toThrow(StagingInUseError);
     await expect(storage.stage('b7-out', { fresh: false })).rejects.toThrow(StagingInUseError);
     // The refused attempts touched nothing.
