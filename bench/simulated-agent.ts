@@ -1,8 +1,10 @@
 // A simulated agent: the real AgentService protocol over a real gRPC stream, without a
-// builder. It says Hello, and for each AssignBuild reports it started, uploads a small
-// NAR (one LZ4 frame) for every output and reports success, so that a coordinator (or
-// several replicas) can be driven with thousands of builds: the scheduling benchmark and
-// the replica test use it. It never holds more builds than its slots.
+// builder. It says Hello, and for each AssignBuild reports it started and reports success
+// with a small NAR (one LZ4 frame) for every output, carried in the report as the real
+// agent carries small outputs (or uploaded by UploadOutput each, with `upload`), so that a
+// coordinator (or several replicas) can be driven with thousands of builds: the
+// scheduling benchmark and the replica test use it. It never holds more builds than its
+// slots.
 import { createHash } from 'node:crypto';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
@@ -22,7 +24,12 @@ export interface SimulatedAgentOptions {
   tags?: { key: string; value: string }[];
   /** Called when an assignment arrives, before anything is reported. */
   onAssigned?(assign: AssignBuild, at: number): void;
-  /** Called when an output's upload returned: it is in the cache, and builds waiting only on it are ready. */
+  /** Upload each output by its own UploadOutput call instead of sending it with the report. */
+  upload?: boolean;
+  /**
+   * Called when an output is known to be in the cache (its upload returned, or the report
+   * carrying it was acknowledged): builds waiting only on it are ready.
+   */
   onStored?(buildId: string, outputName: string, at: number): void;
   /** Called when the coordinator acknowledged a build's success. */
   onFinished?(buildId: string, at: number): void;
@@ -44,6 +51,8 @@ export class SimulatedAgent {
   maxHolding = 0;
   /** When the coordinator's Welcome arrived (performance.now()). */
   welcomedAt = NaN;
+  /** Outputs sent with a success report not yet acknowledged, by build. */
+  private readonly inlineOutputs = new Map<string, string[]>();
 
   constructor(private readonly opts: SimulatedAgentOptions) {
     this.client = agentClient(opts.url, opts.agentId, opts.password);
@@ -75,7 +84,12 @@ export class SimulatedAgent {
             this.opts.onError(err, assign.buildId);
           });
         }
-        else if (m.case === 'acknowledged') this.opts.onFinished?.(m.value.buildId, performance.now());
+        else if (m.case === 'acknowledged') {
+          const at = performance.now();
+          for (const name of this.inlineOutputs.get(m.value.buildId) ?? []) this.opts.onStored?.(m.value.buildId, name, at);
+          this.inlineOutputs.delete(m.value.buildId);
+          this.opts.onFinished?.(m.value.buildId, at);
+        }
       }
     })().catch((err: unknown) => {
       failed(err);
@@ -98,9 +112,14 @@ export class SimulatedAgent {
     this.send({ case: 'buildStarted', value: { buildId: assign.buildId } });
     const outputs = [];
     for (const output of assign.outputs) {
-      outputs.push(await uploadTinyOutput(this.client, assign.buildId, output, this.abort.signal));
-      this.opts.onStored?.(assign.buildId, output.name, performance.now());
+      if (this.opts.upload) {
+        outputs.push(await uploadTinyOutput(this.client, assign.buildId, output, this.abort.signal));
+        this.opts.onStored?.(assign.buildId, output.name, performance.now());
+      } else {
+        outputs.push(await tinyOutput(assign.buildId, output));
+      }
     }
+    if (!this.opts.upload) this.inlineOutputs.set(assign.buildId, assign.outputs.map((o) => o.name));
     this.holding--;
     this.send({ case: 'buildFinished', value: { buildId: assign.buildId, result: BuildResult.SUCCESS, outputs, message: '' } });
   }
@@ -112,26 +131,39 @@ export class SimulatedAgent {
   }
 }
 
-/**
- * Uploads a tiny NAR (one file naming the build and output) as an output of the build,
- * in one LZ4 frame, and returns what BuildFinished reports for it.
- */
+interface TinyOutput {
+  name: string;
+  path: string;
+  narHash: string;
+  narSize: bigint;
+  references: string[];
+  /** The NAR as one LZ4 frame. */
+  narLz4: Buffer;
+}
+
+/** A tiny NAR (one file naming the build and output) as an output of the build, in one LZ4 frame, as BuildFinished carries it. */
+export async function tinyOutput(buildId: string, output: { name: string; path: string }): Promise<TinyOutput> {
+  const nar = narOfFile(Buffer.from(`${buildId} ${output.name}\n`));
+  const narHash = `sha256:${encodeBase32(createHash('sha256').update(nar).digest())}`;
+  return { name: output.name, path: output.path, narHash, narSize: BigInt(nar.length), references: [], narLz4: await compressFrame(nar) };
+}
+
+/** Uploads a tiny output by UploadOutput and returns what BuildFinished reports for it (nothing inline). */
 export async function uploadTinyOutput(
   client: Client<typeof AgentService>,
   buildId: string,
   output: { name: string; path: string },
   signal?: AbortSignal,
-): Promise<{ name: string; path: string; narHash: string; narSize: bigint; references: string[] }> {
-  const nar = narOfFile(Buffer.from(`${buildId} ${output.name}\n`));
-  const narHash = `sha256:${encodeBase32(createHash('sha256').update(nar).digest())}`;
-  const frame = await compressFrame(nar);
+): Promise<Omit<TinyOutput, 'narLz4'>> {
+  const { narLz4: frame, ...info } = await tinyOutput(buildId, output);
+  const { narHash, narSize } = info;
   await client.uploadOutput(
     (async function* () {
       yield { message: { case: 'header' as const, value: { buildId, outputName: output.name, storePath: output.path, offset: 0n, references: [] } } };
       yield { message: { case: 'chunk' as const, value: frame } };
-      yield { message: { case: 'trailer' as const, value: { narHash, narSize: BigInt(nar.length) } } };
+      yield { message: { case: 'trailer' as const, value: { narHash, narSize } } };
     })(),
     { signal },
   );
-  return { name: output.name, path: output.path, narHash, narSize: BigInt(nar.length), references: [] };
+  return info;
 }

@@ -13,7 +13,7 @@ import type { Logger } from '../logger.js';
 import type { Tag } from '../scheduler/tags.js';
 import type { Builder, BuildOutcome, CacheInfo } from './builders/builder.js';
 import { ControlStream } from './control-stream.js';
-import { uploadLog, uploadOutput } from './uploader.js';
+import { inlineOutput, uploadLog, uploadOutput } from './uploader.js';
 import { inSpan, traceAgentBuild, traceHeaders, type AgentBuildTrace } from '../telemetry/agent-telemetry.js';
 import { ATTR } from '../telemetry/build-trace.js';
 
@@ -246,13 +246,15 @@ export class Agent {
           const attributes = { [ATTR.buildId]: assign.buildId, [ATTR.output]: output.name, 'kiln.output.path': output.storePath };
           outputs.push(
             await inSpan('kiln.agent.upload.output', attributes, async (span) => {
-              const info = await uploadOutput(this.client, assign.buildId, output, signal, log);
+              // A small output goes with the report; a larger one by its own call.
+              const info = (await inlineOutput(output, signal)) ?? (await uploadOutput(this.client, assign.buildId, output, signal, log));
+              span.setAttribute('kiln.output.inline', info.narLz4 !== undefined);
               span.setAttribute(ATTR.narBytes, Number(info.narSize ?? 0));
               return info;
             }),
           );
         }
-        log.info({ outputs: outputs.length }, 'build succeeded; outputs uploaded');
+        log.info({ outputs: outputs.length, inline: outputs.filter((o) => o.narLz4 !== undefined).length }, 'build succeeded; outputs uploaded or carried inline');
         this.stream.report({ case: 'buildFinished', value: { buildId: assign.buildId, result: BuildResult.SUCCESS, outputs, message: '' } });
         return 'success';
       }

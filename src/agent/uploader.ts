@@ -11,6 +11,7 @@ import type { Logger } from '../logger.js';
 import { encodeBase32 } from '../store/base32.js';
 import type { NarResult } from '../store/nar-format.js';
 import { dumpPath, type DumpStream } from '../store/nar-writer.js';
+import { INLINE_NAR_MAX } from '../upload-limits.js';
 import { Backoff, delay } from './backoff.js';
 import type { BuiltOutput } from './builders/builder.js';
 
@@ -75,6 +76,24 @@ export async function* skipBytes(chunks: AsyncIterable<Buffer>, offset: number):
     if (end > offset) yield position >= offset ? chunk : chunk.subarray(offset - position);
     position = end;
   }
+}
+
+/**
+ * The output ready to go inside its BuildFinished (OutputInfo.nar_lz4) if its NAR is at
+ * most INLINE_NAR_MAX bytes; undefined for a larger one, which is uploaded by
+ * `uploadOutput`. Reading one byte more than the limit is what tells them apart.
+ */
+export async function inlineOutput(output: BuiltOutput, signal: AbortSignal): Promise<OutputInfo | undefined> {
+  const nar = dumpPath(output.diskPath, { signal, chunkSize: INLINE_NAR_MAX + 1 });
+  const chunks = nar[Symbol.asyncIterator]();
+  const first = await chunks.next();
+  if (first.done || first.value.length > INLINE_NAR_MAX) {
+    await chunks.return?.(); // stops the walk
+    return undefined;
+  }
+  const narLz4 = await compressFrame(first.value);
+  if (!(await chunks.next()).done) throw new Error(`the NAR of ${output.storePath} went on after a short chunk`);
+  return { name: output.name, path: output.storePath, ...narTrailer(await nar.result), references: output.references, narLz4 };
 }
 
 export async function uploadOutput(

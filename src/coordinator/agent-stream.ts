@@ -9,11 +9,14 @@ import {
   ReportKind,
   SetupFailureReason,
   WelcomeSchema,
+  type BuildFinished,
   type ConnectRequest,
   type ConnectResponse,
   type Hello,
 } from '../../gen/kiln/v1/agent_pb.js';
 import type { Database } from '../db/connection.js';
+import { KilnError } from '../errors.js';
+import type { NarStorage } from '../storage/nar-storage.js';
 import { events } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import {
@@ -31,12 +34,16 @@ import { getAgent } from './agent-registry.js';
 import { AgentSession, type AgentSessions, type LoadLimits } from './agent-sessions.js';
 import { authenticatedAgent } from './auth.js';
 import { refusalError, toConnectError } from './connect-errors.js';
+import { receiveInlineOutput } from './upload-receiver.js';
 import type { BuildEvents } from './build-events.js';
 import type { Dispatcher } from './dispatcher.js';
-import type { BuildTelemetry } from '../telemetry/build-telemetry.js';
+import { UNTRACED, type BuildTelemetry } from '../telemetry/build-telemetry.js';
+import { ATTR } from '../telemetry/build-trace.js';
 
 export interface AgentStreamDeps {
   db: Database;
+  /** Where outputs sent inline with their report are stored. */
+  storage: NarStorage;
   sessions: AgentSessions;
   dispatcher: Dispatcher;
   log: Logger;
@@ -183,6 +190,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
         answerReport(session, ReportKind.BUILD_FINISHED, m.value.buildId, log, async () => {
           const outcome = OUTCOMES[m.value.result];
           if (!outcome) throw new ConnectError(`BuildFinished for ${m.value.buildId} has no result`, Code.InvalidArgument);
+          if (outcome === 'success') await storeInlineOutputs(deps, session.agentId, m.value);
           const outputs = m.value.outputs.map((o) => ({ name: o.name, path: o.path, narHash: o.narHash, narSize: Number(o.narSize) }));
           const effects = await recordFinished(db, deps.reports, session.agentId, m.value.buildId, outcome, m.value.message, outputs);
           deps.telemetry?.outcome(outcome);
@@ -192,6 +200,35 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
     case undefined:
       throw new ConnectError('empty message on the control stream', Code.InvalidArgument);
   }
+}
+
+/**
+ * Stores the outputs a success report carries inline (small ones: no UploadOutput call
+ * each), before the report is taken: it is checked against what is stored. A bad one
+ * refuses the report; the ones stored before it stay, as uploads would.
+ */
+async function storeInlineOutputs(deps: AgentStreamDeps, agentId: string, finished: BuildFinished): Promise<void> {
+  const inline = finished.outputs.filter((o) => o.narLz4.length > 0);
+  if (inline.length === 0) return;
+  const telemetry = deps.telemetry ?? UNTRACED;
+  const attributes = (name: string) => ({ [ATTR.buildId]: finished.buildId, [ATTR.agentId]: agentId, [ATTR.output]: name });
+  const store = (o: (typeof inline)[number]) =>
+    telemetry.uploadInline(attributes(o.name), async () => {
+      const r = await receiveInlineOutput(deps, agentId, finished.buildId, o);
+      return { result: r, bytes: r.fileSize };
+    });
+  const received = await Promise.all(
+    inline.map((o) =>
+      store(o).catch((err: unknown) => {
+        // Not a build the agent may upload for: a report sent again after its build was
+        // taken (harmless), or not its build at all. Taking the report says which.
+        if (err instanceof KilnError && err.kind === 'permission_denied') return undefined;
+        throw err;
+      }),
+    ),
+  );
+  // Builds that waited for these outputs are ready: here and on every replica.
+  if (received.some((r) => r && r.released.length > 0)) deps.dispatcher.workAvailable();
 }
 
 /**

@@ -187,6 +187,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       ...agentUploads({ db, storage, logs, dispatcher, log, telemetry }),
       connect: agentStream({
         db,
+        storage,
         sessions,
         dispatcher,
         log,

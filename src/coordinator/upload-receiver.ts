@@ -5,10 +5,11 @@
 // recorded; a broken upload stays staged so that it resumes where it stopped.
 import { releasePaths } from '../scheduler/availability.js';
 import { createHash, type Hash as NodeHash } from 'node:crypto';
+import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { decompressFrame } from 'lz4-napi';
 import type { UploadSourceRequest } from '../../gen/kiln/v1/admin_pb.js';
-import type { UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
+import { UploadOutputRequestSchema, type UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
 import { AsyncQueue } from '../async-queue.js';
 import type { Database } from '../db/connection.js';
 import { encodeBase32 } from '../store/base32.js';
@@ -19,6 +20,7 @@ import { parseStorePath } from '../store/store-path.js';
 import { StagingInUseError, type NarStorage, type StagedUpload } from '../storage/nar-storage.js';
 import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
 import { recordPath } from './path-records.js';
+import { INLINE_NAR_MAX } from '../upload-limits.js';
 
 export interface ReceivedOutput {
   storePath: string;
@@ -228,12 +230,48 @@ export async function receiveOutput(
 ): Promise<ReceivedOutput> {
   const iterator = requests[Symbol.asyncIterator]();
   const header = await uploadHeader(iterator);
-  const output = await outputOfHeldBuild(deps.db, agentId, header.buildId, header.outputName);
+  return receiveNar(deps, await outputTarget(deps.db, agentId, header), iterator);
+}
+
+/** LZ4's worst case for that many bytes, with the frame's header and checksums. */
+const INLINE_FRAME_MAX = INLINE_NAR_MAX + (INLINE_NAR_MAX >> 8) + 64;
+
+/**
+ * Stores a small output sent inside its BuildFinished (one LZ4 frame) exactly as an
+ * UploadOutput call with that frame would: the same checks, the same staging and record.
+ */
+export async function receiveInlineOutput(
+  deps: { db: Database; storage: NarStorage },
+  agentId: string,
+  buildId: string,
+  output: { name: string; path: string; narHash: string; narSize: bigint; references: readonly string[]; narLz4: Uint8Array },
+): Promise<ReceivedOutput> {
+  if (output.narSize > BigInt(INLINE_NAR_MAX) || output.narLz4.length > INLINE_FRAME_MAX) {
+    throw new ConnectError(
+      `output ${output.name} of build ${buildId} carries ${output.narSize} bytes of NAR in its report; at most ${INLINE_NAR_MAX} may come inline, upload it with UploadOutput`,
+      Code.InvalidArgument,
+    );
+  }
+  const header = { buildId, outputName: output.name, storePath: output.path, offset: 0n, references: output.references };
+  async function* messages(): AsyncGenerator<UploadMessage> {
+    yield create(UploadOutputRequestSchema, { message: { case: 'chunk', value: output.narLz4 } });
+    yield create(UploadOutputRequestSchema, { message: { case: 'trailer', value: { narHash: output.narHash, narSize: output.narSize } } });
+  }
+  return receiveNar(deps, await outputTarget(deps.db, agentId, header), messages());
+}
+
+/** Where an output of a build the agent holds is staged and recorded; refuses a header that does not match it. */
+async function outputTarget(
+  db: Database,
+  agentId: string,
+  header: { buildId: string; outputName: string; storePath: string; offset: bigint; references: readonly string[] },
+): Promise<NarTarget> {
+  const output = await outputOfHeldBuild(db, agentId, header.buildId, header.outputName);
   if (output.path !== header.storePath) {
     throw new ConnectError(`output ${header.outputName} of build ${header.buildId} is ${output.path}, not ${header.storePath}`, Code.InvalidArgument);
   }
   checkReferences(header.references);
-  const target: NarTarget = {
+  return {
     key: stagingKey(header.buildId, header.outputName),
     what: `output ${header.outputName} of build ${header.buildId}`,
     offset: header.offset,
@@ -242,7 +280,6 @@ export async function receiveOutput(
     deriver: output.derivationPath,
     buildId: header.buildId,
   };
-  return receiveNar(deps, target, iterator);
 }
 
 /** Receives the frames and trailer of an upload whose header was read and checked. */

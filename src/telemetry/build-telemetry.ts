@@ -118,7 +118,15 @@ export class BuildTelemetry {
    * headers) and it is counted once complete.
    */
   upload<T>(kind: UploadKind, headers: Headers, attributes: Attributes, receive: (span: Span | undefined) => Promise<Received<T>>): Promise<T> {
-    return traceUpload(this.opts.metrics, kind, headers, attributes, receive);
+    return traceUpload(this.opts.metrics, kind, () => propagation.extract(ROOT_CONTEXT, headers, headerGetter), attributes, receive);
+  }
+
+  /**
+   * An output that came inside its report (OutputInfo.nar_lz4): traced and counted as an
+   * upload, its span a child of the report's (the active span).
+   */
+  uploadInline<T>(attributes: Attributes, receive: () => Promise<Received<T>>): Promise<T> {
+    return traceUpload(this.opts.metrics, 'output', () => context.active(), attributes, receive);
   }
 
   /**
@@ -187,16 +195,20 @@ export interface Received<T> {
   bytes: number;
 }
 
-/** The part of the telemetry the upload calls use. */
-export type UploadTelemetry = Pick<BuildTelemetry, 'upload'>;
+/** The part of the telemetry the upload calls (and outputs sent inline) use. */
+export type UploadTelemetry = Pick<BuildTelemetry, 'upload' | 'uploadInline'>;
 
 /** Uploads neither traced nor counted (a coordinator assembled without telemetry, in tests). */
-export const UNTRACED: UploadTelemetry = { upload: async (_kind, _headers, _attributes, receive) => (await receive(undefined)).result };
+export const UNTRACED: UploadTelemetry = {
+  upload: async (_kind, _headers, _attributes, receive) => (await receive(undefined)).result,
+  uploadInline: async (_attributes, receive) => (await receive()).result,
+};
 
+/** Counts an upload and, with tracing on, receives it in a span under the context `parentOf` gives. */
 async function traceUpload<T>(
   metrics: CoordinatorMetrics,
   kind: UploadKind,
-  headers: Headers,
+  parentOf: () => ReturnType<typeof context.active>,
   attributes: Attributes,
   receive: (span: Span | undefined) => Promise<Received<T>>,
 ): Promise<T> {
@@ -206,7 +218,7 @@ async function traceUpload<T>(
     return result;
   };
   if (!tracingEnabled()) return count(await receive(undefined));
-  const parent = propagation.extract(ROOT_CONTEXT, headers, headerGetter);
+  const parent = parentOf();
   const span = tracer().startSpan(`kiln.upload.${kind}`, { attributes }, parent);
   try {
     const received = await context.with(trace.setSpan(parent, span), () => receive(span));

@@ -115,9 +115,10 @@ describe('tracing across a coordinator and an agent process', () => {
       'kiln.agent.run': 'kiln.agent.build',
       'kiln.agent.upload.log': 'kiln.agent.build',
       'kiln.agent.upload.output': 'kiln.agent.build',
-      // ...and the coordinator continues the agent's uploads (traceparent in the call's headers).
+      // ...and the coordinator continues the agent's uploads (traceparent in the call's headers);
+      // the output is small, so it came inside the success report, under whose span it was stored.
       'kiln.upload.log': 'kiln.agent.upload.log',
-      'kiln.upload.output': 'kiln.agent.upload.output',
+      'kiln.upload.output': 'kiln.build.report.finished',
     });
 
     // Time runs forward: queued, then assigned, then the agent's phases in order (to the

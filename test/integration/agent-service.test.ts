@@ -49,7 +49,10 @@ const WAIT_MS = 20_000;
 /** Small chunks, so that a small tree makes a NAR of many frames. */
 const CHUNK = 64 << 10;
 /** The tests that need a build of their own; their derivations are made before the coordinator runs. */
-const BUILDS = ['owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'misreported', 'concurrent', 'twice-failure', 'twice-success'] as const;
+const BUILDS = [
+  'owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'misreported', 'concurrent', 'twice-failure', 'twice-success',
+  'inline', 'inline-mismatch', 'inline-dotdot', 'inline-large', 'inline-twice',
+] as const;
 type BuildTag = (typeof BUILDS)[number];
 
 function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
@@ -694,6 +697,107 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     stream.send(finished);
     await stream.take('acknowledged', (a) => a.buildId === build.id);
     expect(stream.open).toBe(true);
+    expect(await getBuild(build.id)).toEqual(once);
+    expect(await eventCount(build.id)).toBe(eventsOnce);
+  });
+  /** A small output tree (a script and a symlink): its NAR fits in a report. */
+  function smallTree(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-small-output-'));
+    trees.push(dir);
+    writeFileSync(join(dir, 'hello'), '#!/bin/sh\necho hello\n');
+    chmodSync(join(dir, 'hello'), 0o755);
+    symlinkSync('hello', join(dir, 'hi'));
+    return dir;
+  }
+
+  /** A success report carrying the output's NAR inline, declared as `declared` says. */
+  async function inlineFinished(buildId: string, output: { name: string; path: string }, nar: Buffer, declared = { narHash: narHashOf(nar), narSize: nar.length }): Promise<RequestMessage> {
+    return {
+      case: 'buildFinished',
+      value: {
+        buildId,
+        result: BuildResult.SUCCESS,
+        outputs: [{ name: output.name, path: output.path, narHash: declared.narHash, narSize: BigInt(declared.narSize), references: [], narLz4: await compressFrame(nar) }],
+      },
+    };
+  }
+
+  test('a success report carrying a small output inline stores it as an upload would: served signed, byte for byte, nothing left staged', async () => {
+    const { build, stream, output } = await agentWithBuild('inline');
+    const dir = smallTree();
+    const nar = Buffer.concat(await narChunks(dir));
+    stream.send({ case: 'buildStarted', value: { buildId: build.id } });
+    stream.send(await inlineFinished(build.id, output, nar));
+    const ack = await stream.take('acknowledged', (a) => a.buildId === build.id);
+    expect(ack.refusal).toBeUndefined();
+    expect((await getBuild(build.id)).state).toBe(BuildState.SUCCEEDED);
+
+    const info = await narinfo(output.path);
+    expect(info.status).toBe(200);
+    const parsed = parseNarInfo(info.text);
+    expect(parsed.narHash).toBe(narHashOf(nar));
+    expect(countValidSignatures(parsed, [parseNixPublicKey(t.coordinator.nixPublicKey)])).toBe(1);
+    const compressed = Buffer.from(await (await fetch(`${t.coordinator.url}/${parsed.files[0]!.url}`)).arrayBuffer());
+    expect((await run('lz4', ['-dc'], compressed)).equals(await run('nix-store', ['--dump', dir]))).toBe(true);
+    expect(readdirSync(stagingDir()).filter((f) => f.startsWith(build.id))).toEqual([]);
+  });
+
+  test.each([
+    ['a hash that is not the NAR\'s', 'mismatch', 'is not the one declared'],
+    ['an entry named ".."', 'dotdot', 'the entry name ".."'],
+  ] as const)('refuses a success report whose inline NAR has %s with INVALID_ARGUMENT, storing nothing; the stream stays up and a good report is taken', async (_name, flaw, message) => {
+    const { build, stream, output } = await agentWithBuild(`inline-${flaw}`);
+    stream.send({ case: 'buildStarted', value: { buildId: build.id } });
+    await waitForState(build.id, BuildState.STARTED);
+    const before = await getBuild(build.id);
+    const storedBefore = storedNars();
+    const nar = Buffer.concat(await narChunks(smallTree()));
+    // prettier-ignore
+    const evil = Buffer.concat(['nix-archive-1', '(', 'type', 'directory', 'entry', '(', 'name', '..', 'node', '(', 'type', 'regular', 'contents', 'x', ')', ')', ')'].map(narString));
+    const bad = flaw === 'mismatch'
+      ? await inlineFinished(build.id, output, nar, { narHash: narHashOf(Buffer.from('another NAR')), narSize: nar.length })
+      : await inlineFinished(build.id, output, evil);
+    stream.send(bad);
+    const refused = await stream.take('acknowledged', (a) => a.buildId === build.id);
+    expect(refused.refusal?.code).toBe(Code.InvalidArgument);
+    expect(refused.refusal?.report).toBe(ReportKind.BUILD_FINISHED);
+    expect(refused.refusal?.message).toContain(message);
+    expect(await getBuild(build.id)).toEqual(before);
+    expect(storedNars()).toEqual(storedBefore);
+    expect((await narinfo(output.path)).status).toBe(404);
+    expect(stream.open).toBe(true);
+
+    stream.send(await inlineFinished(build.id, output, nar));
+    expect((await stream.take('acknowledged', (a) => a.buildId === build.id)).refusal).toBeUndefined();
+    expect((await getBuild(build.id)).state).toBe(BuildState.SUCCEEDED);
+  });
+
+  test('refuses an inline output larger than the limit with INVALID_ARGUMENT saying to upload it; uploaded, the same report without it is taken', async () => {
+    const { agent, build, stream, output, header } = await agentWithBuild('inline-large');
+    const dir = outputTree(); // 600 KiB of data: no inline output
+    const nar = Buffer.concat(await narChunks(dir));
+    stream.send(await inlineFinished(build.id, output, nar));
+    const refused = await stream.take('acknowledged', (a) => a.buildId === build.id);
+    expect(refused.refusal?.code).toBe(Code.InvalidArgument);
+    expect(refused.refusal?.message).toContain(`output out of build ${build.id} carries ${nar.length} bytes of NAR in its report; at most 65536 may come inline, upload it with UploadOutput`);
+    expect((await narinfo(output.path)).status).toBe(404);
+
+    await uploadTree(agent.client, header, dir);
+    stream.send({ case: 'buildFinished', value: { buildId: build.id, result: BuildResult.SUCCESS, outputs: [{ name: output.name, path: output.path, narHash: narHashOf(nar), narSize: BigInt(nar.length), references: [] }] } });
+    expect((await stream.take('acknowledged', (a) => a.buildId === build.id)).refusal).toBeUndefined();
+    expect((await getBuild(build.id)).state).toBe(BuildState.SUCCEEDED);
+  });
+
+  test('the same success report with an inline output sent twice (a resend after a reconnect) is acknowledged twice and changes nothing the second time', async () => {
+    const { build, stream, output } = await agentWithBuild('inline-twice');
+    const finished = await inlineFinished(build.id, output, Buffer.concat(await narChunks(smallTree())));
+    stream.send(finished);
+    expect((await stream.take('acknowledged', (a) => a.buildId === build.id)).refusal).toBeUndefined();
+    const once = await getBuild(build.id);
+    expect(once.state).toBe(BuildState.SUCCEEDED);
+    const eventsOnce = await eventCount(build.id);
+    stream.send(finished);
+    expect((await stream.take('acknowledged', (a) => a.buildId === build.id)).refusal).toBeUndefined();
     expect(await getBuild(build.id)).toEqual(once);
     expect(await eventCount(build.id)).toBe(eventsOnce);
   });
