@@ -8,7 +8,7 @@ import { rowsOf } from '../db/rows.js';
 import type { HookEvent } from './hook.js';
 
 /** Events read per fan-out statement. */
-const FAN_OUT_BATCH = 1000;
+export const FAN_OUT_BATCH = 1000;
 
 /**
  * Turns events no hook was handed yet into deliveries for the hooks that take their type

@@ -4,7 +4,7 @@
 // whichever coordinator claims it next: at least once, never lost).
 import type { Database } from '../db/connection.js';
 import type { Logger } from '../logger.js';
-import { claimDeliveries, deliveryDone, deliveryFailed, fanOut } from './deliveries.js';
+import { claimDeliveries, deliveryDone, deliveryFailed, FAN_OUT_BATCH, fanOut } from './deliveries.js';
 import { retryDelayMs, type Hook, type HookEvent } from './hook.js';
 
 export interface HookRunnerOptions {
@@ -32,6 +32,11 @@ export class HookRunner {
   private readonly stopping = new AbortController();
   private pass: Promise<void> | undefined;
   private again = false;
+  /**
+   * New events may wait to be fanned out. A delivery that ends only frees a slot: the
+   * pass it prompts claims, without reading the event table for nothing.
+   */
+  private eventsWaiting = true;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: HookRunnerOptions) {}
@@ -43,8 +48,14 @@ export class HookRunner {
     this.poke();
   }
 
-  /** New events may have been written, or a delivery slot came free. */
+  /** New events may have been written (or retried), here or on another replica. */
   poke(): void {
+    this.eventsWaiting = true;
+    this.slotFree();
+  }
+
+  /** A delivery slot came free, or deliveries may have come due. */
+  private slotFree(): void {
     if (this.stopping.signal.aborted || this.opts.hooks.length === 0) return;
     if (this.pass) {
       this.again = true;
@@ -86,8 +97,12 @@ export class HookRunner {
   }
 
   private async runPass(): Promise<void> {
-    const subscriptions = new Map(this.opts.hooks.map((h) => [h.name, h.events]));
-    while ((await fanOut(this.opts.db, subscriptions)) > 0 && !this.stopping.signal.aborted);
+    if (this.eventsWaiting) {
+      this.eventsWaiting = false;
+      const subscriptions = new Map(this.opts.hooks.map((h) => [h.name, h.events]));
+      // A short batch is the last one: there is nothing more to read until the next poke.
+      while ((await fanOut(this.opts.db, subscriptions)) === FAN_OUT_BATCH && !this.stopping.signal.aborted);
+    }
     for (const hook of this.opts.hooks) {
       const free = hook.concurrency - (this.active.get(hook.name) ?? 0);
       if (free <= 0 || this.stopping.signal.aborted) continue;
@@ -103,7 +118,7 @@ export class HookRunner {
     const run = this.deliver(hook, event).finally(() => {
       this.active.set(hook.name, this.active.get(hook.name)! - 1);
       this.running.delete(run);
-      this.poke();
+      this.slotFree();
     });
     this.running.add(run);
   }
