@@ -5,7 +5,6 @@
 // same key and hash give exactly the signature libgcrypt gives.
 import { createHmac, randomBytes } from 'node:crypto';
 import {
-  BASE,
   N,
   add,
   bigintFromBigEndian,
@@ -14,6 +13,7 @@ import {
   isIdentity,
   mod,
   multiply,
+  multiplyBase,
   toAffine,
   type Point,
 } from './ed25519-point.js';
@@ -54,7 +54,7 @@ export function generateSecretScalar(): bigint {
 
 export function publicPoint(d: bigint): Point {
   if (d <= 0n) throw new Ed25519EcdsaError('secret scalar must be positive');
-  return multiply(d, BASE);
+  return multiplyBase(d);
 }
 
 function hmac(algorithm: string, key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
@@ -109,7 +109,7 @@ export function sign(d: bigint, hash: Uint8Array, algorithm: string): EcdsaSigna
   // that are about 2^-252, but the retry order is what keeps the result reproducible.
   for (let attempt = 0; ; attempt++) {
     const k = rfc6979Nonce(d, hash, algorithm, attempt);
-    const r = mod(toAffine(multiply(k, BASE)).x, N);
+    const r = mod(toAffine(multiplyBase(k)).x, N);
     if (r === 0n) continue;
     const s = mod(invert(k, N) * (h + r * d), N);
     if (s !== 0n) return { r, s };
@@ -122,7 +122,7 @@ export function verify(q: Point, hash: Uint8Array, signature: EcdsaSignature): b
   const w = invert(s, N);
   const u1 = mod(hashToInteger(hash) * w, N);
   const u2 = mod(r * w, N);
-  const point = add(multiply(u1, BASE), multiply(u2, q));
+  const point = add(multiplyBase(u1), multiply(u2, q));
   if (isIdentity(point)) return false;
   return mod(toAffine(point).x, N) === r;
 }

@@ -86,6 +86,41 @@ export function multiply(scalar: bigint, p: Point): Point {
   return result;
 }
 
+/**
+ * Multiples of the base point for multiplyBase: row i holds j·16^i·BASE for j = 0..15.
+ * Made on first use (a thousand additions, a few milliseconds) and kept.
+ */
+let baseTable: Point[][] | undefined;
+
+function makeBaseTable(): Point[][] {
+  const rows: Point[][] = [];
+  let rowBase = BASE;
+  for (let i = 0; i < 64; i++) {
+    const row = [IDENTITY, rowBase];
+    for (let j = 2; j < 16; j++) row.push(add(row[j - 1]!, rowBase));
+    rows.push(row);
+    rowBase = add(row[15]!, rowBase); // 16^(i+1)·BASE
+  }
+  return rows;
+}
+
+/**
+ * scalar·BASE for scalars below 2^256, by the fixed-base table: one addition per nibble
+ * instead of a doubling per bit and an addition per set bit (signing a narinfo is one of
+ * these; six times fewer additions).
+ */
+export function multiplyBase(scalar: bigint): Point {
+  if (scalar < 0n || scalar >= 1n << 256n) throw new Ed25519PointError('scalar outside 0..2^256');
+  baseTable ??= makeBaseTable();
+  let result = IDENTITY;
+  let k = scalar;
+  for (let i = 0; k > 0n; i++, k >>= 4n) {
+    const nibble = Number(k & 15n);
+    if (nibble !== 0) result = add(result, baseTable[i]![nibble]!);
+  }
+  return result;
+}
+
 export function isIdentity(p: Point): boolean {
   return mod(p.X, P) === 0n && mod(p.Y - p.Z, P) === 0n;
 }
