@@ -110,11 +110,13 @@ const arrivals = batcherPer(
     new Batcher(async (inputs: string[][]) => {
       const paths = [...new Set(inputs.flat())];
       // Only paths in the cache now release anything (gc may have taken one back meanwhile).
+      // Both tables by the paths: a path many builds wait on makes the planner expect
+      // thousands of waits, and it then hashed every stored path to find the few.
       const ready = await retryingTransient(() =>
         released(
           db,
           sql`delete from build_waits w using store_paths s
-              where w.path = any(${sql.param(paths)}::text[]) and s.path = w.path
+              where w.path = any(${sql.param(paths)}::text[]) and s.path = any(${sql.param(paths)}::text[]) and s.path = w.path
               returning w.build_id, w.path`,
         ),
       );
