@@ -2,7 +2,7 @@
 // free port on loopback, run as user `postgres` when we are root (PostgreSQL refuses to
 // run as root). Durability is off: the data is thrown away with the server.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, createWriteStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,8 +73,11 @@ function waitForReady(child: ChildProcess, timeoutMs: number): Promise<void> {
   });
 }
 
-/** `settings`: more server settings (`-c name=value`), e.g. shared_preload_libraries. */
-export async function startPostgres(opts: { settings?: Record<string, string> } = {}): Promise<PostgresServer> {
+/**
+ * `settings`: more server settings (`-c name=value`), e.g. shared_preload_libraries;
+ * `logFile`: where the server's log goes (else it is read only until the server is ready).
+ */
+export async function startPostgres(opts: { settings?: Record<string, string>; logFile?: string } = {}): Promise<PostgresServer> {
   const bin = findBinDir();
   const user = postgresUser();
   const dir = mkdtempSync(join(tmpdir(), 'kiln-pg-'));
@@ -97,6 +100,7 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
   // A benchmark or test run that dies must not leave its server behind.
   const killOnExit = () => child.kill('SIGINT');
   process.on('exit', killOnExit);
+  if (opts.logFile) child.stderr!.pipe(createWriteStream(opts.logFile));
   await waitForReady(child, 30_000);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,

@@ -11,7 +11,9 @@
 // The coordinators are `kiln coordinator` processes as in production, at the default
 // log level. KILN_BENCH_COORDINATOR_NODE_ARGS (e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof')
 // is passed to them; KILN_BENCH_PG_STATEMENTS=1 prints PostgreSQL's busiest statements
-// after each run (pg_stat_statements).
+// after each run (pg_stat_statements), and KILN_BENCH_PG_AUTO_EXPLAIN=<ms> has the server
+// log the plans (analyzed, with buffers) of statements slower than that, in a file the
+// benchmark names.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -77,7 +79,7 @@ export async function benchSchedule(options: BenchScheduleOptions = {}): Promise
   try {
     if (engines.includes('postgres')) {
       const statements = process.env.KILN_BENCH_PG_STATEMENTS === '1';
-      server = await startPostgres({ settings: statements ? { shared_preload_libraries: 'pg_stat_statements' } : {} });
+      server = await startPostgres(serverOptions(statements, process.env.KILN_BENCH_PG_AUTO_EXPLAIN, log));
       if (options.anchor ?? true) {
         log('\n-- graphile-worker: empty jobs, default settings --');
         report.graphile = await benchGraphile(server.url, nodes.length);
@@ -90,6 +92,25 @@ export async function benchSchedule(options: BenchScheduleOptions = {}): Promise
     await server?.stop();
   }
   return report;
+}
+
+/** The server's extra settings for pg_stat_statements and auto_explain, when asked for. */
+function serverOptions(statements: boolean, explainMs: string | undefined, log: (line: string) => void): Parameters<typeof startPostgres>[0] {
+  const libraries = [...(statements ? ['pg_stat_statements'] : []), ...(explainMs ? ['auto_explain'] : [])];
+  const settings: Record<string, string> = libraries.length > 0 ? { shared_preload_libraries: libraries.join(',') } : {};
+  if (!explainMs) return { settings };
+  // Outside the server's directory, which goes with it.
+  const logFile = join(mkdtempSync(join(tmpdir(), 'kiln-bench-pg-log-')), 'postgresql.log');
+  log(`PostgreSQL's log (plans of statements over ${explainMs} ms): ${logFile}`);
+  return { logFile, settings: {
+    ...settings,
+    'auto_explain.log_min_duration': explainMs,
+    'auto_explain.log_analyze': 'on',
+    'auto_explain.log_buffers': 'on',
+    'auto_explain.log_nested_statements': 'on',
+    // Row-lock waits count in a statement's time too: name those past deadlock_timeout (1 s).
+    log_lock_waits: 'on',
+  } };
 }
 
 interface EngineOptions {
@@ -131,7 +152,7 @@ async function benchPostgres(server: PostgresServer, opts: EngineOptions & { rep
     if (opts.statements) await resetStatements(queueUrl);
     const { agents, submission, coordinator } = await fillQueue(dataDir, queueUrl, opts);
     await coordinator.stop();
-    if (opts.statements) await printStatements(queueUrl, opts.log);
+    if (opts.statements) await printStatements(queueUrl, opts.nodes.length, opts.log);
     const runs: FarmRun[] = [];
     for (const count of [...new Set([1, opts.replicas])]) {
       // Every run starts from the same queue: a copy of the database as submitted.
@@ -147,7 +168,7 @@ async function benchPostgres(server: PostgresServer, opts: EngineOptions & { rep
       } finally {
         await Promise.all(coordinators.map((c) => c.stop()));
       }
-      if (opts.statements) await printStatements(url, opts.log);
+      if (opts.statements) await printStatements(url, opts.nodes.length, opts.log);
       await dropDatabase(server.url, name);
     }
     return { engine: 'postgres', submission, runs };
@@ -224,14 +245,23 @@ async function resetStatements(url: string): Promise<void> {
   }
 }
 
-async function printStatements(url: string, log: (line: string) => void): Promise<void> {
+/**
+ * The statements that took most of the server's time; per build (of `builds`) and, as a
+ * measure of work that the machine's load does not inflate, buffers touched per call.
+ */
+async function printStatements(url: string, builds: number, log: (line: string) => void): Promise<void> {
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   try {
-    const rows = await sql<{ calls: string; total: number; mean: number; query: string }[]>`
-      select calls::text, total_exec_time as total, mean_exec_time as mean, query
+    const rows = await sql<{ calls: string; total: number; mean: number; rows: number; buffers: number; query: string }[]>`
+      select calls::text, total_exec_time as total, mean_exec_time as mean, rows::float8 / calls as rows,
+        (shared_blks_hit + shared_blks_read + local_blks_hit + local_blks_read)::float8 / calls as buffers, query
       from pg_stat_statements order by total_exec_time desc limit 15`;
-    log('  busiest statements (total ms, calls, mean ms):');
-    for (const r of rows) log(`    ${r.total.toFixed(0).padStart(8)} ${r.calls.padStart(8)} ${r.mean.toFixed(3).padStart(8)}  ${r.query.replace(/\s+/g, ' ').slice(0, 160)}`);
+    log('  busiest statements (total ms, calls, mean ms, ms per build, rows per call, buffers per call):');
+    for (const r of rows) {
+      const figures = [r.total.toFixed(0).padStart(8), r.calls.padStart(8), r.mean.toFixed(3).padStart(8), (r.total / builds).toFixed(3).padStart(7),
+        r.rows.toFixed(1).padStart(7), r.buffers.toFixed(0).padStart(7)];
+      log(`    ${figures.join(' ')}  ${r.query.replace(/\s+/g, ' ').slice(0, 160)}`);
+    }
   } finally {
     await sql.end();
   }

@@ -163,7 +163,8 @@ export const buildExclusions = pgTable(
     agentId: uuid('agent_id').notNull().references(() => agents.id),
     reason: text('reason').notNull().default(''),
   },
-  (t) => [primaryKey({ columns: [t.buildId, t.agentId] })],
+  // A group's claim asks whether any of its agents has an exclusion (allocation.ts).
+  (t) => [primaryKey({ columns: [t.buildId, t.agentId] }), index('build_exclusions_agent').on(t.agentId)],
 );
 
 export const buildTags = pgTable(

@@ -13,6 +13,8 @@ export const FAN_OUT_BATCH = 1000;
 /**
  * Turns events no hook was handed yet into deliveries for the hooks that take their type
  * (`subscriptions`: hook name → event types, '*' for all). Returns how many events it read.
+ * The batch's events are marked through the primary key (`= any(array(…))`): joined to
+ * the batch, which the planner sizes by its limit, every event ever written was hashed.
  */
 export async function fanOut(db: Database, subscriptions: Map<string, readonly string[]>): Promise<number> {
   const hooks = [...subscriptions.keys()];
@@ -31,7 +33,7 @@ export async function fanOut(db: Database, subscriptions: Map<string, readonly s
           on b.type = any(h.types::text[]) or '*' = any(h.types::text[])
         on conflict do nothing
       ),
-      marked as (update events set processed_at = now() where id in (select id from batch) returning id)
+      marked as (update events set processed_at = now() where id = any(array(select id from batch)) returning id)
       select count(*)::int as n from marked`),
   );
   return Number(rows[0]?.n ?? 0);

@@ -98,11 +98,12 @@ export function lockedCandidates(agent: Candidate, limit: number, extraColumns: 
 /**
  * One statement that marks the picked builds (`id`, `agent_id` pairs) allocated to their
  * agents, with a lease, opens an attempt for each, and returns what the assignments need
- * (the derivation's text and outputs): one round trip, atomic on its own.
+ * (the derivation's text and outputs): one round trip, atomic on its own. `before`: more
+ * CTEs (each followed by a comma) that `picked` and `also` may use.
  */
-function claimStatement(picked: SQL, opts: ClaimOptions, also: SQL = sql``): SQL {
+function claimStatement(picked: SQL, opts: ClaimOptions, also: SQL = sql``, before: SQL = sql``): SQL {
   return sql`
-    with picked as (${picked}),
+    with ${before} picked as (${picked}),
     claimed as (
       update builds b
       set state = 'allocated', agent_id = p.agent_id, attempt = b.attempt + 1, not_before = null,
@@ -176,23 +177,28 @@ export const priorityFirst: AllocationPolicy = {
   async claimForGroup(db, group, opts) {
     const slots = dealSlots(group.agents);
     if (slots.length === 0 || group.systems.length === 0) return new Map();
-    const agentIds = sql.param(group.agents.map((a) => a.agentId));
-    const blocked = sql`exists (
-      select 1 from build_exclusions x join builds b on b.id = x.build_id
-      where x.agent_id = any(${agentIds}::uuid[]) and b.state = 'scheduled' and b.system = any(${sql.param(group.systems)}::text[]))`;
+    // Looked for once, from the agents' exclusions (by index; there are few) to their
+    // builds one by one: a join let the planner walk every scheduled build instead, and
+    // probe its exclusions, twice a claim. The subquery per exclusion keeps that order.
+    const blocked = sql`blocked as (
+      select exists (
+        select 1 from build_exclusions x
+        where x.agent_id = any(${sql.param(group.agents.map((a) => a.agentId))}::uuid[])
+          and (select b.state = 'scheduled' and b.system = any(${sql.param(group.systems)}::text[]) from builds b where b.id = x.build_id)
+      ) as yes),`;
     const picked = sql`
       select c.id, s.agent_id
       from (
         select id, row_number() over (order by derived_priority desc nulls last, seq) as n
         from (${lockedCandidates({ systems: group.systems, tags: group.tags }, slots.length, sql`, b.derived_priority, b.seq`)}) c
-        where not ${blocked}
+        where not (select yes from blocked)
         order by derived_priority desc nulls last, seq
         limit ${slots.length}) c
       join unnest(${sql.param(slots)}::uuid[]) with ordinality as s(agent_id, n) on s.n = c.n
       limit ${slots.length}`;
     const also = sql`union all
-      select null, null, null, null, null, null, null, null, null, true where ${blocked}`;
-    const rows = rowsOf<ClaimRow>(await db.execute(claimStatement(picked, opts, also)));
+      select null, null, null, null, null, null, null, null, null, true from blocked where yes`;
+    const rows = rowsOf<ClaimRow>(await db.execute(claimStatement(picked, opts, also, blocked)));
     if (rows.some((r) => r.blocked)) return undefined;
     const byAgent = new Map<string, ClaimedBuild[]>(group.agents.map((a) => [a.agentId, []]));
     for (const r of rows) byAgent.get(r.agent_id)?.push(claimedBuild(r));

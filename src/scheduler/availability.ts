@@ -110,11 +110,13 @@ const arrivals = batcherPer(
     new Batcher(async (inputs: string[][]) => {
       const paths = [...new Set(inputs.flat())];
       // Only paths in the cache now release anything (gc may have taken one back meanwhile).
+      // Both tables by the paths: a path many builds wait on makes the planner expect
+      // thousands of waits, and it then hashed every stored path to find the few.
       const ready = await retryingTransient(() =>
         released(
           db,
           sql`delete from build_waits w using store_paths s
-              where w.path = any(${sql.param(paths)}::text[]) and s.path = w.path
+              where w.path = any(${sql.param(paths)}::text[]) and s.path = any(${sql.param(paths)}::text[]) and s.path = w.path
               returning w.build_id, w.path`,
         ),
       );
@@ -133,26 +135,27 @@ export async function sweepWaits(db: Executor): Promise<string[]> {
  * Runs a delete of waits (returning build_id, path) and lowers each affected build's
  * count by what it lost; gives the builds that became ready, with the paths that went.
  * The builds are locked in id order first: two arrivals whose waiters overlap (a common
- * input's outputs) would otherwise lock them in different orders and deadlock. Looking
- * them up by `= any(array(…))` gives the planner an index condition: without it, a
- * cached generic plan joins `lost` (of unknown size) to a scan of every build.
+ * input's outputs) would otherwise lock them in different orders and deadlock. Every join
+ * here is of a few rows to builds by primary key, and each build's paths travel with
+ * its count: the planner cannot tell how many waits a delete returns (one, or thousands
+ * for a common input), and joining two of these sets to each other, or looking builds
+ * up by the join and by `= any(array(…))` at once, cost the square of that number when
+ * it guessed one (over a second for a path 2,709 builds waited on).
  */
 async function released(db: Executor, deleteWaits: ReturnType<typeof sql>): Promise<{ id: string; paths: string[] }[]> {
   const rows = rowsOf<{ id: string; paths: string[] }>(
     await db.execute(sql`
       with gone as (${deleteWaits}),
-      lost as (select build_id, count(*)::int as n from gone group by build_id),
+      lost as (select build_id, count(*)::int as n, array_agg(path) as paths from gone group by build_id),
       locked as (
-        select b.id, lost.n from builds b join lost on lost.build_id = b.id
-        where b.id = any(array(select build_id from lost)) order by b.id for update of b),
+        select b.id, lost.n, lost.paths from lost join builds b on b.id = lost.build_id
+        order by b.id for update of b),
       lowered as (
         update builds b set waiting = greatest(0, b.waiting - locked.n)
         from locked where b.id = locked.id
-        returning b.id, b.waiting, b.state)
-      select l.id, array_agg(g.path) as paths
-      from lowered l join gone g on g.build_id = l.id
-      where l.waiting = 0 and l.state = 'scheduled'
-      group by l.id`),
+        returning b.id, b.waiting, b.state, locked.paths)
+      select id, paths from lowered
+      where waiting = 0 and state = 'scheduled'`),
   );
   return rows;
 }

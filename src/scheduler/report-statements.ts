@@ -76,27 +76,39 @@ async function startAll(db: Database, inputs: Start[]): Promise<Set<string>> {
 
 async function succeedAll(db: Database, inputs: Success[]): Promise<Set<string>> {
   const outputs = inputs.flatMap((i) => i.reported.map((r) => ({ buildId: i.buildId, ...r })));
+  // A build succeeds here when it reported as many outputs as its derivation has, and as
+  // many of them (`good`; names are unique on both sides) are its derivation's outputs by
+  // name and path, stored with the reported hash and size: counted for the whole batch at
+  // once (a check per build that looked for its outputs among all the reported ones cost
+  // the square of the batch). Builds and outputs are also found by `= any` of the ids and
+  // paths, an index condition whatever the planner guesses: joined to `v` only, it took
+  // every held build from the queue's index and checked each; joined to `reported` only,
+  // it hashed all of derivation_outputs.
+  const ids = sql`${sql.param(inputs.map((i) => i.buildId))}::uuid[]`;
+  const paths = sql`${sql.param(outputs.map((o) => o.path))}::text[]`;
   const rows = rowsOf<{ id: string }>(
     await db.execute(sql`
       with v as (
-        select * from unnest(${sql.param(inputs.map((i) => i.buildId))}::uuid[], ${sql.param(inputs.map((i) => i.agentId))}::uuid[],
+        select * from unnest(${ids}, ${sql.param(inputs.map((i) => i.agentId))}::uuid[],
           ${sql.param(inputs.map((i) => i.message))}::text[], ${sql.param(inputs.map((i) => i.reported.length))}::int[])
           as v(id, agent_id, message, outputs)),
       reported as (
         select * from unnest(${sql.param(outputs.map((o) => o.buildId))}::uuid[], ${sql.param(outputs.map((o) => o.name))}::text[],
-          ${sql.param(outputs.map((o) => o.path))}::text[], ${sql.param(outputs.map((o) => o.narHash))}::text[],
+          ${paths}, ${sql.param(outputs.map((o) => o.narHash))}::text[],
           ${sql.param(outputs.map((o) => o.narSize))}::bigint[])
           as r(build_id, name, path, nar_hash, nar_size)),
+      good as (
+        select r.build_id, o.derivation_path, count(*) as n from reported r
+        join derivation_outputs o on o.path = r.path and o.name = r.name
+        join store_paths s on s.path = r.path and s.nar_hash = r.nar_hash and s.nar_size = r.nar_size
+        where o.path = any(${paths})
+        group by r.build_id, o.derivation_path),
       locked as (
         select b.id, v.message from builds b join v on v.id = b.id and v.agent_id = b.agent_id
-        where b.state in ('allocated', 'started')
+        left join good g on g.build_id = b.id and g.derivation_path = b.derivation_path
+        where b.id = any(${ids}) and b.state in ('allocated', 'started')
           and v.outputs = (select count(*) from derivation_outputs o where o.derivation_path = b.derivation_path)
-          and not exists (
-            select 1 from derivation_outputs o
-            left join reported r on r.build_id = b.id and r.name = o.name
-            left join store_paths s on s.path = o.path
-            where o.derivation_path = b.derivation_path
-              and (r.name is null or s.path is null or r.path <> o.path or r.nar_hash <> s.nar_hash or r.nar_size <> s.nar_size))
+          and v.outputs = coalesce(g.n, 0)
         order by b.id for update of b),
       done as (
         update builds b set state = 'succeeded', lease_until = null, updated_at = now(), ended_at = now()

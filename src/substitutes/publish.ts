@@ -51,21 +51,26 @@ export function publishHook(deps: PublishDeps, limits: PublishLimits = DEFAULT_P
   };
 }
 
-/** The build's outputs, and the paths in their closure that no build made (sources). */
+/**
+ * The build's stored outputs, and the stored paths in their closure that no build made
+ * (sources). Each path's row is read once, as the walk reaches it: joining the closure to
+ * store_paths afterwards made the planner, which cannot tell a closure's size, hash every
+ * stored path for the one or two an output usually has.
+ */
 async function pathsToPublish(db: Database, buildId: string): Promise<string[]> {
   const rows = rowsOf<{ path: string }>(
     await db.execute(sql`
       with recursive outputs as (
         select o.path from builds b join derivation_outputs o on o.derivation_path = b.derivation_path where b.id = ${buildId}
       ),
-      closure(path) as (
-        select path from outputs
+      closure(path, refs, build_id) as (
+        select s.path, s.references, s.build_id from outputs o join store_paths s on s.path = o.path
         union
-        select r.ref from closure c join store_paths s on s.path = c.path cross join lateral unnest(s.references) as r(ref)
+        select s.path, s.references, s.build_id from closure c cross join lateral unnest(c.refs) as r(ref) join store_paths s on s.path = r.ref
       )
-      select c.path from closure c join store_paths s on s.path = c.path
-      where s.build_id is null or c.path in (select path from outputs)
-      order by c.path`),
+      select path from closure
+      where build_id is null or path in (select path from outputs)
+      order by path`),
   );
   return rows.map((r) => r.path);
 }

@@ -1,0 +1,1 @@
+CREATE INDEX "build_exclusions_agent" ON "build_exclusions" USING btree ("agent_id");
