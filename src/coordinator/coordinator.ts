@@ -213,6 +213,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const handler = connectNodeAdapter({
     routes,
     fallback,
+    // gzip only what is worth it: large admin answers (ListBuilds), not the control
+    // stream's assignments of a few KiB, hundreds a second (connect's default is 1 KiB).
+    compressMinBytes: 16 << 10,
     interceptors: [errorInterceptor(log), authInterceptor({ adminToken, dashboardToken, checkAgentPassword: (id, pw) => checkAgentPassword(db, id, pw) })],
   });
 

@@ -12,7 +12,7 @@
 // nothing of the resume guarantee is lost: a kept upload is written out first.
 import { createReadStream, renameSync, unlinkSync, writeFileSync, type ReadStream } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, opendir, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, opendir, readdir, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface FrameRecord {
@@ -56,12 +56,27 @@ export class NarStorage {
   /** Keys of the staged uploads open for writing (in this process). */
   private readonly writing = new Set<string>();
 
-  private constructor(private readonly root: string) {}
+  /**
+   * Keys that may have staging files (read from staging/ at open, then kept): a small
+   * upload put into place whole removes an earlier attempt's files only when there may be
+   * some, not with two calls that find nothing every time. Files another process sharing
+   * the directory leaves meanwhile are not known here; they can only cost disk space, as
+   * a fresh upload never reads them and a finished output is never uploaded again.
+   */
+  private readonly mayHaveFiles: Set<string>;
+
+  private constructor(
+    private readonly root: string,
+    stagedKeys: Iterable<string>,
+  ) {
+    this.mayHaveFiles = new Set(stagedKeys);
+  }
 
   static async open(root: string): Promise<NarStorage> {
     await mkdir(join(root, 'nar'), { recursive: true });
     await mkdir(join(root, 'staging'), { recursive: true });
-    return new NarStorage(root);
+    const keys = (await readdir(join(root, 'staging'))).filter((f) => /\.(part|frames)$/.test(f)).map((f) => f.replace(/\.(part|frames)$/, ''));
+    return new NarStorage(root, keys);
   }
 
   private stagingPaths(key: string): { data: string; journal: string } {
@@ -97,8 +112,14 @@ export class NarStorage {
     if (opts.fresh) {
       return new FreshStagedUpload({
         // Starting over: truncating both files drops whatever an earlier attempt left.
-        spill: async () => this.staged(key, paths, await open(paths.data, 'w'), await open(paths.journal, 'w'), []),
-        commitWhole: async (frame, fileName) => this.putSmall(fileName, frame, [paths.data, paths.journal]),
+        spill: async () => {
+          this.mayHaveFiles.add(key);
+          return this.staged(key, paths, await open(paths.data, 'w'), await open(paths.journal, 'w'), []);
+        },
+        commitWhole: async (frame, fileName) => {
+          this.putSmall(fileName, frame, this.mayHaveFiles.has(key) ? [paths.data, paths.journal] : []);
+          this.mayHaveFiles.delete(key);
+        },
         discard: () => this.discard(key),
         release: () => this.writing.delete(key),
       });
@@ -112,6 +133,7 @@ export class NarStorage {
       return this.open(key, { fresh: true });
     }
     if (existing && existing.size > storedSize) await truncate(paths.data, storedSize);
+    this.mayHaveFiles.add(key);
     return this.staged(key, paths, await open(paths.data, 'a'), await open(paths.journal, 'a'), frames);
   }
 
@@ -133,6 +155,7 @@ export class NarStorage {
     const paths = this.stagingPaths(key);
     await rename(paths.data, this.filePath(fileName));
     await rm(paths.journal, { force: true });
+    this.mayHaveFiles.delete(key);
   }
 
   /** Stores a small file whole (written aside, then renamed into place). */
@@ -167,6 +190,7 @@ export class NarStorage {
     const paths = this.stagingPaths(key);
     await rm(paths.data, { force: true });
     await rm(paths.journal, { force: true });
+    this.mayHaveFiles.delete(key);
   }
 
   /**

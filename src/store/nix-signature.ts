@@ -35,11 +35,19 @@ function splitKey(text: string, what: string): { name: string; bytes: Uint8Array
 
 const b64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64url');
 
+/** Key objects of the keys signing: a coordinator signs every narinfo with the same one. */
+const privateKeyObjects = new WeakMap<NixSecretKey, KeyObject>();
+
 function privateKeyObject(key: NixSecretKey): KeyObject {
-  return createPrivateKey({
-    key: { kty: 'OKP', crv: 'Ed25519', d: b64url(key.seed), x: b64url(key.publicKey.key) },
-    format: 'jwk',
-  });
+  let object = privateKeyObjects.get(key);
+  if (!object) {
+    object = createPrivateKey({
+      key: { kty: 'OKP', crv: 'Ed25519', d: b64url(key.seed), x: b64url(key.publicKey.key) },
+      format: 'jwk',
+    });
+    privateKeyObjects.set(key, object);
+  }
+  return object;
 }
 
 function publicKeyObject(key: NixPublicKey): KeyObject {

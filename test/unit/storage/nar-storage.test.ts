@@ -99,6 +99,19 @@ describe('NarStorage', () => {
     await (await storage.stage('b9-out', { fresh: false })).discard();
   });
 
+  test("a one-frame upload removes the files an earlier process's attempt left (found when the storage opens)", async () => {
+    const earlier = await storage.stage('b12-out', { fresh: true });
+    await earlier.append(Buffer.from('stale'), 5);
+    await earlier.append(Buffer.from('frames'), 6);
+    await earlier.close();
+    const restarted = await NarStorage.open(root);
+    const staged = await restarted.stage('b12-out', { fresh: true });
+    await staged.append(Buffer.from('only-frame'), 40);
+    await staged.commit(NAME);
+    expect(readdirSync(join(root, 'staging'))).toEqual([]);
+    expect(await restarted.stagedOffset('b12-out')).toBe(0);
+  });
+
   test('a one-frame upload kept for a resume is written out and resumes after its frame', async () => {
     const staged = await storage.stage('b10-out', { fresh: true });
     await staged.append(Buffer.from('held'), 4);
