@@ -185,6 +185,16 @@ export class Agent {
         .catch((err: unknown) => {
           traced.end('crashed', (err as Error).message);
           log.error({ err }, 'build crashed in the agent');
+          // The coordinator must hear of it (an output that could not be uploaded, say):
+          // silence would leave the build started on this agent for as long as it stays
+          // connected. An aborted build is not reported: the coordinator ended it, or the
+          // agent is stopping and its builds go back to the queue after the lease.
+          if (!abort.signal.aborted) {
+            this.stream.report({
+              case: 'buildFinished',
+              value: { buildId: assign.buildId, result: BuildResult.FAILURE, outputs: [], message: `the agent could not finish the build: ${(err as Error).message}` },
+            });
+          }
         })
         .finally(() => {
           this.stop.signal.removeEventListener('abort', stopListener);

@@ -215,7 +215,7 @@ async function storeInlineOutputs(deps: AgentStreamDeps, agentId: string, finish
   const store = (o: (typeof inline)[number]) =>
     telemetry.uploadInline(attributes(o.name), async () => {
       const r = await receiveInlineOutput(deps, agentId, finished.buildId, o);
-      return { result: r, bytes: r.fileSize };
+      return { result: r, bytes: r?.fileSize ?? 0 };
     });
   const received = await Promise.all(
     inline.map((o) =>

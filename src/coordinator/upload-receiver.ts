@@ -230,7 +230,7 @@ export async function receiveOutput(
 ): Promise<ReceivedOutput> {
   const iterator = requests[Symbol.asyncIterator]();
   const header = await uploadHeader(iterator);
-  return receiveNar(deps, await outputTarget(deps.db, agentId, header), iterator);
+  return receiveNar(deps, (await outputTarget(deps.db, agentId, header)).target, iterator);
 }
 
 /** LZ4's worst case for that many bytes, with the frame's header and checksums. */
@@ -239,13 +239,15 @@ const INLINE_FRAME_MAX = INLINE_NAR_MAX + (INLINE_NAR_MAX >> 8) + 64;
 /**
  * Stores a small output sent inside its BuildFinished (one LZ4 frame) exactly as an
  * UploadOutput call with that frame would: the same checks, the same staging and record.
+ * Undefined when the path is in the cache already (as QueryUpload would have told an
+ * uploading agent): the report is then judged against what is stored.
  */
 export async function receiveInlineOutput(
   deps: { db: Database; storage: NarStorage },
   agentId: string,
   buildId: string,
   output: { name: string; path: string; narHash: string; narSize: bigint; references: readonly string[]; narLz4: Uint8Array },
-): Promise<ReceivedOutput> {
+): Promise<ReceivedOutput | undefined> {
   if (output.narSize > BigInt(INLINE_NAR_MAX) || output.narLz4.length > INLINE_FRAME_MAX) {
     throw new ConnectError(
       `output ${output.name} of build ${buildId} carries ${output.narSize} bytes of NAR in its report; at most ${INLINE_NAR_MAX} may come inline, upload it with UploadOutput`,
@@ -257,7 +259,9 @@ export async function receiveInlineOutput(
     yield create(UploadOutputRequestSchema, { message: { case: 'chunk', value: output.narLz4 } });
     yield create(UploadOutputRequestSchema, { message: { case: 'trailer', value: { narHash: output.narHash, narSize: output.narSize } } });
   }
-  return receiveNar(deps, await outputTarget(deps.db, agentId, header), messages());
+  const { target, stored } = await outputTarget(deps.db, agentId, header);
+  if (stored) return undefined;
+  return receiveNar(deps, target, messages());
 }
 
 /** Where an output of a build the agent holds is staged and recorded; refuses a header that does not match it. */
@@ -265,13 +269,13 @@ async function outputTarget(
   db: Database,
   agentId: string,
   header: { buildId: string; outputName: string; storePath: string; offset: bigint; references: readonly string[] },
-): Promise<NarTarget> {
+): Promise<{ target: NarTarget; stored: boolean }> {
   const output = await outputOfHeldBuild(db, agentId, header.buildId, header.outputName);
   if (output.path !== header.storePath) {
     throw new ConnectError(`output ${header.outputName} of build ${header.buildId} is ${output.path}, not ${header.storePath}`, Code.InvalidArgument);
   }
   checkReferences(header.references);
-  return {
+  const target = {
     key: stagingKey(header.buildId, header.outputName),
     what: `output ${header.outputName} of build ${header.buildId}`,
     offset: header.offset,
@@ -280,6 +284,7 @@ async function outputTarget(
     deriver: output.derivationPath,
     buildId: header.buildId,
   };
+  return { target, stored: output.stored };
 }
 
 /** Receives the frames and trailer of an upload whose header was read and checked. */

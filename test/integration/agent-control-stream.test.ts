@@ -3,8 +3,9 @@
 // resend queue, and the stream stays up (no reconnect that would send it again); a
 // refused success ends the build as a failure that says why.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -40,11 +41,13 @@ describe.each(DATABASE_KINDS)('the agent control stream on %s', (kind) => {
   let t: TestCoordinator;
   let leaf: string;
   let rebuilt: string;
+  let unsendable: string;
 
   beforeAll(async () => {
     // nix-instantiate runs synchronously: before the coordinator serves.
     leaf = chain(`${kind}-control-stream`).leaf;
     rebuilt = chain(`${kind}-control-stream-rebuilt`).leaf;
+    unsendable = chain(`${kind}-control-stream-unsendable`).leaf;
     t = await startTestCoordinator(kind);
   });
   afterAll(async () => {
@@ -158,15 +161,56 @@ describe.each(DATABASE_KINDS)('the agent control stream on %s', (kind) => {
       await finished(first);
       expect((await t.admin.getBuild({ id: first })).build!.state).toBe(BuildState.SUCCEEDED);
 
+      // The output is small, so it travels inside the report; the cache has the path
+      // already, so the differing NAR is not stored at all.
+      // (Uploaded files only: the publish hook adds other compressions meanwhile.)
+      const nars = () => readdirSync(join(t.dataDir, 'nars', 'nar')).filter((f) => f.endsWith('.nar.lz4')).sort();
+      const narsBefore = nars();
       const second = await submit();
       await finished(second);
       expect((await t.admin.getBuild({ id: second })).build!.state).toBe(BuildState.FAILED);
+      expect(nars()).toEqual(narsBefore);
       const [attempt] = await t.coordinator.database.db.select().from(buildAttempts).where(eq(buildAttempts.buildId, second));
       expect(attempt!.outcome).toBe('failure');
       expect(attempt!.message).toContain(`the coordinator refused the build's success: build ${second} cannot succeed: output out (`);
       expect(attempt!.message).toContain(`differs: the report says`);
       expect(attempt!.message).toContain(`uploaded by build ${first}`);
       expect(built).toBe(2);
+    } finally {
+      await agent.shutdown();
+      rmSync(outDir, { recursive: true, force: true });
+    }
+  });
+  test('a build whose outputs the agent cannot send ends as a failure that says why, not started for ever', async () => {
+    // A builder whose output is a FIFO, which no NAR can hold.
+    const outDir = mkdtempSync(join(tmpdir(), 'kiln-unsendable-'));
+    const builder: Builder = {
+      name: 'fifo',
+      async build(job) {
+        const diskPath = join(outDir, 'out');
+        execFileSync('mkfifo', [diskPath]);
+        return { kind: 'success', outputs: job.outputs.map((o) => ({ name: o.name, storePath: o.path, diskPath, references: [] })) };
+      },
+    };
+    const tags = [{ key: 'test', value: `unsendable-${kind}` }];
+    const { agent: created } = await t.admin.createAgent({ name: 'unsendable', tags });
+    const { password } = await t.admin.createAgentPassword({ agentId: created!.id });
+    const agent = new Agent({ coordinatorUrl: t.coordinator.url, agentId: created!.id, password, systems: [SYSTEM], maxParallel: 1, tags: [], builder: () => builder, log: silentLogger() });
+    agent.start();
+    try {
+      const { build } = await t.admin.submitBuild({ derivationPath: unsendable, derivations: closureOf(unsendable), tags });
+      const id = build!.id;
+      await waitForBuilds(
+        t.coordinator,
+        async () => (await t.admin.getBuild({ id })).build!.state === BuildState.FAILED,
+        WAIT_MS,
+        async () => `build ${id} to fail; it is ${BuildState[(await t.admin.getBuild({ id })).build!.state]}`,
+      );
+      const [attempt] = await t.coordinator.database.db.select().from(buildAttempts).where(eq(buildAttempts.buildId, id));
+      expect(attempt!.outcome).toBe('failure');
+      expect(attempt!.message).toContain('the agent could not finish the build: ');
+      expect(attempt!.message).toContain('FIFO');
+      expect(agent.holding()).toEqual([]);
     } finally {
       await agent.shutdown();
       rmSync(outDir, { recursive: true, force: true });
