@@ -31,6 +31,7 @@ const USAGE = `usage: kiln <command> [options]
   kiln build priority <build-id> <priority>
   kiln build tag <build-id> [k=v]... [--remove KEY]...
   kiln cache gc [--dry-run]
+  kiln cache public-key [--guix]
 
 Client commands talk to --coordinator URL (or $KILN_COORDINATOR, default
 http://127.0.0.1:8745) with the admin token in $KILN_ADMIN_TOKEN, and print

@@ -1,5 +1,5 @@
 // The binary cache over HTTP, in the layout Nix and Guix clients expect:
-// /nix-cache-info, /<hash>.narinfo, /nar/<file>, /log/<drv>, /signing-key.pub.
+// /nix-cache-info, /<hash>.narinfo, /nar/<file>, /log/<drv>, /signing-key.pub, /nix-public-key.
 // NARs are streamed from disk (ranges and HEAD included), never read whole.
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
@@ -66,6 +66,12 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
     if (path === '/nix-cache-info') {
       const body = `StoreDir: ${deps.storeDir}\nWantMassQuery: 1\nPriority: ${deps.priority ?? 40}\n`;
       send(req, res, 200, { 'content-type': 'text/x-nix-cache-info', 'cache-control': 'public, max-age=300' }, body);
+      return true;
+    }
+
+    // The Nix key, as users put it in trusted-public-keys (`kiln cache public-key` reads it).
+    if (path === '/nix-public-key') {
+      send(req, res, 200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'public, max-age=300' }, `${deps.keys.nixPublicKey}\n`);
       return true;
     }
 

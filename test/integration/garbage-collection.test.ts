@@ -116,6 +116,19 @@ describe.each(DATABASE_KINDS)('garbage collection on %s', (kind) => {
     for (const path of removed) expect(await status(narinfoUrl(path))).toBe(200);
   });
 
+  test('kiln cache public-key prints the Nix key the narinfos are signed with, and with --guix the Guix key file served at /signing-key.pub', async () => {
+    const nix = await runCli(['cache', 'public-key'], cliEnv(t));
+    expect({ code: nix.code, stderr: nix.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(nix.stdout).toBe(`${t.coordinator.nixPublicKey}\n`);
+    const guix = await runCli(['cache', 'public-key', '--guix'], cliEnv(t));
+    expect(guix.code).toBe(0);
+    expect(guix.stdout).toBe(await (await fetch(`${t.coordinator.url}/signing-key.pub`)).text());
+    expect(guix.stdout).toContain('(public-key');
+    const nowhere = await runCli(['cache', 'public-key', '--coordinator', 'http://127.0.0.1:1'], cliEnv(t));
+    expect(nowhere.code).not.toBe(0);
+    expect(nowhere.stderr).toContain('cannot reach the coordinator at http://127.0.0.1:1');
+  });
+
   test('gc removes every path no rule keeps with all its NAR files, keeps the rest, and no narinfo points at a missing NAR', async () => {
     const before = await cacheState(removed);
     const cli = await runCli(['cache', 'gc', '--json'], cliEnv(t));

@@ -23,8 +23,20 @@ export async function cacheCommand(args: string[]): Promise<void> {
       console.log(`${dryRun ? 'would remove' : 'removed'} ${r.paths.length} store path(s) and ${r.files} NAR file(s)${orphans}, ${sizeText(Number(r.bytes))}${dryRun ? ' (dry run: nothing was removed)' : ' freed'}`);
       return;
     }
+    case 'public-key': {
+      const { values, positionals } = parse(rest, { coordinator: CLIENT_OPTIONS.coordinator, guix: { type: 'boolean', default: false } });
+      if (positionals.length) throw new UsageError(`kiln cache public-key takes no arguments, got ${positionals.join(' ')}`);
+      // Public, like the cache itself: no admin token needed.
+      const url = new URL(values.guix ? '/signing-key.pub' : '/nix-public-key', coordinatorUrl(values.coordinator));
+      const res = await fetch(url).catch((err: unknown) => {
+        throw new Error(`cannot reach the coordinator at ${url.origin}: ${(err as Error).message}`, { cause: err });
+      });
+      if (!res.ok) throw new Error(`the coordinator at ${url.origin} answered ${res.status} for ${url.pathname}`);
+      process.stdout.write(await res.text());
+      return;
+    }
     default:
-      throw new UsageError(`unknown cache command ${JSON.stringify(sub ?? '')}: use gc`);
+      throw new UsageError(`unknown cache command ${JSON.stringify(sub ?? '')}: use gc or public-key`);
   }
 }
 
