@@ -10,7 +10,7 @@
 // (or the upload is kept for a resume); one that ends after its first frame is written
 // into place whole, by a few synchronous calls instead of ten through the thread pool;
 // nothing of the resume guarantee is lost: a kept upload is written out first.
-import { createReadStream, renameSync, unlinkSync, writeFileSync, type ReadStream } from 'node:fs';
+import { createReadStream, renameSync, rmSync, writeFileSync, type ReadStream } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, opendir, readdir, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -51,6 +51,8 @@ export class StagingInUseError extends Error {
 /** A file name under nar/: `<file hash>.nar.<ext>`; checked so no name escapes the directory. */
 const FILE_NAME = /^[0-9a-z]{52}\.nar(\.[a-z0-9]{1,8})?$/;
 const STAGING_KEY = /^[A-Za-z0-9._-]{1,200}$/;
+/** A staged upload's two files: `<key>.part` (its frames) and `<key>.frames` (their journal). */
+const STAGING_FILE = /\.(part|frames)$/;
 
 export class NarStorage {
   /** Keys of the staged uploads open for writing (in this process). */
@@ -75,7 +77,7 @@ export class NarStorage {
   static async open(root: string): Promise<NarStorage> {
     await mkdir(join(root, 'nar'), { recursive: true });
     await mkdir(join(root, 'staging'), { recursive: true });
-    const keys = (await readdir(join(root, 'staging'))).filter((f) => /\.(part|frames)$/.test(f)).map((f) => f.replace(/\.(part|frames)$/, ''));
+    const keys = (await readdir(join(root, 'staging'))).filter((f) => STAGING_FILE.test(f)).map((f) => f.replace(STAGING_FILE, ''));
     return new NarStorage(root, keys);
   }
 
@@ -158,10 +160,15 @@ export class NarStorage {
     this.mayHaveFiles.delete(key);
   }
 
+  /** Where a file stored whole is written before it is renamed into place. */
+  private putPath(fileName: string): string {
+    return join(this.root, 'staging', `${fileName}.${process.pid}.${randomUUID()}.put`);
+  }
+
   /** Stores a small file whole (written aside, then renamed into place). */
   async put(fileName: string, bytes: Uint8Array): Promise<void> {
     const final = this.filePath(fileName);
-    const temp = join(this.root, 'staging', `${fileName}.${process.pid}.${randomUUID()}.put`);
+    const temp = this.putPath(fileName);
     await writeFile(temp, bytes);
     await rename(temp, final);
   }
@@ -174,16 +181,10 @@ export class NarStorage {
    */
   private putSmall(fileName: string, bytes: Uint8Array, leftovers: string[]): void {
     const final = this.filePath(fileName);
-    const temp = join(this.root, 'staging', `${fileName}.${process.pid}.${randomUUID()}.put`);
+    const temp = this.putPath(fileName);
     writeFileSync(temp, bytes);
     renameSync(temp, final);
-    for (const path of leftovers) {
-      try {
-        unlinkSync(path);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-    }
+    for (const path of leftovers) rmSync(path, { force: true });
   }
 
   private async discard(key: string): Promise<void> {
@@ -233,7 +234,6 @@ export class NarStorage {
 }
 
 const JOURNAL_ENTRY = 16; // two little-endian u64: stored, plain
-
 
 async function readJournal(path: string): Promise<FrameRecord[]> {
   const bytes = await readFile(path).catch((err: NodeJS.ErrnoException) => {

@@ -1,7 +1,7 @@
 // The coordinator's account of builds for tracing and metrics: the services and the
 // dispatcher call it at the moments that matter (a submission, a claim, a report, an
 // upload) and it makes the attempt's spans and counts. With tracing off it only counts.
-import { context, propagation, ROOT_CONTEXT, trace, SpanStatusCode, type Attributes, type Span } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, trace, SpanStatusCode, type Attributes, type Context, type Span } from '@opentelemetry/api';
 import { and, eq, inArray } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { buildAttempts, builds } from '../db/schema.js';
@@ -208,7 +208,7 @@ export const UNTRACED: UploadTelemetry = {
 async function traceUpload<T>(
   metrics: CoordinatorMetrics,
   kind: UploadKind,
-  parentOf: () => ReturnType<typeof context.active>,
+  parentOf: () => Context,
   attributes: Attributes,
   receive: (span: Span | undefined) => Promise<Received<T>>,
 ): Promise<T> {
