@@ -5,7 +5,7 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { AgentService, UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
 import type { Database } from '../db/connection.js';
-import { buildAttempts, storePaths } from '../db/schema.js';
+import { buildAttempts } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import { heldBuild, outputOfHeldBuild } from '../scheduler/build-outputs.js';
 import type { LogStorage } from '../storage/log-storage.js';
@@ -33,8 +33,7 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
     async queryUpload(req, ctx) {
       const agentId = ctx.values.get(authenticatedAgent)!;
       const output = await outputOfHeldBuild(deps.db, agentId, req.buildId, req.outputName);
-      const [stored] = await deps.db.select({ path: storePaths.path }).from(storePaths).where(eq(storePaths.path, output.path));
-      if (stored) return { offset: 0n, complete: true };
+      if (output.stored) return { offset: 0n, complete: true };
       return { offset: BigInt(await deps.storage.stagedOffset(stagingKey(req.buildId, req.outputName))), complete: false };
     },
 
