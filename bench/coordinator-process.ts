@@ -14,6 +14,10 @@ export const KILN_BIN = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 /** How much of the process's stderr is kept for error messages and checks. */
 const STDERR_KEPT = 256 * 1024;
+/** How long a stopping coordinator may take before it is killed and its log shown. */
+const STOP_MS = 60_000;
+/** A stop slower than this is reported with the end of the coordinator's log. */
+const SLOW_STOP_S = 3;
 
 export interface CoordinatorProcess {
   child: ChildProcess;
@@ -71,7 +75,19 @@ export async function startCoordinatorProcess(opts: CoordinatorProcessOptions): 
     stderr: () => stderr.slice(-STDERR_KEPT),
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
+      // A coordinator that does not stop is a bug to see, not a benchmark that hangs.
+      const timer = setTimeout(() => {
+        console.error(`coordinator ${child.pid} did not stop within ${STOP_MS / 1000} s of ${signal}; killed. It said:\n${stderr.slice(-8000)}`);
+        child.kill('SIGKILL');
+      }, STOP_MS);
+      const asked = performance.now();
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(timer);
+        const seconds = (performance.now() - asked) / 1000;
+        if (seconds > SLOW_STOP_S) console.error(`coordinator ${child.pid} took ${seconds.toFixed(1)} s to stop; its last words:\n${stderr.slice(-2000)}`);
+      }
     },
   };
 }

@@ -8,6 +8,7 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { AgentService, ConnectResponseSchema } from '../../gen/kiln/v1/agent_pb.js';
 import { openDatabase, type DatabaseHandle, type DatabaseOptions } from '../db/connection.js';
+import { startEmbeddedMaintenance } from '../db/embedded-maintenance.js';
 import { LogStorage } from '../storage/log-storage.js';
 import { loadCacheKeys } from '../substitutes/cache-keys.js';
 import { cacheRoutes } from '../substitutes/cache-routes.js';
@@ -234,6 +235,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   url = `${tls ? 'https' : 'http'}://${host}:${listener.address.port}`;
   state = 'running';
   hooks.start();
+  // PostgreSQL's autovacuum does this for a server; PGlite has none.
+  const maintenance = database.kind === 'pglite' ? startEmbeddedMaintenance(db, log.child({ part: 'maintenance' })) : undefined;
   log.info({ url, database: database.kind, hooks: hookList.map((h) => h.name) }, 'coordinator running');
 
   let stopping: Promise<void> | undefined;
@@ -254,12 +257,19 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       stopping ??= (async () => {
         state = 'stopping';
         listener.stopAccepting();
+        // Each step logged: a shutdown that hangs says where.
+        log.info('stopping: dispatcher');
         await dispatcher.stop();
+        log.info('stopping: hook deliveries');
         await hooks.stop();
+        log.info('stopping: replica signals');
         await signals.stop();
         sessions.closeAll('the coordinator is shutting down');
+        log.info('stopping: connections');
         await listener.close();
         telemetry.stop();
+        log.info('stopping: database');
+        await maintenance?.stop();
         await database.close();
         state = 'stopped';
         log.info('coordinator stopped');

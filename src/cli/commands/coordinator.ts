@@ -88,6 +88,22 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  exitIfHeld();
+}
+
+/** How long the process may linger after an orderly stop before it exits anyway. */
+const LINGER_MS = 5_000;
+
+/**
+ * Everything is stopped, so the process should end by itself now. If something still
+ * holds it open (a socket or timer nobody closed), an operator's `systemctl stop` must
+ * not hang on it: say what it is, then exit.
+ */
+function exitIfHeld(): void {
+  setTimeout(() => {
+    console.error(`kiln coordinator: stopped, but still held open by ${process.getActiveResourcesInfo().join(', ')}; exiting`);
+    process.exit(process.exitCode ?? 0);
+  }, LINGER_MS).unref();
 }
 
 /** The farm's scheduling settings from the command line (a configuration file comes later). */
