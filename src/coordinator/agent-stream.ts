@@ -181,7 +181,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
             missingInputs: [...m.value.missingInputs],
             message: m.value.message,
           });
-          deps.telemetry?.outcome(kind === 'missing-inputs' ? 'missing-inputs' : 'setup-failure');
+          if (!effects.repeated) deps.telemetry?.outcome(kind === 'missing-inputs' ? 'missing-inputs' : 'setup-failure');
           afterFinalReport(deps, session, m.value.buildId, effects);
         }),
       );
@@ -193,7 +193,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
           if (outcome === 'success') await storeInlineOutputs(deps, session.agentId, m.value);
           const outputs = m.value.outputs.map((o) => ({ name: o.name, path: o.path, narHash: o.narHash, narSize: Number(o.narSize) }));
           const effects = await recordFinished(db, deps.reports, session.agentId, m.value.buildId, outcome, m.value.message, outputs);
-          deps.telemetry?.outcome(outcome);
+          if (!effects.repeated) deps.telemetry?.outcome(outcome);
           afterFinalReport(deps, session, m.value.buildId, effects);
         }),
       );

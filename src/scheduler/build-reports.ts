@@ -29,10 +29,16 @@ export interface ReportEffects {
   submitted: string[];
   /** Backoffs of the builds requeued for later: when to look for work again. */
   retryInMs: number[];
+  /** The report was taken before (the agent repeated itself): nothing changed, nothing to count. */
+  repeated?: true;
 }
 
 export function noEffects(): ReportEffects {
   return { requeued: [], submitted: [], retryInMs: [] };
+}
+
+function repeatedReport(): ReportEffects {
+  return { ...noEffects(), repeated: true };
 }
 
 export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout';
@@ -101,7 +107,7 @@ export async function recordSetupFailure(
   return db.transaction(async (tx) => {
     const effects: ReportEffects = noEffects();
     const build = await heldBuild(tx, agentId, buildId);
-    if (!build || !(HELD as readonly string[]).includes(build.state)) return effects; // already handled
+    if (!build || !(HELD as readonly string[]).includes(build.state)) return repeatedReport(); // already handled
     const type = failure.kind === 'missing-inputs' ? 'build-missing-inputs' : 'build-setup-failure';
     await tx.insert(events).values({
       type,
@@ -169,7 +175,7 @@ export async function recordFinished(
   return db.transaction(async (tx) => {
     const build = await heldBuild(tx, agentId, buildId);
     const finalState = outcome === 'success' ? 'succeeded' : 'failed';
-    if (!build || build.state === finalState) return noEffects(); // a repeated report
+    if (!build || build.state === finalState) return repeatedReport();
     if (!(HELD as readonly string[]).includes(build.state)) {
       throw new KilnError('failed_precondition', `build ${buildId} is ${build.state}; it cannot finish now`);
     }

@@ -15,6 +15,8 @@ export interface TestAgentStream {
   send(message: AgentMessage): void;
   /** The next AssignBuild the coordinator sends (in order). */
   nextAssignment(): Promise<AssignBuild>;
+  /** The build id of the next report the coordinator acknowledged (in order). */
+  nextAcknowledgement(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -24,6 +26,7 @@ export async function connectTestAgent(t: TestCoordinator, opts: { systems?: str
   const outbox = new AsyncQueue<ConnectRequest>();
   const send = (message: AgentMessage) => outbox.push(create(ConnectRequestSchema, { message }));
   const assignments = new AsyncQueue<AssignBuild>();
+  const acknowledgements = new AsyncQueue<string>();
   let welcomed!: () => void;
   const welcome = new Promise<void>((r) => (welcomed = r));
   const abort = new AbortController();
@@ -35,15 +38,18 @@ export async function connectTestAgent(t: TestCoordinator, opts: { systems?: str
     for await (const r of agentClient(t.coordinator.url, agent!.id, password).connect(outbox, { signal: abort.signal }) as AsyncIterable<ConnectResponse>) {
       if (r.message.case === 'welcome') welcomed();
       if (r.message.case === 'assignBuild') assignments.push(r.message.value);
+      if (r.message.case === 'acknowledged') acknowledgements.push(r.message.value.buildId);
     }
   })().catch(() => undefined);
   await welcome;
   const iterator = assignments[Symbol.asyncIterator]();
+  const acks = acknowledgements[Symbol.asyncIterator]();
   return {
     agentId: agent!.id,
     password,
     send,
     nextAssignment: () => iterator.next().then((r) => r.value as AssignBuild),
+    nextAcknowledgement: () => acks.next().then((r) => r.value as string),
     async close() {
       outbox.end();
       abort.abort();

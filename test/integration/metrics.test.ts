@@ -114,6 +114,17 @@ describe.each(DATABASE_KINDS)('/metrics on %s', (kind) => {
       async () => `states ${await state(first!.buildId)} ${await state(second!.buildId)}`,
     );
 
+    // An agent that reconnects repeats its reports: harmless, and not counted again.
+    const acknowledged = async (n: number) => {
+      const ids: string[] = [];
+      while (ids.length < n) ids.push(await agent!.nextAcknowledgement());
+      return ids;
+    };
+    await acknowledged(2); // the two ends (a start is acknowledged only if refused)
+    agent.send({ case: 'buildFinished', value: { buildId: first!.buildId, result: BuildResult.SUCCESS, outputs, message: '' } });
+    agent.send({ case: 'buildFinished', value: { buildId: second!.buildId, result: BuildResult.FAILURE, outputs: [], message: 'failed on purpose' } });
+    expect(await acknowledged(2)).toEqual([first!.buildId, second!.buildId]);
+
     m = await scrape(t);
     expect(sampleValue(m, 'kiln_builds_started_total')).toBe(2);
     expect(sampleValue(m, 'kiln_builds_finished_total', { outcome: 'success' })).toBe(1);
