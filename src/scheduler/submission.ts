@@ -3,9 +3,9 @@
 // stored; then the derivations and the builds (new-builds.ts) are written in one
 // transaction.
 import { randomUUID } from 'node:crypto';
-import { and, eq, inArray, notInArray, sql } from 'drizzle-orm';
+import { and, eq, exists, inArray, ne, notInArray, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, derivationOutputs, derivations } from '../db/schema.js';
+import { builds, derivationOutputs, derivations, storePaths } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
 import type { NarStorage } from '../storage/nar-storage.js';
@@ -152,7 +152,15 @@ async function existingBuilds(db: Database, inputs: SubmitBuildInput[], ids: str
         .select({ id: builds.id })
         .from(builds)
         .innerJoin(derivationOutputs, eq(derivationOutputs.derivationPath, builds.derivationPath))
-        .where(and(inArray(derivationOutputs.path, outputs), notInArray(builds.state, ['failed', 'canceled'])))
+        // A succeeded build counts only while the cache holds what it made: once gc took
+        // an output, asking again builds it again.
+        .where(
+          and(
+            inArray(derivationOutputs.path, outputs),
+            notInArray(builds.state, ['failed', 'canceled']),
+            or(ne(builds.state, 'succeeded'), exists(db.select({ one: sql`1` }).from(storePaths).where(eq(storePaths.path, derivationOutputs.path)))),
+          ),
+        )
         .limit(1);
       const id = match?.id ?? toMake.find((m) => m.outputs.some((o) => outputs.includes(o)))?.id;
       if (id) {

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq, inArray, sql } from 'drizzle-orm';
+import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { agentClient } from '../../src/agent/agent.js';
 import { uploadOutput } from '../../src/agent/uploader.js';
 import { openDatabase } from '../../src/db/connection.js';
@@ -186,6 +187,19 @@ describe.each(DATABASE_KINDS)('garbage collection on %s', (kind) => {
     expect(await status(narinfoUrl(app[1].path))).toBe(200);
     await substituteFromCache(t, join(dir, 'again'), [out(app[1])]);
   }, 120_000);
+
+  test('ignore_if_output_exists counts a succeeded build only while its outputs are in the cache', async () => {
+    // tool 2 succeeded and gc took its output: submitting it again makes a new build.
+    const again = await t.admin.submitBuild({ derivationPath: tool[2].path, derivations: maker.closure(tool[2]), ignoreIfOutputExists: true });
+    expect(again.existing).toBe(false);
+    // tool 3's output is kept: its build stands.
+    const kept = await t.admin.submitBuild({ derivationPath: tool[3].path, derivations: maker.closure(tool[3]), ignoreIfOutputExists: true });
+    expect(kept.existing).toBe(true);
+    expect(kept.build!.state).toBe(BuildState.SUCCEEDED);
+    // The new build is a real one: the agent is given it.
+    expect((await agent.nextAssignment()).buildId).toBe(again.build!.id);
+    await t.admin.cancelBuild({ id: again.build!.id });
+  });
 
   // PostgreSQL only: PGlite runs every statement on one connection, so there is no second
   // transaction to hold the lock while an upload runs (and nothing to serialise).
