@@ -101,9 +101,22 @@ const LINGER_MS = 5_000;
  */
 function exitIfHeld(): void {
   setTimeout(() => {
-    console.error(`kiln coordinator: stopped, but still held open by ${process.getActiveResourcesInfo().join(', ')}; exiting`);
+    console.error(`kiln coordinator: stopped, but still held open by ${describeResources()}; exiting`);
     process.exit(process.exitCode ?? 0);
   }, LINGER_MS).unref();
+}
+
+/** What keeps the process alive, counted by kind; sockets by the address they lead to. */
+function describeResources(): string {
+  const kinds = process.getActiveResourcesInfo();
+  // Node's own list of handles (long-standing, though not documented) names sockets' peers.
+  const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? [];
+  const peers = handles.flatMap((h) => {
+    const s = h as { remoteAddress?: string; remotePort?: number };
+    return s.remoteAddress ? [`${s.remoteAddress}:${s.remotePort}`] : [];
+  });
+  const counted = (names: string[]) => [...new Map(names.map((n) => [n, names.filter((m) => m === n).length]))].map(([n, c]) => `${n} ×${c}`).join(', ');
+  return `${counted(kinds)}${peers.length > 0 ? `; sockets to ${counted(peers)}` : ''}`;
 }
 
 /** The farm's scheduling settings from the command line (a configuration file comes later). */
