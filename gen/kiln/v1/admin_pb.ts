@@ -56,7 +56,8 @@ export type SubmitBuildRequest = Message<"kiln.v1.SubmitBuildRequest"> & {
 
   /**
    * Do not make a new build when one that will produce (or produced) these outputs
-   * exists in a state other than failed or canceled; return that one instead.
+   * exists in a state other than failed or canceled; return that one instead. A
+   * succeeded build counts only while the cache still holds its outputs.
    *
    * @generated from field: bool ignore_if_output_exists = 6;
    */
