@@ -5,10 +5,10 @@
 import { createReadStream } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
-import { compressFrame } from 'lz4-napi';
 import { AgentService, type OutputInfoSchema, type UploadOutputRequestSchema } from '../../gen/kiln/v1/agent_pb.js';
 import type { Logger } from '../logger.js';
 import { encodeBase32 } from '../store/base32.js';
+import { compressLz4Frame } from '../store/lz4-frames.js';
 import type { NarResult } from '../store/nar-format.js';
 import { dumpPath, type DumpStream } from '../store/nar-writer.js';
 import { INLINE_NAR_MAX } from '../upload-limits.js';
@@ -38,7 +38,7 @@ export async function* lz4Frames<C extends Uint8Array>(chunks: AsyncIterable<C>,
   const pending: Promise<Buffer>[] = [];
   try {
     for await (const chunk of chunks) {
-      const p = compressFrame(chunk);
+      const p = compressLz4Frame(chunk);
       p.then(() => compressed?.(chunk), () => undefined); // a failure is thrown where it is awaited below
       pending.push(p);
       if (pending.length >= COMPRESS_WINDOW) yield await pending.shift()!;
@@ -91,7 +91,7 @@ export async function inlineOutput(output: BuiltOutput, signal: AbortSignal): Pr
     await chunks.return?.(); // stops the walk
     return undefined;
   }
-  const narLz4 = await compressFrame(first.value);
+  const narLz4 = await compressLz4Frame(first.value);
   if (!(await chunks.next()).done) throw new Error(`the NAR of ${output.storePath} went on after a short chunk`);
   return { name: output.name, path: output.storePath, ...narTrailer(await nar.result), references: output.references, narLz4 };
 }
