@@ -8,7 +8,7 @@ import type { Client } from '@connectrpc/connect';
 import { AgentService, type OutputInfoSchema, type UploadOutputRequestSchema } from '../../gen/kiln/v1/agent_pb.js';
 import type { Logger } from '../logger.js';
 import { encodeBase32 } from '../store/base32.js';
-import { compressLz4Frame } from '../store/lz4-frames.js';
+import { compressLz4Frame, LZ4_BLOCK_BYTES } from '../store/lz4-frames.js';
 import type { NarResult } from '../store/nar-format.js';
 import { dumpPath, type DumpStream } from '../store/nar-writer.js';
 import { INLINE_NAR_MAX } from '../upload-limits.js';
@@ -19,16 +19,15 @@ type UploadRequest = MessageInitShape<typeof UploadOutputRequestSchema>;
 type OutputInfo = MessageInitShape<typeof OutputInfoSchema>;
 
 const MAX_TRIES = 6;
-/** Frames compressed ahead of the one being sent, on libuv's thread pool. */
-const COMPRESS_WINDOW = 4;
+/** Frames compressed ahead of the one being sent (their blocks on libuv's thread pool). */
+const COMPRESS_WINDOW = 2;
 /**
- * NAR bytes per LZ4 frame. lz4-napi sizes a frame's blocks by its input: up to 256 KiB
- * gives 256 KiB blocks, anything larger 4 MiB ones, and the decoder on the coordinator
- * reserves two buffers of the block size for every frame it decompresses. With 1 MiB
- * frames that was 8 MiB per frame on each thread of the pool, which lz4-napi's allocator
- * kept (~200 MiB of coordinator RSS during a large upload); with 256 KiB, a few MiB.
+ * NAR bytes per LZ4 frame: four of its 256 KiB blocks. Each frame is a message, a promise
+ * and a few buffers on both sides, so fewer, larger ones cost less CPU; the blocks stay at
+ * 256 KiB, which is what the coordinator's decoder holds at once per block (lz4-napi's
+ * frame decoder, which kiln used to, reserved 4 MiB buffers for frames above 256 KiB).
  */
-export const UPLOAD_CHUNK_BYTES = 256 << 10;
+export const UPLOAD_CHUNK_BYTES = 4 * LZ4_BLOCK_BYTES;
 
 /**
  * Compresses each chunk into its own LZ4 frame, a few at a time, keeping their order.

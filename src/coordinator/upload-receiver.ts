@@ -13,7 +13,7 @@ import { AsyncQueue } from '../async-queue.js';
 import type { Database } from '../db/connection.js';
 import { encodeBase32 } from '../store/base32.js';
 import { Hash } from '../store/hash.js';
-import { decompressLz4Frame } from '../store/lz4-frames.js';
+import { decompressLz4FrameParts } from '../store/lz4-frames.js';
 import { NarError, type NarResult } from '../store/nar-format.js';
 import { parseNar } from '../store/nar-parser.js';
 import { parseStorePath } from '../store/store-path.js';
@@ -75,7 +75,7 @@ export function stagingKey(buildId: string, outputName: string): string {
 
 /** Frames taken ahead of the one handed on (a frame another LZ4 encoder made may decode on the thread pool). */
 const FRAMES_IN_FLIGHT = 4;
-/** Decompressed chunks the NAR parser may have waiting; past this the pipeline waits for it. */
+/** Decompressed pieces (blocks) the NAR parser may have waiting; past this the pipeline waits for it. */
 const PLAIN_QUEUED = 2;
 /**
  * Received frames not yet on disk: while one write runs, the frames that come are gathered
@@ -86,8 +86,8 @@ const UNWRITTEN_MAX_BYTES = 4 << 20;
 
 interface FrameInFlight {
   frame: Uint8Array;
-  /** A Buffer when the frame was decoded on arrival (kiln's frames are). */
-  plain: Buffer | Promise<Buffer>;
+  /** Its bytes, in pieces; known on arrival for kiln's frames. */
+  plain: Buffer[] | Promise<Buffer[]>;
   /** False for a frame replayed from the staged file, which holds it already. */
   store: boolean;
 }
@@ -164,9 +164,9 @@ class IncomingNar {
     if (this.failure) throw this.failure.err;
     const index = this.frames++;
     const invalid = (err: unknown) => new ConnectError(`chunk ${index} is not a valid LZ4 frame: ${(err as Error).message}`, Code.InvalidArgument);
-    let plain: Buffer | Promise<Buffer>;
+    let plain: Buffer[] | Promise<Buffer[]>;
     try {
-      plain = decompressLz4Frame(frame);
+      plain = decompressLz4FrameParts(frame);
     } catch (err) {
       throw invalid(err);
     }
@@ -243,13 +243,17 @@ class IncomingNar {
     try {
       while (this.inFlight.length > 0 && !this.failure) {
         const { frame, plain: decompressing, store } = this.inFlight[0]!;
-        const plain = await decompressing;
+        const parts = await decompressing;
         this.inFlight.shift();
         this.fileHash.update(frame);
         this.fileSize += frame.length;
-        this.plain.push(plain);
+        let plainLength = 0;
+        for (const part of parts) {
+          this.plain.push(part);
+          plainLength += part.length;
+        }
         if (store) {
-          this.queueWrite({ bytes: frame, plain: plain.length });
+          this.queueWrite({ bytes: frame, plain: plainLength });
           if (this.unwrittenBytes > UNWRITTEN_MAX_BYTES) await this.writing;
         }
         await this.plain.drained(PLAIN_QUEUED);

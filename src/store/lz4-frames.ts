@@ -318,19 +318,20 @@ function decodeBlock(frame: Buffer, block: BlockAt, blockMax: number): Buffer {
 }
 
 /**
- * The bytes of the single LZ4 frame `frame`, which must be nothing more. A frame with
- * independent blocks and no checksums (kiln's) is decoded here, synchronously; the result
- * may share memory with `frame` (a block stored as it is). Any other frame goes to
- * lz4-napi's decoder on the thread pool (a promise). Throws (or rejects with) an
- * Lz4FrameError for a malformed frame or one that may decode to more than `maxPlain` bytes.
+ * The bytes of the single LZ4 frame `frame`, which must be nothing more, in pieces (a
+ * block's each, or the whole frame's). A frame with independent blocks and no checksums
+ * (kiln's) is decoded here, synchronously; a piece may share memory with `frame` (a block
+ * stored as it is). Any other frame goes to lz4-napi's decoder on the thread pool (a
+ * promise). Throws (or rejects with) an Lz4FrameError for a malformed frame or one that may
+ * decode to more than `maxPlain` bytes.
  */
-export function decompressLz4Frame(frame: Uint8Array, maxPlain = MAX_FRAME_PLAIN_BYTES): Buffer | Promise<Buffer> {
+export function decompressLz4FrameParts(frame: Uint8Array, maxPlain = MAX_FRAME_PLAIN_BYTES): Buffer[] | Promise<Buffer[]> {
   const bytes = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   const layout = frameLayout(bytes);
   if (layout.plainBound > maxPlain) throw new Lz4FrameError(`it may decode to ${layout.plainBound} bytes; at most ${maxPlain} are taken in one frame`);
   if (!layout.plainBlocks) {
     return decompressFrame(bytes).then(
-      (plain) => checkContentSize(plain.length, layout.contentSize, plain),
+      (plain) => checkContentSize(plain.length, layout.contentSize, [plain]),
       (err: unknown) => {
         throw new Lz4FrameError((err as Error).message);
       },
@@ -343,10 +344,18 @@ export function decompressLz4Frame(frame: Uint8Array, maxPlain = MAX_FRAME_PLAIN
     total += part.length;
     parts.push(part);
   }
-  return checkContentSize(total, layout.contentSize, parts.length === 1 ? parts[0]! : Buffer.concat(parts, total));
+  return checkContentSize(total, layout.contentSize, parts);
 }
 
-function checkContentSize(size: number, contentSize: number | undefined, plain: Buffer): Buffer {
+/** decompressLz4FrameParts, the pieces joined (a single piece is not copied). */
+export function decompressLz4Frame(frame: Uint8Array, maxPlain = MAX_FRAME_PLAIN_BYTES): Buffer | Promise<Buffer> {
+  const parts = decompressLz4FrameParts(frame, maxPlain);
+  return Array.isArray(parts) ? join(parts) : parts.then(join);
+}
+
+const join = (parts: Buffer[]): Buffer => (parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+
+function checkContentSize(size: number, contentSize: number | undefined, parts: Buffer[]): Buffer[] {
   if (contentSize !== undefined && size !== contentSize) throw new Lz4FrameError(`it decodes to ${size} bytes, not the ${contentSize} its header declares`);
-  return plain;
+  return parts;
 }
