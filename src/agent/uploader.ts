@@ -1,5 +1,5 @@
 // Uploads a build's outputs and log to the coordinator. An output is serialised to NAR
-// as it is sent, each 256 KiB chunk compressed into its own LZ4 frame (a concatenation
+// as it is sent, each 1 MiB chunk compressed into its own LZ4 frame (a concatenation
 // of frames is itself a valid .lz4 file). A broken upload resumes from the offset the
 // coordinator reports; the bytes it holds are not sent again.
 import { createReadStream } from 'node:fs';

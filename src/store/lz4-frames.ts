@@ -14,7 +14,7 @@
 // which checks its checksums. Every size the frame declares is bounded before anything
 // is allocated for it.
 //
-// A stored .lz4 file is a concatenation of frames (one per ~256 KiB the agent sent).
+// A stored .lz4 file is a concatenation of frames (one per MiB the agent sent).
 // lz4-napi's decompressFrame decodes only the first frame of what it is given, so such a
 // stream is first cut at frame boundaries, found from the frame format: a header, blocks
 // each prefixed by their size, an end mark, an optional checksum. Skippable frames are
@@ -168,7 +168,7 @@ const SIZE_PREFIX = 4;
 /** Uncompressed bytes per block of the frames kiln makes (BD's 256 KiB). */
 export const LZ4_BLOCK_BYTES = 256 << 10;
 /**
- * What one frame a client sends may decode to, at most: kiln's are 256 KiB; a frame of
+ * What one frame a client sends may decode to, at most: kiln's are 1 MiB; a frame of
  * 4 MiB blocks (the lz4 tool's) fits many. The decoded frame is held whole.
  */
 export const MAX_FRAME_PLAIN_BYTES = 64 << 20;
