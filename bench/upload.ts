@@ -4,11 +4,12 @@
 //     SHA-256) → lz4Frames → the UploadOutput gRPC stream; in the coordinator, LZ4
 //     decompression, SHA-256, the NAR structure check, the staged write, the rename and the
 //     database record — timed until the call returns. Beside it, what issue 5 measures it
-//     against: lz4-napi compressing the same bytes alone (compressFrame on the agent's
-//     chunks, from memory, one call after the other). upload / compressor is the target
-//     figure (≥ 0.7).
-//     Also shown, not a target: the compressor with the uploader's window of frames in
-//     flight (lz4Frames), which has both of this machine's cores to itself. The upload path
+//     against: lz4-napi compressing the same bytes alone (compressFrame on the NAR in 256 KiB
+//     pieces, the agent's chunk size when the target was set, from memory, one call after
+//     the other). upload / compressor is the target figure (≥ 0.7).
+//     Also shown, not a target: the uploader's own compressor (its frames made around
+//     lz4-napi's block compressor) with its window of frames in flight (lz4Frames), which
+//     has both of this machine's cores to itself. The upload path
 //     shares those two cores between agent and coordinator (in production they are two
 //     machines) and does much more than compress: SHA-256 of the NAR on the agent, LZ4
 //     decoding and two SHA-256s (NAR, stored file) on the coordinator, the NAR parse, protobuf
@@ -74,9 +75,9 @@ export interface BenchUploadReport {
     compressedBytes: number;
     /** The whole path, agent to recorded store path (NAR MB per second). */
     upload: Rate;
-    /** compressFrame alone on the NAR's chunks (the agent's size) from memory, awaited one at a time. */
+    /** compressFrame alone on the NAR in BASELINE_CHUNK_BYTES pieces from memory, awaited one at a time. */
     lz4Sequential: Rate;
-    /** The same through lz4Frames: the uploader's window of frames in flight, on both cores. */
+    /** The uploader's own frames (lz4-napi's block compressor) through lz4Frames: its window of frames in flight, on both cores. */
     lz4Window: Rate;
     /** upload / lz4Sequential: the issue's figure (target ≥ 0.7). */
     ratio: number;
@@ -97,6 +98,12 @@ export interface BenchUploadReport {
 }
 
 const UPLOAD_TREE_VERSION = 'upload-tree-v1';
+/**
+ * The pieces the compressFrame baseline compresses: the agent's chunk size when issue 5 set
+ * the target (256 KiB), kept when the agent's chunks grew so that the baseline stays the one
+ * the target was set against.
+ */
+const BASELINE_CHUNK_BYTES = 256 << 10;
 const MiB = 1 << 20;
 const GiB = 1 << 30;
 const RSS_INTERVAL_MS = 100;
@@ -133,16 +140,16 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
 
     let start = performance.now();
     let size = 0;
-    for (const chunk of chunks) size += (await compressFrame(chunk)).length;
+    for (const piece of baselinePieces(chunks)) size += (await compressFrame(piece)).length;
     const sequential = (performance.now() - start) / 1000;
     start = performance.now();
     let windowSize = 0;
     for await (const frame of lz4Frames(fromArray(chunks))) windowSize += frame.length;
     const window = (performance.now() - start) / 1000;
-    if (windowSize !== size || size !== compressedBytes) throw new Error(`lz4Frames made ${windowSize} bytes, compressFrame ${size}, the coordinator stored ${compressedBytes}`);
+    if (windowSize !== compressedBytes) throw new Error(`lz4Frames made ${windowSize} bytes, the coordinator stored ${compressedBytes}`);
     bestSequential = Math.min(bestSequential, sequential);
     bestWindow = Math.min(bestWindow, window);
-    log(`round ${round}: lz4 compressFrame alone ${sequential.toFixed(2)} s, with the uploader's window ${window.toFixed(2)} s (${((100 * size) / narBytes).toFixed(1)} % of the NAR)`);
+    log(`round ${round}: lz4 compressFrame alone ${sequential.toFixed(2)} s (${((100 * size) / narBytes).toFixed(1)} % of the NAR), the uploader's frames with its window ${window.toFixed(2)} s (${((100 * windowSize) / narBytes).toFixed(1)} %)`);
   }
   chunks.length = 0; // let the gigabyte go before the memory run
 
@@ -163,7 +170,7 @@ export async function benchUpload(options: BenchUploadOptions = {}): Promise<Ben
   const t = report.throughput;
   log(`upload 1 GiB, agent → recorded:           ${t.upload.mbPerSecond.toFixed(0)} MB/s (${t.upload.seconds.toFixed(2)} s, ${(compressedBytes / MiB).toFixed(0)} MiB sent)`);
   log(`lz4 compressFrame alone:                  ${t.lz4Sequential.mbPerSecond.toFixed(0)} MB/s (${t.lz4Sequential.seconds.toFixed(2)} s)`);
-  log(`lz4 compressFrame, the uploader's window: ${t.lz4Window.mbPerSecond.toFixed(0)} MB/s (${t.lz4Window.seconds.toFixed(2)} s)`);
+  log(`uploader's lz4 frames, with its window:  ${t.lz4Window.mbPerSecond.toFixed(0)} MB/s (${t.lz4Window.seconds.toFixed(2)} s)`);
   log(`ratio upload / lz4 alone:                 ${t.ratio.toFixed(2)} (target ≥ 0.7); upload / lz4 window ${t.ratioWindow.toFixed(2)}`);
 
   if (bigGiB > 0) {
@@ -376,6 +383,13 @@ function instantiate(name: string): string {
   return execFileSync('nix-instantiate', ['--expr', expr], { env: { ...process.env, NIX_CONFIG }, stdio: ['ignore', 'pipe', 'pipe'] })
     .toString()
     .trim();
+}
+
+/** The chunks cut into BASELINE_CHUNK_BYTES pieces (views, not copies). */
+function* baselinePieces(chunks: Buffer[]): Generator<Buffer> {
+  for (const chunk of chunks) {
+    for (let at = 0; at < chunk.length; at += BASELINE_CHUNK_BYTES) yield chunk.subarray(at, at + BASELINE_CHUNK_BYTES);
+  }
 }
 
 async function* fromArray(chunks: Buffer[]): AsyncGenerator<Buffer> {

@@ -1,14 +1,14 @@
 // Uploads a build's outputs and log to the coordinator. An output is serialised to NAR
-// as it is sent, each 256 KiB chunk compressed into its own LZ4 frame (a concatenation
+// as it is sent, each 1 MiB chunk compressed into its own LZ4 frame (a concatenation
 // of frames is itself a valid .lz4 file). A broken upload resumes from the offset the
 // coordinator reports; the bytes it holds are not sent again.
 import { createReadStream } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
-import { compressFrame } from 'lz4-napi';
 import { AgentService, type OutputInfoSchema, type UploadOutputRequestSchema } from '../../gen/kiln/v1/agent_pb.js';
 import type { Logger } from '../logger.js';
 import { encodeBase32 } from '../store/base32.js';
+import { compressLz4Frame, LZ4_BLOCK_BYTES } from '../store/lz4-frames.js';
 import type { NarResult } from '../store/nar-format.js';
 import { dumpPath, type DumpStream } from '../store/nar-writer.js';
 import { INLINE_NAR_MAX } from '../upload-limits.js';
@@ -19,16 +19,15 @@ type UploadRequest = MessageInitShape<typeof UploadOutputRequestSchema>;
 type OutputInfo = MessageInitShape<typeof OutputInfoSchema>;
 
 const MAX_TRIES = 6;
-/** Frames compressed ahead of the one being sent, on libuv's thread pool. */
-const COMPRESS_WINDOW = 4;
+/** Frames compressed ahead of the one being sent (their blocks on libuv's thread pool). */
+const COMPRESS_WINDOW = 2;
 /**
- * NAR bytes per LZ4 frame. lz4-napi sizes a frame's blocks by its input: up to 256 KiB
- * gives 256 KiB blocks, anything larger 4 MiB ones, and the decoder on the coordinator
- * reserves two buffers of the block size for every frame it decompresses. With 1 MiB
- * frames that was 8 MiB per frame on each thread of the pool, which lz4-napi's allocator
- * kept (~200 MiB of coordinator RSS during a large upload); with 256 KiB, a few MiB.
+ * NAR bytes per LZ4 frame: four of its 256 KiB blocks. Each frame is a message, a promise
+ * and a few buffers on both sides, so fewer, larger ones cost less CPU; the blocks stay at
+ * 256 KiB, which is what the coordinator's decoder holds at once per block (lz4-napi's
+ * frame decoder, which kiln used to, reserved 4 MiB buffers for frames above 256 KiB).
  */
-export const UPLOAD_CHUNK_BYTES = 256 << 10;
+export const UPLOAD_CHUNK_BYTES = 4 * LZ4_BLOCK_BYTES;
 
 /**
  * Compresses each chunk into its own LZ4 frame, a few at a time, keeping their order.
@@ -38,7 +37,7 @@ export async function* lz4Frames<C extends Uint8Array>(chunks: AsyncIterable<C>,
   const pending: Promise<Buffer>[] = [];
   try {
     for await (const chunk of chunks) {
-      const p = compressFrame(chunk);
+      const p = compressLz4Frame(chunk);
       p.then(() => compressed?.(chunk), () => undefined); // a failure is thrown where it is awaited below
       pending.push(p);
       if (pending.length >= COMPRESS_WINDOW) yield await pending.shift()!;
@@ -91,7 +90,7 @@ export async function inlineOutput(output: BuiltOutput, signal: AbortSignal): Pr
     await chunks.return?.(); // stops the walk
     return undefined;
   }
-  const narLz4 = await compressFrame(first.value);
+  const narLz4 = await compressLz4Frame(first.value);
   if (!(await chunks.next()).done) throw new Error(`the NAR of ${output.storePath} went on after a short chunk`);
   return { name: output.name, path: output.storePath, ...narTrailer(await nar.result), references: output.references, narLz4 };
 }

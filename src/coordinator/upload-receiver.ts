@@ -7,17 +7,17 @@ import { releasePaths } from '../scheduler/availability.js';
 import { createHash, type Hash as NodeHash } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { decompressFrame } from 'lz4-napi';
 import type { UploadSourceRequest } from '../../gen/kiln/v1/admin_pb.js';
 import { UploadOutputRequestSchema, type UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
 import { AsyncQueue } from '../async-queue.js';
 import type { Database } from '../db/connection.js';
 import { encodeBase32 } from '../store/base32.js';
 import { Hash } from '../store/hash.js';
+import { decompressLz4FrameParts } from '../store/lz4-frames.js';
 import { NarError, type NarResult } from '../store/nar-format.js';
 import { parseNar } from '../store/nar-parser.js';
 import { parseStorePath } from '../store/store-path.js';
-import { StagingInUseError, type NarStorage, type StagedUpload } from '../storage/nar-storage.js';
+import { StagingInUseError, type NarStorage, type StagedFrame, type StagedUpload } from '../storage/nar-storage.js';
 import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
 import { recordPath } from './path-records.js';
 import { INLINE_NAR_MAX } from '../upload-limits.js';
@@ -73,26 +73,34 @@ export function stagingKey(buildId: string, outputName: string): string {
   return `${buildId}.${outputName}`;
 }
 
-/** Frames being decompressed at once: enough to keep the thread pool busy while the event loop hashes. */
+/** Frames taken ahead of the one handed on (a frame another LZ4 encoder made may decode on the thread pool). */
 const FRAMES_IN_FLIGHT = 4;
-/** Decompressed chunks the NAR parser may have waiting; past this the pipeline waits for it. */
+/** Decompressed pieces (blocks) the NAR parser may have waiting; past this the pipeline waits for it. */
 const PLAIN_QUEUED = 2;
+/**
+ * Received frames not yet on disk: while one write runs, the frames that come are gathered
+ * and written with the next (one writev and one journal write for many frames instead of
+ * two thread-pool calls for each). Past this the pipeline waits for the disk.
+ */
+const UNWRITTEN_MAX_BYTES = 4 << 20;
 
 interface FrameInFlight {
   frame: Uint8Array;
-  plain: Promise<Buffer>;
+  /** Its bytes, in pieces; known on arrival for kiln's frames. */
+  plain: Buffer[] | Promise<Buffer[]>;
   /** False for a frame replayed from the staged file, which holds it already. */
   store: boolean;
 }
 
 /**
- * A NAR being received, worked on as a pipeline that keeps the frames' order: a few frames
- * decompress on the thread pool while the oldest finished one is hashed, handed to the
- * parser and appended to the staged file, so that the network, the CPU and the disk do not
- * wait for each other. The parser checks the NAR's structure and hashes what it reads (it
- * refuses trailing bytes, so its hash and size are the whole NAR's); the stored file's hash
- * is kept here. Memory is bounded: FRAMES_IN_FLIGHT frames, PLAIN_QUEUED chunks waiting for
- * the parser and one write.
+ * A NAR being received, worked on as a pipeline that keeps the frames' order: each frame is
+ * decompressed as it arrives (on the event loop: for kiln's frames lz4-napi's block decoder
+ * costs less than a hop to the thread pool; other frames go there), then, oldest first,
+ * hashed, handed to the parser and appended to the staged file, so that the network, the
+ * CPU and the disk do not wait for each other. The parser checks the NAR's structure and
+ * hashes what it reads (it refuses trailing bytes, so its hash and size are the whole
+ * NAR's); the stored file's hash is kept here. Memory is bounded: FRAMES_IN_FLIGHT frames,
+ * PLAIN_QUEUED chunks waiting for the parser and UNWRITTEN_MAX_BYTES of frames for the disk.
  */
 class IncomingNar {
   readonly fileHash: NodeHash = createHash('sha256');
@@ -110,8 +118,12 @@ class IncomingNar {
   private pumped: Promise<void> = Promise.resolve();
   /** Wakes `add` when the pipeline has room again. */
   private wakeAdd: (() => void) | undefined;
-  /** The last append to the staged file: frames are written one after the other. */
+  /** Frames waiting for the write under way to end; written together by the next one. */
+  private unwritten: StagedFrame[] = [];
+  private unwrittenBytes = 0;
+  /** The writes to the staged file while there are frames for it; restarted by `queueWrite` when idle. */
   private writing: Promise<void> = Promise.resolve();
+  private writerRunning = false;
 
   constructor(private readonly staged: StagedUpload) {
     // The parser runs beside the receiver, reading decompressed bytes from a queue.
@@ -151,10 +163,19 @@ class IncomingNar {
   async add(frame: Uint8Array, store: boolean): Promise<void> {
     if (this.failure) throw this.failure.err;
     const index = this.frames++;
-    const plain = decompressFrame(frame).catch((err: unknown) => {
-      throw new ConnectError(`chunk ${index} is not a valid LZ4 frame: ${(err as Error).message}`, Code.InvalidArgument);
-    });
-    plain.catch(() => undefined); // the pump awaits it in turn; an early failure must not count as unhandled
+    const invalid = (err: unknown) => new ConnectError(`chunk ${index} is not a valid LZ4 frame: ${(err as Error).message}`, Code.InvalidArgument);
+    let plain: Buffer[] | Promise<Buffer[]>;
+    try {
+      plain = decompressLz4FrameParts(frame);
+    } catch (err) {
+      throw invalid(err);
+    }
+    if (plain instanceof Promise) {
+      plain = plain.catch((err: unknown) => {
+        throw invalid(err);
+      });
+      plain.catch(() => undefined); // the pump awaits it in turn; an early failure must not count as unhandled
+    }
     this.inFlight.push({ frame, plain, store });
     if (!this.pumping) {
       this.pumping = true;
@@ -180,6 +201,7 @@ class IncomingNar {
   async abandon(keepReceived: boolean): Promise<void> {
     if (!keepReceived) {
       this.inFlight.length = 0;
+      this.unwritten = [];
       this.fail(new Error('upload abandoned'));
     }
     await this.pumped;
@@ -193,20 +215,46 @@ class IncomingNar {
     this.rejectWaiting?.(err);
   }
 
+  private queueWrite(frame: StagedFrame): void {
+    this.unwritten.push(frame);
+    this.unwrittenBytes += frame.bytes.length;
+    if (this.writerRunning) return;
+    this.writerRunning = true;
+    this.writing = this.writeOut();
+    this.writing.catch((err: unknown) => this.fail(err)); // finish also awaits it
+  }
+
+  /** Writes the waiting frames, a batch at a time, until none is left. */
+  private async writeOut(): Promise<void> {
+    try {
+      while (this.unwritten.length > 0) {
+        const batch = this.unwritten;
+        this.unwritten = [];
+        this.unwrittenBytes = 0;
+        await this.staged.appendFrames(batch);
+      }
+    } finally {
+      this.writerRunning = false;
+    }
+  }
+
   /** Hands on the oldest frame once it is decompressed: into the file hash, to the parser, to the disk. */
   private async pump(): Promise<void> {
     try {
       while (this.inFlight.length > 0 && !this.failure) {
         const { frame, plain: decompressing, store } = this.inFlight[0]!;
-        const plain = await decompressing;
+        const parts = await decompressing;
         this.inFlight.shift();
         this.fileHash.update(frame);
         this.fileSize += frame.length;
-        this.plain.push(plain);
+        let plainLength = 0;
+        for (const part of parts) {
+          this.plain.push(part);
+          plainLength += part.length;
+        }
         if (store) {
-          await this.writing;
-          this.writing = this.staged.append(frame, plain.length);
-          this.writing.catch(() => undefined); // awaited by the next append or by finish
+          this.queueWrite({ bytes: frame, plain: plainLength });
+          if (this.unwrittenBytes > UNWRITTEN_MAX_BYTES) await this.writing;
         }
         await this.plain.drained(PLAIN_QUEUED);
         if (this.inFlight.length <= FRAMES_IN_FLIGHT) {

@@ -6,7 +6,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
-import { decompressFrame } from 'lz4-napi';
+import { decompressLz4Frame } from '../store/lz4-frames.js';
 import { isUuid } from '../uuid.js';
 
 /** Splits a concatenation of LZ4 frames as stored: a u32 length precedes each frame. */
@@ -34,7 +34,7 @@ export class LogStorage {
     try {
       for await (const frame of frames) {
         // Decompressing checks the frame now, not when someone reads the log.
-        size += (await decompressFrame(frame)).length;
+        size += (await decompressLz4Frame(frame)).length;
         const length = Buffer.alloc(LENGTH_BYTES);
         length.writeUInt32LE(frame.length);
         if (!out.write(Buffer.concat([length, frame]))) await once(out, 'drain');
@@ -62,7 +62,7 @@ export class LogStorage {
       while (pending.length >= LENGTH_BYTES) {
         const length = pending.readUInt32LE(0);
         if (pending.length < LENGTH_BYTES + length) break;
-        yield await decompressFrame(pending.subarray(LENGTH_BYTES, LENGTH_BYTES + length));
+        yield await decompressLz4Frame(pending.subarray(LENGTH_BYTES, LENGTH_BYTES + length));
         pending = pending.subarray(LENGTH_BYTES + length);
       }
     }

@@ -22,6 +22,12 @@ export interface FrameRecord {
   plain: number;
 }
 
+/** A complete frame to stage, and how many bytes it holds uncompressed. */
+export interface StagedFrame {
+  bytes: Uint8Array;
+  plain: number;
+}
+
 export interface StagedUpload {
   /** Uncompressed bytes held in complete frames: where the sender resumes. */
   readonly plainOffset: number;
@@ -30,6 +36,8 @@ export interface StagedUpload {
   readonly frames: readonly FrameRecord[];
   /** Appends one complete frame, then records it in the journal. */
   append(frame: Uint8Array, plainLength: number): Promise<void>;
+  /** Appends complete frames with one write, then records them in the journal with one more. */
+  appendFrames(frames: readonly StagedFrame[]): Promise<void>;
   /** Reads the staged frames back in order, for checking on resume. */
   readFrames(): AsyncIterable<Buffer>;
   /** Moves the checked upload into place under its final name (atomic rename) and lets it go. */
@@ -285,17 +293,28 @@ class FsStagedUpload implements StagedUpload {
     return this.records;
   }
 
-  async append(frame: Uint8Array, plainLength: number): Promise<void> {
-    await this.data.write(frame);
-    const entry = Buffer.alloc(JOURNAL_ENTRY);
-    entry.writeBigUInt64LE(BigInt(frame.length), 0);
-    entry.writeBigUInt64LE(BigInt(plainLength), 8);
-    // The frame's bytes are written before the journal names them, so the journal
+  append(frame: Uint8Array, plainLength: number): Promise<void> {
+    return this.appendFrames([{ bytes: frame, plain: plainLength }]);
+  }
+
+  async appendFrames(frames: readonly StagedFrame[]): Promise<void> {
+    if (frames.length === 0) return;
+    const size = frames.reduce((n, f) => n + f.bytes.length, 0);
+    const { bytesWritten } = await this.data.writev(frames.map((f) => f.bytes));
+    if (bytesWritten !== size) throw new Error(`staging ${this.dataPath}: ${bytesWritten} of ${size} bytes written`);
+    const entries = Buffer.alloc(JOURNAL_ENTRY * frames.length);
+    frames.forEach((f, i) => {
+      entries.writeBigUInt64LE(BigInt(f.bytes.length), i * JOURNAL_ENTRY);
+      entries.writeBigUInt64LE(BigInt(f.plain), i * JOURNAL_ENTRY + 8);
+    });
+    // The frames' bytes are written before the journal names them, so the journal
     // never records a frame the data file does not hold.
-    await this.journal.write(entry);
-    this.records.push({ stored: frame.length, plain: plainLength });
-    this.stored += frame.length;
-    this.plain += plainLength;
+    await this.journal.write(entries);
+    for (const f of frames) {
+      this.records.push({ stored: f.bytes.length, plain: f.plain });
+      this.stored += f.bytes.length;
+      this.plain += f.plain;
+    }
   }
 
   async *readFrames(): AsyncIterable<Buffer> {
@@ -376,14 +395,19 @@ class FreshStagedUpload implements StagedUpload {
     return this.first ? [{ stored: this.first.frame.length, plain: this.first.plain }] : [];
   }
 
-  async append(frame: Uint8Array, plainLength: number): Promise<void> {
-    if (this.spilled) return this.spilled.append(frame, plainLength);
-    if (!this.first) {
-      this.first = { frame, plain: plainLength };
+  append(frame: Uint8Array, plainLength: number): Promise<void> {
+    return this.appendFrames([{ bytes: frame, plain: plainLength }]);
+  }
+
+  async appendFrames(frames: readonly StagedFrame[]): Promise<void> {
+    if (frames.length === 0) return;
+    if (this.spilled) return this.spilled.appendFrames(frames);
+    if (!this.first && frames.length === 1) {
+      this.first = { frame: frames[0]!.bytes, plain: frames[0]!.plain };
       return;
     }
     await this.spill();
-    await this.spilled!.append(frame, plainLength);
+    await this.spilled!.appendFrames(frames);
   }
 
   async *readFrames(): AsyncIterable<Buffer> {

@@ -1,11 +1,11 @@
 // Submitted .drv files go into the binary cache too, so that agents pull a build's
 // derivation closure from the coordinator (`nix copy --derivation --from …`).
 import { sql } from 'drizzle-orm';
-import { compressFrame } from 'lz4-napi';
 import type { Database } from '../db/connection.js';
 import { rowsOf } from '../db/rows.js';
 import { storePaths } from '../db/schema.js';
 import { Hash } from '../store/hash.js';
+import { compressLz4Frame } from '../store/lz4-frames.js';
 import { narOfFile } from '../store/nar-file.js';
 import { parseStorePath } from '../store/store-path.js';
 import type { NarStorage } from '../storage/nar-storage.js';
@@ -21,7 +21,7 @@ interface DerivationFile {
 /** Writes the .drv's NAR (LZ4) to storage; returns the row that records it. */
 async function storeDerivationNar(storage: NarStorage, drv: DerivationFile): Promise<typeof storePaths.$inferInsert> {
   const nar = narOfFile(Buffer.from(drv.text, 'utf8'));
-  const file = await compressFrame(nar);
+  const file = await compressLz4Frame(nar);
   const fileHash = Hash.of('sha256', file);
   const fileName = `${fileHash.base32}.nar.lz4`;
   await storage.put(fileName, file);

@@ -28,6 +28,7 @@ import { lz4Frames, skipBytes } from '../../src/agent/uploader.js';
 import { AsyncQueue } from '../../src/async-queue.js';
 import { events } from '../../src/db/schema.js';
 import { encodeBase32 } from '../../src/store/base32.js';
+import { compressLz4Frame } from '../../src/store/lz4-frames.js';
 import { dumpPath } from '../../src/store/nar-writer.js';
 import { parseNarInfo, type NarInfo } from '../../src/store/narinfo.js';
 import { countValidSignatures, parseNixPublicKey } from '../../src/store/nix-signature.js';
@@ -50,7 +51,7 @@ const WAIT_MS = 20_000;
 const CHUNK = 64 << 10;
 /** The tests that need a build of their own; their derivations are made before the coordinator runs. */
 const BUILDS = [
-  'owner', 'resume', 'mismatch', 'dotdot', 'dotdot-early', 'replace', 'finish', 'misreported', 'concurrent', 'twice-failure', 'twice-success',
+  'owner', 'resume', 'mismatch', 'frames', 'dotdot', 'dotdot-early', 'replace', 'finish', 'misreported', 'concurrent', 'twice-failure', 'twice-success',
   'inline', 'inline-mismatch', 'inline-dotdot', 'inline-large', 'inline-twice',
 ] as const;
 type BuildTag = (typeof BUILDS)[number];
@@ -536,6 +537,33 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     // The same NAR declared truthfully is then taken, from 0.
     await upload(agent.client, header, await framesOf(chunks), { narHash: narHashOf(nar), narSize: nar.length });
     expect((await narinfo(output.path)).status).toBe(200);
+  });
+
+  test('takes LZ4 frames from any encoder, and refuses a chunk that is not a valid frame with INVALID_ARGUMENT naming it', async () => {
+    const { agent, output, header } = await agentWithBuild('frames');
+    const chunks = await narChunks(outputTree());
+    expect(chunks.length).toBeGreaterThanOrEqual(3);
+    const nar = Buffer.concat(chunks);
+    const declared = { narHash: narHashOf(nar), narSize: nar.length };
+    // kiln's own frames, lz4_flex's with every checksum, lz4(1)'s: in turn.
+    const encoders = [
+      (c: Buffer) => compressLz4Frame(c),
+      (c: Buffer) => compressFrame(c, { contentChecksum: true, blockChecksums: true }),
+      (c: Buffer) => run('lz4', ['-c'], c),
+    ];
+    const frames = await Promise.all(chunks.map((c, i) => encoders[i % encoders.length]!(c)));
+    const storedBefore = storedNars();
+    const broken = frames.map((f, i) => (i === 1 ? Buffer.concat([f.subarray(0, 6), Buffer.from([f[6]! ^ 0xff]), f.subarray(7)]) : f));
+    const err = await refusal(upload(agent.client, header, broken, declared));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain('chunk 1 is not a valid LZ4 frame: its header checksum does not match');
+    expect(storedNars()).toEqual(storedBefore);
+    expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
+
+    await upload(agent.client, header, frames, declared);
+    const file = parseNarInfo((await narinfo(output.path)).text).files[0]!;
+    const compressed = Buffer.from(await (await fetch(`${t.coordinator.url}/${file.url}`)).arrayBuffer());
+    expect((await run('lz4', ['-dc'], compressed)).equals(nar)).toBe(true);
   });
 
   test("refuses a NAR with an entry named '..' with INVALID_ARGUMENT naming it, storing nothing", async () => {

@@ -29,6 +29,27 @@ describe('NarStorage', () => {
     expect(readdirSync(join(root, 'staging'))).toEqual([]);
   });
 
+  test('frames appended together are journaled one by one: a resume sees each of them', async () => {
+    const staged = await storage.stage('b9-out', { fresh: true });
+    await staged.appendFrames([{ bytes: Buffer.from('first'), plain: 7 }]); // held in memory until a second comes
+    await staged.appendFrames([
+      { bytes: Buffer.from('second'), plain: 11 },
+      { bytes: Buffer.from('third!!'), plain: 13 },
+    ]);
+    expect(staged.frames).toEqual([
+      { stored: 5, plain: 7 },
+      { stored: 6, plain: 11 },
+      { stored: 7, plain: 13 },
+    ]);
+    await staged.close();
+    const resumed = await storage.stage('b9-out', { fresh: false });
+    expect(resumed.plainOffset).toBe(31);
+    const frames: string[] = [];
+    for await (const f of resumed.readFrames()) frames.push(f.toString());
+    expect(frames).toEqual(['first', 'second', 'third!!']);
+    await resumed.close();
+  });
+
   test('resuming keeps whole frames and reports their uncompressed offset', async () => {
     const staged = await storage.stage('b2-out', { fresh: true });
     await staged.append(Buffer.from('aaaa'), 10);
