@@ -33,6 +33,10 @@ function migrationsFolder(): string {
   return candidates.find((c) => existsSync(join(c, 'meta', '_journal.json'))) ?? candidates[0]!;
 }
 
+/** How long closing waits for running and queued queries, then for connections to end. */
+const CLOSE_SETTLE_MS = 10_000;
+const CLOSE_END_S = 5;
+
 export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandle> {
   const folder = migrationsFolder();
   if ('url' in opts) {
@@ -60,7 +64,14 @@ export async function openDatabase(opts: DatabaseOptions): Promise<DatabaseHandl
         const { unlisten } = await client.listen(channel, onPayload);
         return unlisten;
       },
-      close: () => client.end(),
+      close: async () => {
+        // postgres.js runs the queries still queued for a connection when end() is called
+        // on connections it opens anew afterwards, which then stay open (and keep the
+        // process alive): let what runs and waits finish first, within a bound; then end,
+        // destroying what is still open after a few seconds.
+        await pool.settled(CLOSE_SETTLE_MS);
+        await client.end({ timeout: CLOSE_END_S });
+      },
     };
   }
   const { PGlite } = await import('@electric-sql/pglite');

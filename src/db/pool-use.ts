@@ -15,6 +15,7 @@ export interface PoolSnapshot {
 
 export class PoolUse {
   private running = 0;
+  private readonly settling = new Set<() => void>();
 
   constructor(readonly max: number) {}
 
@@ -26,7 +27,23 @@ export class PoolUse {
       if (ended) return;
       ended = true;
       this.running--;
+      if (this.running === 0) for (const wake of this.settling) wake();
     };
+  }
+
+  /** Resolves true once nothing runs or waits, or false after `timeoutMs` if something still does. */
+  settled(timeoutMs: number): Promise<boolean> {
+    if (this.running === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (settled: boolean) => {
+        clearTimeout(timer);
+        this.settling.delete(wake);
+        resolve(settled);
+      };
+      const wake = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.settling.add(wake);
+    });
   }
 
   async around<T>(work: () => Promise<T>): Promise<T> {
