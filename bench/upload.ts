@@ -45,6 +45,7 @@ import { create } from '@bufbuild/protobuf';
 import { compressFrame } from 'lz4-napi';
 import { ConnectRequestSchema, type AssignBuild, type ConnectRequest } from '../gen/kiln/v1/agent_pb.js';
 import { agentClient } from '../src/agent/agent.js';
+import { useAgentHeapSettings } from '../src/agent/heap-settings.js';
 import { lz4Frames, UPLOAD_CHUNK_BYTES, uploadOutput } from '../src/agent/uploader.js';
 import { AsyncQueue } from '../src/async-queue.js';
 import { createAdminClient } from '../src/cli/admin-client.js';
@@ -111,6 +112,8 @@ const KILN_MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const NIX_CONFIG = ['sandbox = false', 'build-users-group =', 'substituters =', 'experimental-features = nix-command'].join('\n');
 
 export async function benchUpload(options: BenchUploadOptions = {}): Promise<BenchUploadReport> {
+  // This process is the agent side of the path: it runs with the agent's heap settings, as `kiln agent run` does.
+  useAgentHeapSettings();
   const log = options.log ?? ((line: string) => console.log(line));
   const rounds = options.rounds ?? 3;
   const bigGiB = options.bigGiB ?? 4;

@@ -2,6 +2,7 @@
 // stops at once on the second).
 import { arch, cpus } from 'node:os';
 import { Agent } from '../../agent/agent.js';
+import { useAgentHeapSettings } from '../../agent/heap-settings.js';
 import type { Builder, CacheInfo } from '../../agent/builders/builder.js';
 import { LocalBuilder } from '../../agent/builders/local.js';
 import { NixBuilder } from '../../agent/builders/nix.js';
@@ -19,6 +20,7 @@ export function hostSystem(): string {
 }
 
 export async function runAgentCommand(args: string[]): Promise<void> {
+  useAgentHeapSettings();
   const { values, positionals } = parse(args, {
     coordinator: { type: 'string' },
     id: { type: 'string' },
