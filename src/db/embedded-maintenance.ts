@@ -15,7 +15,6 @@ const VACUUM_INSERTS = { base: 1000, scale: 0.2 };
 const ANALYZE = { base: 50, scale: 0.1 };
 
 interface TableActivity {
-  table: string;
   live: number;
   dead: number;
   insertedSinceVacuum: number;
@@ -38,19 +37,19 @@ export function upkeepFor(t: TableActivity): Upkeep | undefined {
  * so a table is looked after at the next round at the latest.
  */
 export async function maintainTables(db: Database): Promise<{ table: string; upkeep: Upkeep }[]> {
-  const tables = rowsOf<{ relname: string; live: number; dead: number; inserted: number; modified: number }>(
+  const tables = rowsOf<TableActivity & { table: string }>(
     await db.execute(sql`
-      select relname, n_live_tup::float8 as live, n_dead_tup::float8 as dead,
-        n_ins_since_vacuum::float8 as inserted, n_mod_since_analyze::float8 as modified
+      select relname as "table", n_live_tup::float8 as live, n_dead_tup::float8 as dead,
+        n_ins_since_vacuum::float8 as "insertedSinceVacuum", n_mod_since_analyze::float8 as "modifiedSinceAnalyze"
       from pg_stat_user_tables where schemaname = current_schema()`),
   );
   const done: { table: string; upkeep: Upkeep }[] = [];
   for (const t of tables) {
-    const upkeep = upkeepFor({ table: t.relname, live: t.live, dead: t.dead, insertedSinceVacuum: t.inserted, modifiedSinceAnalyze: t.modified });
+    const upkeep = upkeepFor(t);
     if (!upkeep) continue;
     // VACUUM cannot run in a transaction block; each statement here runs on its own.
-    await db.execute(sql.raw(`${upkeep} ${quoteIdentifier(t.relname)}`));
-    done.push({ table: t.relname, upkeep });
+    await db.execute(sql.raw(`${upkeep} ${quoteIdentifier(t.table)}`));
+    done.push({ table: t.table, upkeep });
   }
   return done;
 }

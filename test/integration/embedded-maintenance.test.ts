@@ -9,7 +9,7 @@ import { rowsOf } from '../../src/db/rows.js';
 import { createTestDatabase, DATABASE_KINDS, type TestDatabase } from '../helpers/databases.js';
 
 describe('upkeepFor: autovacuum thresholds', () => {
-  const table = { table: 't', live: 10_000, dead: 0, insertedSinceVacuum: 0, modifiedSinceAnalyze: 0 };
+  const table = { live: 10_000, dead: 0, insertedSinceVacuum: 0, modifiedSinceAnalyze: 0 };
   test('dead rows past 50 + 20 % of the live ones: vacuum (and analyze)', () => {
     expect(upkeepFor({ ...table, dead: 2_050 })).toBeUndefined();
     expect(upkeepFor({ ...table, dead: 2_051 })).toBe('vacuum analyze');
