@@ -34,8 +34,6 @@ export interface StagedUpload {
   /** Stored (compressed) bytes held. */
   readonly storedSize: number;
   readonly frames: readonly FrameRecord[];
-  /** Appends one complete frame, then records it in the journal. */
-  append(frame: Uint8Array, plainLength: number): Promise<void>;
   /** Appends complete frames with one write, then records them in the journal with one more. */
   appendFrames(frames: readonly StagedFrame[]): Promise<void>;
   /** Reads the staged frames back in order, for checking on resume. */
@@ -293,10 +291,6 @@ class FsStagedUpload implements StagedUpload {
     return this.records;
   }
 
-  append(frame: Uint8Array, plainLength: number): Promise<void> {
-    return this.appendFrames([{ bytes: frame, plain: plainLength }]);
-  }
-
   async appendFrames(frames: readonly StagedFrame[]): Promise<void> {
     if (frames.length === 0) return;
     const size = frames.reduce((n, f) => n + f.bytes.length, 0);
@@ -376,7 +370,7 @@ interface FreshStaging {
  * when a second frame comes or when it is kept for a resume.
  */
 class FreshStagedUpload implements StagedUpload {
-  private first: { frame: Uint8Array; plain: number } | undefined;
+  private first: StagedFrame | undefined;
   private spilled: StagedUpload | undefined;
   private ended = false;
 
@@ -387,23 +381,19 @@ class FreshStagedUpload implements StagedUpload {
   }
 
   get storedSize(): number {
-    return this.spilled ? this.spilled.storedSize : (this.first?.frame.length ?? 0);
+    return this.spilled ? this.spilled.storedSize : (this.first?.bytes.length ?? 0);
   }
 
   get frames(): readonly FrameRecord[] {
     if (this.spilled) return this.spilled.frames;
-    return this.first ? [{ stored: this.first.frame.length, plain: this.first.plain }] : [];
-  }
-
-  append(frame: Uint8Array, plainLength: number): Promise<void> {
-    return this.appendFrames([{ bytes: frame, plain: plainLength }]);
+    return this.first ? [{ stored: this.first.bytes.length, plain: this.first.plain }] : [];
   }
 
   async appendFrames(frames: readonly StagedFrame[]): Promise<void> {
     if (frames.length === 0) return;
     if (this.spilled) return this.spilled.appendFrames(frames);
     if (!this.first && frames.length === 1) {
-      this.first = { frame: frames[0]!.bytes, plain: frames[0]!.plain };
+      this.first = frames[0];
       return;
     }
     await this.spill();
@@ -414,7 +404,7 @@ class FreshStagedUpload implements StagedUpload {
     if (this.spilled) {
       yield* this.spilled.readFrames();
     } else if (this.first) {
-      yield Buffer.from(this.first.frame);
+      yield Buffer.from(this.first.bytes);
     }
   }
 
@@ -423,12 +413,12 @@ class FreshStagedUpload implements StagedUpload {
     this.spilled = await this.staging.spill();
     const first = this.first;
     this.first = undefined;
-    if (first) await this.spilled.append(first.frame, first.plain);
+    if (first) await this.spilled.appendFrames([first]);
   }
 
   commit(fileName: string): Promise<void> {
     if (this.spilled) return this.spilled.commit(fileName);
-    return this.end(() => this.staging.commitWhole(this.first?.frame ?? new Uint8Array(0), fileName));
+    return this.end(() => this.staging.commitWhole(this.first?.bytes ?? new Uint8Array(0), fileName));
   }
 
   discard(): Promise<void> {

@@ -17,8 +17,8 @@ describe('NarStorage', () => {
 
   test('a staged upload is invisible until it is committed, then readable whole', async () => {
     const staged = await storage.stage('b1-out', { fresh: true });
-    await staged.append(Buffer.from('frame-one'), 100);
-    await staged.append(Buffer.from('frame-two!'), 50);
+    await staged.appendFrames([{ bytes: Buffer.from('frame-one'), plain: 100 }]);
+    await staged.appendFrames([{ bytes: Buffer.from('frame-two!'), plain: 50 }]);
     expect(await storage.size(NAME)).toBeUndefined();
     expect(readdirSync(join(root, 'nar'))).toEqual([]);
     await staged.commit(NAME);
@@ -52,8 +52,8 @@ describe('NarStorage', () => {
 
   test('resuming keeps whole frames and reports their uncompressed offset', async () => {
     const staged = await storage.stage('b2-out', { fresh: true });
-    await staged.append(Buffer.from('aaaa'), 10);
-    await staged.append(Buffer.from('bbbbbb'), 20);
+    await staged.appendFrames([{ bytes: Buffer.from('aaaa'), plain: 10 }]);
+    await staged.appendFrames([{ bytes: Buffer.from('bbbbbb'), plain: 20 }]);
     await staged.close();
     expect(await storage.stagedOffset('b2-out')).toBe(30);
     const resumed = await storage.stage('b2-out', { fresh: false });
@@ -67,20 +67,20 @@ describe('NarStorage', () => {
 
   test('a frame cut off half way (no journal entry) is dropped on resume', async () => {
     const staged = await storage.stage('b3-out', { fresh: true });
-    await staged.append(Buffer.from('whole'), 7);
+    await staged.appendFrames([{ bytes: Buffer.from('whole'), plain: 7 }]);
     await staged.close();
     appendFileSync(join(root, 'staging', 'b3-out.part'), 'half-a-fra');
     const resumed = await storage.stage('b3-out', { fresh: false });
     expect(resumed.storedSize).toBe(5);
     expect(resumed.plainOffset).toBe(7);
-    await resumed.append(Buffer.from('next'), 3);
+    await resumed.appendFrames([{ bytes: Buffer.from('next'), plain: 3 }]);
     await resumed.close();
     expect(readFileSync(join(root, 'staging', 'b3-out.part'), 'utf8')).toBe('wholenext');
   });
 
   test('a torn journal entry is ignored along with its frame', async () => {
     const staged = await storage.stage('b4-out', { fresh: true });
-    await staged.append(Buffer.from('one'), 1);
+    await staged.appendFrames([{ bytes: Buffer.from('one'), plain: 1 }]);
     await staged.close();
     appendFileSync(join(root, 'staging', 'b4-out.part'), 'two');
     appendFileSync(join(root, 'staging', 'b4-out.frames'), Buffer.alloc(9, 1));
@@ -91,7 +91,7 @@ describe('NarStorage', () => {
 
   test('a fresh stage throws away what was staged before', async () => {
     const staged = await storage.stage('b5-out', { fresh: true });
-    await staged.append(Buffer.from('old'), 3);
+    await staged.appendFrames([{ bytes: Buffer.from('old'), plain: 3 }]);
     await staged.close();
     const again = await storage.stage('b5-out', { fresh: true });
     expect(again.plainOffset).toBe(0);
@@ -100,12 +100,12 @@ describe('NarStorage', () => {
 
   test('a one-frame upload is put into place whole, leaving no staging files, not even an earlier attempt\'s', async () => {
     const earlier = await storage.stage('b9-out', { fresh: true });
-    await earlier.append(Buffer.from('stale'), 5);
-    await earlier.append(Buffer.from('frames'), 6);
+    await earlier.appendFrames([{ bytes: Buffer.from('stale'), plain: 5 }]);
+    await earlier.appendFrames([{ bytes: Buffer.from('frames'), plain: 6 }]);
     await earlier.close();
     expect(await storage.stagedOffset('b9-out')).toBe(11);
     const staged = await storage.stage('b9-out', { fresh: true });
-    await staged.append(Buffer.from('only-frame'), 40);
+    await staged.appendFrames([{ bytes: Buffer.from('only-frame'), plain: 40 }]);
     expect(staged.plainOffset).toBe(40);
     expect(staged.frames).toEqual([{ stored: 10, plain: 40 }]);
     const replayed: string[] = [];
@@ -122,12 +122,12 @@ describe('NarStorage', () => {
 
   test("a one-frame upload removes the files an earlier process's attempt left (found when the storage opens)", async () => {
     const earlier = await storage.stage('b12-out', { fresh: true });
-    await earlier.append(Buffer.from('stale'), 5);
-    await earlier.append(Buffer.from('frames'), 6);
+    await earlier.appendFrames([{ bytes: Buffer.from('stale'), plain: 5 }]);
+    await earlier.appendFrames([{ bytes: Buffer.from('frames'), plain: 6 }]);
     await earlier.close();
     const restarted = await NarStorage.open(root);
     const staged = await restarted.stage('b12-out', { fresh: true });
-    await staged.append(Buffer.from('only-frame'), 40);
+    await staged.appendFrames([{ bytes: Buffer.from('only-frame'), plain: 40 }]);
     await staged.commit(NAME);
     expect(readdirSync(join(root, 'staging'))).toEqual([]);
     expect(await restarted.stagedOffset('b12-out')).toBe(0);
@@ -135,11 +135,11 @@ describe('NarStorage', () => {
 
   test('a one-frame upload kept for a resume is written out and resumes after its frame', async () => {
     const staged = await storage.stage('b10-out', { fresh: true });
-    await staged.append(Buffer.from('held'), 4);
+    await staged.appendFrames([{ bytes: Buffer.from('held'), plain: 4 }]);
     await staged.close();
     expect(await storage.stagedOffset('b10-out')).toBe(4);
     const resumed = await storage.stage('b10-out', { fresh: false });
-    await resumed.append(Buffer.from('-next'), 5);
+    await resumed.appendFrames([{ bytes: Buffer.from('-next'), plain: 5 }]);
     await resumed.commit(NAME);
     expect(readFileSync(join(root, 'nar', NAME), 'utf8')).toBe('held-next');
     expect(readdirSync(join(root, 'staging'))).toEqual([]);
@@ -149,7 +149,7 @@ describe('NarStorage', () => {
     const earlier = await storage.stage('b11-out', { fresh: true });
     await earlier.close();
     const staged = await storage.stage('b11-out', { fresh: true });
-    await staged.append(Buffer.from('bad'), 3);
+    await staged.appendFrames([{ bytes: Buffer.from('bad'), plain: 3 }]);
     await staged.discard();
     expect(readdirSync(join(root, 'staging'))).toEqual([]);
     expect(readdirSync(join(root, 'nar'))).toEqual([]);
@@ -157,8 +157,8 @@ describe('NarStorage', () => {
 
   test('a staged upload has one writer: a second stage of the same key is refused until the first ends', async () => {
     const first = await storage.stage('b7-out', { fresh: true });
-    await first.append(Buffer.from('fir'), 2);
-    await first.append(Buffer.from('st'), 3);
+    await first.appendFrames([{ bytes: Buffer.from('fir'), plain: 2 }]);
+    await first.appendFrames([{ bytes: Buffer.from('st'), plain: 3 }]);
     await expect(storage.stage('b7-out', { fresh: true })).rejects.toThrow(StagingInUseError);
     await expect(storage.stage('b7-out', { fresh: false })).rejects.toThrow(StagingInUseError);
     // The refused attempts touched nothing.
@@ -184,7 +184,7 @@ describe('NarStorage', () => {
 
   test('remove deletes a stored file and tolerates a missing one', async () => {
     const staged = await storage.stage('b6', { fresh: true });
-    await staged.append(Buffer.from('x'), 1);
+    await staged.appendFrames([{ bytes: Buffer.from('x'), plain: 1 }]);
     await staged.commit(NAME);
     await storage.remove(NAME);
     expect(existsSync(storage.filePath(NAME))).toBe(false);
