@@ -10,6 +10,7 @@ import { createGrpcTransport } from '@connectrpc/connect-node';
 import { AgentService, BuildResult, SetupFailureReason, type AssignBuild } from '../../gen/kiln/v1/agent_pb.js';
 import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER } from '../coordinator/auth.js';
 import type { Logger } from '../logger.js';
+import type { AgentFeatures } from '../scheduler/placement.js';
 import type { Tag } from '../scheduler/tags.js';
 import type { Builder, BuildOutcome, CacheInfo } from './builders/builder.js';
 import { ControlStream } from './control-stream.js';
@@ -28,6 +29,8 @@ export interface AgentOptions {
   systems: string[];
   maxParallel: number;
   tags: Tag[];
+  /** System features it offers: supported (mandatory included) and mandatory. */
+  features?: AgentFeatures;
   /** Makes the builder once the coordinator has said where its cache is. */
   builder: (cache: CacheInfo) => Builder;
   /**
@@ -80,6 +83,7 @@ export class Agent {
       systems: opts.systems,
       maxParallel: opts.maxParallel,
       tags: opts.tags,
+      features: opts.features,
       version: AGENT_VERSION,
       log: opts.log,
       handlers: {

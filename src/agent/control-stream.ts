@@ -17,6 +17,7 @@ import {
 } from '../../gen/kiln/v1/agent_pb.js';
 import { AsyncQueue } from '../async-queue.js';
 import type { Logger } from '../logger.js';
+import type { AgentFeatures } from '../scheduler/placement.js';
 import type { Tag } from '../scheduler/tags.js';
 import { Backoff, delay } from './backoff.js';
 
@@ -50,6 +51,8 @@ export interface ControlStreamOptions {
   systems: string[];
   maxParallel: number;
   tags: Tag[];
+  /** System features it offers (Nix's meaning); none when unset. */
+  features?: AgentFeatures;
   version: string;
   log: Logger;
   handlers: ControlStreamHandlers;
@@ -140,6 +143,8 @@ export class ControlStream {
             version: this.opts.version,
             heldBuildIds: held,
             cpuCount: availableParallelism(),
+            systemFeatures: this.opts.features?.supported ?? [],
+            mandatoryFeatures: this.opts.features?.mandatory ?? [],
           },
         },
       }),

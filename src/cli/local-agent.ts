@@ -8,7 +8,7 @@ import { NixBuilder } from '../agent/builders/nix.js';
 import { createAgent, createAgentPassword, getAgent } from '../coordinator/agent-registry.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
 import type { Logger } from '../logger.js';
-import { hostSystem } from './commands/agent-run.js';
+import { agentFeatures, agentStateDir, hostSystem } from './commands/agent-run.js';
 
 interface LocalAgentCredentials {
   id: string;
@@ -36,6 +36,9 @@ export async function startLocalAgent(coordinator: Coordinator, dataDir: string,
     return undefined;
   }
   const { id, password } = await credentials(coordinator, dataDir);
+  const features = agentFeatures({});
+  // Its Nix's narinfo cache lives beside the coordinator's data, not in the user's ~/.cache.
+  const cacheHome = join(agentStateDir(id, join(dataDir, 'local-agent')), 'cache');
   const agent = new Agent({
     coordinatorUrl: coordinator.url,
     agentId: id,
@@ -43,7 +46,8 @@ export async function startLocalAgent(coordinator: Coordinator, dataDir: string,
     systems: [hostSystem()],
     maxParallel: 1,
     tags: [],
-    builder: (cache) => new NixBuilder({ cache }),
+    features,
+    builder: (cache) => new NixBuilder({ cache, settings: { cacheHome, systemFeatures: features.supported } }),
     log: log.child({ agent: 'local' }),
   });
   agent.start();

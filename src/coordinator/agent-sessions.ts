@@ -3,6 +3,7 @@
 import { ConnectError, Code } from '@connectrpc/connect';
 import type { ConnectResponse, LoadReport } from '../../gen/kiln/v1/agent_pb.js';
 import { AsyncQueue } from '../async-queue.js';
+import { NO_FEATURES, type AgentFeatures } from '../scheduler/placement.js';
 import type { Tag } from '../scheduler/tags.js';
 
 /** An operator's rules for when an agent takes no more builds, whatever its free slots. */
@@ -38,6 +39,8 @@ export class AgentSession {
     private readonly limits: LoadLimits = NO_LOAD_LIMITS,
     /** CPUs the agent reported (0: unknown, taken as 1). */
     readonly cpuCount = 0,
+    /** The system features it offers (validated: mandatory ones among the supported). */
+    readonly features: AgentFeatures = NO_FEATURES,
   ) {
     this.reportedFree = maxParallel;
   }

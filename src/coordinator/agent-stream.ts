@@ -29,6 +29,7 @@ import {
   type ReportPolicy,
   type SetupFailureKind,
 } from '../scheduler/build-reports.js';
+import { validateAgentFeatures } from '../scheduler/placement.js';
 import { validateTags } from '../scheduler/tags.js';
 import { getAgent } from './agent-registry.js';
 import { AgentSession, type AgentSessions, type LoadLimits } from './agent-sessions.js';
@@ -84,13 +85,22 @@ export function agentStream(deps: AgentStreamDeps) {
       throw new ConnectError('the first message on the control stream must be Hello', Code.InvalidArgument);
     }
     const hello = first.value.message.value;
-    const session = await openSession(deps, agentId, hello);
+    // Thrown inside the stream, past the error interceptor: a refused Hello keeps its status.
+    const session = await openSession(deps, agentId, hello).catch((err: unknown) => {
+      throw toConnectError(err, log, 'AgentService.Connect');
+    });
     const { abandon, effects } = await reconcileHeldBuilds(deps.db, deps.reports, agentId, hello.heldBuildIds);
     deps.dispatcher.applyEffects(effects);
     for (const id of hello.heldBuildIds) if (!abandon.includes(id)) session.holding.add(id);
     deps.sessions.add(session);
-    log.info({ systems: session.systems, maxParallel: session.maxParallel, holding: session.holding.size }, 'agent connected');
-    await agentEvent(deps, 'agent-connected', agentId, { systems: session.systems, maxParallel: session.maxParallel, holding: [...session.holding], version: hello.version });
+    log.info({ systems: session.systems, features: session.features, maxParallel: session.maxParallel, holding: session.holding.size }, 'agent connected');
+    await agentEvent(deps, 'agent-connected', agentId, {
+      systems: session.systems,
+      features: session.features,
+      maxParallel: session.maxParallel,
+      holding: [...session.holding],
+      version: hello.version,
+    });
 
     session.outbox.push(
       create(ConnectResponseSchema, {
@@ -145,7 +155,8 @@ async function openSession(deps: AgentStreamDeps, agentId: string, hello: Hello)
   const offered = validateTags(hello.tags.map(({ key, value }) => ({ key, value })), 'Hello');
   // Tags recorded for the agent win over the ones it offers for the same key.
   const tags = [...agent.tags, ...offered.filter((t) => !agent.tags.some((a) => a.key === t.key))];
-  const session = new AgentSession(agentId, [...hello.systems], tags, hello.maxParallelBuilds, deps.loadLimits, hello.cpuCount);
+  const features = validateAgentFeatures({ supported: [...hello.systemFeatures], mandatory: [...hello.mandatoryFeatures] }, 'Hello');
+  const session = new AgentSession(agentId, [...hello.systems], tags, hello.maxParallelBuilds, deps.loadLimits, hello.cpuCount, features);
   // A deactivated agent may connect (and report what it holds) but is given nothing.
   session.active = agent.active;
   return session;

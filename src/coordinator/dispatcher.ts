@@ -41,11 +41,11 @@ function chunks<T>(items: T[], size: number): T[][] {
   return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 }
 
-/** Sessions by what they can build: the same systems and tags. */
+/** Sessions by what they can build: the same systems, tags and features. */
 function groupAlike(sessions: AgentSession[]): Map<string, AgentSession[]> {
   const groups = new Map<string, AgentSession[]>();
   for (const s of sessions) {
-    const key = JSON.stringify([[...s.systems].sort(), s.tags.map((t) => `${t.key}=${t.value}`).sort()]);
+    const key = JSON.stringify([[...s.systems].sort(), s.tags.map((t) => `${t.key}=${t.value}`).sort(), s.features.supported, s.features.mandatory]);
     const group = groups.get(key);
     if (group) group.push(s);
     else groups.set(key, [s]);
@@ -184,7 +184,7 @@ export class Dispatcher {
             if (!claimed) {
               const credit = session.credit();
               if (credit === 0) continue;
-              const agent = { agentId: session.agentId, systems: session.systems, tags: session.tags };
+              const agent = { agentId: session.agentId, systems: session.systems, tags: session.tags, features: session.features };
               builds = await this.policy.claim(this.opts.db, agent, credit, { leaseMs: this.opts.reports.leaseMs });
             }
             if (builds && builds.length > 0) await this.assign(session, builds, claimStartedAt);
@@ -196,9 +196,9 @@ export class Dispatcher {
 
   /** One claim for agents alike; undefined when they must claim alone. */
   private claimForGroup(group: AgentSession[]): Promise<Map<string, ClaimedBuild[]> | undefined> {
-    const { systems, tags } = group[0]!;
+    const { systems, tags, features } = group[0]!;
     const agents = group.map((s) => ({ agentId: s.agentId, limit: s.credit() }));
-    return this.policy.claimForGroup!(this.opts.db, { systems, tags, agents }, { leaseMs: this.opts.reports.leaseMs });
+    return this.policy.claimForGroup!(this.opts.db, { systems, tags, features, agents }, { leaseMs: this.opts.reports.leaseMs });
   }
 
   private async assign(session: AgentSession, claimed: ClaimedBuild[], claimStartedAt: number): Promise<void> {

@@ -33,6 +33,8 @@ export const derivations = pgTable('derivations', {
    * submission never re-reads a stored closure.
    */
   hashModulo: text('hash_modulo').notNull(),
+  /** Its `requiredSystemFeatures` (Nix's semantics): an agent must support every one. */
+  requiredFeatures: text('required_features').array().notNull().default(sql`'{}'::text[]`),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
@@ -103,6 +105,11 @@ export const builds = pgTable(
     derivationPath: text('derivation_path').notNull().references(() => derivations.path),
     /** The derivation's system, copied here so that the ready-queue index can use it. */
     system: text('system').notNull().default(''),
+    /**
+     * The derivation's required system features, copied here like `system` so that the
+     * claim checks them on the row it reads anyway (see scheduler/placement.ts).
+     */
+    requiredFeatures: text('required_features').array().notNull().default(sql`'{}'::text[]`),
     priority: integer('priority').notNull().default(0),
     /**
      * The highest of this build's priority and the derived priority of every build that

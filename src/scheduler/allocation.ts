@@ -6,12 +6,14 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { rowsOf } from '../db/rows.js';
+import type { AgentFeatures } from './placement.js';
 import type { Tag } from './tags.js';
 
 export interface AgentCapabilities {
   agentId: string;
   systems: string[];
   tags: Tag[];
+  features: AgentFeatures;
 }
 
 export interface ClaimedOutput {
@@ -47,10 +49,11 @@ export interface AllocationPolicy {
   claimForGroup?(db: Database, group: AgentGroup, opts: ClaimOptions): Promise<Map<string, ClaimedBuild[]> | undefined>;
 }
 
-/** Agents alike in systems and tags, each with how many builds it takes now. */
+/** Agents alike in systems, tags and features, each with how many builds it takes now. */
 export interface AgentGroup {
   systems: string[];
   tags: Tag[];
+  features: AgentFeatures;
   agents: { agentId: string; limit: number }[];
 }
 
@@ -62,8 +65,9 @@ export interface ClaimOptions {
 
 /**
  * The builds this agent may take now, for one of its systems: scheduled, every input
- * in the cache, past any retry backoff, every tag of the build on the agent, and not
- * excluded from this agent. In allocation order, so the builds_ready index serves it:
+ * in the cache, past any retry backoff, every tag of the build on the agent, every
+ * feature it requires supported and every mandatory one of the agent required
+ * (placement.ts), and not excluded from this agent. In allocation order, so the builds_ready index serves it:
  * `nulls last` as in the index (the column is never null, but the planner only walks an
  * index in its order when the null ordering matches too, else it sorts every ready build).
  */
@@ -79,6 +83,8 @@ function readyFor(agent: Candidate, system: string, extraColumns: SQL = sql``): 
           and not exists (
             select 1 from unnest(${sql.param(agent.tags.map((t) => t.key))}::text[], ${sql.param(agent.tags.map((t) => t.value))}::text[]) as a(k, v)
             where a.k = t.key and a.v = t.value))
+      and b.required_features <@ ${sql.param(agent.features.supported)}::text[]
+      ${agent.features.mandatory.length === 0 ? sql`` : sql`and b.required_features @> ${sql.param(agent.features.mandatory)}::text[]`}
       ${agent.agentId === undefined ? sql`` : sql`and not exists (select 1 from build_exclusions x where x.build_id = b.id and x.agent_id = ${agent.agentId})`}
     order by b.derived_priority desc nulls last, b.seq`;
 }
@@ -190,7 +196,7 @@ export const priorityFirst: AllocationPolicy = {
       select c.id, s.agent_id
       from (
         select id, row_number() over (order by derived_priority desc nulls last, seq) as n
-        from (${lockedCandidates({ systems: group.systems, tags: group.tags }, slots.length, sql`, b.derived_priority, b.seq`)}) c
+        from (${lockedCandidates({ systems: group.systems, tags: group.tags, features: group.features }, slots.length, sql`, b.derived_priority, b.seq`)}) c
         where not (select yes from blocked)
         order by derived_priority desc nulls last, seq
         limit ${slots.length}) c

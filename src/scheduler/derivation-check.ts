@@ -12,11 +12,14 @@ import {
 } from '../store/derivation.js';
 import { Hash } from '../store/hash.js';
 import { parseStorePath } from '../store/store-path.js';
+import { requiredFeatures } from './placement.js';
 
 export interface CheckedDerivation {
   path: string;
   name: string;
   system: string;
+  /** Its requiredSystemFeatures, sorted. */
+  requiredFeatures: string[];
   text: string;
   fixedOutput: boolean;
   /** hashDerivationModulo, unmasked, hex. */
@@ -184,6 +187,7 @@ function toChecked(path: string, text: string, drv: Derivation, hashModulo: stri
     path,
     name: derivationName(path),
     system: drv.platform,
+    requiredFeatures: requiredFeatures(drv),
     text,
     fixedOutput: outputs.length === 1 && outputs[0]!.hash !== '',
     hashModulo,

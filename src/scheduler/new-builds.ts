@@ -68,8 +68,8 @@ async function insertRows(tx: Queryable, list: NewBuild[]): Promise<void> {
           ${sql.param(list.map((b) => b.maxSilentSeconds ?? 0))}::int[], ${sql.param(list.map((b) => b.reason ?? ''))}::text[])
           with ordinality as v(id, derivation_path, priority, timeout_seconds, max_silent_seconds, reason, n)),
       inserted as (
-        insert into builds (id, derivation_path, system, priority, derived_priority, timeout_seconds, max_silent_seconds)
-        select v.id, v.derivation_path, d.system, v.priority, v.priority, v.timeout_seconds, v.max_silent_seconds
+        insert into builds (id, derivation_path, system, required_features, priority, derived_priority, timeout_seconds, max_silent_seconds)
+        select v.id, v.derivation_path, d.system, d.required_features, v.priority, v.priority, v.timeout_seconds, v.max_silent_seconds
         from v join derivations d on d.path = v.derivation_path
         order by v.n
         returning id),

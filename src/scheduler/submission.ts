@@ -183,9 +183,12 @@ async function storeDerivations(db: Database, list: CheckedDerivation[]): Promis
   const text = (values: string[]) => sql`${sql.param(values)}::text[]`;
   await db.execute(sql`
     with stored as (
-      insert into derivations (path, name, system, text, fixed_output, hash_modulo)
-      select * from unnest(${text(list.map((d) => d.path))}, ${text(list.map((d) => d.name))}, ${text(list.map((d) => d.system))},
-        ${text(list.map((d) => d.text))}, ${text(list.map((d) => String(d.fixedOutput)))}::boolean[], ${text(list.map((d) => d.hashModulo))})
+      insert into derivations (path, name, system, text, fixed_output, hash_modulo, required_features)
+      -- Features travel space-separated (a feature has no white space; '' is none).
+      select path, name, system, text, fixed_output, hash_modulo, string_to_array(features, ' ')
+      from unnest(${text(list.map((d) => d.path))}, ${text(list.map((d) => d.name))}, ${text(list.map((d) => d.system))},
+        ${text(list.map((d) => d.text))}, ${text(list.map((d) => String(d.fixedOutput)))}::boolean[], ${text(list.map((d) => d.hashModulo))},
+        ${text(list.map((d) => d.requiredFeatures.join(' ')))}) as d(path, name, system, text, fixed_output, hash_modulo, features)
       on conflict do nothing),
     outputs as (
       insert into derivation_outputs (derivation_path, name, path, hash_algo, hash)

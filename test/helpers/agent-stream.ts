@@ -20,7 +20,15 @@ export interface TestAgentStream {
   close(): Promise<void>;
 }
 
-export async function connectTestAgent(t: TestCoordinator, opts: { systems?: string[]; maxParallel?: number; tags?: { key: string; value: string }[] } = {}): Promise<TestAgentStream> {
+export interface TestAgentOptions {
+  systems?: string[];
+  maxParallel?: number;
+  tags?: { key: string; value: string }[];
+  systemFeatures?: string[];
+  mandatoryFeatures?: string[];
+}
+
+export async function connectTestAgent(t: TestCoordinator, opts: TestAgentOptions = {}): Promise<TestAgentStream> {
   const { agent } = await t.admin.createAgent({ name: `test-${randomUUID().slice(0, 8)}` });
   const { password } = await t.admin.createAgentPassword({ agentId: agent!.id });
   const outbox = new AsyncQueue<ConnectRequest>();
@@ -32,7 +40,15 @@ export async function connectTestAgent(t: TestCoordinator, opts: { systems?: str
   const abort = new AbortController();
   send({
     case: 'hello',
-    value: { systems: opts.systems ?? ['x86_64-linux'], maxParallelBuilds: opts.maxParallel ?? 2, cpuCount: 4, tags: opts.tags ?? [], version: 'test' },
+    value: {
+      systems: opts.systems ?? ['x86_64-linux'],
+      maxParallelBuilds: opts.maxParallel ?? 2,
+      cpuCount: 4,
+      tags: opts.tags ?? [],
+      systemFeatures: opts.systemFeatures ?? [],
+      mandatoryFeatures: opts.mandatoryFeatures ?? [],
+      version: 'test',
+    },
   });
   const reading = (async () => {
     for await (const r of agentClient(t.coordinator.url, agent!.id, password).connect(outbox, { signal: abort.signal }) as AsyncIterable<ConnectResponse>) {

@@ -13,6 +13,7 @@ import { narUploadMessages } from '../../src/agent/uploader.js';
 import { storePaths } from '../../src/db/schema.js';
 import { encodeBase32 } from '../../src/store/base32.js';
 import { priorityFirst } from '../../src/scheduler/allocation.js';
+import { NO_FEATURES } from '../../src/scheduler/placement.js';
 import { dumpPath, hashPath } from '../../src/store/nar-writer.js';
 import { parseNarInfo } from '../../src/store/narinfo.js';
 import { countValidSignatures, parseNixPublicKey } from '../../src/store/nix-signature.js';
@@ -74,7 +75,7 @@ describe.each(DATABASE_KINDS)('input sources through AdminService on %s', (kind)
   const storedNars = () => readdirSync(join(t.dataDir, 'nars', 'nar')).sort();
 
   async function claimable(agentId: string): Promise<string[]> {
-    const claimed = await priorityFirst.claim(t.coordinator.database.db, { agentId, systems: [SYSTEM], tags: [{ key: 'test', value: 'sources' }] }, 10, { leaseMs: 60_000 });
+    const claimed = await priorityFirst.claim(t.coordinator.database.db, { agentId, systems: [SYSTEM], tags: [{ key: 'test', value: 'sources' }], features: NO_FEATURES }, 10, { leaseMs: 60_000 });
     return claimed.map((b) => b.id);
   }
 

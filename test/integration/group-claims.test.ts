@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { openDatabase, type DatabaseHandle } from '../../src/db/connection.js';
 import { agents, buildExclusions } from '../../src/db/schema.js';
 import { dealSlots, priorityFirst } from '../../src/scheduler/allocation.js';
+import { NO_FEATURES } from '../../src/scheduler/placement.js';
 import { submitBuilds } from '../../src/scheduler/submission.js';
 import { NarStorage } from '../../src/storage/nar-storage.js';
 import { makeDerivation } from '../../src/store/make-derivation.js';
@@ -60,7 +61,7 @@ describe.each(DATABASE_KINDS)('group claims on %s', (kind) => {
   test('the best builds go to the group, dealt round by round', async () => {
     const { system, ids } = await readyBuilds([1, 9, 5, 7, 3]);
     const [a, b] = await newAgents(2);
-    const claimed = await priorityFirst.claimForGroup!(handle.db, { systems: [system], tags: [], agents: [{ agentId: a!, limit: 2 }, { agentId: b!, limit: 1 }] }, LEASE);
+    const claimed = await priorityFirst.claimForGroup!(handle.db, { systems: [system], tags: [], features: NO_FEATURES, agents: [{ agentId: a!, limit: 2 }, { agentId: b!, limit: 1 }] }, LEASE);
     // Priorities 9, 7, 5 in that order, dealt a, b, a.
     expect(claimed?.get(a!)?.map((c) => c.id)).toEqual([ids[1], ids[2]]);
     expect(claimed?.get(b!)?.map((c) => c.id)).toEqual([ids[3]]);
@@ -70,10 +71,10 @@ describe.each(DATABASE_KINDS)('group claims on %s', (kind) => {
     const { system, ids } = await readyBuilds([4, 2]);
     const [a, b] = await newAgents(2);
     await handle.db.insert(buildExclusions).values({ buildId: ids[0]!, agentId: b!, reason: 'could not delete its outputs' });
-    const group = { systems: [system], tags: [], agents: [{ agentId: a!, limit: 1 }, { agentId: b!, limit: 1 }] };
+    const group = { systems: [system], tags: [], features: NO_FEATURES, agents: [{ agentId: a!, limit: 1 }, { agentId: b!, limit: 1 }] };
     expect(await priorityFirst.claimForGroup!(handle.db, group, LEASE)).toBeUndefined();
     // Alone, each gets what it may: b not the build it is excluded from.
-    expect((await priorityFirst.claim(handle.db, { agentId: b!, systems: [system], tags: [] }, 1, LEASE)).map((c) => c.id)).toEqual([ids[1]]);
-    expect((await priorityFirst.claim(handle.db, { agentId: a!, systems: [system], tags: [] }, 1, LEASE)).map((c) => c.id)).toEqual([ids[0]]);
+    expect((await priorityFirst.claim(handle.db, { agentId: b!, systems: [system], tags: [], features: NO_FEATURES }, 1, LEASE)).map((c) => c.id)).toEqual([ids[1]]);
+    expect((await priorityFirst.claim(handle.db, { agentId: a!, systems: [system], tags: [], features: NO_FEATURES }, 1, LEASE)).map((c) => c.id)).toEqual([ids[0]]);
   });
 });

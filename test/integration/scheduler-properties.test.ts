@@ -16,6 +16,7 @@ import { openDatabase, type DatabaseHandle } from '../../src/db/connection.js';
 import { rowsOf } from '../../src/db/rows.js';
 import { agents, storePaths } from '../../src/db/schema.js';
 import { priorityFirst, type AllocationPolicy } from '../../src/scheduler/allocation.js';
+import { NO_FEATURES } from '../../src/scheduler/placement.js';
 import { releasePaths } from '../../src/scheduler/availability.js';
 import { setBuildPriority } from '../../src/scheduler/build-changes.js';
 import { recordFinished } from '../../src/scheduler/build-reports.js';
@@ -184,6 +185,7 @@ async function runScenario(
       systems: spec.systems.map((s) => systems[s]!),
       tags: spec.tag ? [{ key: 't', value: spec.tag }] : [],
       slots: spec.slots,
+      features: NO_FEATURES,
     });
   }
 
@@ -236,7 +238,7 @@ async function runScenario(
         limit: agent.slots - before.filter((b) => b.agent_id === agentId && (b.state === 'allocated' || b.state === 'started')).length,
       }));
       const eligible = before.filter((b) => b.state === 'scheduled' && b.waiting === 0 && agent.systems.includes(b.system) && tagsFit(b, agent));
-      const result = await policy.claimForGroup(db, { systems: agent.systems, tags: agent.tags, agents: members }, { leaseMs: 60_000 });
+      const result = await policy.claimForGroup(db, { systems: agent.systems, tags: agent.tags, features: NO_FEATURES, agents: members }, { leaseMs: 60_000 });
       // No exclusions here, so the group is never sent back to claim alone.
       expect(result).toBeDefined();
       const claimed = [...result!.values()].flat();

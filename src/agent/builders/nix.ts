@@ -2,6 +2,7 @@
 // the coordinator's binary cache (pull, not push): the .drv closure by `nix copy`, the
 // inputs as substitutes while `nix-store --realise` runs.
 import { aborted, type BuildContext, type BuildJob, type BuildOutcome, type Builder, type CacheInfo } from './builder.js';
+import { agentNixEnv, type AgentNixSettings } from './nix-settings.js';
 import { lastLines, runProcess } from './process.js';
 
 export interface NixBuilderOptions {
@@ -12,6 +13,8 @@ export interface NixBuilderOptions {
    */
   storeRoot?: string;
   env?: NodeJS.ProcessEnv;
+  /** The agent's own Nix cache directory and features (nix-settings.ts). */
+  settings?: AgentNixSettings;
 }
 
 export class NixBuilder implements Builder {
@@ -23,7 +26,10 @@ export class NixBuilder implements Builder {
    * narinfo disk cache. Builds themselves still run in parallel.
    */
   private fetching: Promise<unknown> = Promise.resolve();
-  constructor(private readonly opts: NixBuilderOptions) {}
+  private readonly env: NodeJS.ProcessEnv;
+  constructor(private readonly opts: NixBuilderOptions) {
+    this.env = agentNixEnv(opts.env ?? process.env, opts.settings ?? {});
+  }
 
   private serialFetch<T>(fetch: () => Promise<T>): Promise<T> {
     const result = this.fetching.then(fetch, fetch);
@@ -42,7 +48,7 @@ export class NixBuilder implements Builder {
   }
 
   private run(command: string, args: string[], ctx: BuildContext, extra: Parameters<typeof runProcess>[2] = {}) {
-    return runProcess(command, args, { env: this.opts.env ?? process.env, signal: ctx.signal, ...extra });
+    return runProcess(command, args, { env: this.env, signal: ctx.signal, ...extra });
   }
 
   async build(job: BuildJob, ctx: BuildContext): Promise<BuildOutcome> {

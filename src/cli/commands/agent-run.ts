@@ -1,11 +1,15 @@
 // `kiln agent run`: runs an agent until SIGINT/SIGTERM (drains on the first signal,
 // stops at once on the second).
-import { arch, cpus } from 'node:os';
+import { mkdirSync } from 'node:fs';
+import { arch, cpus, homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Agent } from '../../agent/agent.js';
 import { useAgentHeapSettings } from '../../agent/heap-settings.js';
 import type { Builder, CacheInfo } from '../../agent/builders/builder.js';
 import { LocalBuilder } from '../../agent/builders/local.js';
 import { NixBuilder } from '../../agent/builders/nix.js';
+import { machineSystemFeatures, type AgentNixSettings } from '../../agent/builders/nix-settings.js';
+import { validateAgentFeatures, type AgentFeatures } from '../../scheduler/placement.js';
 import { coordinatorUrl } from '../../config.js';
 import { createLogger } from '../../logger.js';
 import { validateStoreDir } from '../../store/store-path.js';
@@ -19,6 +23,26 @@ export function hostSystem(): string {
   return `${cpu}-${process.platform}`;
 }
 
+/**
+ * The agent's system features: those given (`--system-feature`, replacing the default as
+ * Nix's `system-features` setting does), else the machine's Nix's; mandatory ones on top.
+ */
+export function agentFeatures(given: { supported?: string[]; mandatory?: string[] }, env: NodeJS.ProcessEnv = process.env): AgentFeatures {
+  const supported = given.supported?.length ? given.supported : (machineSystemFeatures(env) ?? []);
+  try {
+    return validateAgentFeatures({ supported, mandatory: given.mandatory ?? [] }, 'agent');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** Where an agent keeps its own files (Nix's narinfo cache among them), made if missing. */
+export function agentStateDir(agentId: string, given: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const dir = resolve(given ?? join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'kiln', `agent-${agentId}`));
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
 export async function runAgentCommand(args: string[]): Promise<void> {
   useAgentHeapSettings();
   const { values, positionals } = parse(args, {
@@ -29,6 +53,9 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     'max-parallel': { type: 'string' },
     system: { type: 'string', multiple: true },
     tag: { type: 'string', multiple: true },
+    'system-feature': { type: 'string', multiple: true },
+    'mandatory-feature': { type: 'string', multiple: true },
+    'state-dir': { type: 'string' },
     store: { type: 'string' },
     'store-dir': { type: 'string' },
     timeout: { type: 'string' },
@@ -40,7 +67,9 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   if (!agentId || !password) throw new UsageError('kiln agent run needs --id and --password (or KILN_AGENT_ID and KILN_AGENT_PASSWORD)');
   const maxParallel = intFrom(values['max-parallel'], '--max-parallel') ?? Math.max(1, Math.floor(cpus().length / 2));
   if (maxParallel < 1) throw new UsageError('--max-parallel must be at least 1');
-  const builder = builderFactory(values.builder, values.store, values['store-dir']);
+  const features = agentFeatures({ supported: values['system-feature'], mandatory: values['mandatory-feature'] });
+  const stateDir = agentStateDir(agentId, values['state-dir']);
+  const builder = builderFactory(values.builder, values.store, values['store-dir'], { cacheHome: join(stateDir, 'cache'), systemFeatures: features.supported });
   const timeoutSeconds = intFrom(values.timeout, '--timeout') ?? 0;
   const maxSilentSeconds = intFrom(values['max-silent-time'], '--max-silent-time') ?? 0;
   if (timeoutSeconds < 0 || maxSilentSeconds < 0) throw new UsageError('--timeout and --max-silent-time are seconds, zero for no limit');
@@ -53,6 +82,7 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     systems: values.system?.length ? values.system : [hostSystem()],
     maxParallel,
     tags: tagsFrom(values.tag),
+    features,
     builder,
     limits: { timeoutSeconds, maxSilentSeconds },
     log,
@@ -77,12 +107,17 @@ export async function runAgentCommand(args: string[]): Promise<void> {
 }
 
 /** Makes the chosen builder once the coordinator has said where its cache is. */
-function builderFactory(name: string | undefined, storeRoot: string | undefined, storeDir: string | undefined): (cache: CacheInfo) => Builder {
+function builderFactory(
+  name: string | undefined,
+  storeRoot: string | undefined,
+  storeDir: string | undefined,
+  nixSettings: AgentNixSettings,
+): (cache: CacheInfo) => Builder {
   switch (name) {
     case 'nix':
       // Nix's own configuration says which store directory it uses.
       if (storeDir !== undefined) throw new UsageError('--store-dir is for --builder local; Nix takes its store directory from its configuration');
-      return (cache) => new NixBuilder({ cache, storeRoot });
+      return (cache) => new NixBuilder({ cache, storeRoot, settings: nixSettings });
     case 'local':
       if (storeDir !== undefined) {
         try {

@@ -1,0 +1,2 @@
+ALTER TABLE "builds" ADD COLUMN "required_features" text[] DEFAULT '{}'::text[] NOT NULL;--> statement-breakpoint
+ALTER TABLE "derivations" ADD COLUMN "required_features" text[] DEFAULT '{}'::text[] NOT NULL;
