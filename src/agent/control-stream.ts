@@ -179,6 +179,7 @@ export class ControlStream {
             this.opts.handlers.onDrain();
             break;
           case 'acknowledged':
+            if (m.value.warning) this.opts.log.warn({ buildId: m.value.buildId, warning: m.value.warning }, 'the coordinator took a report as this agent\'s fault');
             if (m.value.refusal) this.refused(m.value.buildId, m.value.refusal);
             else this.forget(m.value.buildId);
             break;

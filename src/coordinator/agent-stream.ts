@@ -192,7 +192,11 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
             missingInputs: [...m.value.missingInputs],
             message: m.value.message,
           });
-          if (!effects.repeated) deps.telemetry?.outcome(kind === 'missing-inputs' ? 'missing-inputs' : 'setup-failure');
+          if (!effects.repeated) deps.telemetry?.outcome(kind === 'missing-inputs' && !effects.agentFault ? 'missing-inputs' : 'setup-failure');
+          if (effects.agentFault) {
+            deps.telemetry?.agentFault(session.agentId);
+            log.warn({ buildId: m.value.buildId, missingInputs: m.value.missingInputs }, effects.agentFault);
+          }
           afterFinalReport(deps, session, m.value.buildId, effects);
         }),
       );
@@ -271,12 +275,12 @@ async function agentEvent(deps: AgentStreamDeps, type: 'agent-connected' | 'agen
 /** A build's final report is recorded: the agent's slot is free, and the queue may have changed. */
 function afterFinalReport(deps: AgentStreamDeps, session: AgentSession, buildId: string, effects: ReportEffects): void {
   session.released(buildId);
-  acknowledge(session, buildId);
+  acknowledge(session, buildId, undefined, effects.agentFault);
   if (!effects.requeued.includes(buildId)) deps.events.emit({ buildId, kind: 'finished' });
   deps.dispatcher.applyEffects(effects);
   deps.dispatcher.poke();
 }
 
-function acknowledge(session: AgentSession, buildId: string, refusal?: { code: Code; message: string; report: ReportKind }): void {
-  session.outbox.push(create(ConnectResponseSchema, { message: { case: 'acknowledged', value: { buildId, refusal } } }));
+function acknowledge(session: AgentSession, buildId: string, refusal?: { code: Code; message: string; report: ReportKind }, warning = ''): void {
+  session.outbox.push(create(ConnectResponseSchema, { message: { case: 'acknowledged', value: { buildId, refusal, warning } } }));
 }

@@ -31,6 +31,12 @@ export interface ReportEffects {
   retryInMs: number[];
   /** The report was taken before (the agent repeated itself): nothing changed, nothing to count. */
   repeated?: true;
+  /**
+   * The report was the agent's own fault, in words for the agent: it called inputs missing
+   * that the cache holds. Counted and told to the agent; the attempt failed as a setup
+   * failure, retried as the policy says.
+   */
+  agentFault?: string;
 }
 
 export function noEffects(): ReportEffects {
@@ -116,16 +122,21 @@ export async function recordSetupFailure(
       payload: { attempt: build.attempt, kind: failure.kind, missingInputs: failure.missingInputs, message: failure.message },
     });
     if (failure.kind === 'missing-inputs') {
-      await endAttempt(tx, buildId, build.attempt, 'missing-inputs', failure.message);
       const paths = await missingPaths(tx, build.derivationPath, failure.missingInputs);
       await toQueue(tx, buildId, null);
       const waiting = await addWaits(tx, buildId, paths);
-      effects.requeued.push(buildId);
       if (waiting === 0) {
-        // The cache has them all: the agent could not fetch what is there. That is a
-        // setup failure like any other, retried with backoff, not a loop.
-        return failAttempt(tx, policy, build, agentId, 'setup-failure', failure.message, { attemptEnded: true });
+        // The cache has them all: the agent could not fetch what is there (a stale miss
+        // its Nix remembered, a network fault). A setup failure like any other, counted
+        // as one so that the retry policy bounds it, never a missing-inputs loop.
+        const fault =
+          `the agent reported ${failure.missingInputs.join(' ') || 'inputs'} missing, but the cache holds every input of this build it named: ` +
+          'the agent could not fetch what is there';
+        const failed = await failAttempt(tx, policy, build, agentId, 'setup-failure', `${fault} (${failure.message})`);
+        return { ...failed, agentFault: fault };
       }
+      await endAttempt(tx, buildId, build.attempt, 'missing-inputs', failure.message);
+      effects.requeued.push(buildId);
       effects.submitted = await submitBuildsForMissing(tx, { id: buildId }, paths);
       await raiseInputs(tx, [buildId]);
       return effects;

@@ -113,6 +113,11 @@ export class BuildTelemetry {
     this.opts.metrics.attemptEnded(outcome);
   }
 
+  /** An agent called inputs missing that the cache holds. */
+  agentFault(agentId: string): void {
+    this.opts.metrics.agentFaults.inc({ agent_id: agentId });
+  }
+
   /**
    * An upload call: its span continues the sender's trace (the traceparent in the call's
    * headers) and it is counted once complete.

@@ -43,6 +43,12 @@ export class CoordinatorMetrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+  readonly agentFaults = new Counter({
+    name: 'kiln_agent_false_missing_inputs_total',
+    help: 'Setup failures in which an agent called inputs missing that the cache holds (counted as setup failures, and told to the agent), by agent.',
+    labelNames: ['agent_id'],
+    registers: [this.registry],
+  });
   readonly allocationLatency = new Histogram({
     name: 'kiln_allocation_latency_seconds',
     help: "Time from asking the database for an agent's next builds to their assignments queued on its stream, per claim that found work.",

@@ -2,7 +2,7 @@
 // and the assignments it receives, for tests of how the coordinator treats an agent.
 import { randomUUID } from 'node:crypto';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { ConnectRequestSchema, type AssignBuild, type ConnectRequest, type ConnectResponse } from '../../gen/kiln/v1/agent_pb.js';
+import { ConnectRequestSchema, type Acknowledged, type AssignBuild, type ConnectRequest, type ConnectResponse } from '../../gen/kiln/v1/agent_pb.js';
 import { agentClient } from '../../src/agent/agent.js';
 import { AsyncQueue } from '../../src/async-queue.js';
 import type { TestCoordinator } from './coordinator.js';
@@ -17,6 +17,8 @@ export interface TestAgentStream {
   nextAssignment(): Promise<AssignBuild>;
   /** The build id of the next report the coordinator acknowledged (in order). */
   nextAcknowledgement(): Promise<string>;
+  /** The next acknowledgement itself, with its refusal or warning (the same sequence). */
+  nextAcknowledged(): Promise<Acknowledged>;
   close(): Promise<void>;
 }
 
@@ -34,7 +36,7 @@ export async function connectTestAgent(t: TestCoordinator, opts: TestAgentOption
   const outbox = new AsyncQueue<ConnectRequest>();
   const send = (message: AgentMessage) => outbox.push(create(ConnectRequestSchema, { message }));
   const assignments = new AsyncQueue<AssignBuild>();
-  const acknowledgements = new AsyncQueue<string>();
+  const acknowledgements = new AsyncQueue<Acknowledged>();
   let welcomed!: () => void;
   const welcome = new Promise<void>((r) => (welcomed = r));
   const abort = new AbortController();
@@ -54,7 +56,7 @@ export async function connectTestAgent(t: TestCoordinator, opts: TestAgentOption
     for await (const r of agentClient(t.coordinator.url, agent!.id, password).connect(outbox, { signal: abort.signal }) as AsyncIterable<ConnectResponse>) {
       if (r.message.case === 'welcome') welcomed();
       if (r.message.case === 'assignBuild') assignments.push(r.message.value);
-      if (r.message.case === 'acknowledged') acknowledgements.push(r.message.value.buildId);
+      if (r.message.case === 'acknowledged') acknowledgements.push(r.message.value);
     }
   })().catch(() => undefined);
   await welcome;
@@ -65,7 +67,8 @@ export async function connectTestAgent(t: TestCoordinator, opts: TestAgentOption
     password,
     send,
     nextAssignment: () => iterator.next().then((r) => r.value as AssignBuild),
-    nextAcknowledgement: () => acks.next().then((r) => r.value as string),
+    nextAcknowledgement: () => acks.next().then((r) => (r.value as Acknowledged).buildId),
+    nextAcknowledged: () => acks.next().then((r) => r.value as Acknowledged),
     async close() {
       outbox.end();
       abort.abort();

@@ -1,7 +1,8 @@
 // What the coordinator does with an agent's setup failures, through the real server:
 // outputs it could not delete send the build to another agent (never back to that
 // one); inputs it could not get make the build wait for them, with a build submitted
-// for an input that lost its output from the cache.
+// for an input that lost its output from the cache; inputs it calls missing that the
+// cache holds are the agent's fault: told to it, counted, and bounded by the retry policy.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
@@ -14,13 +15,17 @@ import { connectTestAgent } from '../helpers/agent-stream.js';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { uploadTinyOutputs } from '../helpers/tiny-outputs.js';
+import { parsePrometheusText, sampleValue } from '../helpers/prometheus-text.js';
 
 const SYSTEM = 'x86_64-linux';
 
 describe.each(DATABASE_KINDS)('setup failures on %s', (kind) => {
   let t: TestCoordinator;
   beforeAll(async () => {
-    t = await startTestCoordinator(kind);
+    // Setup failures retried at once, three attempts in all, so a bounded loop ends quickly.
+    t = await startTestCoordinator(kind, {
+      retryPolicy: { farm: { maxAttempts: 3, on: ['agent-lost', 'setup-failure'], initialBackoffMs: 0, maxBackoffMs: 0 }, byTag: [] },
+    });
   });
   afterAll(async () => {
     await t?.stop();
@@ -95,6 +100,53 @@ describe.each(DATABASE_KINDS)('setup failures on %s', (kind) => {
       expect(waiting.state).toBe(BuildState.SCHEDULED);
       expect(waiting.waitingInputs).toBe(1);
       expect(waiting.attempts.map((a) => a.outcome)).toEqual(['missing-inputs']);
+    } finally {
+      await agent.close();
+    }
+  });
+
+  test('an agent calling an input missing that the cache holds is told so, counted, and the build fails after the retry bound instead of looping', async () => {
+    const tag = { key: 'case', value: `stale-${randomUUID().slice(0, 8)}` };
+    const agent = await connectTestAgent(t, { tags: [tag], maxParallel: 1 });
+    const known = new Map<string, Derivation>();
+    const input = makeDerivation({ name: `held-${randomUUID().slice(0, 8)}`, system: SYSTEM, builder: '/bin/sh' }, '/nix/store', known);
+    known.set(input.path, input.drv);
+    const user = makeDerivation({ name: `stale-${randomUUID().slice(0, 8)}`, system: SYSTEM, builder: '/bin/sh', inputDrvs: new Map([[input.path, ['out']]]) }, '/nix/store', known);
+    const faults = async () => {
+      const families = parsePrometheusText(await (await fetch(`${t.coordinator.url}/metrics`)).text());
+      return sampleValue(families, 'kiln_agent_false_missing_inputs_total', { agent_id: agent.agentId }) ?? 0;
+    };
+    try {
+      const { build: top } = await t.admin.submitBuild({
+        derivationPath: user.path,
+        derivations: [user, input].map((d) => ({ path: d.path, text: Buffer.from(d.text) })),
+        tags: [tag],
+      });
+      const inputBuild = await agent.nextAssignment();
+      const outputs = await uploadTinyOutputs(t, agent, inputBuild);
+      agent.send({ case: 'buildFinished', value: { buildId: inputBuild.buildId, result: BuildResult.SUCCESS, outputs, message: '' } });
+      expect((await agent.nextAcknowledged()).buildId).toBe(inputBuild.buildId);
+
+      // The agent calls the input missing on every attempt, as a Nix that remembered a
+      // miss did: each is a setup failure, and after the third the build has failed.
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        const assigned = await agent.nextAssignment();
+        expect([assigned.buildId, assigned.attempt]).toEqual([top!.id, attempt]);
+        agent.send({
+          case: 'setupFailure',
+          value: { buildId: top!.id, reason: SetupFailureReason.MISSING_INPUTS, missingInputs: [input.path], message: 'no substituter can build it' },
+        });
+        const ack = await agent.nextAcknowledged();
+        expect(ack.buildId).toBe(top!.id);
+        expect(ack.refusal).toBeUndefined();
+        expect(ack.warning).toMatch(/the cache holds every input of this build it named/);
+      }
+      const failed = await get(top!.id);
+      expect(failed.state).toBe(BuildState.FAILED);
+      expect(failed.waitingInputs).toBe(0);
+      expect(failed.attempts.map((a) => a.outcome)).toEqual(['setup-failure', 'setup-failure', 'setup-failure']);
+      expect(failed.attempts[0]!.message).toContain('no substituter can build it');
+      expect(await faults()).toBe(3);
     } finally {
       await agent.close();
     }
