@@ -179,10 +179,25 @@ async function buildPage(id) {
       field('priority', `${b.priority ?? 0} (derived ${b.derivedPriority ?? 0})`),
       field('tags', (b.tags ?? []).map((t) => `${t.key}=${t.value}`).join(' ') || '—'),
       field('waiting for inputs', String(b.waitingInputs ?? 0)),
+      field('required features', (b.requiredFeatures ?? []).join(' ') || '—'),
+      b.waitReason ? field('why it waits', h('span', { id: 'wait-reason', 'data-kind': b.waitReason.kind }, b.waitReason.text)) : [],
       field('submitted', when(b.createdAt)),
       field('ended', when(b.endedAt)),
       field('trace id (latest attempt)', h('span', { class: 'mono', id: 'trace-id' }, attempts.length ? attempts[attempts.length - 1].traceId : '—')),
     ),
+    (b.waitReason?.missingInputs ?? []).length
+      ? [
+          h('h2', {}, 'Missing inputs'),
+          h(
+            'table',
+            { id: 'missing-inputs' },
+            h('tr', {}, h('th', {}, 'path'), h('th', {}, 'made by'), h('th', {}, 'upstream asked')),
+            b.waitReason.missingInputs.map((m) =>
+              h('tr', {}, h('td', { class: 'mono' }, m.path), h('td', {}, m.buildId ? buildLink({ id: m.buildId }) : 'no build'), h('td', {}, m.upstreamAsked ? 'yes' : 'no')),
+            ),
+          ),
+        ]
+      : [],
     h('h2', {}, 'Outputs'),
     h(
       'table',
@@ -260,7 +275,7 @@ async function refresh() {
   const buildId = /^\/build\/([0-9a-fA-F-]{36})$/.exec(route)?.[1];
   try {
     const content = buildId ? await buildPage(buildId) : await overview();
-    main.replaceChildren(...content.filter(Boolean));
+    main.replaceChildren(...content.flat().filter(Boolean));
     statusLine.textContent = `updated ${new Date().toLocaleTimeString()}`;
     statusLine.className = 'muted';
     forgetButton.hidden = false;

@@ -1,7 +1,7 @@
 // How the CLI shows builds and agents: aligned text for people, JSON for scripts.
 import { toJson } from '@bufbuild/protobuf';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
-import { AgentSchema, BuildSchema, BuildState, type Agent, type Build, type Tag } from '../../gen/kiln/v1/types_pb.js';
+import { AgentSchema, BuildSchema, BuildState, WaitKind, type Agent, type Build, type Tag } from '../../gen/kiln/v1/types_pb.js';
 
 export function stateName(state: BuildState): string {
   return (BuildState[state] ?? 'UNSPECIFIED').toLowerCase();
@@ -29,8 +29,10 @@ export function buildText(b: Build): string {
     `system     ${b.system}`,
     `priority   ${b.priority}${b.derivedPriority !== b.priority ? ` (derived ${b.derivedPriority})` : ''}`,
   ];
-  if (b.state === BuildState.SCHEDULED && b.waitingInputs > 0) lines.push(`waiting    for ${b.waitingInputs} input path(s) not in the cache yet`);
-  if (b.notBefore) lines.push(`not before ${timestampDate(b.notBefore).toISOString()} (retry backoff)`);
+  if (b.waitReason) lines.push(`waiting    ${b.waitReason.text}`);
+  else if (b.state === BuildState.SCHEDULED && b.waitingInputs > 0) lines.push(`waiting    for ${b.waitingInputs} input path(s) not in the cache yet`);
+  if (b.notBefore && b.waitReason?.kind !== WaitKind.RETRY_BACKOFF) lines.push(`not before ${timestampDate(b.notBefore).toISOString()} (retry backoff)`);
+  if (b.requiredFeatures.length) lines.push(`features   ${b.requiredFeatures.join(' ')} (required)`);
   if (b.timeoutSeconds) lines.push(`timeout    ${b.timeoutSeconds} s`);
   if (b.maxSilentSeconds) lines.push(`max silent ${b.maxSilentSeconds} s`);
   if (b.tags.length) lines.push(`tags       ${tagText(b.tags)}`);

@@ -19,6 +19,8 @@ import type { AgentSignal } from './farm-signals.js';
 import { sourceUploads } from './source-uploads.js';
 import type { AgentSessions } from './agent-sessions.js';
 import { connectionToProto, queueStatus } from './queue-status.js';
+import { waitReasonOf, waitReasonToProto } from './wait-status.js';
+import type { WaitReason } from '../scheduler/wait-reasons.js';
 import { buildTraceId } from '../telemetry/build-trace.js';
 import type { BuildTelemetry } from '../telemetry/build-telemetry.js';
 import { cacheAdmin } from './cache-admin.js';
@@ -40,7 +42,7 @@ export function stateFromProto(state: BuildState): DbBuildState {
   return found[0];
 }
 
-export function buildToProto(b: BuildRecord): Build {
+export function buildToProto(b: BuildRecord, wait?: WaitReason): Build {
   return create(BuildSchema, {
     id: b.id,
     derivationPath: b.derivationPath,
@@ -60,6 +62,8 @@ export function buildToProto(b: BuildRecord): Build {
     maxSilentSeconds: b.maxSilentSeconds,
     notBefore: b.notBefore ? timestampFromDate(b.notBefore) : undefined,
     waitingInputs: b.waitingInputs,
+    requiredFeatures: b.requiredFeatures,
+    waitReason: waitReasonToProto(wait),
     attempts: b.attempts.map((a) => ({
       attempt: a.attempt,
       agentId: a.agentId,
@@ -150,7 +154,8 @@ export function adminService(
       return { builds: result.builds.map((r) => ({ build: buildToProto(r.build), existing: r.existing })) };
     },
     async getBuild(req) {
-      return { build: buildToProto(await getBuild(db, req.id)) };
+      const build = await getBuild(db, req.id);
+      return { build: buildToProto(build, await waitReasonOf(db, live.sessions, build)) };
     },
     async listBuilds(req) {
       const page = await listBuilds(
@@ -162,7 +167,7 @@ export function adminService(
         },
         { size: req.pageSize, token: req.pageToken },
       );
-      return { builds: page.builds.map(buildToProto), nextPageToken: page.nextToken };
+      return { builds: page.builds.map((b) => buildToProto(b)), nextPageToken: page.nextToken };
     },
     async cancelBuild(req) {
       const before = await getBuild(db, req.id);

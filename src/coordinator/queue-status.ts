@@ -43,5 +43,7 @@ export function connectionToProto(session: AgentSession | undefined): AgentConne
     freeDiskBytes: BigInt(status.freeDiskBytes ?? 0),
     draining: session.draining,
     lastSeen: timestampFromDate(new Date(session.lastSeen)),
+    systemFeatures: session.features.supported,
+    mandatoryFeatures: session.features.mandatory,
   });
 }

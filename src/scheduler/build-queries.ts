@@ -18,6 +18,8 @@ export interface BuildRecord {
   seq: number;
   derivationPath: string;
   system: string;
+  /** The derivation's requiredSystemFeatures. */
+  requiredFeatures: string[];
   priority: number;
   state: BuildState;
   tags: Tag[];
@@ -140,6 +142,7 @@ async function loadBuilds(db: Database, where: SQL[], limit: number, opts: { att
     seq: build.seq,
     derivationPath: build.derivationPath,
     system: build.system,
+    requiredFeatures: build.requiredFeatures,
     derivedPriority: build.derivedPriority,
     attemptCount: build.attempt,
     timeoutSeconds: build.timeoutSeconds,

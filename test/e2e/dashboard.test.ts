@@ -80,6 +80,11 @@ describe('the dashboard in headless Chromium', () => {
     expect(await page.locator('#outputs').innerText()).toContain(first.outputs[0]!.path);
     expect(await page.locator('#attempts').innerText()).toContain('not started yet');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-build.png'), fullPage: true });
+    // The waiting build's page says why it waits: the one agent's only slot is taken.
+    await page.goto(`${t.coordinator.url}/dashboard/#/build/${second.id}`);
+    await page.locator('#wait-reason').waitFor({ timeout: 10_000 });
+    expect(await page.locator('#wait-reason').innerText()).toBe('ready: waiting for a free slot on 1 agent connected to this coordinator that can build it');
+    expect(await page.locator('#wait-reason').getAttribute('data-kind')).toBe('WAIT_KIND_FREE_SLOT');
     console.log(`dashboard screenshots in ${ARTIFACTS}`);
     expect(problems).toEqual([]);
   }, 120_000);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/types.proto.
  */
 export const file_kiln_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIswECgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkZXJpdmVkX3ByaW9yaXR5GA0gASgFEhUKDWF0dGVtcHRfY291bnQYDiABKA0SJwoIYXR0ZW1wdHMYDyADKAsyFS5raWxuLnYxLkJ1aWxkQXR0ZW1wdBIXCg90aW1lb3V0X3NlY29uZHMYECABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGBEgASgNEi4KCm5vdF9iZWZvcmUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDndhaXRpbmdfaW5wdXRzGBMgASgNIocCCgxCdWlsZEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIQCghhZ2VudF9pZBgCIAEoCRIwCgxhbGxvY2F0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAYgASgJEg8KB21lc3NhZ2UYByABKAkSEAoIbG9nX3NpemUYCCABKAQSEAoIdHJhY2VfaWQYCSABKAkiwwEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGl2ZRgFIAEoCBIWCg5wYXNzd29yZF9jb3VudBgGIAEoBRIsCgpjb25uZWN0aW9uGAcgASgLMhgua2lsbi52MS5BZ2VudENvbm5lY3Rpb24i5wEKD0FnZW50Q29ubmVjdGlvbhIPCgdzeXN0ZW1zGAEgAygJEhsKE21heF9wYXJhbGxlbF9idWlsZHMYAiABKA0SEgoKZnJlZV9zbG90cxgDIAEoDRIPCgdob2xkaW5nGAQgASgNEhQKDGxvYWRfYXZlcmFnZRgFIAEoARIRCgljcHVfY291bnQYBiABKA0SFwoPZnJlZV9kaXNrX2J5dGVzGAcgASgEEhAKCGRyYWluaW5nGAggASgIEi0KCWxhc3Rfc2VlbhgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitwEKBUV2ZW50EgoKAmlkGAEgASgDEgwKBHR5cGUYAiABKAkSEAoIYnVpbGRfaWQYAyABKAkSEAoIYWdlbnRfaWQYBCABKAkSFAoMcGF5bG9hZF9qc29uGAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCmRlbGl2ZXJpZXMYByADKAsyFi5raWxuLnYxLkV2ZW50RGVsaXZlcnkigQEKDUV2ZW50RGVsaXZlcnkSDAoEaG9vaxgBIAEoCRINCgVzdGF0ZRgCIAEoCRIQCghhdHRlbXB0cxgDIAEoDRISCgpsYXN0X2Vycm9yGAQgASgJEi0KCXJ1bl9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqxQEKCkJ1aWxkU3RhdGUSGwoXQlVJTERfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVCVUlMRF9TVEFURV9TQ0hFRFVMRUQQARIZChVCVUlMRF9TVEFURV9BTExPQ0FURUQQAhIXChNCVUlMRF9TVEFURV9TVEFSVEVEEAMSGQoVQlVJTERfU1RBVEVfU1VDQ0VFREVEEAQSFgoSQlVJTERfU1RBVEVfRkFJTEVEEAUSGAoUQlVJTERfU1RBVEVfQ0FOQ0VMRUQQBmIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChNraWxuL3YxL3R5cGVzLnByb3RvEgdraWxuLnYxIiEKA1RhZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkiTwoQRGVyaXZhdGlvbk91dHB1dBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJaGFzaF9hbGdvGAMgASgJEgwKBGhhc2gYBCABKAkiLAoORGVyaXZhdGlvblRleHQSDAoEcGF0aBgBIAEoCRIMCgR0ZXh0GAIgASgMIpEFCgVCdWlsZBIKCgJpZBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSDgoGc3lzdGVtGAMgASgJEhAKCHByaW9yaXR5GAQgASgFEiIKBXN0YXRlGAUgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYBiADKAsyDC5raWxuLnYxLlRhZxIqCgdvdXRwdXRzGAcgAygLMhkua2lsbi52MS5EZXJpdmF0aW9uT3V0cHV0EhkKEWlucHV0X2Rlcml2YXRpb25zGAggAygJEhAKCGFnZW50X2lkGAkgASgJEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBkZXJpdmVkX3ByaW9yaXR5GA0gASgFEhUKDWF0dGVtcHRfY291bnQYDiABKA0SJwoIYXR0ZW1wdHMYDyADKAsyFS5raWxuLnYxLkJ1aWxkQXR0ZW1wdBIXCg90aW1lb3V0X3NlY29uZHMYECABKA0SGgoSbWF4X3NpbGVudF9zZWNvbmRzGBEgASgNEi4KCm5vdF9iZWZvcmUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDndhaXRpbmdfaW5wdXRzGBMgASgNEhkKEXJlcXVpcmVkX2ZlYXR1cmVzGBQgAygJEigKC3dhaXRfcmVhc29uGBUgASgLMhMua2lsbi52MS5XYWl0UmVhc29uIsQCCgpXYWl0UmVhc29uEh8KBGtpbmQYASABKA4yES5raWxuLnYxLldhaXRLaW5kEgwKBHRleHQYAiABKAkSLQoObWlzc2luZ19pbnB1dHMYAyADKAsyFS5raWxuLnYxLk1pc3NpbmdJbnB1dBIbChNtaXNzaW5nX2lucHV0X2NvdW50GAQgASgNEi4KCm5vdF9iZWZvcmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEHVubWF0Y2hlZF9zeXN0ZW0YBiABKAkSJAoOdW5tYXRjaGVkX3RhZ3MYByADKAsyDC5raWxuLnYxLlRhZxIaChJ1bm1hdGNoZWRfZmVhdHVyZXMYCCADKAkSFgoOYWdlbnRzX3NlZW5fYnkYCSABKAkSFwoPbWF0Y2hpbmdfYWdlbnRzGAogASgNIkYKDE1pc3NpbmdJbnB1dBIMCgRwYXRoGAEgASgJEhAKCGJ1aWxkX2lkGAIgASgJEhYKDnVwc3RyZWFtX2Fza2VkGAMgASgIIocCCgxCdWlsZEF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoDRIQCghhZ2VudF9pZBgCIAEoCRIwCgxhbGxvY2F0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAYgASgJEg8KB21lc3NhZ2UYByABKAkSEAoIbG9nX3NpemUYCCABKAQSEAoIdHJhY2VfaWQYCSABKAkiwwEKBUFnZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGgoEdGFncxgDIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFjdGl2ZRgFIAEoCBIWCg5wYXNzd29yZF9jb3VudBgGIAEoBRIsCgpjb25uZWN0aW9uGAcgASgLMhgua2lsbi52MS5BZ2VudENvbm5lY3Rpb24inAIKD0FnZW50Q29ubmVjdGlvbhIPCgdzeXN0ZW1zGAEgAygJEhsKE21heF9wYXJhbGxlbF9idWlsZHMYAiABKA0SEgoKZnJlZV9zbG90cxgDIAEoDRIPCgdob2xkaW5nGAQgASgNEhQKDGxvYWRfYXZlcmFnZRgFIAEoARIRCgljcHVfY291bnQYBiABKA0SFwoPZnJlZV9kaXNrX2J5dGVzGAcgASgEEhAKCGRyYWluaW5nGAggASgIEi0KCWxhc3Rfc2VlbhgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPc3lzdGVtX2ZlYXR1cmVzGAogAygJEhoKEm1hbmRhdG9yeV9mZWF0dXJlcxgLIAMoCSK3AQoFRXZlbnQSCgoCaWQYASABKAMSDAoEdHlwZRgCIAEoCRIQCghidWlsZF9pZBgDIAEoCRIQCghhZ2VudF9pZBgEIAEoCRIUCgxwYXlsb2FkX2pzb24YBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoKZGVsaXZlcmllcxgHIAMoCzIWLmtpbG4udjEuRXZlbnREZWxpdmVyeSKBAQoNRXZlbnREZWxpdmVyeRIMCgRob29rGAEgASgJEg0KBXN0YXRlGAIgASgJEhAKCGF0dGVtcHRzGAMgASgNEhIKCmxhc3RfZXJyb3IYBCABKAkSLQoJcnVuX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrFAQoKQnVpbGRTdGF0ZRIbChdCVUlMRF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUJVSUxEX1NUQVRFX1NDSEVEVUxFRBABEhkKFUJVSUxEX1NUQVRFX0FMTE9DQVRFRBACEhcKE0JVSUxEX1NUQVRFX1NUQVJURUQQAxIZChVCVUlMRF9TVEFURV9TVUNDRUVERUQQBBIWChJCVUlMRF9TVEFURV9GQUlMRUQQBRIYChRCVUlMRF9TVEFURV9DQU5DRUxFRBAGKrwBCghXYWl0S2luZBIZChVXQUlUX0tJTkRfVU5TUEVDSUZJRUQQABIcChhXQUlUX0tJTkRfTUlTU0lOR19JTlBVVFMQARIbChdXQUlUX0tJTkRfUkVUUllfQkFDS09GRhACEh8KG1dBSVRfS0lORF9OT19NQVRDSElOR19BR0VOVBADEiAKHFdBSVRfS0lORF9BR0VOVFNfVU5BVkFJTEFCTEUQBBIXChNXQUlUX0tJTkRfRlJFRV9TTE9UEAViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A key=value label on a build or an agent. A build is only allocated to an agent
@@ -222,6 +222,20 @@ export type Build = Message<"kiln.v1.Build"> & {
    * @generated from field: uint32 waiting_inputs = 19;
    */
   waitingInputs: number;
+
+  /**
+   * The derivation's requiredSystemFeatures: its agent must support every one.
+   *
+   * @generated from field: repeated string required_features = 20;
+   */
+  requiredFeatures: string[];
+
+  /**
+   * Why a scheduled build is not running now (filled by GetBuild, for scheduled builds).
+   *
+   * @generated from field: kiln.v1.WaitReason wait_reason = 21;
+   */
+  waitReason?: WaitReason | undefined;
 };
 
 /**
@@ -230,6 +244,119 @@ export type Build = Message<"kiln.v1.Build"> & {
  */
 export const BuildSchema: GenMessage<Build> = /*@__PURE__*/
   messageDesc(file_kiln_v1_types, 3);
+
+/**
+ * @generated from message kiln.v1.WaitReason
+ */
+export type WaitReason = Message<"kiln.v1.WaitReason"> & {
+  /**
+   * @generated from field: kiln.v1.WaitKind kind = 1;
+   */
+  kind: WaitKind;
+
+  /**
+   * The reason in words, for people.
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * For WAIT_KIND_MISSING_INPUTS: the paths not available yet (at most 100 of them).
+   *
+   * @generated from field: repeated kiln.v1.MissingInput missing_inputs = 3;
+   */
+  missingInputs: MissingInput[];
+
+  /**
+   * How many input paths are missing in all.
+   *
+   * @generated from field: uint32 missing_input_count = 4;
+   */
+  missingInputCount: number;
+
+  /**
+   * For WAIT_KIND_RETRY_BACKOFF: not allocated before this.
+   *
+   * @generated from field: google.protobuf.Timestamp not_before = 5;
+   */
+  notBefore?: Timestamp | undefined;
+
+  /**
+   * For WAIT_KIND_NO_MATCHING_AGENT: the build's system when no connected agent builds
+   * for it, and the tags and features of the build that no connected agent of that
+   * system offers (empty when each is offered, but by no single agent).
+   *
+   * @generated from field: string unmatched_system = 6;
+   */
+  unmatchedSystem: string;
+
+  /**
+   * @generated from field: repeated kiln.v1.Tag unmatched_tags = 7;
+   */
+  unmatchedTags: Tag[];
+
+  /**
+   * @generated from field: repeated string unmatched_features = 8;
+   */
+  unmatchedFeatures: string[];
+
+  /**
+   * Whose agents "connected" means: "replica" (the streams held by the coordinator
+   * that answered; other replicas may hold more) or "farm" (every replica's).
+   *
+   * @generated from field: string agents_seen_by = 9;
+   */
+  agentsSeenBy: string;
+
+  /**
+   * Connected agents that could build it (for WAIT_KIND_AGENTS_UNAVAILABLE and
+   * WAIT_KIND_FREE_SLOT).
+   *
+   * @generated from field: uint32 matching_agents = 10;
+   */
+  matchingAgents: number;
+};
+
+/**
+ * Describes the message kiln.v1.WaitReason.
+ * Use `create(WaitReasonSchema)` to create a new message.
+ */
+export const WaitReasonSchema: GenMessage<WaitReason> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_types, 4);
+
+/**
+ * An input path a build waits for.
+ *
+ * @generated from message kiln.v1.MissingInput
+ */
+export type MissingInput = Message<"kiln.v1.MissingInput"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * The unfinished build that will make it, if any.
+   *
+   * @generated from field: string build_id = 2;
+   */
+  buildId: string;
+
+  /**
+   * Whether an upstream cache was asked for the path (and had no trusted narinfo).
+   *
+   * @generated from field: bool upstream_asked = 3;
+   */
+  upstreamAsked: boolean;
+};
+
+/**
+ * Describes the message kiln.v1.MissingInput.
+ * Use `create(MissingInputSchema)` to create a new message.
+ */
+export const MissingInputSchema: GenMessage<MissingInput> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_types, 5);
 
 /**
  * One time a build was handed to an agent, and how it ended.
@@ -297,7 +424,7 @@ export type BuildAttempt = Message<"kiln.v1.BuildAttempt"> & {
  * Use `create(BuildAttemptSchema)` to create a new message.
  */
 export const BuildAttemptSchema: GenMessage<BuildAttempt> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_types, 4);
+  messageDesc(file_kiln_v1_types, 6);
 
 /**
  * @generated from message kiln.v1.Agent
@@ -350,7 +477,7 @@ export type Agent = Message<"kiln.v1.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_types, 5);
+  messageDesc(file_kiln_v1_types, 7);
 
 /**
  * What a connected agent told the coordinator holding its stream.
@@ -410,6 +537,18 @@ export type AgentConnection = Message<"kiln.v1.AgentConnection"> & {
    * @generated from field: google.protobuf.Timestamp last_seen = 9;
    */
   lastSeen?: Timestamp | undefined;
+
+  /**
+   * System features it supports (mandatory ones included), and those it is reserved for.
+   *
+   * @generated from field: repeated string system_features = 10;
+   */
+  systemFeatures: string[];
+
+  /**
+   * @generated from field: repeated string mandatory_features = 11;
+   */
+  mandatoryFeatures: string[];
 };
 
 /**
@@ -417,7 +556,7 @@ export type AgentConnection = Message<"kiln.v1.AgentConnection"> & {
  * Use `create(AgentConnectionSchema)` to create a new message.
  */
 export const AgentConnectionSchema: GenMessage<AgentConnection> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_types, 6);
+  messageDesc(file_kiln_v1_types, 8);
 
 /**
  * Something that happened, written in the same transaction as the change it reports, and
@@ -471,7 +610,7 @@ export type Event = Message<"kiln.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_types, 7);
+  messageDesc(file_kiln_v1_types, 9);
 
 /**
  * One hook's handling of one event.
@@ -512,7 +651,7 @@ export type EventDelivery = Message<"kiln.v1.EventDelivery"> & {
  * Use `create(EventDeliverySchema)` to create a new message.
  */
 export const EventDeliverySchema: GenMessage<EventDelivery> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_types, 8);
+  messageDesc(file_kiln_v1_types, 10);
 
 /**
  * The life of a build. A setup failure returns a build to SCHEDULED.
@@ -565,4 +704,58 @@ export enum BuildState {
  */
 export const BuildStateSchema: GenEnum<BuildState> = /*@__PURE__*/
   enumDesc(file_kiln_v1_types, 0);
+
+/**
+ * What a scheduled build waits for, the first that applies, in this order.
+ *
+ * @generated from enum kiln.v1.WaitKind
+ */
+export enum WaitKind {
+  /**
+   * @generated from enum value: WAIT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Input paths are not available yet (missing_inputs).
+   *
+   * @generated from enum value: WAIT_KIND_MISSING_INPUTS = 1;
+   */
+  MISSING_INPUTS = 1,
+
+  /**
+   * A retry waits for its backoff to end (not_before).
+   *
+   * @generated from enum value: WAIT_KIND_RETRY_BACKOFF = 2;
+   */
+  RETRY_BACKOFF = 2,
+
+  /**
+   * No connected agent offers what the build needs: its system, a tag, a system feature
+   * (unmatched_*), or every agent that would is reserved by a mandatory feature.
+   *
+   * @generated from enum value: WAIT_KIND_NO_MATCHING_AGENT = 3;
+   */
+  NO_MATCHING_AGENT = 3,
+
+  /**
+   * Agents that could build it are connected, but deactivated or draining.
+   *
+   * @generated from enum value: WAIT_KIND_AGENTS_UNAVAILABLE = 4;
+   */
+  AGENTS_UNAVAILABLE = 4,
+
+  /**
+   * Ready: waiting for a free slot on an agent that can build it.
+   *
+   * @generated from enum value: WAIT_KIND_FREE_SLOT = 5;
+   */
+  FREE_SLOT = 5,
+}
+
+/**
+ * Describes the enum kiln.v1.WaitKind.
+ */
+export const WaitKindSchema: GenEnum<WaitKind> = /*@__PURE__*/
+  enumDesc(file_kiln_v1_types, 1);
 
