@@ -8,6 +8,7 @@ import { NixBuilder } from '../agent/builders/nix.js';
 import { createAgent, createAgentPassword, getAgent } from '../coordinator/agent-registry.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
 import type { Logger } from '../logger.js';
+import type { Tag } from '../scheduler/tags.js';
 import { agentFeatures, agentStateDir, hostSystem } from './commands/agent-run.js';
 
 interface LocalAgentCredentials {
@@ -30,7 +31,7 @@ async function credentials(coordinator: Coordinator, dataDir: string): Promise<L
 }
 
 /** Starts the local agent, or says why not (no Nix on this machine) and returns undefined. */
-export async function startLocalAgent(coordinator: Coordinator, dataDir: string, log: Logger): Promise<Agent | undefined> {
+export async function startLocalAgent(coordinator: Coordinator, dataDir: string, log: Logger, tags: Tag[] = []): Promise<Agent | undefined> {
   if (spawnSync('nix-store', ['--version']).status !== 0) {
     log.warn('no Nix on this machine (nix-store not found): running without a local agent');
     return undefined;
@@ -45,7 +46,8 @@ export async function startLocalAgent(coordinator: Coordinator, dataDir: string,
     password,
     systems: [hostSystem()],
     maxParallel: 1,
-    tags: [],
+    // Offered in its Hello (`--local-agent-tag`), so they change with the flags of each start.
+    tags,
     features,
     builder: (cache) => new NixBuilder({ cache, settings: { cacheHome, systemFeatures: features.supported } }),
     log: log.child({ agent: 'local' }),

@@ -31,11 +31,11 @@ export function startAgentProcess(opts: {
   env?: NodeJS.ProcessEnv;
 }): AgentProcess {
   const args = [KILN_BIN, 'agent', 'run', '--coordinator', opts.coordinatorUrl, '--id', opts.id, '--password', opts.password, '--builder', opts.builder ?? 'nix',
-    '--store', opts.store, '--max-parallel', String(opts.maxParallel ?? 2), '--system', 'x86_64-linux', ...(opts.extraArgs ?? [])];
+    '--store', opts.store, '--max-parallel', String(opts.maxParallel ?? 2), '--system', 'x86_64-linux',
+    // Its own state directory (its Nix's narinfo cache among it), as on separate machines.
+    '--state-dir', `${opts.store}-state`, ...(opts.extraArgs ?? [])];
   const child = spawn(process.execPath, args, {
-    // Each agent has its own Nix cache directory, as separate machines would: Nix's
-    // narinfo disk cache is not safe for two processes using it for the first time at once.
-    env: { ...process.env, NIX_CONFIG: AGENT_NIX_CONFIG, KILN_LOG_LEVEL: 'debug', XDG_CACHE_HOME: `${opts.store}-cache`, ...opts.env },
+    env: { ...process.env, NIX_CONFIG: AGENT_NIX_CONFIG, KILN_LOG_LEVEL: 'debug', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';

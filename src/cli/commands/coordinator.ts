@@ -10,7 +10,7 @@ import { priorityFirst, type AllocationPolicy } from '../../scheduler/allocation
 import { fairShareByTag } from '../../scheduler/fair-share.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
 import { cacheOptions, configAsFlags, loadConfig } from '../../coordinator/config-file.js';
-import { parse, secondsFrom } from '../options.js';
+import { parse, secondsFrom, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 import { startTracing } from '../../telemetry/tracing.js';
 
@@ -31,6 +31,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'local-agent': { type: 'boolean', default: false },
+    'local-agent-tag': { type: 'string', multiple: true },
     lease: { type: 'string' },
     allocation: { type: 'string' },
     config: { type: 'string' },
@@ -46,6 +47,8 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
   });
   if (positionals.length) throw new UsageError(`kiln coordinator takes no arguments, got ${positionals.join(' ')}`);
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
+  const localAgentTags = tagsFrom(values['local-agent-tag']);
+  if (localAgentTags.length > 0 && !values['local-agent']) throw new UsageError('--local-agent-tag is for the agent --local-agent starts');
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
   const databaseUrl = values.database ?? process.env.DATABASE_URL;
   const { host, port } = parseListen(values.listen);
@@ -75,7 +78,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
   console.error(`cache public key: ${coordinator.nixPublicKey}`);
   console.error(`dashboard (read-only): ${coordinator.url}/dashboard/#token=${coordinator.dashboardToken}`);
   if (tracing.enabled) console.error('tracing: exporting spans over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)');
-  const local = values['local-agent'] ? await startLocalAgent(coordinator, dataDir, createLogger({ name: 'kiln-agent' })) : undefined;
+  const local = values['local-agent'] ? await startLocalAgent(coordinator, dataDir, createLogger({ name: 'kiln-agent' }), localAgentTags) : undefined;
   if (local) console.error('local agent running (nix builder, this machine\'s store)');
   await new Promise<void>((done) => {
     const stop = (signal: string) => {
