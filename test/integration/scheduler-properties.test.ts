@@ -2,7 +2,8 @@
 // sets, on a real database (PGlite and PostgreSQL): builds are submitted, claimed by the
 // allocation policy, finished and re-prioritised in random order, and after every step
 // nothing is allocated before its inputs, no agent exceeds its slots or gets a build
-// whose system or tags it lacks, the highest derived priority goes first (also when
+// whose system, tags or required system features it lacks (or that lacks one of the
+// agent's mandatory features), the highest derived priority goes first (also when
 // agents alike claim together in one statement), and the
 // incrementally kept derived priorities and waiting counts equal a from-scratch model.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
@@ -16,7 +17,7 @@ import { openDatabase, type DatabaseHandle } from '../../src/db/connection.js';
 import { rowsOf } from '../../src/db/rows.js';
 import { agents, storePaths } from '../../src/db/schema.js';
 import { priorityFirst, type AllocationPolicy } from '../../src/scheduler/allocation.js';
-import { NO_FEATURES } from '../../src/scheduler/placement.js';
+import { featuresMatch, validateAgentFeatures } from '../../src/scheduler/placement.js';
 import { releasePaths } from '../../src/scheduler/availability.js';
 import { setBuildPriority } from '../../src/scheduler/build-changes.js';
 import { recordFinished } from '../../src/scheduler/build-reports.js';
@@ -31,6 +32,7 @@ import { createTestDatabase, DATABASE_KINDS, type TestDatabase } from '../helper
 
 const REPORTS = { retry: DEFAULT_RETRY_POLICY, leaseMs: 60_000 };
 const TAG_VALUES = ['a', 'b'];
+const FEATURES = ['kvm', 'big-parallel'];
 const ZERO_HASH = 'sha256:0000000000000000000000000000000000000000000000000000';
 
 interface NodeSpec {
@@ -39,12 +41,15 @@ interface NodeSpec {
   tag: string | null;
   priority: number;
   twoOutputs: boolean;
+  features: string[];
 }
 
 interface AgentSpec {
   systems: number[];
   tag: string | null;
   slots: number;
+  supported: string[];
+  mandatory: string[];
 }
 
 type Action =
@@ -61,6 +66,7 @@ const dagArb = fc.integer({ min: 2, max: 14 }).chain((n) =>
       tag: fc.constantFrom(null, ...TAG_VALUES),
       priority: fc.integer({ min: -3, max: 3 }),
       twoOutputs: fc.boolean(),
+      features: fc.oneof({ weight: 2, arbitrary: fc.constant<string[]>([]) }, { weight: 1, arbitrary: fc.subarray(FEATURES, { minLength: 1 }) }),
     }),
     { minLength: n, maxLength: n },
   ),
@@ -70,6 +76,8 @@ const agentsArb = fc.array(
     systems: fc.uniqueArray(fc.nat({ max: 1 }), { minLength: 1, maxLength: 2 }),
     tag: fc.constantFrom(null, ...TAG_VALUES),
     slots: fc.integer({ min: 1, max: 3 }),
+    supported: fc.subarray(FEATURES),
+    mandatory: fc.oneof({ weight: 3, arbitrary: fc.constant<string[]>([]) }, { weight: 1, arbitrary: fc.subarray(FEATURES, { minLength: 1, maxLength: 1 }) }),
   }),
   { minLength: 1, maxLength: 3 },
 );
@@ -92,6 +100,7 @@ interface BuildRow {
   waiting: number;
   agent_id: string | null;
   system: string;
+  required_features: string[];
 }
 
 describe.each(DATABASE_KINDS)('scheduler invariants on %s', (kind) => {
@@ -149,6 +158,7 @@ async function runScenario(
         system: systems[n.system]!,
         builder: '/bin/sh',
         outputs: n.twoOutputs ? ['out', 'dev'] : ['out'],
+        env: n.features.length > 0 ? { requiredSystemFeatures: n.features.join(' ') } : undefined,
         inputDrvs: new Map(inputs.map((j) => [made[j]!.path, nodes[j]!.twoOutputs && j % 2 === 0 ? ['dev'] : ['out']])),
       },
       '/nix/store',
@@ -185,7 +195,7 @@ async function runScenario(
       systems: spec.systems.map((s) => systems[s]!),
       tags: spec.tag ? [{ key: 't', value: spec.tag }] : [],
       slots: spec.slots,
-      features: NO_FEATURES,
+      features: validateAgentFeatures({ supported: spec.supported, mandatory: spec.mandatory }, 'agent'),
     });
   }
 
@@ -210,7 +220,7 @@ async function runScenario(
       const agent = agentList[action.agent % agentList.length]!;
       const before = await buildsOfRun();
       const held = before.filter((b) => b.agent_id === agent.agentId && (b.state === 'allocated' || b.state === 'started')).length;
-      const eligible = before.filter((b) => b.state === 'scheduled' && b.waiting === 0 && agent.systems.includes(b.system) && tagsFit(b, agent));
+      const eligible = before.filter((b) => b.state === 'scheduled' && b.waiting === 0 && agent.systems.includes(b.system) && tagsFit(b, agent) && featuresMatch(b.required_features, agent.features));
       const claimed = await policy.claim(db, agent, agent.slots - held, { leaseMs: 60_000 });
       const ids = new Set(claimed.map((c) => c.id));
       // No agent exceeds its slots; only eligible builds are claimed.
@@ -237,8 +247,8 @@ async function runScenario(
         agentId,
         limit: agent.slots - before.filter((b) => b.agent_id === agentId && (b.state === 'allocated' || b.state === 'started')).length,
       }));
-      const eligible = before.filter((b) => b.state === 'scheduled' && b.waiting === 0 && agent.systems.includes(b.system) && tagsFit(b, agent));
-      const result = await policy.claimForGroup(db, { systems: agent.systems, tags: agent.tags, features: NO_FEATURES, agents: members }, { leaseMs: 60_000 });
+      const eligible = before.filter((b) => b.state === 'scheduled' && b.waiting === 0 && agent.systems.includes(b.system) && tagsFit(b, agent) && featuresMatch(b.required_features, agent.features));
+      const result = await policy.claimForGroup(db, { systems: agent.systems, tags: agent.tags, features: agent.features, agents: members }, { leaseMs: 60_000 });
       // No exclusions here, so the group is never sent back to claim alone.
       expect(result).toBeDefined();
       const claimed = [...result!.values()].flat();
@@ -295,7 +305,7 @@ async function runScenario(
   async function buildsOfRun(): Promise<BuildRow[]> {
     return rowsOf<BuildRow>(
       await db.execute(sql`
-        select b.id, b.derivation_path, b.state, b.priority, b.derived_priority, b.waiting, b.agent_id, b.system,
+        select b.id, b.derivation_path, b.state, b.priority, b.derived_priority, b.waiting, b.agent_id, b.system, b.required_features,
           coalesce((select t.value from build_tags t where t.build_id = b.id and t.key = 't'), '') as tag
         from builds b where b.system = any(${sql.param(systems)}::text[])`),
     ).map((r) => ({ ...r, priority: Number(r.priority), derived_priority: Number(r.derived_priority), waiting: Number(r.waiting) }));
