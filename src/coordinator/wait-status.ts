@@ -6,7 +6,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { WaitKind, WaitReasonSchema, type WaitReason as WaitReasonProto } from '../../gen/kiln/v1/types_pb.js';
 import type { Database } from '../db/connection.js';
 import type { BuildRecord } from '../scheduler/build-queries.js';
-import { explainWait, missingInputsOf, type ConnectedAgent, type WaitKind as Kind, type WaitReason } from '../scheduler/wait-reasons.js';
+import { excludedAgentsOf, explainWait, missingInputsOf, type ConnectedAgent, type WaitKind as Kind, type WaitReason } from '../scheduler/wait-reasons.js';
 import type { AgentSessions } from './agent-sessions.js';
 
 const KINDS: Record<Kind, WaitKind> = {
@@ -18,14 +18,14 @@ const KINDS: Record<Kind, WaitKind> = {
 };
 
 function connectedAgents(sessions: AgentSessions): ConnectedAgent[] {
-  return sessions.all().map((s) => ({ systems: s.systems, tags: s.tags, features: s.features, available: s.active && !s.draining }));
+  return sessions.all().map((s) => ({ agentId: s.agentId, systems: s.systems, tags: s.tags, features: s.features, available: s.active && !s.draining }));
 }
 
 /** Why the build waits; undefined unless it is scheduled. */
 export async function waitReasonOf(db: Database, sessions: AgentSessions, build: BuildRecord): Promise<WaitReason | undefined> {
   if (build.state !== 'scheduled') return undefined;
   const missing = build.waitingInputs > 0 ? await missingInputsOf(db, build.id) : [];
-  return explainWait(build, missing, connectedAgents(sessions), 'replica', new Date());
+  return explainWait(build, missing, connectedAgents(sessions), await excludedAgentsOf(db, build.id), 'replica', new Date());
 }
 
 export function waitReasonToProto(w: WaitReason | undefined): WaitReasonProto | undefined {

@@ -36,6 +36,7 @@ export type AgentsSeenBy = 'replica' | 'farm';
 
 /** A connected agent as placement sees it. */
 export interface ConnectedAgent {
+  agentId: string;
   systems: string[];
   tags: Tag[];
   features: AgentFeatures;
@@ -44,6 +45,7 @@ export interface ConnectedAgent {
 }
 
 export interface WaitingBuild {
+  id: string;
   waitingInputs: number;
   notBefore: Date | null;
   system: string;
@@ -68,9 +70,22 @@ export async function missingInputsOf(db: Database, buildId: string): Promise<Mi
   return rows.map((r) => ({ path: r.path, buildId: r.build_id, upstreamAsked: false }));
 }
 
+/** Agents the build must not go to again (they could not delete its outputs). */
+export async function excludedAgentsOf(db: Database, buildId: string): Promise<Set<string>> {
+  const rows = rowsOf<{ agent_id: string }>(await db.execute(sql`select agent_id from build_exclusions where build_id = ${buildId}`));
+  return new Set(rows.map((r) => r.agent_id));
+}
+
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
-export function explainWait(build: WaitingBuild, missing: MissingInput[], agents: ConnectedAgent[], seenBy: AgentsSeenBy, now: Date): WaitReason {
+export function explainWait(
+  build: WaitingBuild,
+  missing: MissingInput[],
+  agents: ConnectedAgent[],
+  excluded: ReadonlySet<string>,
+  seenBy: AgentsSeenBy,
+  now: Date,
+): WaitReason {
   const where = seenBy === 'replica' ? 'connected to this coordinator' : 'connected';
   const base: WaitReason = {
     kind: 'free-slot',
@@ -100,13 +115,21 @@ export function explainWait(build: WaitingBuild, missing: MissingInput[], agents
   }
   const matching = agents.filter((a) => a.systems.includes(build.system) && tagsMatch(build.tags, a.tags) && featuresMatch(build.requiredFeatures, a.features));
   if (matching.length === 0) return { ...base, ...noMatch(build, agents, where) };
-  const available = matching.filter((a) => a.available).length;
+  const allowed = matching.filter((a) => !excluded.has(a.agentId));
+  if (allowed.length === 0) {
+    return {
+      ...base,
+      kind: 'no-matching-agent',
+      text: `the ${plural(matching.length, 'agent')} ${where} that could build it could not delete its outputs on an earlier attempt, so ${matching.length === 1 ? 'it is' : 'they are'} not given it again`,
+    };
+  }
+  const available = allowed.filter((a) => a.available).length;
   if (available === 0) {
     return {
       ...base,
       kind: 'agents-unavailable',
-      text: `the ${plural(matching.length, 'agent')} ${where} that could build it ${matching.length === 1 ? 'is' : 'are'} deactivated or draining (kiln agent activate <id>)`,
-      matchingAgents: matching.length,
+      text: `the ${plural(allowed.length, 'agent')} ${where} that could build it ${allowed.length === 1 ? 'is' : 'are'} deactivated or draining (kiln agent activate <id>)`,
+      matchingAgents: allowed.length,
     };
   }
   return { ...base, kind: 'free-slot', text: `ready: waiting for a free slot on ${plural(available, 'agent')} ${where} that can build it`, matchingAgents: available };

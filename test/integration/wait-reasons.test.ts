@@ -1,7 +1,8 @@
 // Why a scheduled build waits, as GetBuild and `kiln build show` (text and --json) say it,
 // through the real server on both databases, with real Connect clients as agents: missing
 // inputs, a retry's backoff, no connected agent offering its system, tag or feature, a
-// mandatory feature that reserves the agents, deactivated agents, and no free slot.
+// mandatory feature that reserves the agents, deactivated agents, agents excluded from the
+// build, and no free slot.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
@@ -112,7 +113,7 @@ describe.each(DATABASE_KINDS)('why a build waits, on %s', (kind) => {
     });
   });
 
-  test('agents reserved by a mandatory feature, and deactivated agents, are named as such', async () => {
+  test('agents reserved by a mandatory feature, deactivated agents and agents excluded from the build are named as such', async () => {
     const system = testSystem();
     await withAgent({ systems: [system], mandatoryFeatures: ['benchmark'] }, async () => {
       const reserved = (await get((await submit(system)).build.id)).waitReason!;
@@ -130,6 +131,13 @@ describe.each(DATABASE_KINDS)('why a build waits, on %s', (kind) => {
       const next = agent.nextAssignment();
       await t.admin.setAgentActive({ agentId: agent.agentId, active: true });
       expect((await next).buildId).toBe(build.id);
+
+      // It could not delete the build's outputs: the build is not given to it again, and says so.
+      agent.send({ case: 'setupFailure', value: { buildId: build.id, reason: SetupFailureReason.COULD_NOT_DELETE_OUTPUTS, missingInputs: [], message: 'busy' } });
+      expect(await agent.nextAcknowledgement()).toBe(build.id);
+      const excluded = (await get(build.id)).waitReason!;
+      expect(excluded.kind).toBe(WaitKind.NO_MATCHING_AGENT);
+      expect(excluded.text).toBe('the 1 agent connected to this coordinator that could build it could not delete its outputs on an earlier attempt, so it is not given it again');
     });
   });
 

@@ -732,7 +732,8 @@ export enum WaitKind {
 
   /**
    * No connected agent offers what the build needs: its system, a tag, a system feature
-   * (unmatched_*), or every agent that would is reserved by a mandatory feature.
+   * (unmatched_*), or every agent that would is reserved by a mandatory feature or
+   * excluded from the build (it could not delete the build's outputs).
    *
    * @generated from enum value: WAIT_KIND_NO_MATCHING_AGENT = 3;
    */
