@@ -15,12 +15,14 @@ const USAGE = `usage: kiln <command> [options]
                    [--retry-tag KEY=VALUE:RETRIES[:KIND,...[:BACKOFF]]]...
                    [--timeout SECONDS] [--max-silent-time SECONDS]
                    [--max-load-per-cpu X] [--min-free-disk-gib X] [--only-submitted]
+                   [--local-agent [--local-agent-tag k=v]...]
   kiln agent new [--name N] [--tag k=v]...
   kiln agent password <agent-id>
   kiln agent list
   kiln agent drain|deactivate|activate <agent-id>
   kiln agent run --id ID --password PW [--builder nix|local] [--max-parallel N]
                  [--system S]... [--tag k=v]... [--store ROOT] [--store-dir DIR]
+                 [--system-feature F]... [--mandatory-feature F]... [--state-dir DIR]
                  [--timeout SECONDS] [--max-silent-time SECONDS]
   kiln build submit <drv>... [--priority N] [--tag k=v]... [--id UUID] [--ignore-if-output-exists]
                    [--timeout SECONDS] [--max-silent-time SECONDS]
