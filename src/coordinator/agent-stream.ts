@@ -18,6 +18,7 @@ import type { Database } from '../db/connection.js';
 import { KilnError } from '../errors.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { events } from '../db/schema.js';
+import { isLastingFailure } from '../db/transient.js';
 import type { Logger } from '../logger.js';
 import {
   recordFinished,
@@ -183,7 +184,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
           });
           if (!effects.repeated) deps.telemetry?.outcome(kind === 'missing-inputs' ? 'missing-inputs' : 'setup-failure');
           afterFinalReport(deps, session, m.value.buildId, effects);
-        }),
+        }, failUnrecordable(deps, session, m.value.buildId)),
       );
     case 'buildFinished':
       return traced('finished', m.value.buildId, () =>
@@ -195,7 +196,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
           const effects = await recordFinished(db, deps.reports, session.agentId, m.value.buildId, outcome, m.value.message, outputs);
           if (!effects.repeated) deps.telemetry?.outcome(outcome);
           afterFinalReport(deps, session, m.value.buildId, effects);
-        }),
+        }, failUnrecordable(deps, session, m.value.buildId)),
       );
     case undefined:
       throw new ConnectError('empty message on the control stream', Code.InvalidArgument);
@@ -237,15 +238,39 @@ async function storeInlineOutputs(deps: AgentStreamDeps, agentId: string, finish
  * would only make the agent reconnect and send the same report again, for ever. Other
  * failures (the database gone) still end the stream, so the agent resends later.
  */
-async function answerReport(session: AgentSession, report: ReportKind, buildId: string, log: Logger, record: () => Promise<void>): Promise<void> {
+async function answerReport(
+  session: AgentSession,
+  report: ReportKind,
+  buildId: string,
+  log: Logger,
+  record: () => Promise<void>,
+  /** For a final report kiln cannot record: ends the attempt as failed, saying why. */
+  recordUnrecordable?: (why: string) => Promise<void>,
+): Promise<void> {
   try {
     await record();
   } catch (err) {
-    const refused = refusalError(err);
+    let refused = refusalError(err);
+    if (!refused && isLastingFailure(err)) {
+      // It would fail the same way each time the agent sent it again (for ever): refused,
+      // and the attempt ends as a failure that says so, so that the build still ends.
+      log.error({ err, buildId, report: ReportKind[report] }, 'a report could not be recorded; it is refused');
+      const why = `the coordinator could not record the agent's report: ${(err as Error).message}`;
+      await recordUnrecordable?.(why).catch((again: unknown) => log.error({ err: again, buildId }, 'the attempt could not be ended either'));
+      refused = new ConnectError(why, Code.Internal);
+    }
     if (!refused) throw err;
     log.warn({ buildId, report: ReportKind[report], code: Code[refused.code], err: refused.rawMessage }, 'report refused');
     acknowledge(session, buildId, { code: refused.code, message: refused.rawMessage, report });
   }
+}
+
+/** Ends the build's attempt as a failure (retried as the policy says) when its report cannot be recorded. */
+function failUnrecordable(deps: AgentStreamDeps, session: AgentSession, buildId: string) {
+  return async (why: string) => {
+    const effects = await recordFinished(deps.db, deps.reports, session.agentId, buildId, 'failure', why, []);
+    afterFinalReport(deps, session, buildId, effects, { acknowledged: false });
+  };
 }
 
 /** An agent's stream came or went: an event for hooks (never a reason to fail the stream). */
@@ -258,9 +283,9 @@ async function agentEvent(deps: AgentStreamDeps, type: 'agent-connected' | 'agen
 }
 
 /** A build's final report is recorded: the agent's slot is free, and the queue may have changed. */
-function afterFinalReport(deps: AgentStreamDeps, session: AgentSession, buildId: string, effects: ReportEffects): void {
+function afterFinalReport(deps: AgentStreamDeps, session: AgentSession, buildId: string, effects: ReportEffects, opts = { acknowledged: true }): void {
   session.released(buildId);
-  acknowledge(session, buildId);
+  if (opts.acknowledged) acknowledge(session, buildId);
   if (!effects.requeued.includes(buildId)) deps.events.emit({ buildId, kind: 'finished' });
   deps.dispatcher.applyEffects(effects);
   deps.dispatcher.poke();

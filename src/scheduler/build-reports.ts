@@ -5,6 +5,7 @@ import { and, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { buildAttempts, buildExclusions, builds, buildTags, derivationOutputs, events, storePaths } from '../db/schema.js';
 import { KilnError } from '../errors.js';
+import { storableText } from '../db/storable-text.js';
 import { isUuid } from '../uuid.js';
 import { addWaits } from './availability.js';
 import { buildOfAgent } from './build-outputs.js';
@@ -102,8 +103,9 @@ export async function recordSetupFailure(
   policy: ReportPolicy,
   agentId: string,
   buildId: string,
-  failure: { kind: SetupFailureKind; missingInputs: string[]; message: string },
+  reportedFailure: { kind: SetupFailureKind; missingInputs: string[]; message: string },
 ): Promise<ReportEffects> {
+  const failure = { ...reportedFailure, message: storableText(reportedFailure.message), missingInputs: reportedFailure.missingInputs.map((p) => storableText(p, 1024)) };
   return db.transaction(async (tx) => {
     const effects: ReportEffects = noEffects();
     const build = await heldBuild(tx, agentId, buildId);
@@ -168,9 +170,13 @@ export async function recordFinished(
   agentId: string,
   buildId: string,
   outcome: FinishOutcome,
-  message: string,
-  reported: ReportedOutput[],
+  reportedMessage: string,
+  reportedOutputs: ReportedOutput[],
 ): Promise<ReportEffects> {
+  const message = storableText(reportedMessage);
+  // Names, paths and hashes are only compared with what is stored; made storable so that a
+  // garbled one is refused for not matching rather than failing the statement.
+  const reported = reportedOutputs.map((r) => ({ ...r, name: storableText(r.name, 1024), path: storableText(r.path, 1024), narHash: storableText(r.narHash, 1024) }));
   if (outcome === 'success' && (await succeedHeld(db, agentId, buildId, message, reported))) return noEffects();
   return db.transaction(async (tx) => {
     const build = await heldBuild(tx, agentId, buildId);

@@ -17,6 +17,8 @@ export interface TestAgentStream {
   nextAssignment(): Promise<AssignBuild>;
   /** The build id of the next report the coordinator acknowledged (in order). */
   nextAcknowledgement(): Promise<string>;
+  /** Every refusal the coordinator answered a report with, in order. */
+  refusals: { buildId: string; message: string }[];
   close(): Promise<void>;
 }
 
@@ -27,6 +29,7 @@ export async function connectTestAgent(t: TestCoordinator, opts: { systems?: str
   const send = (message: AgentMessage) => outbox.push(create(ConnectRequestSchema, { message }));
   const assignments = new AsyncQueue<AssignBuild>();
   const acknowledgements = new AsyncQueue<string>();
+  const refusals: { buildId: string; message: string }[] = [];
   let welcomed!: () => void;
   const welcome = new Promise<void>((r) => (welcomed = r));
   const abort = new AbortController();
@@ -38,7 +41,11 @@ export async function connectTestAgent(t: TestCoordinator, opts: { systems?: str
     for await (const r of agentClient(t.coordinator.url, agent!.id, password).connect(outbox, { signal: abort.signal }) as AsyncIterable<ConnectResponse>) {
       if (r.message.case === 'welcome') welcomed();
       if (r.message.case === 'assignBuild') assignments.push(r.message.value);
-      if (r.message.case === 'acknowledged') acknowledgements.push(r.message.value.buildId);
+      if (r.message.case === 'acknowledged') {
+        const { buildId, refusal } = r.message.value;
+        if (refusal) refusals.push({ buildId, message: refusal.message });
+        acknowledgements.push(buildId);
+      }
     }
   })().catch(() => undefined);
   await welcome;
@@ -50,6 +57,7 @@ export async function connectTestAgent(t: TestCoordinator, opts: { systems?: str
     send,
     nextAssignment: () => iterator.next().then((r) => r.value as AssignBuild),
     nextAcknowledgement: () => acks.next().then((r) => r.value as string),
+    refusals,
     async close() {
       outbox.end();
       abort.abort();
