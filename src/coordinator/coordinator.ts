@@ -92,6 +92,8 @@ export interface CoordinatorOptions {
   retention?: RetentionRules;
   /** How often the hook runner looks for due deliveries unprompted (default 1 s). */
   hookPollMs?: number;
+  /** How long a claimed hook delivery is this coordinator's without a renewal (default 30 s; see hooks/runner.ts). */
+  hookLeaseMs?: number;
 }
 
 export type CoordinatorState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -160,7 +162,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     throw err;
   });
   const hookList = [...builtIn, ...operators];
-  const hooks = new HookRunner({ db, hooks: hookList, log: log.child({ part: 'hooks' }), pollMs: opts.hookPollMs });
+  const hooks = new HookRunner({ db, hooks: hookList, log: log.child({ part: 'hooks' }), pollMs: opts.hookPollMs, leaseMs: opts.hookLeaseMs });
   // Every change this process makes may have written events.
   events.on(() => hooks.poke());
 

@@ -84,6 +84,13 @@ export async function claimDeliveries(db: Database, hook: string, limit: number,
   }));
 }
 
+/** Extends a running delivery's lease: its handler is still at work here. */
+export async function renewDelivery(db: Database, hook: string, eventId: number, leaseMs: number): Promise<void> {
+  await db.execute(sql`
+    update hook_deliveries set lease_until = now() + make_interval(secs => ${leaseMs / 1000})
+    where hook = ${hook} and event_id = ${eventId} and state = 'running'`);
+}
+
 export async function deliveryDone(db: Database, hook: string, eventId: number): Promise<void> {
   await db.execute(sql`
     update hook_deliveries set state = 'done', lease_until = null, last_error = '', updated_at = now()
