@@ -17,7 +17,6 @@ import {
 import type { Database } from '../db/connection.js';
 import { KilnError } from '../errors.js';
 import type { NarStorage } from '../storage/nar-storage.js';
-import { events } from '../db/schema.js';
 import { isLastingFailure } from '../db/transient.js';
 import type { Logger } from '../logger.js';
 import {
@@ -37,6 +36,8 @@ import { authenticatedAgent } from './auth.js';
 import { refusalError, toConnectError } from './connect-errors.js';
 import { receiveInlineOutput } from './upload-receiver.js';
 import type { BuildEvents } from './build-events.js';
+import type { StandaloneEvents } from './standalone-events.js';
+import { storableText } from '../db/storable-text.js';
 import type { Dispatcher } from './dispatcher.js';
 import { UNTRACED, type BuildTelemetry } from '../telemetry/build-telemetry.js';
 import { ATTR } from '../telemetry/build-trace.js';
@@ -57,6 +58,8 @@ export interface AgentStreamDeps {
   /** Where agents substitute inputs from; known once the server listens. */
   cache: () => { url: string; publicKey: string };
   events: BuildEvents;
+  /** Where agent-connected and agent-lost are written (retried through an outage). */
+  agentEvents: StandaloneEvents;
   /** Traces and counts reports. */
   telemetry?: BuildTelemetry;
 }
@@ -91,7 +94,12 @@ export function agentStream(deps: AgentStreamDeps) {
     for (const id of hello.heldBuildIds) if (!abandon.includes(id)) session.holding.add(id);
     deps.sessions.add(session);
     log.info({ systems: session.systems, maxParallel: session.maxParallel, holding: session.holding.size }, 'agent connected');
-    await agentEvent(deps, 'agent-connected', agentId, { systems: session.systems, maxParallel: session.maxParallel, holding: [...session.holding], version: hello.version });
+    agentEvent(deps, 'agent-connected', agentId, {
+      systems: session.systems.map((s) => storableText(s, 200)),
+      maxParallel: session.maxParallel,
+      holding: [...session.holding],
+      version: storableText(hello.version, 200),
+    });
 
     session.outbox.push(
       create(ConnectResponseSchema, {
@@ -131,7 +139,7 @@ export function agentStream(deps: AgentStreamDeps) {
       // Its builds' leases are no longer renewed: they run out unless it comes back.
       if (deps.sessions.remove(session)) {
         log.info({ holding: session.holding.size }, 'agent disconnected');
-        await agentEvent(deps, 'agent-lost', agentId, { holding: [...session.holding] });
+        agentEvent(deps, 'agent-lost', agentId, { holding: [...session.holding] });
       }
     }
   };
@@ -273,13 +281,9 @@ function failUnrecordable(deps: AgentStreamDeps, session: AgentSession, buildId:
   };
 }
 
-/** An agent's stream came or went: an event for hooks (never a reason to fail the stream). */
-async function agentEvent(deps: AgentStreamDeps, type: 'agent-connected' | 'agent-lost', agentId: string, payload: Record<string, unknown>): Promise<void> {
-  await deps.db
-    .insert(events)
-    .values({ type, agentId, payload })
-    .then(() => deps.events.emit({ kind: 'agent', agentId }))
-    .catch((err: unknown) => deps.log.error({ err, agentId, type }, 'could not record an agent event'));
+/** An agent's stream came or went: an event for hooks, written even through a database outage (never a reason to fail the stream). */
+function agentEvent(deps: AgentStreamDeps, type: 'agent-connected' | 'agent-lost', agentId: string, payload: Record<string, unknown>): void {
+  deps.agentEvents.record({ type, agentId, payload });
 }
 
 /** A build's final report is recorded: the agent's slot is free, and the queue may have changed. */
