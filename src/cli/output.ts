@@ -30,6 +30,10 @@ export function buildText(b: Build): string {
     `priority   ${b.priority}${b.derivedPriority !== b.priority ? ` (derived ${b.derivedPriority})` : ''}`,
   ];
   if (b.state === BuildState.SCHEDULED && b.waitingInputs > 0) lines.push(`waiting    for ${b.waitingInputs} input path(s) not in the cache yet`);
+  if (b.failureReason) {
+    const input = b.failedInput ? `: input ${b.failedInput}${b.failedInputBuildId ? ` (build ${b.failedInputBuildId} failed)` : ''}` : '';
+    lines.push(`failed     ${b.failureReason}${input}`);
+  }
   if (b.notBefore) lines.push(`not before ${timestampDate(b.notBefore).toISOString()} (retry backoff)`);
   if (b.timeoutSeconds) lines.push(`timeout    ${b.timeoutSeconds} s`);
   if (b.maxSilentSeconds) lines.push(`max silent ${b.maxSilentSeconds} s`);

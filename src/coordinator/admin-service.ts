@@ -60,6 +60,9 @@ export function buildToProto(b: BuildRecord): Build {
     maxSilentSeconds: b.maxSilentSeconds,
     notBefore: b.notBefore ? timestampFromDate(b.notBefore) : undefined,
     waitingInputs: b.waitingInputs,
+    failureReason: b.failureReason ?? '',
+    failedInput: b.failedInput ?? '',
+    failedInputBuildId: b.failedInputBuild ?? '',
     attempts: b.attempts.map((a) => ({
       attempt: a.attempt,
       agentId: a.agentId,

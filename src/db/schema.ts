@@ -128,8 +128,18 @@ export const builds = pgTable(
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
     endedAt: timestamp('ended_at', { withTimezone: true }),
+    /**
+     * Why a failed build failed when no attempt of its own says it: 'dependency-failed'
+     * (an input's producer failed for good; see scheduler/dependency-failures.ts). Null otherwise.
+     */
+    failureReason: text('failure_reason'),
+    /** For dependency-failed: the input path that will not come, and the build that failed to make it. */
+    failedInput: text('failed_input'),
+    failedInputBuild: uuid('failed_input_build'),
   },
   (t) => [
+    // Dependency-failed builds by the input they wait for: what an input's return revives.
+    index('builds_failed_input').on(t.failedInput).where(sql`${t.failedInput} is not null`),
     index('builds_derivation').on(t.derivationPath),
     // The queue: only unfinished builds, so the index stays small as history grows.
     index('builds_unfinished').on(t.state).where(sql`${t.state} in ('scheduled', 'allocated', 'started')`),

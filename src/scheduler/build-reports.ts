@@ -8,6 +8,7 @@ import { KilnError } from '../errors.js';
 import { storableText } from '../db/storable-text.js';
 import { isUuid } from '../uuid.js';
 import { addWaits } from './availability.js';
+import { failDependentsOf, failDoomed } from './dependency-failures.js';
 import { buildOfAgent } from './build-outputs.js';
 import { raiseInputs } from './priorities.js';
 import { outputProblems, type ReportedOutput } from './output-check.js';
@@ -30,6 +31,8 @@ export interface ReportEffects {
   submitted: string[];
   /** Backoffs of the builds requeued for later: when to look for work again. */
   retryInMs: number[];
+  /** Builds that ended because of the report (dependents of a build that failed for good). */
+  ended?: string[];
   /** The report was taken before (the agent repeated itself): nothing changed, nothing to count. */
   repeated?: true;
 }
@@ -129,6 +132,9 @@ export async function recordSetupFailure(
         return failAttempt(tx, policy, build, agentId, 'setup-failure', failure.message, { attemptEnded: true });
       }
       effects.submitted = await submitBuildsForMissing(tx, { id: buildId }, paths);
+      // An input whose builds all failed will not come: the build fails for it.
+      const doomed = await failDoomed(tx, [buildId]);
+      if (doomed.length > 0) return { ...noEffects(), submitted: effects.submitted, ended: doomed };
       await raiseInputs(tx, [buildId]);
       return effects;
     }
@@ -252,7 +258,8 @@ async function failAttempt(
     .set({ state: 'failed', leaseUntil: null, updatedAt: sql`now()`, endedAt: sql`now()` })
     .where(eq(builds.id, build.id));
   await tx.insert(events).values({ type: 'build-failure', buildId: build.id, agentId, payload });
-  return noEffects();
+  // Builds waiting for what it would have made wait for nothing that will come.
+  return { ...noEffects(), ended: await failDependentsOf(tx, [build.id]) };
 }
 
 /** Back to the queue, free of any agent, not before `delayMs` from now (null: at once). */
@@ -353,4 +360,5 @@ function merge(into: ReportEffects, more: ReportEffects): void {
   into.requeued.push(...more.requeued);
   into.submitted.push(...more.submitted);
   into.retryInMs.push(...more.retryInMs);
+  if (more.ended?.length) (into.ended ??= []).push(...more.ended);
 }
