@@ -286,6 +286,33 @@ export const storePaths = pgTable('store_paths', {
 ]);
 
 /**
+ * Outputs an attempt uploaded that are not served yet: they become store_paths rows
+ * together, in the statement that accepts the attempt's success, and go when the attempt
+ * ends otherwise (scheduler/pending-outputs.ts). The NAR file is under nar/ already, named
+ * by its hash, but no narinfo names it until then; garbage collection keeps it meanwhile.
+ */
+export const pendingOutputs = pgTable(
+  'pending_outputs',
+  {
+    buildId: uuid('build_id').notNull().references(() => builds.id, { onDelete: 'cascade' }),
+    attempt: integer('attempt').notNull(),
+    name: text('name').notNull(),
+    path: text('path').notNull(),
+    hashPart: text('hash_part').notNull(),
+    narHash: text('nar_hash').notNull(),
+    narSize: bigint('nar_size', { mode: 'number' }).notNull(),
+    references: text('references').array().notNull().default(sql`'{}'::text[]`),
+    deriver: text('deriver').notNull().default(''),
+    fileName: text('file_name').notNull(),
+    compression: text('compression').notNull(),
+    fileHash: text('file_hash').notNull(),
+    fileSize: bigint('file_size', { mode: 'number' }).notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.buildId, t.attempt, t.name] }), index('pending_outputs_file_name').on(t.fileName)],
+);
+
+/**
  * The NAR of a stored path in the cache's other compressions (the one in store_paths is
  * the LZ4 file as uploaded), made by the publish hook; removed with the path.
  */

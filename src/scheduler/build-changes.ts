@@ -7,6 +7,7 @@ import { KilnError } from '../errors.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
 import { addWaits, settleWaits } from './availability.js';
+import { dropPending } from './pending-outputs.js';
 import { failDependentsOf, failDoomed, outputPathsOf, reviveDependents } from './dependency-failures.js';
 import { getBuild, type BuildRecord } from './build-queries.js';
 import { raiseInputs, recomputeBelow } from './priorities.js';
@@ -42,6 +43,7 @@ export async function cancelBuild(db: Database, id: string): Promise<BuildRecord
       // Its inputs lose the priority it gave them, and it waits for nothing any more.
       await recomputeBelow(tx, [id], { excludeRoots: true });
       await tx.delete(buildWaits).where(eq(buildWaits.buildId, id));
+      await dropPending(tx, id);
       // Builds waiting for what it would have made may now wait for nothing that will come.
       await failDependentsOf(tx, [id]);
     }

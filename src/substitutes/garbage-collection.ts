@@ -7,7 +7,7 @@ import type { Database } from '../db/connection.js';
 import type { Logger } from '../logger.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { holdCacheExclusive } from './cache-lock.js';
-import { deleteUnkept, findUnkept, unreferencedFiles } from './garbage-queries.js';
+import { deleteStalePending, deleteUnkept, findUnkept, unreferencedFiles } from './garbage-queries.js';
 import type { RetentionRules } from './retention.js';
 
 export interface GarbageOptions {
@@ -41,11 +41,11 @@ const UNLINK_BATCH = 500;
 export async function collectGarbage(opts: GarbageOptions): Promise<GarbageReport> {
   const now = opts.now ?? new Date();
   if (opts.dryRun) return dryRun(opts, now);
-  const removed = await opts.db.transaction(async (tx) => {
+  const { removed, stale } = await opts.db.transaction(async (tx) => {
     await holdCacheExclusive(tx);
-    return deleteUnkept(tx, opts.rules, now);
+    return { removed: await deleteUnkept(tx, opts.rules, now), stale: await deleteStalePending(tx) };
   });
-  const sizes = new Map(removed.flatMap((p) => p.files.map((f) => [f.fileName, f.fileSize] as const)));
+  const sizes = new Map([...removed.flatMap((p) => p.files), ...stale].map((f) => [f.fileName, f.fileSize] as const));
   const freed = await unlinkUnreferenced(opts, [...sizes.keys()], sizes);
   const orphans = await sweepOrphans(opts, now, new Set(sizes.keys()), false);
   const report = { paths: removed.map((p) => p.path), files: freed.count + orphans.count, orphanFiles: orphans.count, bytes: freed.bytes + orphans.bytes };
