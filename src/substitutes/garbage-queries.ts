@@ -133,3 +133,17 @@ function groupByPath(rows: { path: string; file_name: string; file_size: number 
   }
   return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
 }
+
+/**
+ * Of these (build id, attempt) pairs, those whose attempt is over: the build is not held
+ * at that attempt (or is gone). Their staged uploads can never be resumed.
+ */
+export async function endedAttempts(db: Executor, attempts: { buildId: string; attempt: number }[]): Promise<{ buildId: string; attempt: number }[]> {
+  if (attempts.length === 0) return [];
+  const rows = rowsOf<{ build_id: string; attempt: number }>(
+    await db.execute(sql`
+      select v.build_id, v.attempt from unnest(${sql.param(attempts.map((a) => a.buildId))}::uuid[], ${sql.param(attempts.map((a) => a.attempt))}::int[]) as v(build_id, attempt)
+      where not exists (select 1 from builds b where b.id = v.build_id and b.attempt = v.attempt and b.state in ('allocated', 'started'))`),
+  );
+  return rows.map((r) => ({ buildId: r.build_id, attempt: Number(r.attempt) }));
+}

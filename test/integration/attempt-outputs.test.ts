@@ -4,7 +4,7 @@
 // reproducible; the next attempt uploads other bytes for the first output, and succeeds.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -13,6 +13,9 @@ import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { agentClient } from '../../src/agent/agent.js';
 import { uploadOutput } from '../../src/agent/uploader.js';
 import { rowsOf } from '../../src/db/rows.js';
+import { compressLz4Frame } from '../../src/store/lz4-frames.js';
+import { dumpPath } from '../../src/store/nar-writer.js';
+import { ORPHAN_GRACE_MS } from '../../src/substitutes/garbage-collection.js';
 import { silentLogger } from '../../src/logger.js';
 import { Hash } from '../../src/store/hash.js';
 import { parseNarInfo } from '../../src/store/narinfo.js';
@@ -21,7 +24,7 @@ import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { DerivationMaker } from '../helpers/hand-builds.js';
-import { waitForBuilds } from '../helpers/wait.js';
+import { pollUntil, waitForBuilds } from '../helpers/wait.js';
 
 describe.each(DATABASE_KINDS)('attempt outputs on %s', (kind) => {
   let t: TestCoordinator;
@@ -49,6 +52,8 @@ describe.each(DATABASE_KINDS)('attempt outputs on %s', (kind) => {
     return uploadOutput(client, assign.buildId, { name, storePath: output.path, diskPath, references: [] }, new AbortController().signal, silentLogger());
   }
 
+  const narDir = () => join(t.dataDir, 'nars', 'nar');
+  const stagingDir = () => join(t.dataDir, 'nars', 'staging');
   const narinfo = async (path: string) => {
     const res = await fetch(`${t.coordinator.url}/${parseStorePath(path).hashPart}.narinfo`);
     return res.status === 200 ? parseNarInfo(await res.text()) : res.status;
@@ -67,11 +72,30 @@ describe.each(DATABASE_KINDS)('attempt outputs on %s', (kind) => {
     const attempt1 = await first.nextAssignment();
     expect(attempt1.attempt).toBe(1);
     first.send({ case: 'buildStarted', value: { buildId: build!.id } });
+    const before = new Set(readdirSync(narDir()));
     await upload(first, attempt1, 'out', 'attempt 1 bytes\n');
+    const attempt1Files = readdirSync(narDir()).filter((f) => !before.has(f));
+    expect(attempt1Files).toHaveLength(1);
     // Uploaded, not served: no narinfo, no row that readiness or the cache sees.
     expect(await narinfo(out)).toBe(404);
     expect(await storedRows([out, dev])).toEqual([]);
-    await first.close(); // killed before it uploaded dev
+    // Killed part way through dev: two frames of it staged, then nothing.
+    const cut = new AbortController();
+    const devPath = join(dir, 'dev-1');
+    writeFileSync(devPath, 'x'.repeat(4096));
+    const devChunks: Buffer[] = [];
+    for await (const c of dumpPath(devPath, { chunkSize: 1024 })) devChunks.push(Buffer.from(c));
+    async function* partial() {
+      yield { message: { case: 'header' as const, value: { buildId: build!.id, outputName: 'dev', storePath: dev, offset: 0n, references: [] } } };
+      for (const c of devChunks.slice(0, 2)) yield { message: { case: 'chunk' as const, value: await compressLz4Frame(c) } };
+      await new Promise((resolve) => cut.signal.addEventListener('abort', resolve, { once: true }));
+    }
+    const client1 = agentClient(t.coordinator.url, first.agentId, first.password);
+    const partialUpload = client1.uploadOutput(partial(), { signal: cut.signal }).catch(() => undefined);
+    await pollUntil(() => readdirSync(stagingDir()).some((f) => f.startsWith(`${build!.id}.1.dev`)), 10_000, () => 'dev to be staged');
+    cut.abort();
+    await partialUpload;
+    await first.close();
 
     const second = await connectTestAgent(t, { tags: [tag] });
     try {
@@ -91,6 +115,14 @@ describe.each(DATABASE_KINDS)('attempt outputs on %s', (kind) => {
       expect((await storedRows([out, dev])).length).toBe(2);
       const pending = rowsOf<{ n: number }>(await t.coordinator.database.db.execute(sql`select count(*)::int as n from pending_outputs where build_id = ${build!.id}`));
       expect(Number(pending[0]!.n)).toBe(0);
+      // Garbage collection removes what attempt 1 left: its NAR no row names (once past
+      // the orphans' grace), and its staged part of dev; attempt 2's stay.
+      const old = new Date(Date.now() - ORPHAN_GRACE_MS - 60_000);
+      for (const f of attempt1Files) utimesSync(join(narDir(), f), old, old);
+      await t.admin.collectGarbage({ dryRun: false });
+      expect(readdirSync(narDir()).filter((f) => attempt1Files.includes(f))).toEqual([]);
+      expect(readdirSync(stagingDir()).filter((f) => f.startsWith(build!.id))).toEqual([]);
+      for (const o of outputs) expect(await narinfo(o.path!)).not.toBe(404);
     } finally {
       await second.close();
     }
