@@ -96,8 +96,9 @@ export async function failDependentsOf(tx: Queryable, buildIds: string[]): Promi
 
 /**
  * The paths can come now (they arrived, or a build that makes them is queued): the
- * builds that failed for want of one of them go back to the queue, unless another of
- * their inputs is dead; then the builds that failed for want of theirs. Returns the
+ * dependency-failed builds that wait for one of them go back to the queue, unless another
+ * of their inputs is dead (then they name that one); then the builds that failed for want
+ * of theirs. Returns the
  * builds revived, with whether each is ready (waits for nothing).
  */
 export async function reviveDependents(tx: Queryable, paths: string[]): Promise<{ id: string; ready: boolean }[]> {
@@ -106,15 +107,30 @@ export async function reviveDependents(tx: Queryable, paths: string[]): Promise<
   for (let level = 0; coming.length > 0 && level < MAX_LEVELS; level++) {
     const rows = rowsOf<{ id: string; ready: boolean; path: string | null }>(
       await tx.execute(sql`
-        with locked as (
-          select b.id, b.failed_input from builds b
-          where b.failed_input = any(${sql.param(coming)}::text[]) and b.state = 'failed' and b.failure_reason = ${DEPENDENCY_FAILED}::text
+        with candidates as (
+          select id from builds where failed_input = any(${sql.param(coming)}::text[])
+          union
+          select build_id from build_waits where path = any(${sql.param(coming)}::text[])),
+        locked as (
+          select b.id, b.failed_input from builds b join candidates c on c.id = b.id
+          where b.state = 'failed' and b.failure_reason = ${DEPENDENCY_FAILED}::text
           order by b.id for update of b),
+        still as (
+          select distinct on (w.build_id) w.build_id as id, w.path, p.id as producer
+          from locked l join build_waits w on w.build_id = l.id
+          join derivation_outputs o on o.path = w.path
+          join builds p on p.derivation_path = o.derivation_path and p.state in ('failed', 'canceled')
+          where ${deadInput('w')}
+          order by w.build_id, w.path, p.ended_at desc nulls last),
+        renamed as (
+          -- Another input of theirs will not come either: they stay failed, naming that one.
+          update builds b set failed_input = s.path, failed_input_build = s.producer
+          from still s where b.id = s.id and b.failed_input is distinct from s.path),
         revived as (
           update builds b set state = 'scheduled', failure_reason = null, failed_input = null, failed_input_build = null,
             ended_at = null, not_before = null, updated_at = now()
           from locked l
-          where b.id = l.id and not exists (select 1 from build_waits w where w.build_id = b.id and ${deadInput('w')})
+          where b.id = l.id and not exists (select 1 from still s where s.id = l.id)
           returning b.id, b.derivation_path, b.waiting, l.failed_input),
         event as (
           insert into events (type, build_id, payload)

@@ -108,4 +108,30 @@ describe.each(DATABASE_KINDS)('dependency failures on %s', (kind) => {
       await agent.close();
     }
   });
+
+  test('a build with two failed inputs comes back only when both can come, naming the one still failed meanwhile', async () => {
+    const maker = new DerivationMaker();
+    const n = randomUUID().slice(0, 8);
+    const tag = { key: 'case', value: `two-${n}` };
+    const a1 = maker.make({ name: `a1-${n}` });
+    const a2 = maker.make({ name: `a2-${n}` });
+    const b = maker.make({ name: `b-${n}`, inputDrvs: new Map([[a1.path, ['out']], [a2.path, ['out']]]) });
+    const agent = await connectTestAgent(t, { tags: [tag], maxParallel: 1 });
+    try {
+      const { build: top } = await t.admin.submitBuild({ derivationPath: b.path, derivations: maker.closure(b), tags: [tag] });
+      const firstInput = await agent.nextAssignment();
+      const order = firstInput.derivationPath === a1.path ? [a1, a2] : [a2, a1];
+      agent.send({ case: 'buildFinished', value: { buildId: firstInput.buildId, result: BuildResult.FAILURE, outputs: [], message: 'exit 1' } });
+      const secondId = await fail(agent, order[1]!);
+      await until('b to fail', async () => (await get(top!.id)).state === BuildState.FAILED);
+      await until('both inputs to fail', async () => (await get(secondId)).state === BuildState.FAILED);
+      dependencyFailed(await get(top!.id), order[0]!, firstInput.buildId);
+      await t.admin.retryBuild({ id: firstInput.buildId });
+      dependencyFailed(await get(top!.id), order[1]!, secondId);
+      await t.admin.retryBuild({ id: secondId });
+      expect((await get(top!.id)).state).toBe(BuildState.SCHEDULED);
+    } finally {
+      await agent.close();
+    }
+  });
 });
