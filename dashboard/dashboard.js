@@ -179,6 +179,9 @@ async function buildPage(id) {
       field('priority', `${b.priority ?? 0} (derived ${b.derivedPriority ?? 0})`),
       field('tags', (b.tags ?? []).map((t) => `${t.key}=${t.value}`).join(' ') || '—'),
       field('waiting for inputs', String(b.waitingInputs ?? 0)),
+      ...(b.failureReason
+        ? [field('failed because', `${b.failureReason}${b.failedInput ? `: input ${b.failedInput}` : ''}${b.failedInputBuildId ? ` (build ${b.failedInputBuildId} failed)` : ''}`)]
+        : []),
       field('submitted', when(b.createdAt)),
       field('ended', when(b.endedAt)),
       field('trace id (latest attempt)', h('span', { class: 'mono', id: 'trace-id' }, attempts.length ? attempts[attempts.length - 1].traceId : '—')),
