@@ -14,6 +14,10 @@ export interface PostgresServer {
   port: number;
   /** The postmaster's process id (its backends are its children). */
   pid: number;
+  /** Stops the server as an outage would (fast shutdown), keeping its data for `resume`. */
+  halt(): Promise<void>;
+  /** Starts a halted server again, on the same port with the same data. */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -90,29 +94,42 @@ export async function startPostgres(opts: { settings?: Record<string, string>; l
   });
   if (init.status !== 0) throw new Error(`initdb failed (${init.status}): ${init.stderr}`);
   const port = await freePort();
-  const child = spawn(
-    join(bin, 'postgres'),
-    ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300',
-      ...Object.entries(opts.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`])],
-    { stdio: ['ignore', 'ignore', 'pipe'], ...ids },
-  );
+  const launch = async () => {
+    const child = spawn(
+      join(bin, 'postgres'),
+      ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
+        '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300',
+        ...Object.entries(opts.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`])],
+      { stdio: ['ignore', 'ignore', 'pipe'], ...ids },
+    );
+    if (opts.logFile) child.stderr!.pipe(createWriteStream(opts.logFile, { flags: 'a' }));
+    await waitForReady(child, 30_000);
+    return child;
+  };
+  const shutDown = async (child: ChildProcess) => {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGINT'); // fast shutdown
+      await exited;
+    }
+  };
+  let child = await launch();
   // A benchmark or test run that dies must not leave its server behind.
   const killOnExit = () => child.kill('SIGINT');
   process.on('exit', killOnExit);
-  if (opts.logFile) child.stderr!.pipe(createWriteStream(opts.logFile));
-  await waitForReady(child, 30_000);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
-    pid: child.pid!,
+    get pid() {
+      return child.pid!;
+    },
+    halt: () => shutDown(child),
+    async resume() {
+      child = await launch();
+    },
     async stop() {
       process.off('exit', killOnExit);
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGINT'); // fast shutdown
-        await exited;
-      }
+      await shutDown(child);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -181,6 +181,9 @@ async function buildPage(id) {
       field('waiting for inputs', String(b.waitingInputs ?? 0)),
       field('required features', (b.requiredFeatures ?? []).join(' ') || '—'),
       b.waitReason ? field('why it waits', h('span', { id: 'wait-reason', 'data-kind': b.waitReason.kind }, b.waitReason.text)) : [],
+      ...(b.failureReason
+        ? [field('failed because', `${b.failureReason}${b.failedInput ? `: input ${b.failedInput}` : ''}${b.failedInputBuildId ? ` (build ${b.failedInputBuildId} failed)` : ''}`)]
+        : []),
       field('submitted', when(b.createdAt)),
       field('ended', when(b.endedAt)),
       field('trace id (latest attempt)', h('span', { class: 'mono', id: 'trace-id' }, attempts.length ? attempts[attempts.length - 1].traceId : '—')),

@@ -33,6 +33,10 @@ export function buildText(b: Build): string {
   else if (b.state === BuildState.SCHEDULED && b.waitingInputs > 0) lines.push(`waiting    for ${b.waitingInputs} input path(s) not in the cache yet`);
   if (b.notBefore && b.waitReason?.kind !== WaitKind.RETRY_BACKOFF) lines.push(`not before ${timestampDate(b.notBefore).toISOString()} (retry backoff)`);
   if (b.requiredFeatures.length) lines.push(`features   ${b.requiredFeatures.join(' ')} (required)`);
+  if (b.failureReason) {
+    const input = b.failedInput ? `: input ${b.failedInput}${b.failedInputBuildId ? ` (build ${b.failedInputBuildId} failed)` : ''}` : '';
+    lines.push(`failed     ${b.failureReason}${input}`);
+  }
   if (b.timeoutSeconds) lines.push(`timeout    ${b.timeoutSeconds} s`);
   if (b.maxSilentSeconds) lines.push(`max silent ${b.maxSilentSeconds} s`);
   if (b.tags.length) lines.push(`tags       ${tagText(b.tags)}`);

@@ -64,6 +64,9 @@ export function buildToProto(b: BuildRecord, wait?: WaitReason): Build {
     waitingInputs: b.waitingInputs,
     requiredFeatures: b.requiredFeatures,
     waitReason: waitReasonToProto(wait),
+    failureReason: b.failureReason ?? '',
+    failedInput: b.failedInput ?? '',
+    failedInputBuildId: b.failedInputBuild ?? '',
     attempts: b.attempts.map((a) => ({
       attempt: a.attempt,
       agentId: a.agentId,

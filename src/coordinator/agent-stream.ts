@@ -17,7 +17,7 @@ import {
 import type { Database } from '../db/connection.js';
 import { KilnError } from '../errors.js';
 import type { NarStorage } from '../storage/nar-storage.js';
-import { events } from '../db/schema.js';
+import { isLastingFailure } from '../db/transient.js';
 import type { Logger } from '../logger.js';
 import {
   recordFinished,
@@ -37,6 +37,8 @@ import { authenticatedAgent } from './auth.js';
 import { refusalError, toConnectError } from './connect-errors.js';
 import { receiveInlineOutput } from './upload-receiver.js';
 import type { BuildEvents } from './build-events.js';
+import type { StandaloneEvents } from './standalone-events.js';
+import { storableText } from '../db/storable-text.js';
 import type { Dispatcher } from './dispatcher.js';
 import { UNTRACED, type BuildTelemetry } from '../telemetry/build-telemetry.js';
 import { ATTR } from '../telemetry/build-trace.js';
@@ -57,6 +59,8 @@ export interface AgentStreamDeps {
   /** Where agents substitute inputs from; known once the server listens. */
   cache: () => { url: string; publicKey: string };
   events: BuildEvents;
+  /** Where agent-connected and agent-lost are written (retried through an outage). */
+  agentEvents: StandaloneEvents;
   /** Traces and counts reports. */
   telemetry?: BuildTelemetry;
 }
@@ -94,12 +98,12 @@ export function agentStream(deps: AgentStreamDeps) {
     for (const id of hello.heldBuildIds) if (!abandon.includes(id)) session.holding.add(id);
     deps.sessions.add(session);
     log.info({ systems: session.systems, features: session.features, maxParallel: session.maxParallel, holding: session.holding.size }, 'agent connected');
-    await agentEvent(deps, 'agent-connected', agentId, {
-      systems: session.systems,
+    agentEvent(deps, 'agent-connected', agentId, {
+      systems: session.systems.map((s) => storableText(s, 200)),
       features: session.features,
       maxParallel: session.maxParallel,
       holding: [...session.holding],
-      version: hello.version,
+      version: storableText(hello.version, 200),
     });
 
     session.outbox.push(
@@ -140,7 +144,7 @@ export function agentStream(deps: AgentStreamDeps) {
       // Its builds' leases are no longer renewed: they run out unless it comes back.
       if (deps.sessions.remove(session)) {
         log.info({ holding: session.holding.size }, 'agent disconnected');
-        await agentEvent(deps, 'agent-lost', agentId, { holding: [...session.holding] });
+        agentEvent(deps, 'agent-lost', agentId, { holding: [...session.holding] });
       }
     }
   };
@@ -198,7 +202,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
             log.warn({ buildId: m.value.buildId, missingInputs: m.value.missingInputs }, effects.agentFault);
           }
           afterFinalReport(deps, session, m.value.buildId, effects);
-        }),
+        }, failUnrecordable(deps, session, m.value.buildId)),
       );
     case 'buildFinished':
       return traced('finished', m.value.buildId, () =>
@@ -210,7 +214,7 @@ async function handleMessage(deps: AgentStreamDeps, session: AgentSession, reque
           const effects = await recordFinished(db, deps.reports, session.agentId, m.value.buildId, outcome, m.value.message, outputs);
           if (!effects.repeated) deps.telemetry?.outcome(outcome);
           afterFinalReport(deps, session, m.value.buildId, effects);
-        }),
+        }, failUnrecordable(deps, session, m.value.buildId)),
       );
     case undefined:
       throw new ConnectError('empty message on the control stream', Code.InvalidArgument);
@@ -252,30 +256,50 @@ async function storeInlineOutputs(deps: AgentStreamDeps, agentId: string, finish
  * would only make the agent reconnect and send the same report again, for ever. Other
  * failures (the database gone) still end the stream, so the agent resends later.
  */
-async function answerReport(session: AgentSession, report: ReportKind, buildId: string, log: Logger, record: () => Promise<void>): Promise<void> {
+async function answerReport(
+  session: AgentSession,
+  report: ReportKind,
+  buildId: string,
+  log: Logger,
+  record: () => Promise<void>,
+  /** For a final report kiln cannot record: ends the attempt as failed, saying why. */
+  recordUnrecordable?: (why: string) => Promise<void>,
+): Promise<void> {
   try {
     await record();
   } catch (err) {
-    const refused = refusalError(err);
+    let refused = refusalError(err);
+    if (!refused && isLastingFailure(err)) {
+      // It would fail the same way each time the agent sent it again (for ever): refused,
+      // and the attempt ends as a failure that says so, so that the build still ends.
+      log.error({ err, buildId, report: ReportKind[report] }, 'a report could not be recorded; it is refused');
+      const why = `the coordinator could not record the agent's report: ${(err as Error).message}`;
+      await recordUnrecordable?.(why).catch((again: unknown) => log.error({ err: again, buildId }, 'the attempt could not be ended either'));
+      refused = new ConnectError(why, Code.Internal);
+    }
     if (!refused) throw err;
     log.warn({ buildId, report: ReportKind[report], code: Code[refused.code], err: refused.rawMessage }, 'report refused');
     acknowledge(session, buildId, { code: refused.code, message: refused.rawMessage, report });
   }
 }
 
-/** An agent's stream came or went: an event for hooks (never a reason to fail the stream). */
-async function agentEvent(deps: AgentStreamDeps, type: 'agent-connected' | 'agent-lost', agentId: string, payload: Record<string, unknown>): Promise<void> {
-  await deps.db
-    .insert(events)
-    .values({ type, agentId, payload })
-    .then(() => deps.events.emit({ kind: 'agent', agentId }))
-    .catch((err: unknown) => deps.log.error({ err, agentId, type }, 'could not record an agent event'));
+/** Ends the build's attempt as a failure (retried as the policy says) when its report cannot be recorded. */
+function failUnrecordable(deps: AgentStreamDeps, session: AgentSession, buildId: string) {
+  return async (why: string) => {
+    const effects = await recordFinished(deps.db, deps.reports, session.agentId, buildId, 'failure', why, []);
+    afterFinalReport(deps, session, buildId, effects, { acknowledged: false });
+  };
+}
+
+/** An agent's stream came or went: an event for hooks, written even through a database outage (never a reason to fail the stream). */
+function agentEvent(deps: AgentStreamDeps, type: 'agent-connected' | 'agent-lost', agentId: string, payload: Record<string, unknown>): void {
+  deps.agentEvents.record({ type, agentId, payload });
 }
 
 /** A build's final report is recorded: the agent's slot is free, and the queue may have changed. */
-function afterFinalReport(deps: AgentStreamDeps, session: AgentSession, buildId: string, effects: ReportEffects): void {
+function afterFinalReport(deps: AgentStreamDeps, session: AgentSession, buildId: string, effects: ReportEffects, opts = { acknowledged: true }): void {
   session.released(buildId);
-  acknowledge(session, buildId, undefined, effects.agentFault);
+  if (opts.acknowledged) acknowledge(session, buildId, undefined, effects.agentFault);
   if (!effects.requeued.includes(buildId)) deps.events.emit({ buildId, kind: 'finished' });
   deps.dispatcher.applyEffects(effects);
   deps.dispatcher.poke();

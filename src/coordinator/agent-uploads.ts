@@ -34,7 +34,7 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
       const agentId = ctx.values.get(authenticatedAgent)!;
       const output = await outputOfHeldBuild(deps.db, agentId, req.buildId, req.outputName);
       if (output.stored) return { offset: 0n, complete: true };
-      return { offset: BigInt(await deps.storage.stagedOffset(stagingKey(req.buildId, req.outputName))), complete: false };
+      return { offset: BigInt(await deps.storage.stagedOffset(stagingKey(req.buildId, output.attempt, req.outputName))), complete: false };
     },
 
     async uploadOutput(requests, ctx) {

@@ -27,6 +27,7 @@ import { Dispatcher } from './dispatcher.js';
 import { FarmSignals, type AgentSignal } from './farm-signals.js';
 import { chainRoutes, healthRoute } from './http-routes.js';
 import { HookRunner } from '../hooks/runner.js';
+import { StandaloneEvents } from './standalone-events.js';
 import { hooksFromSpecs, type HookSpec } from '../hooks/hook-specs.js';
 import { createAdminClient } from '../cli/admin-client.js';
 import { NO_LOAD_LIMITS, type AgentSessions as Sessions, type LoadLimits } from './agent-sessions.js';
@@ -92,6 +93,8 @@ export interface CoordinatorOptions {
   retention?: RetentionRules;
   /** How often the hook runner looks for due deliveries unprompted (default 1 s). */
   hookPollMs?: number;
+  /** How long a claimed hook delivery is this coordinator's without a renewal (default 30 s; see hooks/runner.ts). */
+  hookLeaseMs?: number;
 }
 
 export type CoordinatorState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -160,9 +163,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     throw err;
   });
   const hookList = [...builtIn, ...operators];
-  const hooks = new HookRunner({ db, hooks: hookList, log: log.child({ part: 'hooks' }), pollMs: opts.hookPollMs });
+  const hooks = new HookRunner({ db, hooks: hookList, log: log.child({ part: 'hooks' }), pollMs: opts.hookPollMs, leaseMs: opts.hookLeaseMs });
   // Every change this process makes may have written events.
   events.on(() => hooks.poke());
+  const agentEvents = new StandaloneEvents(db, log.child({ part: 'events' }), (e) => events.emit({ kind: 'agent', agentId: e.agentId ?? '' }));
 
   const routes = (router: ConnectRouter) => {
     router.service(
@@ -198,6 +202,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         heartbeatIntervalMs: 10_000,
         cache: () => ({ url, publicKey: keys.nixPublicKey }),
         events,
+        agentEvents,
         telemetry,
       }),
     });
@@ -268,6 +273,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         log.info('stopping: connections');
         await listener.close();
         telemetry.stop();
+        log.info('stopping: events not written yet');
+        await agentEvents.stop();
         log.info('stopping: database');
         await maintenance?.stop();
         await database.close();

@@ -95,8 +95,9 @@ export class Dispatcher {
   applyEffects(effects: ReportEffects): void {
     for (const buildId of effects.requeued) this.opts.events.emit({ buildId, kind: 'requeued' });
     for (const buildId of effects.submitted) this.opts.events.emit({ buildId, kind: 'submitted' });
+    for (const buildId of effects.ended ?? []) this.opts.events.emit({ buildId, kind: 'finished' });
     for (const ms of effects.retryInMs) this.pokeAfter(ms);
-    if (effects.requeued.length + effects.submitted.length > 0) this.workAvailable();
+    if (effects.requeued.length + effects.submitted.length + (effects.ready?.length ?? 0) > 0) this.workAvailable();
   }
 
   /**

@@ -42,6 +42,12 @@ export interface NarTarget {
   deriver: string;
   /** The build the path is an output of; null for sources. */
   buildId: string | null;
+  /**
+   * For a build's output: the attempt and output name it is pending under. It is served
+   * only once that attempt's success is accepted (scheduler/pending-outputs.ts); a source
+   * is served as soon as it is stored.
+   */
+  pending?: { attempt: number; name: string };
 }
 
 /** The messages of an upload call: a header, LZ4 frames, a trailer. */
@@ -68,9 +74,9 @@ function checkReferences(references: readonly string[]): void {
   }
 }
 
-/** The staging key of one output of one build. */
-export function stagingKey(buildId: string, outputName: string): string {
-  return `${buildId}.${outputName}`;
+/** The staging key of one output of one attempt of a build (a later attempt's upload never resumes an earlier one's bytes). */
+export function stagingKey(buildId: string, attempt: number, outputName: string): string {
+  return `${buildId}.${attempt}.${outputName}`;
 }
 
 /** Frames taken ahead of the one handed on (a frame another LZ4 encoder made may decode on the thread pool). */
@@ -324,13 +330,14 @@ async function outputTarget(
   }
   checkReferences(header.references);
   const target = {
-    key: stagingKey(header.buildId, header.outputName),
+    key: stagingKey(header.buildId, output.attempt, header.outputName),
     what: `output ${header.outputName} of build ${header.buildId}`,
     offset: header.offset,
     storePath: header.storePath,
     references: header.references,
     deriver: output.derivationPath,
     buildId: header.buildId,
+    pending: { attempt: output.attempt, name: output.name },
   };
   return { target, stored: output.stored };
 }
@@ -369,6 +376,7 @@ export async function receiveNar(
     completed = true; // from here the staged upload is committed or, on an error, already ended
     await recordPath(deps.db, {
       commitFile: () => staged.commit(fileName),
+      pending: target.pending && target.buildId ? { buildId: target.buildId, ...target.pending } : undefined,
       row: {
         path: target.storePath,
         hashPart: parseStorePath(target.storePath).hashPart,
@@ -384,7 +392,8 @@ export async function receiveNar(
       },
     });
     // After the record's commit, so no build's wait can slip past it (see availability.ts).
-    const released = await releasePaths(deps.db, [target.storePath]);
+    // A pending output arrives with its attempt's success, not now.
+    const released = target.pending ? [] : await releasePaths(deps.db, [target.storePath]);
     return { storePath: target.storePath, fileHash: `sha256:${fileHash}`, fileSize: incoming.fileSize, released };
   } catch (err) {
     // A refused NAR is thrown away whole; a broken stream keeps what came for a resume.

@@ -135,8 +135,18 @@ export const builds = pgTable(
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
     endedAt: timestamp('ended_at', { withTimezone: true }),
+    /**
+     * Why a failed build failed when no attempt of its own says it: 'dependency-failed'
+     * (an input's producer failed for good; see scheduler/dependency-failures.ts). Null otherwise.
+     */
+    failureReason: text('failure_reason'),
+    /** For dependency-failed: the input path that will not come, and the build that failed to make it. */
+    failedInput: text('failed_input'),
+    failedInputBuild: uuid('failed_input_build'),
   },
   (t) => [
+    // Dependency-failed builds by the input they wait for: what an input's return revives.
+    index('builds_failed_input').on(t.failedInput).where(sql`${t.failedInput} is not null`),
     index('builds_derivation').on(t.derivationPath),
     // The queue: only unfinished builds, so the index stays small as history grows.
     index('builds_unfinished').on(t.state).where(sql`${t.state} in ('scheduled', 'allocated', 'started')`),
@@ -281,6 +291,33 @@ export const storePaths = pgTable('store_paths', {
   // Garbage collection asks whether a file under nar/ is still named by a row.
   index('store_paths_file_name').on(t.fileName),
 ]);
+
+/**
+ * Outputs an attempt uploaded that are not served yet: they become store_paths rows
+ * together, in the statement that accepts the attempt's success, and go when the attempt
+ * ends otherwise (scheduler/pending-outputs.ts). The NAR file is under nar/ already, named
+ * by its hash, but no narinfo names it until then; garbage collection keeps it meanwhile.
+ */
+export const pendingOutputs = pgTable(
+  'pending_outputs',
+  {
+    buildId: uuid('build_id').notNull().references(() => builds.id, { onDelete: 'cascade' }),
+    attempt: integer('attempt').notNull(),
+    name: text('name').notNull(),
+    path: text('path').notNull(),
+    hashPart: text('hash_part').notNull(),
+    narHash: text('nar_hash').notNull(),
+    narSize: bigint('nar_size', { mode: 'number' }).notNull(),
+    references: text('references').array().notNull().default(sql`'{}'::text[]`),
+    deriver: text('deriver').notNull().default(''),
+    fileName: text('file_name').notNull(),
+    compression: text('compression').notNull(),
+    fileHash: text('file_hash').notNull(),
+    fileSize: bigint('file_size', { mode: 'number' }).notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.buildId, t.attempt, t.name] }), index('pending_outputs_file_name').on(t.fileName)],
+);
 
 /**
  * The NAR of a stored path in the cache's other compressions (the one in store_paths is

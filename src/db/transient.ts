@@ -21,3 +21,23 @@ export async function retryingTransient<T>(statement: () => Promise<T>, attempts
     }
   }
 }
+
+/**
+ * SQLSTATE classes in which the database refused the data or the statement itself
+ * (data exception, integrity constraint, syntax or access rule): doing it again fails
+ * again. Anything else (a lost connection, a server shutting down, a full disk) may pass.
+ */
+const REFUSED_CLASSES = new Set(['22', '23', '42']);
+
+/**
+ * Whether `err` will recur however often the same work is tried: the database refused
+ * the data, or kiln's own code is at fault (a TypeError and the like). What may pass
+ * (outages, I/O) is not.
+ */
+export function isLastingFailure(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return REFUSED_CLASSES.has(e.code.slice(0, 2));
+    if (e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError || e instanceof ReferenceError) return true;
+  }
+  return false;
+}

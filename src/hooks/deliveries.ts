@@ -5,6 +5,7 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { rowsOf } from '../db/rows.js';
+import { storableText } from '../db/storable-text.js';
 import type { HookEvent } from './hook.js';
 
 /** Events read per fan-out statement. */
@@ -83,6 +84,13 @@ export async function claimDeliveries(db: Database, hook: string, limit: number,
   }));
 }
 
+/** Extends a running delivery's lease: its handler is still at work here. */
+export async function renewDelivery(db: Database, hook: string, eventId: number, leaseMs: number): Promise<void> {
+  await db.execute(sql`
+    update hook_deliveries set lease_until = now() + make_interval(secs => ${leaseMs / 1000})
+    where hook = ${hook} and event_id = ${eventId} and state = 'running'`);
+}
+
 export async function deliveryDone(db: Database, hook: string, eventId: number): Promise<void> {
   await db.execute(sql`
     update hook_deliveries set state = 'done', lease_until = null, last_error = '', updated_at = now()
@@ -93,7 +101,7 @@ export async function deliveryDone(db: Database, hook: string, eventId: number):
 export async function deliveryFailed(db: Database, hook: string, eventId: number, error: string, outcome: { park: true } | { park: false; retryInMs: number }): Promise<void> {
   await db.execute(sql`
     update hook_deliveries
-    set state = ${outcome.park ? 'parked' : 'pending'}, lease_until = null, last_error = ${error.slice(0, 8000)}, updated_at = now(),
+    set state = ${outcome.park ? 'parked' : 'pending'}, lease_until = null, last_error = ${storableText(error, 8000)}, updated_at = now(),
         run_after = now() + make_interval(secs => ${outcome.park ? 0 : outcome.retryInMs / 1000})
     where hook = ${hook} and event_id = ${eventId}`);
 }

@@ -4,8 +4,8 @@
 // whichever coordinator claims it next: at least once, never lost).
 import type { Database } from '../db/connection.js';
 import type { Logger } from '../logger.js';
-import { claimDeliveries, deliveryDone, deliveryFailed, FAN_OUT_BATCH, fanOut } from './deliveries.js';
-import { retryDelayMs, type Hook, type HookEvent } from './hook.js';
+import { claimDeliveries, deliveryDone, deliveryFailed, FAN_OUT_BATCH, fanOut, renewDelivery } from './deliveries.js';
+import { retryDelayMs, type Hook, type HookContext, type HookEvent } from './hook.js';
 
 export interface HookRunnerOptions {
   db: Database;
@@ -13,7 +13,15 @@ export interface HookRunnerOptions {
   log: Logger;
   /** How often to look for work unprompted: retries that came due, other replicas' events. */
   pollMs?: number;
+  /**
+   * How long a claimed delivery stays this coordinator's without a renewal (default 30 s):
+   * a running one renews it every third of that, so a dead coordinator's delivery is
+   * taken by another within about this long, whatever the hook's time limit.
+   */
+  leaseMs?: number;
 }
+
+export const DEFAULT_HOOK_LEASE_MS = 30_000;
 
 /** How one delivery ended, for whoever watches (tests, metrics). */
 export interface DeliveryOutcome {
@@ -106,11 +114,26 @@ export class HookRunner {
     for (const hook of this.opts.hooks) {
       const free = hook.concurrency - (this.active.get(hook.name) ?? 0);
       if (free <= 0 || this.stopping.signal.aborted) continue;
-      // The lease is twice the hook's own time limit, so a live delivery (aborted at that
-      // limit) is never taken twice, while a dead coordinator's is taken again soon.
-      const claimed = await claimDeliveries(this.opts.db, hook.name, free, 2 * hook.timeoutMs);
+      const claimed = await claimDeliveries(this.opts.db, hook.name, free, this.leaseMs());
       for (const event of claimed) this.launch(hook, event);
     }
+  }
+
+  private leaseMs(): number {
+    return this.opts.leaseMs ?? DEFAULT_HOOK_LEASE_MS;
+  }
+
+  /**
+   * Renews the delivery's lease while its handler runs. A renewal that fails (the database
+   * unreachable) is tried again at the next tick; if the lease runs out meanwhile another
+   * coordinator may deliver the event too, which at least once allows.
+   */
+  private keepLeased(hook: Hook, event: HookEvent, log: HookContext['log']): () => void {
+    const timer = setInterval(() => {
+      renewDelivery(this.opts.db, hook.name, event.id, this.leaseMs()).catch((err: unknown) => log.warn({ err }, 'could not renew the delivery\'s lease'));
+    }, Math.max(1, Math.floor(this.leaseMs() / 3)));
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   private launch(hook: Hook, event: HookEvent): void {
@@ -126,8 +149,13 @@ export class HookRunner {
   private async deliver(hook: Hook, event: HookEvent): Promise<void> {
     const log = this.opts.log.child({ hook: hook.name, eventId: event.id, eventType: event.type, buildId: event.buildId ?? undefined, attempt: event.attempt });
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(hook.timeoutMs)]);
+    const release = this.keepLeased(hook, event, log);
     try {
-      await abortable(hook.handle(event, { log, signal }), signal);
+      try {
+        await abortable(hook.handle(event, { log, signal }), signal);
+      } finally {
+        release();
+      }
       await deliveryDone(this.opts.db, hook.name, event.id);
       log.debug('hook handled the event');
       this.tell({ hook: hook.name, eventId: event.id, eventType: event.type, attempt: event.attempt, outcome: 'done' });

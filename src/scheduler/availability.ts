@@ -18,6 +18,7 @@ import { Batcher, batcherPer } from '../batcher.js';
 import { rowsOf } from '../db/rows.js';
 import { holdCacheShared } from '../substitutes/cache-lock.js';
 import { retryingTransient } from '../db/transient.js';
+import { reviveDependents } from './dependency-failures.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Executor = Database | Tx;
@@ -120,8 +121,10 @@ const arrivals = batcherPer(
               returning w.build_id, w.path`,
         ),
       );
-      // Each caller hears of the builds its own paths made ready.
-      return inputs.map((own) => ready.filter((r) => r.paths.some((p) => own.includes(p))).map((r) => r.id));
+      // Builds that failed for want of one of them come back (dependency-failures.ts).
+      const revived = (await retryingTransient(() => reviveDependents(db, paths))).filter((r) => r.ready).map((r) => r.id);
+      // Each caller hears of the builds its own paths made ready (revived ones: all of them).
+      return inputs.map((own) => [...ready.filter((r) => r.paths.some((p) => own.includes(p))).map((r) => r.id), ...revived]);
     }),
 );
 

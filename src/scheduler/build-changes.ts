@@ -7,6 +7,8 @@ import { KilnError } from '../errors.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
 import { addWaits, settleWaits } from './availability.js';
+import { dropPending } from './pending-outputs.js';
+import { failDependentsOf, failDoomed, outputPathsOf, reviveDependents } from './dependency-failures.js';
 import { getBuild, type BuildRecord } from './build-queries.js';
 import { raiseInputs, recomputeBelow } from './priorities.js';
 import { validateTag, validateTags, type Tag } from './tags.js';
@@ -41,6 +43,9 @@ export async function cancelBuild(db: Database, id: string): Promise<BuildRecord
       // Its inputs lose the priority it gave them, and it waits for nothing any more.
       await recomputeBelow(tx, [id], { excludeRoots: true });
       await tx.delete(buildWaits).where(eq(buildWaits.buildId, id));
+      await dropPending(tx, id);
+      // Builds waiting for what it would have made may now wait for nothing that will come.
+      await failDependentsOf(tx, [id]);
     }
     return rows.length > 0;
   });
@@ -76,7 +81,17 @@ export async function retryBuild(db: Database, storage: NarStorage, id: string):
   const retried = await db.transaction(async (tx) => {
     const rows = await tx
       .update(builds)
-      .set({ state: 'scheduled', agentId: null, leaseUntil: null, notBefore: null, endedAt: null, updatedAt: sql`now()` })
+      .set({
+        state: 'scheduled',
+        agentId: null,
+        leaseUntil: null,
+        notBefore: null,
+        endedAt: null,
+        failureReason: null,
+        failedInput: null,
+        failedInputBuild: null,
+        updatedAt: sql`now()`,
+      })
       .where(and(eq(builds.id, id), inArray(builds.state, ['failed', 'canceled'])))
       .returning({ id: builds.id });
     if (rows.length === 0) return false;
@@ -85,6 +100,11 @@ export async function retryBuild(db: Database, storage: NarStorage, id: string):
     await addWaits(tx, id);
     await raiseInputs(tx, [id]);
     await tx.insert(events).values({ type: 'build-retried', buildId: id, payload: { previousState: build.state } });
+    // What it makes can come again: builds that failed for want of it come back. And if
+    // one of its own inputs still will not come, it fails again for that, saying so.
+    const revived = await reviveDependents(tx, await outputPathsOf(tx, [build.derivationPath]));
+    await raiseInputs(tx, revived.map((r) => r.id));
+    await failDoomed(tx, [id]);
     return true;
   });
   if (!retried) return retryBuild(db, storage, id); // it changed meanwhile: report truthfully

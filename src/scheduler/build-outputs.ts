@@ -12,7 +12,9 @@ export interface HeldOutput {
   name: string;
   path: string;
   derivationPath: string;
-  /** The path is in the cache already (built before, or uploaded by an earlier call). */
+  /** The build's current attempt, whose upload this is. */
+  attempt: number;
+  /** The path is in the cache already (built before), or this attempt uploaded it already. */
   stored: boolean;
 }
 
@@ -68,13 +70,14 @@ export async function outputOfHeldBuild(db: Database, agentId: string, buildId: 
   if (build.name === null || build.path === null) {
     throw new KilnError('invalid_argument', `the derivation of build ${buildId} has no output ${JSON.stringify(outputName)}`);
   }
-  return { name: build.name, path: build.path, derivationPath: build.derivationPath, stored: build.stored };
+  return { name: build.name, path: build.path, derivationPath: build.derivationPath, attempt: build.attempt, stored: build.stored };
 }
 
 interface OutputRow {
   agentId: string | null;
   state: string;
   derivationPath: string;
+  attempt: number;
   name: string | null;
   path: string | null;
   stored: boolean;
@@ -84,10 +87,11 @@ interface OutputRow {
 const outputLookups = batcherPer(
   (db: Database) =>
     new Batcher(async (asked: { buildId: string; outputName: string }[]): Promise<(OutputRow | undefined)[]> => {
-      const rows = rowsOf<{ n: number; agent_id: string | null; state: string; derivation_path: string; name: string | null; path: string | null; stored: boolean }>(
+      const rows = rowsOf<{ n: number; agent_id: string | null; state: string; derivation_path: string; attempt: number; name: string | null; path: string | null; stored: boolean }>(
         await db.execute(sql`
-          select v.n, b.agent_id, b.state, b.derivation_path, o.name, o.path,
-                 exists (select 1 from store_paths s where s.path = o.path) as stored
+          select v.n, b.agent_id, b.state, b.derivation_path, b.attempt, o.name, o.path,
+                 exists (select 1 from store_paths s where s.path = o.path)
+                   or exists (select 1 from pending_outputs p where p.build_id = b.id and p.attempt = b.attempt and p.name = o.name) as stored
           from unnest(${sql.param(asked.map((a) => a.buildId))}::uuid[], ${sql.param(asked.map((a) => a.outputName))}::text[]) with ordinality as v(id, name, n)
           join builds b on b.id = v.id
           left join derivation_outputs o on o.derivation_path = b.derivation_path and o.name = v.name`),
@@ -95,7 +99,7 @@ const outputLookups = batcherPer(
       const found = new Map(rows.map((r) => [Number(r.n), r]));
       return asked.map((_, i) => {
         const r = found.get(i + 1);
-        return r && { agentId: r.agent_id, state: r.state, derivationPath: r.derivation_path, name: r.name, path: r.path, stored: r.stored };
+        return r && { agentId: r.agent_id, state: r.state, derivationPath: r.derivation_path, attempt: Number(r.attempt), name: r.name, path: r.path, stored: r.stored };
       });
     }),
 );

@@ -35,6 +35,10 @@ export interface BuildRecord {
   maxSilentSeconds: number;
   notBefore: Date | null;
   waitingInputs: number;
+  /** 'dependency-failed' for a build failed because an input will not come (dependency-failures.ts). */
+  failureReason: string | null;
+  failedInput: string | null;
+  failedInputBuild: string | null;
   /** Filled by getBuild(s) only. */
   attempts: AttemptRecord[];
 }
@@ -149,6 +153,9 @@ async function loadBuilds(db: Database, where: SQL[], limit: number, opts: { att
     maxSilentSeconds: build.maxSilentSeconds,
     notBefore: build.notBefore,
     waitingInputs: build.waiting,
+    failureReason: build.failureReason,
+    failedInput: build.failedInput,
+    failedInputBuild: build.failedInputBuild,
     attempts: (attemptsOf.get(build.id) ?? []).map(({ buildId: _, ...a }) => a),
     priority: build.priority,
     state: build.state,

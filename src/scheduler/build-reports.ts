@@ -3,10 +3,13 @@
 // is harmless (a reconnecting agent may repeat itself).
 import { and, eq, inArray, isNotNull, lt, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { buildAttempts, buildExclusions, builds, buildTags, derivationOutputs, events, storePaths } from '../db/schema.js';
+import { buildAttempts, buildExclusions, builds, buildTags, derivationOutputs, events, pendingOutputs, storePaths } from '../db/schema.js';
 import { KilnError } from '../errors.js';
+import { storableText } from '../db/storable-text.js';
 import { isUuid } from '../uuid.js';
-import { addWaits } from './availability.js';
+import { addWaits, releasePaths } from './availability.js';
+import { dropPending, servePending } from './pending-outputs.js';
+import { failDependentsOf, failDoomed } from './dependency-failures.js';
 import { buildOfAgent } from './build-outputs.js';
 import { raiseInputs } from './priorities.js';
 import { outputProblems, type ReportedOutput } from './output-check.js';
@@ -29,6 +32,10 @@ export interface ReportEffects {
   submitted: string[];
   /** Backoffs of the builds requeued for later: when to look for work again. */
   retryInMs: number[];
+  /** Builds made ready by the outputs the report served. */
+  ready?: string[];
+  /** Builds that ended because of the report (dependents of a build that failed for good). */
+  ended?: string[];
   /** The report was taken before (the agent repeated itself): nothing changed, nothing to count. */
   repeated?: true;
   /**
@@ -108,8 +115,9 @@ export async function recordSetupFailure(
   policy: ReportPolicy,
   agentId: string,
   buildId: string,
-  failure: { kind: SetupFailureKind; missingInputs: string[]; message: string },
+  reportedFailure: { kind: SetupFailureKind; missingInputs: string[]; message: string },
 ): Promise<ReportEffects> {
+  const failure = { ...reportedFailure, message: storableText(reportedFailure.message), missingInputs: reportedFailure.missingInputs.map((p) => storableText(p, 1024)) };
   return db.transaction(async (tx) => {
     const effects: ReportEffects = noEffects();
     const build = await heldBuild(tx, agentId, buildId);
@@ -138,6 +146,9 @@ export async function recordSetupFailure(
       await endAttempt(tx, buildId, build.attempt, 'missing-inputs', failure.message);
       effects.requeued.push(buildId);
       effects.submitted = await submitBuildsForMissing(tx, { id: buildId }, paths);
+      // An input whose builds all failed will not come: the build fails for it.
+      const doomed = await failDoomed(tx, [buildId]);
+      if (doomed.length > 0) return { ...noEffects(), submitted: effects.submitted, ended: doomed };
       await raiseInputs(tx, [buildId]);
       return effects;
     }
@@ -179,11 +190,15 @@ export async function recordFinished(
   agentId: string,
   buildId: string,
   outcome: FinishOutcome,
-  message: string,
-  reported: ReportedOutput[],
+  reportedMessage: string,
+  reportedOutputs: ReportedOutput[],
 ): Promise<ReportEffects> {
-  if (outcome === 'success' && (await succeedHeld(db, agentId, buildId, message, reported))) return noEffects();
-  return db.transaction(async (tx) => {
+  const message = storableText(reportedMessage);
+  // Names, paths and hashes are only compared with what is stored; made storable so that a
+  // garbled one is refused for not matching rather than failing the statement.
+  const reported = reportedOutputs.map((r) => ({ ...r, name: storableText(r.name, 1024), path: storableText(r.path, 1024), narHash: storableText(r.narHash, 1024) }));
+  if (outcome === 'success' && (await succeedHeld(db, agentId, buildId, message, reported))) return released(db, reported);
+  const effects = await db.transaction(async (tx) => {
     const build = await heldBuild(tx, agentId, buildId);
     const finalState = outcome === 'success' ? 'succeeded' : 'failed';
     if (!build || build.state === finalState) return repeatedReport();
@@ -198,14 +213,26 @@ export async function recordFinished(
           narHash: storePaths.narHash,
           narSize: storePaths.narSize,
           buildId: storePaths.buildId,
+          pendingHash: pendingOutputs.narHash,
+          pendingSize: pendingOutputs.narSize,
         })
         .from(derivationOutputs)
         .leftJoin(storePaths, eq(storePaths.path, derivationOutputs.path))
+        .leftJoin(
+          pendingOutputs,
+          and(eq(pendingOutputs.buildId, buildId), eq(pendingOutputs.attempt, build.attempt), eq(pendingOutputs.name, derivationOutputs.name)),
+        )
         .where(eq(derivationOutputs.derivationPath, build.derivationPath));
+      // What the cache serves for the path, else what this attempt uploaded for it.
       const expected = outputs.map((o) => ({
         name: o.name,
         path: o.path,
-        stored: o.narHash === null || o.narSize === null ? undefined : { narHash: o.narHash, narSize: o.narSize, buildId: o.buildId },
+        stored:
+          o.narHash !== null && o.narSize !== null
+            ? { narHash: o.narHash, narSize: o.narSize, buildId: o.buildId }
+            : o.pendingHash !== null && o.pendingSize !== null
+              ? { narHash: o.pendingHash, narSize: o.pendingSize, buildId }
+              : undefined,
       }));
       const problems = outputProblems(buildId, expected, reported);
       if (problems.length > 0) throw new KilnError('failed_precondition', `build ${buildId} cannot succeed: ${problems.join('; ')}`);
@@ -216,9 +243,17 @@ export async function recordFinished(
       .set({ state: finalState, leaseUntil: null, updatedAt: sql`now()`, endedAt: sql`now()` })
       .where(eq(builds.id, buildId));
     await endAttempt(tx, buildId, build.attempt, outcome, message);
+    await servePending(tx, buildId, build.attempt);
     await tx.insert(events).values({ type: 'build-success', buildId, agentId, payload: { attempt: build.attempt, outcome, message } });
     return noEffects();
   });
+  if (outcome !== 'success' || effects.repeated) return effects;
+  return released(db, reported);
+}
+
+/** A success's outputs are served now: the builds that waited for them (after the commit; see availability.ts). */
+async function released(db: Database, reported: ReportedOutput[]): Promise<ReportEffects> {
+  return { ...noEffects(), ready: await releasePaths(db, reported.map((r) => r.path)) };
 }
 
 
@@ -236,6 +271,7 @@ async function failAttempt(
   opts: { attemptEnded?: boolean } = {},
 ): Promise<ReportEffects> {
   if (!opts.attemptEnded) await endAttempt(tx, build.id, build.attempt, kind, message);
+  await dropPending(tx, build.id);
   const tags = await tx.select({ key: buildTags.key, value: buildTags.value }).from(buildTags).where(eq(buildTags.buildId, build.id));
   const counted = ruleFor(policy.retry, tags).on;
   const [{ failed } = { failed: 0 }] = await tx
@@ -257,11 +293,14 @@ async function failAttempt(
     .set({ state: 'failed', leaseUntil: null, updatedAt: sql`now()`, endedAt: sql`now()` })
     .where(eq(builds.id, build.id));
   await tx.insert(events).values({ type: 'build-failure', buildId: build.id, agentId, payload });
-  return noEffects();
+  // Builds waiting for what it would have made wait for nothing that will come.
+  return { ...noEffects(), ended: await failDependentsOf(tx, [build.id]) };
 }
 
 /** Back to the queue, free of any agent, not before `delayMs` from now (null: at once). */
 async function toQueue(tx: Tx, buildId: string, delayMs: number | null): Promise<void> {
+  // Whatever the attempt uploaded is not served: the next attempt's outputs stand alone.
+  await dropPending(tx, buildId);
   await tx
     .update(builds)
     .set({
@@ -358,4 +397,5 @@ function merge(into: ReportEffects, more: ReportEffects): void {
   into.requeued.push(...more.requeued);
   into.submitted.push(...more.submitted);
   into.retryInMs.push(...more.retryInMs);
+  if (more.ended?.length) (into.ended ??= []).push(...more.ended);
 }

@@ -9,7 +9,8 @@ import { rowsOf } from '../db/rows.js';
 import { KilnError } from '../errors.js';
 import { addWaitsOfNewBuilds } from './availability.js';
 import type { Queryable } from './build-outputs.js';
-import { deriveNewBuildPriorities } from './priorities.js';
+import { failDoomed, outputPathsOf, reviveDependents } from './dependency-failures.js';
+import { deriveNewBuildPriorities, raiseInputs } from './priorities.js';
 import type { Tag } from './tags.js';
 
 export interface NewBuild {
@@ -42,6 +43,14 @@ export async function insertBuilds(tx: Queryable, list: NewBuild[]): Promise<str
     list.map((b) => b.id),
   );
   await deriveNewBuildPriorities(tx, list);
+  // New builds are new producers: builds that failed for want of what they make come
+  // back; and a new build waiting for an input whose builds all failed fails for it.
+  const revived = await reviveDependents(tx, await outputPathsOf(tx, [...new Set(list.map((b) => b.derivationPath))]));
+  await raiseInputs(tx, revived.map((r) => r.id));
+  await failDoomed(
+    tx,
+    list.filter((b) => (waiting.get(b.id) ?? 0) > 0).map((b) => b.id),
+  );
   const created = list.map((b) => b.id);
   const asking = list.filter((b) => b.submitMissingInputs && (waiting.get(b.id) ?? 0) > 0).map((b) => b.id);
   if (asking.length > 0) created.push(...(await submitForMissing(tx, await producersFor(tx, sql`w.build_id = any(${sql.param(asking)}::uuid[])`))));

@@ -1,6 +1,6 @@
 // The two reports every build sends, started and succeeded, for the case that needs no
 // explaining: the agent holds the build and, for a success, every output is stored as
-// reported. One statement changes the builds, their attempts and writes their events
+// reported (served already, or pending for this attempt, then served by the same statement). One statement changes the builds, their attempts and writes their events
 // (atomic on its own), or leaves a build alone; a build left alone takes the checked path
 // (build-reports.ts), which decides the rest and says what is wrong. Reports arriving
 // together share a statement (batcher.ts), the builds locked in id order so that two
@@ -14,6 +14,7 @@ import { retryingTransient } from '../db/transient.js';
 import { Hash } from '../store/hash.js';
 import { isUuid } from '../uuid.js';
 import type { ReportedOutput } from './output-check.js';
+import { clearPendingOf, servePendingOf } from './pending-outputs.js';
 
 interface Start {
   agentId: string;
@@ -100,8 +101,13 @@ async function succeedAll(db: Database, inputs: Success[]): Promise<Set<string>>
       good as (
         select r.build_id, o.derivation_path, count(*) as n from reported r
         join derivation_outputs o on o.path = r.path and o.name = r.name
-        join store_paths s on s.path = r.path and s.nar_hash = r.nar_hash and s.nar_size = r.nar_size
-        where o.path = any(${paths})
+        join builds b on b.id = r.build_id
+        left join store_paths s on s.path = r.path
+        left join pending_outputs p on p.build_id = r.build_id and p.attempt = b.attempt and p.name = r.name
+        where o.path = any(${paths}) and b.id = any(${ids})
+          -- As the cache serves it, or (not served yet) as this attempt uploaded it.
+          and case when s.path is not null then s.nar_hash = r.nar_hash and s.nar_size = r.nar_size
+                   else p.path = r.path and p.nar_hash = r.nar_hash and p.nar_size = r.nar_size end
         group by r.build_id, o.derivation_path),
       locked as (
         select b.id, v.message from builds b join v on v.id = b.id and v.agent_id = b.agent_id
@@ -117,6 +123,8 @@ async function succeedAll(db: Database, inputs: Success[]): Promise<Set<string>>
       attempt as (
         update build_attempts a set ended_at = now(), outcome = 'success', message = d.message
         from done d where a.build_id = d.id and a.attempt = d.attempt),
+      served as (${servePendingOf(sql`done`)}),
+      cleared as (${clearPendingOf(sql`done`)}),
       event as (
         insert into events (type, build_id, agent_id, payload)
         select 'build-success', d.id, d.agent_id, jsonb_build_object('attempt', d.attempt, 'outcome', 'success', 'message', d.message)

@@ -153,6 +153,20 @@ export class NarStorage {
     });
   }
 
+  /** Keys with staging files under staging/ now, other than those open for writing in this process. */
+  async stagedKeys(): Promise<string[]> {
+    const names = await readdir(join(this.root, 'staging'));
+    const keys = new Set(names.filter((f) => STAGING_FILE.test(f)).map((f) => f.replace(STAGING_FILE, '')));
+    return [...keys].filter((k) => !this.writing.has(k));
+  }
+
+  /** Removes what is staged under `key`, unless a writer in this process holds it. Says whether it did. */
+  async discardStaged(key: string): Promise<boolean> {
+    if (this.writing.has(key)) return false;
+    await this.discard(key);
+    return true;
+  }
+
   /** Size of what is staged under `key`, without opening it for writing. */
   async stagedOffset(key: string): Promise<number> {
     const frames = await readJournal(this.stagingPaths(key).journal);

@@ -7,7 +7,7 @@ import type { Database } from '../db/connection.js';
 import type { Logger } from '../logger.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { holdCacheExclusive } from './cache-lock.js';
-import { deleteUnkept, findUnkept, unreferencedFiles } from './garbage-queries.js';
+import { deleteStalePending, deleteUnkept, endedAttempts, findUnkept, unreferencedFiles } from './garbage-queries.js';
 import type { RetentionRules } from './retention.js';
 
 export interface GarbageOptions {
@@ -41,13 +41,14 @@ const UNLINK_BATCH = 500;
 export async function collectGarbage(opts: GarbageOptions): Promise<GarbageReport> {
   const now = opts.now ?? new Date();
   if (opts.dryRun) return dryRun(opts, now);
-  const removed = await opts.db.transaction(async (tx) => {
+  const { removed, stale } = await opts.db.transaction(async (tx) => {
     await holdCacheExclusive(tx);
-    return deleteUnkept(tx, opts.rules, now);
+    return { removed: await deleteUnkept(tx, opts.rules, now), stale: await deleteStalePending(tx) };
   });
-  const sizes = new Map(removed.flatMap((p) => p.files.map((f) => [f.fileName, f.fileSize] as const)));
+  const sizes = new Map([...removed.flatMap((p) => p.files), ...stale].map((f) => [f.fileName, f.fileSize] as const));
   const freed = await unlinkUnreferenced(opts, [...sizes.keys()], sizes);
   const orphans = await sweepOrphans(opts, now, new Set(sizes.keys()), false);
+  await sweepEndedStaging(opts);
   const report = { paths: removed.map((p) => p.path), files: freed.count + orphans.count, orphanFiles: orphans.count, bytes: freed.bytes + orphans.bytes };
   opts.log.info({ paths: report.paths.length, files: report.files, orphanFiles: report.orphanFiles, bytes: report.bytes }, 'garbage collected');
   return report;
@@ -112,4 +113,25 @@ async function sweepOrphans(opts: GarbageOptions, now: Date, skip: Set<string>, 
   }
   if (batch.length > 0) await flush();
   return { count, bytes };
+}
+
+/** A build output's staging key (upload-receiver's stagingKey): `<build id>.<attempt>.<output>`. */
+const OUTPUT_STAGING_KEY = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(\d{1,9})\./;
+
+/**
+ * Removes the staged (partly uploaded) outputs of attempts that are over: an agent lost
+ * mid-upload leaves them, and no later attempt resumes another's bytes.
+ */
+async function sweepEndedStaging(opts: GarbageOptions): Promise<number> {
+  const staged = (await opts.storage.stagedKeys()).flatMap((key) => {
+    const m = OUTPUT_STAGING_KEY.exec(key);
+    return m ? [{ key, buildId: m[1]!, attempt: Number(m[2]) }] : [];
+  });
+  const ended = new Set((await endedAttempts(opts.db, staged)).map((a) => `${a.buildId}.${a.attempt}`));
+  let removed = 0;
+  for (const s of staged) {
+    if (ended.has(`${s.buildId}.${s.attempt}`) && (await opts.storage.discardStaged(s.key))) removed++;
+  }
+  if (removed > 0) opts.log.info({ staged: removed }, 'removed staged uploads of attempts that are over');
+  return removed;
 }

@@ -96,16 +96,32 @@ export async function findUnkept(db: Executor, rules: RetentionRules, now: Date)
   return { paths: groupByPath(rows), freedFiles: new Set(rows.filter((r) => !r.shared).map((r) => r.file_name)) };
 }
 
-/** Of these file names, those no stored path's row names (any more). Run holding the cache lock exclusively, right before unlinking them. */
+/** Of these file names, those no stored path's (or pending output's) row names (any more). Run holding the cache lock exclusively, right before unlinking them. */
 export async function unreferencedFiles(tx: Executor, fileNames: string[]): Promise<string[]> {
   if (fileNames.length === 0) return [];
   const rows = rowsOf<{ name: string }>(
     await tx.execute(sql`
       select n.name from unnest(${sql.param(fileNames)}::text[]) as n(name)
       where not exists (select 1 from store_paths s where s.file_name = n.name)
-        and not exists (select 1 from nar_files f where f.file_name = n.name)`),
+        and not exists (select 1 from nar_files f where f.file_name = n.name)
+        and not exists (select 1 from pending_outputs p where p.file_name = n.name)`),
   );
   return rows.map((r) => r.name);
+}
+
+/**
+ * Drops pending outputs whose attempt is over (its build is no longer held at that
+ * attempt): left by a coordinator that died between an attempt's end and their removal.
+ * Returns their files, which may now be unreferenced.
+ */
+export async function deleteStalePending(tx: Executor): Promise<{ fileName: string; fileSize: number }[]> {
+  const rows = rowsOf<{ file_name: string; file_size: number | string }>(
+    await tx.execute(sql`
+      delete from pending_outputs p
+      where not exists (select 1 from builds b where b.id = p.build_id and b.attempt = p.attempt and b.state in ('allocated', 'started'))
+      returning p.file_name, p.file_size`),
+  );
+  return rows.map((r) => ({ fileName: r.file_name, fileSize: Number(r.file_size) }));
 }
 
 function groupByPath(rows: { path: string; file_name: string; file_size: number | string }[]): RemovedPath[] {
@@ -116,4 +132,18 @@ function groupByPath(rows: { path: string; file_name: string; file_size: number 
     entry.files.push({ fileName: r.file_name, fileSize: Number(r.file_size) });
   }
   return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
+}
+
+/**
+ * Of these (build id, attempt) pairs, those whose attempt is over: the build is not held
+ * at that attempt (or is gone). Their staged uploads can never be resumed.
+ */
+export async function endedAttempts(db: Executor, attempts: { buildId: string; attempt: number }[]): Promise<{ buildId: string; attempt: number }[]> {
+  if (attempts.length === 0) return [];
+  const rows = rowsOf<{ build_id: string; attempt: number }>(
+    await db.execute(sql`
+      select v.build_id, v.attempt from unnest(${sql.param(attempts.map((a) => a.buildId))}::uuid[], ${sql.param(attempts.map((a) => a.attempt))}::int[]) as v(build_id, attempt)
+      where not exists (select 1 from builds b where b.id = v.build_id and b.attempt = v.attempt and b.state in ('allocated', 'started'))`),
+  );
+  return rows.map((r) => ({ buildId: r.build_id, attempt: Number(r.attempt) }));
 }

@@ -19,6 +19,8 @@ export interface TestAgentStream {
   nextAcknowledgement(): Promise<string>;
   /** The next acknowledgement itself, with its refusal or warning (the same sequence). */
   nextAcknowledged(): Promise<Acknowledged>;
+  /** Every refusal the coordinator answered a report with, in order. */
+  refusals: { buildId: string; message: string }[];
   close(): Promise<void>;
 }
 
@@ -37,6 +39,7 @@ export async function connectTestAgent(t: TestCoordinator, opts: TestAgentOption
   const send = (message: AgentMessage) => outbox.push(create(ConnectRequestSchema, { message }));
   const assignments = new AsyncQueue<AssignBuild>();
   const acknowledgements = new AsyncQueue<Acknowledged>();
+  const refusals: { buildId: string; message: string }[] = [];
   let welcomed!: () => void;
   const welcome = new Promise<void>((r) => (welcomed = r));
   const abort = new AbortController();
@@ -56,7 +59,11 @@ export async function connectTestAgent(t: TestCoordinator, opts: TestAgentOption
     for await (const r of agentClient(t.coordinator.url, agent!.id, password).connect(outbox, { signal: abort.signal }) as AsyncIterable<ConnectResponse>) {
       if (r.message.case === 'welcome') welcomed();
       if (r.message.case === 'assignBuild') assignments.push(r.message.value);
-      if (r.message.case === 'acknowledged') acknowledgements.push(r.message.value);
+      if (r.message.case === 'acknowledged') {
+        const { buildId, refusal } = r.message.value;
+        if (refusal) refusals.push({ buildId, message: refusal.message });
+        acknowledgements.push(r.message.value);
+      }
     }
   })().catch(() => undefined);
   await welcome;
@@ -69,6 +76,7 @@ export async function connectTestAgent(t: TestCoordinator, opts: TestAgentOption
     nextAssignment: () => iterator.next().then((r) => r.value as AssignBuild),
     nextAcknowledgement: () => acks.next().then((r) => (r.value as Acknowledged).buildId),
     nextAcknowledged: () => acks.next().then((r) => r.value as Acknowledged),
+    refusals,
     async close() {
       outbox.end();
       abort.abort();

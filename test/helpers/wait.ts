@@ -39,3 +39,17 @@ export function waitForBuilds(
     evaluate();
   });
 }
+
+/**
+ * Resolves when `check` returns true, asked every `intervalMs`, for state no coordinator
+ * event announces (another process's rows, files); rejects after `timeoutMs` with
+ * `describe()`'s account.
+ */
+export async function pollUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, describe: () => Promise<string> | string, intervalMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${await describe()}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

@@ -277,6 +277,15 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     );
   }
 
+  /** Reports the build succeeded with its output as uploaded: what serves an uploaded output. */
+  async function succeedWith(held: { stream: { send(m: RequestMessage): void }; build: Build; output: { name: string; path: string } }, nar: { narHash: string; narSize: number }) {
+    held.stream.send({
+      case: 'buildFinished',
+      value: { buildId: held.build.id, result: BuildResult.SUCCESS, outputs: [{ name: held.output.name, path: held.output.path, narHash: nar.narHash, narSize: BigInt(nar.narSize), references: [] }] },
+    });
+    await waitForState(held.build.id, BuildState.SUCCEEDED);
+  }
+
   async function eventCount(buildId: string): Promise<number> {
     const [row] = await t.coordinator.database.db.select({ n: count() }).from(events).where(eq(events.buildId, buildId));
     return Number(row!.n);
@@ -410,7 +419,8 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
   });
 
   test('resumes an upload cut half way from the offset QueryUpload reports, storing the NAR byte for byte', async () => {
-    const { agent, output, header } = await agentWithBuild('resume');
+    const held = await agentWithBuild('resume');
+    const { agent, output, header } = held;
     const dir = outputTree();
     const chunks = await narChunks(dir);
     expect(chunks.length).toBeGreaterThanOrEqual(6);
@@ -450,6 +460,10 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     );
     const original = await run('nix-store', ['--dump', dir]);
     expect(resent).toBe(original.length - whole);
+    expect((await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName })).complete).toBe(true);
+    // Stored, and served once the attempt's success is taken.
+    expect((await narinfo(output.path)).status).toBe(404);
+    await succeedWith(held, { narHash: narHashOf(original), narSize: original.length });
 
     const info = await narinfo(output.path);
     expect(info.status).toBe(200);
@@ -468,13 +482,13 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     // lz4(1) reads the concatenated frames as one .lz4 file.
     const plain = await run('lz4', ['-dc'], compressed);
     expect(plain.equals(original)).toBe(true);
-    const after = await agent.client.queryUpload({ buildId: header.buildId, outputName: header.outputName });
-    expect(after.complete).toBe(true);
+
     expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
   });
 
   test('a second UploadOutput of an output while the first is in progress is ABORTED, and the first stores its NAR byte for byte', async () => {
-    const { agent, build, output, header } = await agentWithBuild('concurrent');
+    const held = await agentWithBuild('concurrent');
+    const { agent, build, output, header } = held;
     const dir = outputTree();
     const chunks = await narChunks(dir);
     const frames = await framesOf(chunks);
@@ -509,6 +523,7 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
       proceed.abort();
     }
     await within(first, 'the first upload to finish');
+    await succeedWith(held, declared);
 
     const info = await narinfo(output.path);
     expect(info.status).toBe(200);
@@ -519,7 +534,8 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
   });
 
   test('refuses a NAR whose declared hash does not match with INVALID_ARGUMENT, storing nothing and restarting from 0', async () => {
-    const { agent, output, header } = await agentWithBuild('mismatch');
+    const held = await agentWithBuild('mismatch');
+    const { agent, output, header } = held;
     const dir = outputTree();
     const chunks = await narChunks(dir);
     const nar = Buffer.concat(chunks);
@@ -536,11 +552,13 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     expect({ offset: query.offset, complete: query.complete }).toEqual({ offset: 0n, complete: false });
     // The same NAR declared truthfully is then taken, from 0.
     await upload(agent.client, header, await framesOf(chunks), { narHash: narHashOf(nar), narSize: nar.length });
+    await succeedWith(held, { narHash: narHashOf(nar), narSize: nar.length });
     expect((await narinfo(output.path)).status).toBe(200);
   });
 
   test('takes LZ4 frames from any encoder, and refuses a chunk that is not a valid frame with INVALID_ARGUMENT naming it', async () => {
-    const { agent, output, header } = await agentWithBuild('frames');
+    const held = await agentWithBuild('frames');
+    const { agent, output, header } = held;
     const chunks = await narChunks(outputTree());
     expect(chunks.length).toBeGreaterThanOrEqual(3);
     const nar = Buffer.concat(chunks);
@@ -561,6 +579,7 @@ describe.each(DATABASE_KINDS)('AgentService over a socket on %s', (kind) => {
     expect(readdirSync(stagingDir()).filter((f) => f.startsWith(header.buildId!))).toEqual([]);
 
     await upload(agent.client, header, frames, declared);
+    await succeedWith(held, declared);
     const file = parseNarInfo((await narinfo(output.path)).text).files[0]!;
     const compressed = Buffer.from(await (await fetch(`${t.coordinator.url}/${file.url}`)).arrayBuffer());
     expect((await run('lz4', ['-dc'], compressed)).equals(nar)).toBe(true);

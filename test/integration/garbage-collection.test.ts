@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq, inArray, sql } from 'drizzle-orm';
+import { BuildResult } from '../../gen/kiln/v1/agent_pb.js';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { agentClient } from '../../src/agent/agent.js';
 import { uploadOutput } from '../../src/agent/uploader.js';
@@ -232,8 +233,11 @@ describe.each(DATABASE_KINDS)('garbage collection on %s', (kind) => {
       expect(await status(narinfoUrl(out(d)))).toBe(404);
       release();
       await gc;
-      await upload;
-      expect(await status(narinfoUrl(out(d)))).toBe(200);
+      const output = await upload;
+      // Stored, and served once the build's success is taken.
+      expect(await status(narinfoUrl(out(d)))).toBe(404);
+      agent.send({ case: 'buildFinished', value: { buildId: build!.id, result: BuildResult.SUCCESS, outputs: [output], message: '' } });
+      await waitFor(async () => (await status(narinfoUrl(out(d)))) === 200);
       const [row] = await t.coordinator.database.db.select().from(storePaths).where(inArray(storePaths.path, [out(d)]));
       expect(await storage.size(row!.fileName)).toBe(row!.fileSize);
     } finally {

@@ -1,0 +1,51 @@
+// Events through a PostgreSQL outage: an agent lost while the server is down is recorded
+// once it is back (tried again until written), not dropped with an error in the log.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAdminClient } from '../../src/cli/admin-client.js';
+import { startCoordinator } from '../../src/coordinator/coordinator.js';
+import { silentLogger } from '../../src/logger.js';
+import { connectTestAgent } from '../helpers/agent-stream.js';
+import type { TestCoordinator } from '../helpers/coordinator.js';
+import { createDatabase, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
+import { pollUntil } from '../helpers/wait.js';
+
+describe('a PostgreSQL outage', () => {
+  let server: PostgresServer;
+  let t: TestCoordinator;
+  beforeAll(async () => {
+    // A server of its own: this test stops it.
+    server = await startPostgres();
+    const url = await createDatabase(server.url, 'kiln_outage');
+    const dataDir = mkdtempSync(join(tmpdir(), 'kiln-outage-'));
+    const coordinator = await startCoordinator({ port: 0, dataDir, database: { url }, log: silentLogger() });
+    t = {
+      coordinator,
+      database: { kind: 'postgres', options: { url }, url, drop: async () => {} },
+      dataDir,
+      admin: createAdminClient(coordinator.url, coordinator.adminToken),
+      async stop() {
+        await coordinator.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  }, 60_000);
+  afterAll(async () => {
+    await t?.stop();
+    await server?.stop();
+  });
+
+  test('loses no agent-lost event: it is written once the database is back', async () => {
+    const agent = await connectTestAgent(t);
+    await pollUntil(async () => (await t.admin.listEvents({ types: ['agent-connected'] })).events.some((e) => e.agentId === agent.agentId), 10_000, () => 'agent-connected');
+    await server.halt();
+    await agent.close();
+    await pollUntil(() => t.coordinator.sessions.get(agent.agentId) === undefined, 10_000, () => 'the coordinator to see the agent gone');
+    await server.resume();
+    const lost = async () => (await t.admin.listEvents({ types: ['agent-lost'] }).catch(() => ({ events: [] }))).events.filter((e) => e.agentId === agent.agentId);
+    await pollUntil(async () => (await lost()).length > 0, 30_000, () => 'the agent-lost event');
+    expect(await lost()).toHaveLength(1);
+  }, 60_000);
+});
