@@ -37,7 +37,7 @@ export async function startLocalAgent(coordinator: Coordinator, dataDir: string,
   }
   const { id, password } = await credentials(coordinator, dataDir);
   const agent = new Agent({
-    coordinatorUrl: coordinator.url,
+    coordinatorUrls: [coordinator.url],
     agentId: id,
     password,
     systems: [hostSystem()],
