@@ -45,8 +45,12 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
 /** How long the agent keeps trying the coordinator before it gives a build up, by default. */
 export const DEFAULT_RETRY_FOR_MS = 30 * 60_000;
 
-/** Statuses that say "not now" rather than "no": the peer is down, restarting or overloaded. */
-const TRANSIENT_CODES = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted]);
+/**
+ * Statuses that say "not now" rather than "no": the peer is down, restarting or
+ * overloaded. CANCELED is one when the caller did not cancel (retryTransient checks its
+ * signal first): an HTTP/2 stream reset because its connection went away.
+ */
+const TRANSIENT_CODES = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.Canceled]);
 /**
  * Node's codes for a connection that could not be made or broke off (a peer SIGKILLed
  * mid-call shows as a reset or a closed HTTP/2 session, whatever status that became).
