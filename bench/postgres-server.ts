@@ -15,6 +15,10 @@ export interface PostgresServer {
   /** The postmaster's process id (its backends are its children). */
   pid: number;
   stop(): Promise<void>;
+  /** Shuts the server down (fast), keeping its data, as an outage does; `resume` starts it again. */
+  halt(): Promise<void>;
+  /** Starts a halted server again, on the same port and data. */
+  resume(): Promise<void>;
 }
 
 function findBinDir(): string {
@@ -90,32 +94,44 @@ export async function startPostgres(opts: { settings?: Record<string, string>; l
   });
   if (init.status !== 0) throw new Error(`initdb failed (${init.status}): ${init.stderr}`);
   const port = await freePort();
-  const child = spawn(
-    join(bin, 'postgres'),
-    ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300',
-      ...Object.entries(opts.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`])],
-    { stdio: ['ignore', 'ignore', 'pipe'], ...ids },
-  );
+  const launch = () =>
+    spawn(
+      join(bin, 'postgres'),
+      ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
+        '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300',
+        ...Object.entries(opts.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`])],
+      { stdio: ['ignore', 'ignore', 'pipe'], ...ids },
+    );
+  let child = launch();
   // A benchmark or test run that dies must not leave its server behind.
   const killOnExit = () => child.kill('SIGINT');
   process.on('exit', killOnExit);
   if (opts.logFile) child.stderr!.pipe(createWriteStream(opts.logFile));
   await waitForReady(child, 30_000);
-  return {
+  const shutDown = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGINT'); // fast shutdown
+    await exited;
+  };
+  const server: PostgresServer = {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
     pid: child.pid!,
     async stop() {
       process.off('exit', killOnExit);
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGINT'); // fast shutdown
-        await exited;
-      }
+      await shutDown();
       rmSync(dir, { recursive: true, force: true });
     },
+    halt: shutDown,
+    async resume() {
+      child = launch();
+      if (opts.logFile) child.stderr!.pipe(createWriteStream(opts.logFile, { flags: 'a' }));
+      await waitForReady(child, 30_000);
+      server.pid = child.pid!;
+    },
   };
+  return server;
 }
 
 /** The URL of database `name` on the server that `serverUrl` points into. */

@@ -113,6 +113,7 @@ export async function uploadOutput(ctx: UploadContext, buildId: string, output: 
   const retry = { what: `upload of output ${output.name}`, signal, log: log.child({ output: output.name }), budgetMs: ctx.retryForMs ?? DEFAULT_RETRY_FOR_MS };
   return retryTransient(retry, async (tryNumber) => {
     const { offset } = await client.queryUpload({ buildId, outputName: output.name }, { signal });
+    log.debug({ output: output.name, offset: Number(offset), try: tryNumber }, 'uploading output');
     const nar = dumpPath(output.diskPath, { signal, chunkSize: UPLOAD_CHUNK_BYTES });
     const header = { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references };
     async function* requests(): AsyncGenerator<UploadRequest> {

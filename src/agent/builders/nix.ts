@@ -152,12 +152,13 @@ export class NixBuilder implements Builder {
       }
     }
 
-    // 5. The build itself; Nix enforces the time limits and says which one ran out.
+    // 5. The build itself; Nix enforces the time limits and says which one ran out. Its
+    // inputs are all here now: no cache is asked (one that fails would fail the build).
     ctx.phase?.('build');
     const limits: string[] = [];
     if (job.timeoutSeconds) limits.push('--option', 'timeout', String(job.timeoutSeconds));
     if (job.maxSilentSeconds) limits.push('--option', 'max-silent-time', String(job.maxSilentSeconds));
-    const realise = await this.run('nix-store', [...this.storeArgs(), '--realise', ...this.cacheArgs(), ...limits, job.derivationPath], ctx, {
+    const realise = await this.run('nix-store', [...this.storeArgs(), '--realise', '--option', 'substituters', '', ...limits, job.derivationPath], ctx, {
       onOutput: ctx.log,
     });
     if (ctx.signal.aborted) return aborted();
