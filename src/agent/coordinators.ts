@@ -61,12 +61,17 @@ export function agentClient(url: string, agentId: string, password: string): Cli
   return createClient(AgentService, agentTransport(url, agentId, password));
 }
 
+/** Every address a host name resolves to. */
+export type HostResolver = (host: string) => Promise<string[]>;
+
+const systemResolver: HostResolver = async (host) => (await lookupAll(host, { all: true })).map((a) => a.address);
+
 /** The addresses `url`'s host resolves to (one entry, unpinned, for an IP or one address). */
-async function addressesOf(url: string): Promise<(string | undefined)[]> {
+async function addressesOf(url: string, resolveHost: HostResolver): Promise<(string | undefined)[]> {
   const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
   if (isIP(host)) return [undefined];
   try {
-    const found = [...new Set((await lookupAll(host, { all: true })).map((a) => a.address))];
+    const found = [...new Set(await resolveHost(host))];
     return found.length > 1 ? found : [undefined];
   } catch {
     return [undefined]; // unresolvable now: dialled by name, and retried as any other failure
@@ -85,6 +90,7 @@ export class Coordinators {
     private readonly urls: string[],
     private readonly credentials: { agentId: string; password: string },
     private readonly log: Logger,
+    private readonly resolveHost: HostResolver = systemResolver,
   ) {
     if (urls.length === 0) throw new Error('an agent needs at least one coordinator URL');
     this.endpoints = urls.map((url) => this.endpoint(url));
@@ -115,7 +121,7 @@ export class Coordinators {
   /** Expands names that resolve to several addresses into an endpoint per address. */
   async resolve(): Promise<void> {
     const expanded: Endpoint[] = [];
-    for (const url of this.urls) for (const address of await addressesOf(url)) expanded.push(this.endpoint(url, address));
+    for (const url of this.urls) for (const address of await addressesOf(url, this.resolveHost)) expanded.push(this.endpoint(url, address));
     this.endpoints = expanded;
     this.index = 0;
     if (expanded.length > 1) this.log.info({ coordinators: expanded.map(describe) }, 'coordinators');

@@ -87,7 +87,6 @@ describe('chaos: coordinator, agent and PostgreSQL faults during a DAG of nix bu
       const { agent } = await admin.createAgent({ name: `chaos-${i}` });
       const { password } = await admin.createAgentPassword({ agentId: agent!.id });
       credentials.push({ id: agent!.id, password });
-      agents.push(startAgent(i));
     }
 
     // A layered DAG: each derivation uses up to three before it; every fifth writes
@@ -109,6 +108,9 @@ describe('chaos: coordinator, agent and PostgreSQL faults during a DAG of nix bu
 
     const ids: string[] = [];
     for (const drv of drvs) ids.push((await admin.submitBuild({ derivationPath: drv, derivations: closureOf(drv) })).build!.id);
+    // The agents start once everything is submitted: the faults below come at points of
+    // the DAG's progress, however fast this machine submits.
+    for (let i = 0; i < AGENTS; i++) agents.push(startAgent(i));
 
     const succeeded = async () => {
       try {
@@ -154,7 +156,10 @@ describe('chaos: coordinator, agent and PostgreSQL faults during a DAG of nix bu
 
     // 3. An agent killed as it starts an upload, and started again.
     const victim = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no agent started an upload within 120 s:\n${agentLogs(agents)}`)), 120_000);
+      const timer = setTimeout(() => {
+        clearInterval(check);
+        reject(new Error(`no agent started an upload within 120 s:\n${agentLogs(agents)}`));
+      }, 120_000);
       const seen = agents.map((a) => a.output().length);
       const check = setInterval(() => {
         const i = agents.findIndex((a, k) => a.output().slice(seen[k]).includes('"msg":"uploading output"'));
