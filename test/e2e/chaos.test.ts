@@ -2,13 +2,13 @@
 // their own) built by three `kiln agent run` processes with the nix builder, each given
 // both replicas of a coordinator on one PostgreSQL, while: one replica is SIGKILLed and
 // kept down 20 s (the agents go on through the other), both are SIGKILLed and kept down
-// 20 s (the coordinator is gone), an agent is SIGKILLed as it starts an upload,
+// 20 s (the coordinator is gone), an agent is SIGKILLed mid-upload,
 // PostgreSQL is stopped for 15 s, and both replicas are SIGKILLed for 20 s again. At the
 // end every build succeeded once, every output's NAR is whole, and every success reached
 // the hook.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
@@ -154,23 +154,49 @@ describe('chaos: coordinator, agent and PostgreSQL faults during a DAG of nix bu
     await Promise.all([startReplica(0), startReplica(1)]);
     await note('both replicas back');
 
-    // 3. An agent killed as it starts an upload, and started again.
+    // 3. An agent killed mid-upload (it said it started one, and the coordinator holds
+    // part of it in staging: a `.part` file is there only between an upload's second
+    // frame and its commit), then started again.
+    const staging = join(dir, 'data', 'nars', 'staging');
+    /** The staged parts and their sizes now (one growing, or new, is an upload under way). */
+    const staged = () => {
+      try {
+        return new Map(readdirSync(staging).filter((f) => f.endsWith('.part')).map((f) => [f, statSync(join(staging, f)).size]));
+      } catch {
+        return new Map<string, number>();
+      }
+    };
     const victim = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         clearInterval(check);
-        reject(new Error(`no agent started an upload within 120 s:\n${agentLogs(agents)}`));
+        reject(new Error(`no agent was caught mid-upload within 120 s:\n${agentLogs(agents)}`));
       }, 120_000);
       const seen = agents.map((a) => a.output().length);
+      let uploading: number | undefined;
+      let before = new Map<string, number>();
       const check = setInterval(() => {
-        const i = agents.findIndex((a, k) => a.output().slice(seen[k]).includes('"msg":"uploading output"'));
-        if (i < 0) return;
+        if (uploading === undefined) {
+          const i = agents.findIndex((a, k) => a.output().slice(seen[k]).includes('"msg":"uploading output"'));
+          if (i < 0) return;
+          uploading = i;
+          before = staged();
+        }
+        const now = staged();
+        if (![...now].some(([f, size]) => size > (before.get(f) ?? -1))) {
+          // That upload may be over already: look for the next one.
+          if (agents[uploading]!.output().slice(seen[uploading]).includes('outputs uploaded or carried inline')) {
+            seen[uploading] = agents[uploading]!.output().length;
+            uploading = undefined;
+          }
+          return;
+        }
         clearInterval(check);
         clearTimeout(timer);
-        resolve(i);
-      }, 20);
+        resolve(uploading);
+      }, 5);
     });
     await agents[victim]!.kill();
-    await note(`agent ${victim} SIGKILLed as it started an upload`);
+    await note(`agent ${victim} SIGKILLed mid-upload`);
     agents[victim] = startAgent(victim);
 
     // 4. PostgreSQL stopped for 15 s.
