@@ -115,7 +115,7 @@ describe('an agent through coordinator outages', () => {
       async () => `build ${id} is ${BuildState[await stateOf(id)]}; the agent said:\n${logs.lines.slice(-12).map((l) => JSON.stringify(l)).join('\n')}`,
     );
 
-  test('an upload cut off by a SIGKILL of the coordinator resumes after a restart that took longer than 5 s; one attempt, and the NAR served is whole', async () => {
+  test('an upload cut off by a SIGKILL of the coordinator goes on after a restart that took longer than 5 s, from the offset the restarted coordinator gives; one attempt, and the NAR served is whole', async () => {
     const proxy: TcpProxy = await startTcpProxy({ port });
     cleanups.push(() => proxy.close());
     const { logs, tag } = await startAgent('outage', [proxy.url], 120_000);
