@@ -35,10 +35,12 @@ export interface CoordinatorProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Node's own options before the script, e.g. `--cpu-prof`. */
   nodeArgs?: string[];
+  /** The port to listen on (a restart keeps its address), else a free one. */
+  port?: number;
 }
 
 export async function startCoordinatorProcess(opts: CoordinatorProcessOptions): Promise<CoordinatorProcess> {
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const args = [...(opts.nodeArgs ?? []), KILN_BIN, 'coordinator', '--listen', `127.0.0.1:${port}`, '--data-dir', opts.dataDir, ...(opts.args ?? [])];
   if (opts.databaseUrl) args.push('--database', opts.databaseUrl);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });

@@ -261,7 +261,7 @@ async function uploadThroughCoordinator(diskPath: string, drvName: string): Prom
     const start = performance.now();
     let info;
     try {
-      info = await uploadOutput(client, assign.buildId, { name: 'out', storePath: out.path, diskPath, references: [] }, stop.signal, silentLogger());
+      info = await uploadOutput({ client, signal: stop.signal, log: silentLogger() }, assign.buildId, { name: 'out', storePath: out.path, diskPath, references: [] });
     } finally {
       clearInterval(sampler);
     }

@@ -5,25 +5,28 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Code, createClient, type Client, type Interceptor } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
-import { AgentService, BuildResult, SetupFailureReason, type AssignBuild } from '../../gen/kiln/v1/agent_pb.js';
-import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER } from '../coordinator/auth.js';
+import { Code } from '@connectrpc/connect';
+import { BuildResult, SetupFailureReason, type AssignBuild } from '../../gen/kiln/v1/agent_pb.js';
 import type { Logger } from '../logger.js';
 import type { AgentFeatures } from '../scheduler/placement.js';
 import type { Tag } from '../scheduler/tags.js';
+import { DEFAULT_RETRY_FOR_MS, RetryBudgetSpent } from './backoff.js';
 import type { Builder, BuildOutcome, CacheInfo } from './builders/builder.js';
 import { ControlStream } from './control-stream.js';
-import { inlineOutput, uploadLog, uploadOutput } from './uploader.js';
-import { inSpan, traceAgentBuild, traceHeaders, type AgentBuildTrace } from '../telemetry/agent-telemetry.js';
+import { Coordinators } from './coordinators.js';
+import { inlineOutput, uploadLog, uploadOutput, type UploadContext } from './uploader.js';
+import { inSpan, traceAgentBuild, type AgentBuildTrace } from '../telemetry/agent-telemetry.js';
 import { ATTR } from '../telemetry/build-trace.js';
 
 export const AGENT_VERSION = '0.1.0';
 /** How long a draining agent waits for the coordinator to take its last reports. */
 const DRAIN_REPORT_WAIT_MS = 30_000;
 
+export { agentClient } from './coordinators.js';
+
 export interface AgentOptions {
-  coordinatorUrl: string;
+  /** Every coordinator (replica) this agent may talk to; it moves to the next when one is out of reach. */
+  coordinatorUrls: string[];
   agentId: string;
   password: string;
   systems: string[];
@@ -38,6 +41,11 @@ export interface AgentOptions {
    * seconds, zero for none: a build gets the stricter of these and the coordinator's.
    */
   limits?: { timeoutSeconds: number; maxSilentSeconds: number };
+  /**
+   * How long calls to the coordinator and fetches from its cache retry transient
+   * failures before the build is given up as `infrastructure` (default 30 minutes).
+   */
+  retryForMs?: number;
   log: Logger;
 }
 
@@ -49,17 +57,6 @@ interface RunningBuild {
   trace: AgentBuildTrace;
 }
 
-export function agentClient(url: string, agentId: string, password: string): Client<typeof AgentService> {
-  const credentials: Interceptor = (next) => (req) => {
-    req.header.set(AGENT_ID_HEADER, agentId);
-    req.header.set(AGENT_PASSWORD_HEADER, password);
-    return next(req);
-  };
-  // HTTP/2 pings so a coordinator that vanished behind NAT is noticed in seconds.
-  const transport = createGrpcTransport({ baseUrl: url, interceptors: [credentials, traceHeaders], pingIntervalMs: 10_000, pingTimeoutMs: 10_000 });
-  return createClient(AgentService, transport);
-}
-
 /** The stricter of two time limits where zero means none. */
 export function stricterLimit(a: number, b: number): number {
   return a && b ? Math.min(a, b) : a || b;
@@ -69,7 +66,7 @@ export class Agent {
   private state: AgentState = 'starting';
   private readonly running = new Map<string, RunningBuild>();
   private readonly stop = new AbortController();
-  private readonly client: Client<typeof AgentService>;
+  private readonly coordinators: Coordinators;
   private readonly stream: ControlStream;
   private builder: Builder | undefined;
   private runLoop: Promise<void> | undefined;
@@ -77,9 +74,13 @@ export class Agent {
   private readonly stoppedPromise = new Promise<void>((resolve) => (this.markStopped = resolve));
 
   constructor(private readonly opts: AgentOptions) {
-    this.client = agentClient(opts.coordinatorUrl, opts.agentId, opts.password);
+    const coordinators = (this.coordinators = new Coordinators(opts.coordinatorUrls, opts, opts.log));
     this.stream = new ControlStream({
-      client: this.client,
+      // Each session goes to the coordinator current then; its Welcome says where that one's cache is.
+      client: () => {
+        const at = coordinators.current();
+        return { client: at.client, failed: (err) => coordinators.failed(at, err), welcomed: (welcome) => (at.cacheUrl = welcome.cacheUrl) };
+      },
       systems: opts.systems,
       maxParallel: opts.maxParallel,
       tags: opts.tags,
@@ -90,7 +91,7 @@ export class Agent {
         heldBuilds: () => [...this.running.keys()],
         freeSlots: () => (this.state === 'running' ? Math.max(0, opts.maxParallel - this.running.size) : 0),
         onWelcome: (welcome) => {
-          this.builder ??= opts.builder({ url: welcome.cacheUrl, publicKey: welcome.cachePublicKey });
+          this.builder ??= opts.builder(this.cacheInfo(welcome.cacheUrl, welcome.cachePublicKey));
           if (this.state === 'starting') this.state = 'running';
         },
         onAssign: (assign) => this.startBuild(assign),
@@ -118,6 +119,23 @@ export class Agent {
     });
   }
 
+  /** The cache as builders see it: always the current coordinator's first, the others' after. */
+  private cacheInfo(firstUrl: string, publicKey: string): CacheInfo {
+    const coordinators = this.coordinators;
+    return {
+      get url() {
+        return coordinators.cacheUrls()[0] ?? firstUrl;
+      },
+      publicKey,
+      mirrors: () => coordinators.cacheUrls().slice(1),
+      retry: { forMs: this.retryForMs(), log: this.opts.log },
+    };
+  }
+
+  private retryForMs(): number {
+    return this.opts.retryForMs ?? DEFAULT_RETRY_FOR_MS;
+  }
+
   currentState(): AgentState {
     return this.state;
   }
@@ -132,7 +150,7 @@ export class Agent {
   }
 
   start(): void {
-    this.runLoop ??= this.stream.run(this.stop.signal);
+    this.runLoop ??= this.coordinators.resolve().then(() => this.stream.run(this.stop.signal));
   }
 
   /** Takes no new builds, waits for the ones in hand, then stops. */
@@ -193,10 +211,13 @@ export class Agent {
           // silence would leave the build started on this agent for as long as it stays
           // connected. An aborted build is not reported: the coordinator ended it, or the
           // agent is stopping and its builds go back to the queue after the lease.
+          // A coordinator (or its cache) out of reach for the whole retry budget is not the
+          // build's fault: `infrastructure`, which the default retry policy tries again.
           if (!abort.signal.aborted) {
+            const result = err instanceof RetryBudgetSpent ? BuildResult.INFRASTRUCTURE : BuildResult.FAILURE;
             this.stream.report({
               case: 'buildFinished',
-              value: { buildId: assign.buildId, result: BuildResult.FAILURE, outputs: [], message: `the agent could not finish the build: ${(err as Error).message}` },
+              value: { buildId: assign.buildId, result, outputs: [], message: `the agent could not finish the build: ${(err as Error).message}` },
             });
           }
         })
@@ -250,9 +271,11 @@ export class Agent {
     }
     traced.builderDone();
     await new Promise<void>((resolve, reject) => logStream.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    await inSpan('kiln.agent.upload.log', { [ATTR.buildId]: assign.buildId }, () => uploadLog(this.client, assign.buildId, logFile, signal)).catch(
-      (err: unknown) => log.warn({ err }, 'could not upload the build log'),
-    );
+    const uploads: UploadContext = { client: this.coordinators.client, signal, log, retryForMs: this.retryForMs() };
+    await inSpan('kiln.agent.upload.log', { [ATTR.buildId]: assign.buildId }, () => uploadLog(uploads, assign.buildId, logFile)).catch((err: unknown) => {
+      if (signal.aborted) throw err;
+      log.warn({ err }, 'could not upload the build log');
+    });
     switch (outcome.kind) {
       case 'success': {
         const outputs = [];
@@ -261,7 +284,7 @@ export class Agent {
           outputs.push(
             await inSpan('kiln.agent.upload.output', attributes, async (span) => {
               // A small output goes with the report; a larger one by its own call.
-              const info = (await inlineOutput(output, signal)) ?? (await uploadOutput(this.client, assign.buildId, output, signal, log));
+              const info = (await inlineOutput(output, signal)) ?? (await uploadOutput(uploads, assign.buildId, output));
               span.setAttribute('kiln.output.inline', info.narLz4 !== undefined);
               span.setAttribute(ATTR.narBytes, Number(info.narSize ?? 0));
               return info;
@@ -290,7 +313,12 @@ export class Agent {
         });
         return 'setup-failure';
       default: {
-        const result = { failure: BuildResult.FAILURE, timeout: BuildResult.TIMEOUT, 'silent-timeout': BuildResult.SILENT_TIMEOUT }[outcome.kind];
+        const result = {
+          failure: BuildResult.FAILURE,
+          timeout: BuildResult.TIMEOUT,
+          'silent-timeout': BuildResult.SILENT_TIMEOUT,
+          infrastructure: BuildResult.INFRASTRUCTURE,
+        }[outcome.kind];
         log.info({ outcome: outcome.kind }, 'build failed');
         this.stream.report({ case: 'buildFinished', value: { buildId: assign.buildId, result, outputs: [], message: outcome.message } });
         return outcome.kind;

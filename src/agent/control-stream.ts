@@ -46,8 +46,17 @@ export interface ControlStreamHandlers {
   onRefused(buildId: string, refusal: Refusal, report: Report | undefined): void;
 }
 
-export interface ControlStreamOptions {
+/** Where one session of the stream goes, and who hears how it went. */
+export interface StreamTarget {
   client: Client<typeof AgentService>;
+  /** The session failed or ended (the next one may go elsewhere). */
+  failed?(err: unknown): void;
+  welcomed?(welcome: Welcome): void;
+}
+
+export interface ControlStreamOptions {
+  /** The coordinator's client, or a choice made afresh for each session (several coordinators). */
+  client: Client<typeof AgentService> | (() => StreamTarget);
   systems: string[];
   maxParallel: number;
   tags: Tag[];
@@ -130,6 +139,19 @@ export class ControlStream {
   }
 
   private async session(signal: AbortSignal, onWelcome: () => void): Promise<void> {
+    const choose = this.opts.client;
+    const target: StreamTarget = typeof choose === 'function' ? choose() : { client: choose };
+    try {
+      await this.serve(target, signal, onWelcome);
+    } catch (err) {
+      target.failed?.(err);
+      throw err;
+    }
+    // A coordinator that ends the stream is going away: the next session tries another.
+    if (!signal.aborted) target.failed?.(new ConnectError('the coordinator ended the control stream', Code.Unavailable));
+  }
+
+  private async serve(target: StreamTarget, signal: AbortSignal, onWelcome: () => void): Promise<void> {
     const outbox = new AsyncQueue<ConnectRequest>();
     const held = [...new Set([...this.opts.handlers.heldBuilds(), ...this.pendingFinal.keys()])];
     outbox.push(
@@ -153,7 +175,7 @@ export class ControlStream {
     const onAbort = () => abort.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const responses = this.opts.client.connect(outbox, { signal: abort.signal });
+      const responses = target.client.connect(outbox, { signal: abort.signal });
       for await (const response of responses) {
         const m = response.message;
         switch (m.case) {
@@ -163,6 +185,7 @@ export class ControlStream {
             this.outbox = outbox;
             this.connected = true;
             onWelcome();
+            target.welcomed?.(m.value);
             for (const report of this.pendingFinal.values()) outbox.push(create(ConnectRequestSchema, { message: report }));
             this.startHeartbeat(outbox, m.value.heartbeatIntervalMs || 10_000);
             this.opts.handlers.onWelcome(m.value);

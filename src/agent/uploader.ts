@@ -1,7 +1,8 @@
 // Uploads a build's outputs and log to the coordinator. An output is serialised to NAR
 // as it is sent, each 1 MiB chunk compressed into its own LZ4 frame (a concatenation
 // of frames is itself a valid .lz4 file). A broken upload resumes from the offset the
-// coordinator reports; the bytes it holds are not sent again.
+// coordinator reports; the bytes it holds are not sent again. Transient failures (the
+// coordinator restarting, a replica down) are retried for the agent's retry budget.
 import { createReadStream } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
@@ -12,13 +13,12 @@ import { compressLz4Frame, LZ4_BLOCK_BYTES } from '../store/lz4-frames.js';
 import type { NarResult } from '../store/nar-format.js';
 import { dumpPath, type DumpStream } from '../store/nar-writer.js';
 import { INLINE_NAR_MAX } from '../upload-limits.js';
-import { Backoff, delay } from './backoff.js';
+import { DEFAULT_RETRY_FOR_MS, retryTransient } from './backoff.js';
 import type { BuiltOutput } from './builders/builder.js';
 
 type UploadRequest = MessageInitShape<typeof UploadOutputRequestSchema>;
 type OutputInfo = MessageInitShape<typeof OutputInfoSchema>;
 
-const MAX_TRIES = 6;
 /** Frames compressed ahead of the one being sent (their blocks on libuv's thread pool). */
 const COMPRESS_WINDOW = 2;
 /**
@@ -95,41 +95,44 @@ export async function inlineOutput(output: BuiltOutput, signal: AbortSignal): Pr
   return { name: output.name, path: output.storePath, ...narTrailer(await nar.result), references: output.references, narLz4 };
 }
 
-export async function uploadOutput(
-  client: Client<typeof AgentService>,
-  buildId: string,
-  output: BuiltOutput,
-  signal: AbortSignal,
-  log: Logger,
-): Promise<OutputInfo> {
-  const backoff = new Backoff({ initialMs: 200, maxMs: 10_000 });
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const { offset } = await client.queryUpload({ buildId, outputName: output.name }, { signal });
-      const nar = dumpPath(output.diskPath, { signal, chunkSize: UPLOAD_CHUNK_BYTES });
-      const header = { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references };
-      async function* requests(): AsyncGenerator<UploadRequest> {
-        for await (const message of narUploadMessages(header, nar, Number(offset))) yield { message };
-      }
-      await client.uploadOutput(requests(), { signal });
-      if (offset > 0n) log.info({ output: output.name, resumedAt: Number(offset) }, 'upload resumed and completed');
-      return { name: output.name, path: output.storePath, ...narTrailer(await nar.result), references: output.references };
-    } catch (err) {
-      if (signal.aborted || attempt >= MAX_TRIES) throw err;
-      const wait = backoff.next();
-      log.warn({ err: (err as Error).message, output: output.name, attempt, retryInMs: wait }, 'output upload failed; resuming');
-      await delay(wait, signal);
-    }
-  }
+export interface UploadContext {
+  client: Client<typeof AgentService>;
+  signal: AbortSignal;
+  log: Logger;
+  /** How long transient failures are retried (default DEFAULT_RETRY_FOR_MS). */
+  retryForMs?: number;
 }
 
-/** Streams a build log file to the coordinator, LZ4 frames like outputs. */
-export async function uploadLog(client: Client<typeof AgentService>, buildId: string, logFile: string, signal: AbortSignal): Promise<void> {
+/**
+ * Uploads one output, asking the coordinator before each try how much of it it holds
+ * already (a try cut off halfway resumes there). Throws RetryBudgetSpent when the
+ * coordinator stayed out of reach for the whole budget, a refusal at once.
+ */
+export async function uploadOutput(ctx: UploadContext, buildId: string, output: BuiltOutput): Promise<OutputInfo> {
+  const { client, signal, log } = ctx;
+  const retry = { what: `upload of output ${output.name}`, signal, log: log.child({ output: output.name }), budgetMs: ctx.retryForMs ?? DEFAULT_RETRY_FOR_MS };
+  return retryTransient(retry, async (tryNumber) => {
+    const { offset } = await client.queryUpload({ buildId, outputName: output.name }, { signal });
+    log.debug({ output: output.name, offset: Number(offset), try: tryNumber }, 'uploading output');
+    const nar = dumpPath(output.diskPath, { signal, chunkSize: UPLOAD_CHUNK_BYTES });
+    const header = { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references };
+    async function* requests(): AsyncGenerator<UploadRequest> {
+      for await (const message of narUploadMessages(header, nar, Number(offset))) yield { message };
+    }
+    await client.uploadOutput(requests(), { signal });
+    if (tryNumber > 1) log.info({ output: output.name, resumedAt: Number(offset), try: tryNumber }, 'upload resumed and completed');
+    return { name: output.name, path: output.storePath, ...narTrailer(await nar.result), references: output.references };
+  });
+}
+
+/** Streams a build log file to the coordinator, LZ4 frames like outputs; sent whole again on a transient failure. */
+export async function uploadLog(ctx: UploadContext, buildId: string, logFile: string): Promise<void> {
+  const { client, signal, log } = ctx;
   async function* requests() {
     yield { message: { case: 'buildId' as const, value: buildId } };
     for await (const frame of lz4Frames(createReadStream(logFile, { highWaterMark: UPLOAD_CHUNK_BYTES }) as AsyncIterable<Buffer>)) {
       yield { message: { case: 'chunk' as const, value: frame } };
     }
   }
-  await client.uploadLog(requests(), { signal });
+  await retryTransient({ what: 'log upload', signal, log, budgetMs: ctx.retryForMs ?? DEFAULT_RETRY_FOR_MS }, () => client.uploadLog(requests(), { signal }));
 }

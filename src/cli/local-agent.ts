@@ -41,7 +41,7 @@ export async function startLocalAgent(coordinator: Coordinator, dataDir: string,
   // Its Nix's narinfo cache lives beside the coordinator's data, not in the user's ~/.cache.
   const cacheHome = join(agentStateDir(id, join(dataDir, 'local-agent')), 'cache');
   const agent = new Agent({
-    coordinatorUrl: coordinator.url,
+    coordinatorUrls: [coordinator.url],
     agentId: id,
     password,
     systems: [hostSystem()],

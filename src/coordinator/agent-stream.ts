@@ -70,6 +70,7 @@ const OUTCOMES: Partial<Record<BuildResult, FinishOutcome>> = {
   [BuildResult.FAILURE]: 'failure',
   [BuildResult.TIMEOUT]: 'timeout',
   [BuildResult.SILENT_TIMEOUT]: 'silent-timeout',
+  [BuildResult.INFRASTRUCTURE]: 'infrastructure',
 };
 
 const SETUP_KINDS: Record<SetupFailureReason, SetupFailureKind> = {

@@ -1,6 +1,8 @@
 // The API edge's one translation of errors: kiln's domain errors become gRPC statuses
-// with their message intact; anything unexpected becomes INTERNAL and is logged.
+// with their message intact; the database out of reach is UNAVAILABLE (callers retry);
+// anything else unexpected becomes INTERNAL and is logged.
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { isDatabaseUnavailable } from '../db/transient.js';
 import { KilnError, type ErrorKind } from '../errors.js';
 import type { Logger } from '../logger.js';
 
@@ -24,6 +26,10 @@ export function refusalError(err: unknown): ConnectError | undefined {
 export function toConnectError(err: unknown, log: Logger, method: string): ConnectError {
   const refusal = refusalError(err);
   if (refusal) return refusal;
+  if (isDatabaseUnavailable(err)) {
+    log.warn({ err: (err as Error).message, method }, 'the database is out of reach');
+    return new ConnectError(`the coordinator's database is out of reach (${method}); try again later`, Code.Unavailable);
+  }
   log.error({ err, method }, 'unexpected error in RPC handler');
   return new ConnectError(`internal error in ${method}; the coordinator's log has the details`, Code.Internal);
 }

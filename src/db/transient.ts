@@ -1,14 +1,33 @@
 // PostgreSQL may abort a statement that did nothing wrong: a deadlock it broke, or a
 // serialization failure. Running it again is the remedy; kiln's statements that change
 // many rows at once (batched reports) do so rather than fail every caller of the batch.
+// A database out of reach (refused, closed, shutting down) is told apart too: the API
+// answers UNAVAILABLE for it, so that callers wait it out.
 
 const TRANSIENT = new Set(['40P01', '40001']); // deadlock_detected, serialization_failure
 
-function isTransient(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (typeof e.code === 'string' && TRANSIENT.has(e.code)) return true;
+/** PostgreSQL SQLSTATEs of a server going away or not there yet (classes 08 and 57P). */
+const UNAVAILABLE_SQLSTATE = /^(08\d{3}|57P0[1-4])$/;
+/** postgres.js's own codes for a connection lost or never made, and Node's. */
+const CONNECTION_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH']);
+
+/** The error codes along an error's cause chain (drizzle wraps the driver's error as its cause). */
+function codesOf(err: unknown): string[] {
+  const codes: string[] = [];
+  const seen: unknown[] = [];
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e && !seen.includes(e); e = e.cause as typeof e) {
+    seen.push(e);
+    if (typeof e.code === 'string') codes.push(e.code);
   }
-  return false;
+  return codes;
+}
+
+function isTransient(err: unknown): boolean {
+  return codesOf(err).some((c) => TRANSIENT.has(c));
+}
+
+export function isDatabaseUnavailable(err: unknown): boolean {
+  return codesOf(err).some((c) => CONNECTION_CODES.has(c) || UNAVAILABLE_SQLSTATE.test(c));
 }
 
 /** Runs `statement`, again (up to `attempts` times in all) while it fails transiently. */

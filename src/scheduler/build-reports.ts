@@ -54,7 +54,7 @@ function repeatedReport(): ReportEffects {
   return { ...noEffects(), repeated: true };
 }
 
-export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout';
+export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout' | 'infrastructure';
 export type SetupFailureKind = 'missing-inputs' | 'could-not-delete-outputs' | 'other';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];

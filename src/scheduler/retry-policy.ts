@@ -5,7 +5,7 @@ import { KilnError } from '../errors.js';
 import type { Tag } from './tags.js';
 
 /** How an attempt can fail. Missing inputs are not a failure: the build waits for them. */
-export const FAILURE_KINDS = ['failure', 'timeout', 'silent-timeout', 'setup-failure', 'agent-lost'] as const;
+export const FAILURE_KINDS = ['failure', 'timeout', 'silent-timeout', 'setup-failure', 'agent-lost', 'infrastructure'] as const;
 export type FailureKind = (typeof FAILURE_KINDS)[number];
 
 export interface RetryRule {
@@ -24,11 +24,13 @@ export interface RetryPolicy {
 }
 
 /**
- * The default: a lost agent or a setup failure is not the build's fault, so those are
- * tried again (three attempts in all); a build that failed, or ran out of time, failed.
+ * The default: a lost agent, a setup failure or an agent that could not reach the
+ * coordinator for its whole retry budget (`infrastructure`) is not the build's fault, so
+ * those are tried again (three attempts in all); a build that failed, or ran out of
+ * time, failed.
  */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = {
-  farm: { maxAttempts: 3, on: ['agent-lost', 'setup-failure'], initialBackoffMs: 5_000, maxBackoffMs: 300_000 },
+  farm: { maxAttempts: 3, on: ['agent-lost', 'setup-failure', 'infrastructure'], initialBackoffMs: 5_000, maxBackoffMs: 300_000 },
   byTag: [],
 };
 

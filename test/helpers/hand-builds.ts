@@ -105,7 +105,7 @@ export async function buildByHand(
       const diskPath = join(dir, o.name);
       // Content unique to the path, so that no two outputs share a NAR file.
       writeFileSync(diskPath, `${o.path} ${randomUUID()}\n`);
-      outputs.push(await uploadOutput(client, build!.id, { name: o.name, storePath: o.path, diskPath, references: opts.references?.(o.name) ?? [] }, new AbortController().signal, silentLogger()));
+      outputs.push(await uploadOutput({ client, signal: new AbortController().signal, log: silentLogger() }, build!.id, { name: o.name, storePath: o.path, diskPath, references: opts.references?.(o.name) ?? [] }));
     }
     agent.send({ case: 'buildFinished', value: { buildId: build!.id, result: BuildResult.SUCCESS, outputs, message: '' } });
     const event = await waitForEvent(t, build!.id, 'build-success');

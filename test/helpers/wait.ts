@@ -1,4 +1,5 @@
-// Waiting on a coordinator's build events for a condition, with a bound: no sleeps.
+// Waiting for a condition with a bound, no sleeps: on a coordinator's build events, on a
+// logger's lines, or (for another process, which sends no events here) by asking again.
 import type { Coordinator } from '../../src/coordinator/coordinator.js';
 
 /**
@@ -41,15 +42,14 @@ export function waitForBuilds(
 }
 
 /**
- * Resolves when `check` returns true, asked every `intervalMs`, for state no coordinator
- * event announces (another process's rows, files); rejects after `timeoutMs` with
- * `describe()`'s account.
+ * Resolves when `check` returns true, asked every `everyMs` (for state in another
+ * process); rejects after `timeoutMs` with `describe()`'s account of what was missing.
  */
-export async function pollUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, describe: () => Promise<string> | string, intervalMs = 50): Promise<void> {
+export async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, describe: () => Promise<string> | string, everyMs = 200): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${await describe()}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms: ${await describe()}`);
+    await new Promise((resolve) => setTimeout(resolve, Math.min(everyMs, Math.max(1, deadline - Date.now()))));
   }
 }

@@ -138,7 +138,7 @@ describe.each(DATABASE_KINDS)('the agent control stream on %s', (kind) => {
     const { agent: created } = await t.admin.createAgent({ name: 'unreproducible', tags });
     const { password } = await t.admin.createAgentPassword({ agentId: created!.id });
     const agent = new Agent({
-      coordinatorUrl: t.coordinator.url,
+      coordinatorUrls: [t.coordinator.url],
       agentId: created!.id,
       password,
       systems: [SYSTEM],
@@ -195,7 +195,7 @@ describe.each(DATABASE_KINDS)('the agent control stream on %s', (kind) => {
     const tags = [{ key: 'test', value: `unsendable-${kind}` }];
     const { agent: created } = await t.admin.createAgent({ name: 'unsendable', tags });
     const { password } = await t.admin.createAgentPassword({ agentId: created!.id });
-    const agent = new Agent({ coordinatorUrl: t.coordinator.url, agentId: created!.id, password, systems: [SYSTEM], maxParallel: 1, tags: [], builder: () => builder, log: silentLogger() });
+    const agent = new Agent({ coordinatorUrls: [t.coordinator.url], agentId: created!.id, password, systems: [SYSTEM], maxParallel: 1, tags: [], builder: () => builder, log: silentLogger() });
     agent.start();
     try {
       const { build } = await t.admin.submitBuild({ derivationPath: unsendable, derivations: closureOf(unsendable), tags });

@@ -24,7 +24,7 @@ import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { DerivationMaker } from '../helpers/hand-builds.js';
-import { pollUntil, waitForBuilds } from '../helpers/wait.js';
+import { waitUntil, waitForBuilds } from '../helpers/wait.js';
 
 describe.each(DATABASE_KINDS)('attempt outputs on %s', (kind) => {
   let t: TestCoordinator;
@@ -49,7 +49,7 @@ describe.each(DATABASE_KINDS)('attempt outputs on %s', (kind) => {
     const diskPath = join(dir, `${assign.buildId}-${assign.attempt}-${name}`);
     writeFileSync(diskPath, content);
     const client = agentClient(t.coordinator.url, agent.agentId, agent.password);
-    return uploadOutput(client, assign.buildId, { name, storePath: output.path, diskPath, references: [] }, new AbortController().signal, silentLogger());
+    return uploadOutput({ client, signal: new AbortController().signal, log: silentLogger() }, assign.buildId, { name, storePath: output.path, diskPath, references: [] });
   }
 
   const narDir = () => join(t.dataDir, 'nars', 'nar');
@@ -92,7 +92,7 @@ describe.each(DATABASE_KINDS)('attempt outputs on %s', (kind) => {
     }
     const client1 = agentClient(t.coordinator.url, first.agentId, first.password);
     const partialUpload = client1.uploadOutput(partial(), { signal: cut.signal }).catch(() => undefined);
-    await pollUntil(() => readdirSync(stagingDir()).some((f) => f.startsWith(`${build!.id}.1.dev`)), 10_000, () => 'dev to be staged');
+    await waitUntil(() => readdirSync(stagingDir()).some((f) => f.startsWith(`${build!.id}.1.dev`)), 10_000, () => 'dev to be staged');
     cut.abort();
     await partialUpload;
     await first.close();

@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/logger.js';
 import { connectTestAgent } from '../helpers/agent-stream.js';
 import type { TestCoordinator } from '../helpers/coordinator.js';
 import { createDatabase, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
-import { pollUntil } from '../helpers/wait.js';
+import { waitUntil } from '../helpers/wait.js';
 
 describe('a PostgreSQL outage', () => {
   let server: PostgresServer;
@@ -39,13 +39,13 @@ describe('a PostgreSQL outage', () => {
 
   test('loses no agent-lost event: it is written once the database is back', async () => {
     const agent = await connectTestAgent(t);
-    await pollUntil(async () => (await t.admin.listEvents({ types: ['agent-connected'] })).events.some((e) => e.agentId === agent.agentId), 10_000, () => 'agent-connected');
+    await waitUntil(async () => (await t.admin.listEvents({ types: ['agent-connected'] })).events.some((e) => e.agentId === agent.agentId), 10_000, () => 'agent-connected');
     await server.halt();
     await agent.close();
-    await pollUntil(() => t.coordinator.sessions.get(agent.agentId) === undefined, 10_000, () => 'the coordinator to see the agent gone');
+    await waitUntil(() => t.coordinator.sessions.get(agent.agentId) === undefined, 10_000, () => 'the coordinator to see the agent gone');
     await server.resume();
     const lost = async () => (await t.admin.listEvents({ types: ['agent-lost'] }).catch(() => ({ events: [] }))).events.filter((e) => e.agentId === agent.agentId);
-    await pollUntil(async () => (await lost()).length > 0, 30_000, () => 'the agent-lost event');
+    await waitUntil(async () => (await lost()).length > 0, 30_000, () => 'the agent-lost event');
     expect(await lost()).toHaveLength(1);
   }, 60_000);
 });

@@ -224,7 +224,7 @@ describe.each(DATABASE_KINDS)('garbage collection on %s', (kind) => {
       const file = join(dir, 'during-gc');
       writeFileSync(file, 'uploaded while gc runs\n');
       const client = agentClient(t.coordinator.url, agent.agentId, agent.password);
-      const upload = uploadOutput(client, build!.id, { name: 'out', storePath: out(d), diskPath: file, references: [] }, new AbortController().signal, silentLogger());
+      const upload = uploadOutput({ client, signal: new AbortController().signal, log: silentLogger() }, build!.id, { name: 'out', storePath: out(d), diskPath: file, references: [] });
       // The upload has staged everything and waits for the lock before its file goes into place.
       await waitFor(async () => {
         const rows = rowsOf<{ n: number }>(await holder.db.execute(sql`select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`));

@@ -14,7 +14,7 @@ import { silentLogger } from '../../src/logger.js';
 import { makeDerivation } from '../../src/store/make-derivation.js';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
-import { pollUntil } from '../helpers/wait.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const LEASE_MS = 1500;
 
@@ -51,11 +51,11 @@ describe.each(DATABASE_KINDS)('hook leases on %s', (kind) => {
     const { build } = await t.admin.submitBuild({ derivationPath: d.path, derivations: [{ path: d.path, text: Buffer.from(d.text) }] });
     const { events } = await t.admin.listEvents({ buildId: build!.id, types: ['build-submitted'] });
     const eventId = Number(events[0]!.id);
-    await pollUntil(() => existsSync(join(dir, `started-a-${eventId}`)), 20_000, () => 'the hook to start on the first coordinator');
+    await waitUntil(() => existsSync(join(dir, `started-a-${eventId}`)), 20_000, () => 'the hook to start on the first coordinator');
 
     // Renewed again and again: three leases later it is still the first delivery.
     const first = new Date((await delivery(eventId))!.lease_until).getTime();
-    await pollUntil(async () => new Date((await delivery(eventId))!.lease_until).getTime() > first + 2 * LEASE_MS, 20_000, async () => `lease ${JSON.stringify(await delivery(eventId))}`);
+    await waitUntil(async () => new Date((await delivery(eventId))!.lease_until).getTime() > first + 2 * LEASE_MS, 20_000, async () => `lease ${JSON.stringify(await delivery(eventId))}`);
     expect(await delivery(eventId)).toMatchObject({ state: 'running', attempts: 1 });
 
     if (kind === 'postgres') {
@@ -71,22 +71,22 @@ describe.each(DATABASE_KINDS)('hook leases on %s', (kind) => {
         publish: false,
       });
       const renewed = new Date((await delivery(eventId))!.lease_until).getTime();
-      await pollUntil(async () => new Date((await delivery(eventId))!.lease_until).getTime() > renewed + LEASE_MS, 20_000, () => 'another renewal');
+      await waitUntil(async () => new Date((await delivery(eventId))!.lease_until).getTime() > renewed + LEASE_MS, 20_000, () => 'another renewal');
       expect(existsSync(join(dir, `started-b-${eventId}`))).toBe(false);
       // ...and takes it within about a lease of the first one's death (its delivery left
       // running, as a SIGKILL leaves it), though the hook's time limit is an hour.
       await t.coordinator.stop();
-      await pollUntil(() => existsSync(join(dir, `started-b-${eventId}`)), 4 * LEASE_MS, () => 'the second coordinator to take the delivery');
+      await waitUntil(() => existsSync(join(dir, `started-b-${eventId}`)), 4 * LEASE_MS, () => 'the second coordinator to take the delivery');
       writeFileSync(join(dir, 'go'), '');
       const done = async () =>
         rowsOf<{ attempts: number }>(await other!.database.db.execute(sql`select attempts from hook_deliveries where hook = 'slow' and event_id = ${eventId} and state = 'done'`))[0];
-      await pollUntil(async () => (await done()) !== undefined, 20_000, () => 'the delivery to be done');
+      await waitUntil(async () => (await done()) !== undefined, 20_000, () => 'the delivery to be done');
       expect(await done()).toEqual({ attempts: 2 });
       expect(existsSync(join(dir, `done-b-${eventId}`))).toBe(true);
       // t.stop() below stops the first coordinator again: harmless.
     } else {
       writeFileSync(join(dir, 'go'), '');
-      await pollUntil(async () => (await delivery(eventId))!.state === 'done', 20_000, async () => `delivery ${JSON.stringify(await delivery(eventId))}`);
+      await waitUntil(async () => (await delivery(eventId))!.state === 'done', 20_000, async () => `delivery ${JSON.stringify(await delivery(eventId))}`);
       expect(await delivery(eventId)).toMatchObject({ state: 'done', attempts: 1 });
     }
   }, 60_000);

@@ -1,12 +1,14 @@
 // The local builder's substituter against a binary cache on a free port whose contents
 // each test chooses: a path fetched once however many builds want it, and refusals of
-// NARs and narinfos that are not what they claim, leaving nothing in the store.
+// NARs and narinfos that are not what they claim, leaving nothing in the store; a cache
+// out of reach waited out (or left for a mirror) for the retry budget, then given up.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compressFrame } from 'lz4-napi';
+import { RetryBudgetSpent } from '../../src/agent/backoff.js';
 import { CacheClient } from '../../src/agent/builders/local/cache-client.js';
 import { LocalStore } from '../../src/agent/builders/local/local-store.js';
 import { Substituter } from '../../src/agent/builders/local/substituter.js';
@@ -14,6 +16,7 @@ import { encodeBase32 } from '../../src/store/base32.js';
 import { dumpPath } from '../../src/store/nar-writer.js';
 import { renderNarInfo, type NarInfo } from '../../src/store/narinfo.js';
 import { generateNixKey, renderNixPublicKey, signNarInfo } from '../../src/store/nix-signature.js';
+import { freePort } from '../helpers/postgres-server.js';
 
 const PATH = '/nix/store/0c5k9gqkqa8n0mdmyf0ys4d1lv5sfm5b-fetched';
 const DEP = '/nix/store/1ff6wbfp9i2mafyqwqfzhdn5zvm2rc14-dep';
@@ -26,6 +29,8 @@ describe('the substituter', () => {
   /** What the cache serves, by request path; and how often each was asked for. */
   let files: Map<string, Buffer>;
   let hits: Map<string, number>;
+  /** Requests still to be answered 503, as a coordinator whose database is away. */
+  let unavailable = 0;
   let stores = 0;
 
   /** A NAR of a small tree, in LZ4 frames of 100 bytes as kiln's agents send them. */
@@ -51,9 +56,11 @@ describe('the substituter', () => {
     files.set('/0c5k9gqkqa8n0mdmyf0ys4d1lv5sfm5b.narinfo', Buffer.from(renderNarInfo(signNarInfo(info, signer))));
   }
 
-  function substituter(): { store: LocalStore; sub: Substituter } {
+  function substituter(cache: { url?: string; mirrors?: () => string[]; retryForMs?: number; warnings?: object[] } = {}): { store: LocalStore; sub: Substituter } {
     const store = new LocalStore({ storeDir: '/nix/store', root: join(root, `store-${stores++}`) });
-    return { store, sub: new Substituter(store, new CacheClient({ url, publicKey: renderNixPublicKey(key.publicKey) })) };
+    const retry = { forMs: cache.retryForMs ?? 30_000, log: { warn: (o: object) => cache.warnings?.push(o) } };
+    const client = new CacheClient({ url: cache.url ?? url, publicKey: renderNixPublicKey(key.publicKey), ...(cache.mirrors ? { mirrors: cache.mirrors } : {}), retry });
+    return { store, sub: new Substituter(store, client) };
   }
 
   /** Everything under the store's directory: nothing half-fetched may stay. */
@@ -63,6 +70,10 @@ describe('the substituter', () => {
     root = mkdtempSync(join(tmpdir(), 'kiln-subst-'));
     server = createServer((req, res) => {
       hits.set(req.url!, (hits.get(req.url!) ?? 0) + 1);
+      if (unavailable > 0) {
+        unavailable--;
+        return void res.writeHead(503).end('database out of reach');
+      }
       const body = files.get(req.url!);
       res.writeHead(body ? 200 : 404).end(body ?? 'not found');
     });
@@ -74,6 +85,38 @@ describe('the substituter', () => {
   beforeEach(() => {
     files = new Map();
     hits = new Map();
+    unavailable = 0;
+  });
+
+  test('waits out a cache that answers 503 for a while, then fetches the path', async () => {
+    await publish();
+    unavailable = 3;
+    const warnings: object[] = [];
+    const { store, sub } = substituter({ warnings });
+    await store.init();
+    expect(await sub.ensure(PATH, new AbortController().signal)).toMatchObject({ path: PATH });
+    expect(warnings).toHaveLength(3);
+    expect(hits.get('/0c5k9gqkqa8n0mdmyf0ys4d1lv5sfm5b.narinfo')).toBe(4);
+  });
+
+  test('moves to another coordinator\'s cache when the first is out of reach', async () => {
+    await publish();
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const warnings: object[] = [];
+    const { store, sub } = substituter({ url: dead, mirrors: () => [url], warnings });
+    await store.init();
+    expect(await sub.ensure(PATH, new AbortController().signal)).toMatchObject({ path: PATH });
+    expect(warnings).toHaveLength(1);
+    expect(JSON.stringify(warnings[0])).toContain(dead);
+  });
+
+  test('gives up with RetryBudgetSpent once the budget is spent, leaving nothing in the store', async () => {
+    await publish();
+    unavailable = Number.MAX_SAFE_INTEGER;
+    const { store, sub } = substituter({ retryForMs: 300 });
+    await store.init();
+    await expect(sub.ensure(PATH, new AbortController().signal)).rejects.toBeInstanceOf(RetryBudgetSpent);
+    expect(storeEntries(store)).toEqual([]);
   });
 
   afterAll(async () => {

@@ -25,6 +25,8 @@ export interface BuiltOutput {
 export type BuildOutcome =
   | { kind: 'success'; outputs: BuiltOutput[] }
   | { kind: 'failure' | 'timeout' | 'silent-timeout'; message: string }
+  /** The coordinator's cache stayed out of reach for the whole retry budget: not the build's fault. */
+  | { kind: 'infrastructure'; message: string }
   | { kind: 'setup-failure'; reason: 'missing-inputs' | 'could-not-delete-outputs' | 'other'; missingInputs: string[]; message: string };
 
 /** What a builder returns once the build's signal aborted it (the agent reports nothing). */
@@ -48,6 +50,11 @@ export interface Builder {
 
 /** Cache connection details a builder substitutes inputs from. */
 export interface CacheInfo {
+  /** The cache to try first (read at each fetch: the agent may have moved to another coordinator). */
   url: string;
   publicKey: string;
+  /** The other coordinators' caches (replicas: the same contents), tried when `url` is out of reach. */
+  mirrors?: () => string[];
+  /** How long a fetch retries caches out of reach (default DEFAULT_RETRY_FOR_MS), and where it says so. */
+  retry?: { forMs: number; log: { warn(obj: object, msg: string): void } };
 }

@@ -12,6 +12,7 @@ import { aborted, type BuildContext, type BuildJob, type BuildOutcome, type Buil
 import { buildEnvironment } from './local/build-env.js';
 import { builderCommand, hostTools, type HostTools } from './local/builder-command.js';
 import { collectOutputs } from './local/built-outputs.js';
+import { RetryBudgetSpent } from '../backoff.js';
 import { CacheClient } from './local/cache-client.js';
 import { realiseInputs } from './local/input-closure.js';
 import { LocalStore } from './local/local-store.js';
@@ -107,6 +108,7 @@ export class LocalBuilder implements Builder {
     try {
       inputs = await realiseInputs(drv, this.store, this.substituter, signal);
     } catch (err) {
+      if (err instanceof RetryBudgetSpent) throw new Stop({ kind: 'infrastructure', message: `cannot fetch the inputs: ${err.message}` });
       throw setupFailure(`cannot fetch the inputs from the coordinator's cache: ${(err as Error).message}`);
     }
     if (inputs.kind === 'missing') {

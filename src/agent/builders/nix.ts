@@ -1,9 +1,26 @@
 // The `nix` builder: the machine's Nix builds, and everything a build needs comes from
 // the coordinator's binary cache (pull, not push): the .drv closure by `nix copy`, the
-// inputs as substitutes while `nix-store --realise` runs.
+// inputs' outputs by `nix-store --realise` of their paths, then the build. A fetch that
+// failed because the cache was out of reach is run again (Nix gives up on a cache within
+// seconds, and builds what it could not substitute) for the agent's retry budget.
+import { readFile } from 'node:fs/promises';
+import { parseDerivation } from '../../store/derivation.js';
+import { DEFAULT_RETRY_FOR_MS, RetryBudgetSpent, retryTransient } from '../backoff.js';
 import { aborted, type BuildContext, type BuildJob, type BuildOutcome, type Builder, type CacheInfo } from './builder.js';
 import { agentNixEnv, type AgentNixSettings } from './nix-settings.js';
-import { lastLines, runProcess } from './process.js';
+import { lastLines, runProcess, type ProcessResult } from './process.js';
+
+/**
+ * What Nix 2.8 says when a binary cache is out of reach: curl's errors, an HTTP 5xx, and
+ * the warning with which it then carries on without the cache.
+ */
+const CACHE_OUT_OF_REACH =
+  /unable to download '[^']*': (Couldn't connect|Failed to connect|Connection refused|Connection reset|Empty reply|Recv failure|Send failure|Timeout was reached|Operation timed out|Failure when receiving|Server returned nothing|HTTP error 5\d\d|HTTP error 429)|some substitutes for the outputs of derivation '[^']*' failed/i;
+
+/** A Nix run that failed (or misled) because the coordinator's cache was out of reach. */
+class CacheOutOfReach extends Error {
+  override name = 'CacheOutOfReach';
+}
 
 export interface NixBuilderOptions {
   cache: CacheInfo;
@@ -41,33 +58,76 @@ export class NixBuilder implements Builder {
     return this.opts.storeRoot ? ['--store', this.opts.storeRoot] : [];
   }
 
+  /**
+   * The current coordinator's cache first, then the other replicas'. No narinfo miss is
+   * remembered (Nix would for an hour, past an outage that made one), and a cache that
+   * does not answer is given up quickly: the agent retries, with the next cache.
+   */
   private cacheArgs(): string[] {
-    const args = ['--option', 'substituters', this.opts.cache.url];
+    const caches = [this.opts.cache.url, ...(this.opts.cache.mirrors?.() ?? [])];
+    const args = ['--option', 'substituters', [...new Set(caches)].join(' '), '--option', 'narinfo-cache-negative-ttl', '0', '--option', 'connect-timeout', '5'];
     if (this.opts.cache.publicKey) args.push('--option', 'trusted-public-keys', this.opts.cache.publicKey);
     return args;
+  }
+
+  /**
+   * Runs a fetching step until `outOfReach` stops saying the cache was out of reach,
+   * for the retry budget; its last result otherwise.
+   */
+  private fetchStep(what: string, ctx: BuildContext, step: () => Promise<ProcessResult>, outOfReach: (r: ProcessResult) => boolean): Promise<ProcessResult> {
+    const retry = this.opts.cache.retry;
+    return retryTransient(
+      {
+        what: `${what} from the coordinator's cache`,
+        signal: ctx.signal,
+        budgetMs: retry?.forMs ?? DEFAULT_RETRY_FOR_MS,
+        log: retry?.log ?? { warn: () => undefined },
+        initialMs: 1_000,
+        transient: (err) => err instanceof CacheOutOfReach,
+      },
+      async () => {
+        const result = await step();
+        if (!ctx.signal.aborted && outOfReach(result)) throw new CacheOutOfReach(lastLines(result));
+        return result;
+      },
+    );
+  }
+
+  async build(job: BuildJob, ctx: BuildContext): Promise<BuildOutcome> {
+    try {
+      return await this.steps(job, ctx);
+    } catch (err) {
+      if (err instanceof RetryBudgetSpent) return { kind: 'infrastructure', message: err.message };
+      throw err;
+    }
   }
 
   private run(command: string, args: string[], ctx: BuildContext, extra: Parameters<typeof runProcess>[2] = {}) {
     return runProcess(command, args, { env: this.env, signal: ctx.signal, ...extra });
   }
 
-  async build(job: BuildJob, ctx: BuildContext): Promise<BuildOutcome> {
+  private async steps(job: BuildJob, ctx: BuildContext): Promise<BuildOutcome> {
+    const failedOnCache = (r: ProcessResult) => r.code !== 0 && CACHE_OUT_OF_REACH.test(r.tail);
     // 1. The derivation and its input derivations, from the coordinator's cache.
-    const copy = await this.serialFetch(() => this.run(
+    const copy = await this.fetchStep('the derivation', ctx, () => this.serialFetch(() => this.run(
       'nix',
       ['copy', '--derivation', '--from', this.opts.cache.url, ...(this.opts.storeRoot ? ['--to', this.opts.storeRoot] : []), ...this.cacheArgs(), job.derivationPath],
       ctx,
       { onOutput: ctx.log },
-    ));
+    )), failedOnCache);
     if (ctx.signal.aborted) return aborted();
     if (copy.code !== 0) {
       return { kind: 'setup-failure', reason: 'missing-inputs', missingInputs: [job.derivationPath], message: `could not fetch the derivation: ${lastLines(copy)}` };
     }
 
     // 2. Which inputs would have to be built here: those are missing (nobody built them).
-    const dryRun = await this.run('nix-store', [...this.storeArgs(), '--realise', '--dry-run', ...this.cacheArgs(), job.derivationPath], ctx);
+    // A cache out of reach makes every input look missing: asked again until it answers.
+    const toBuildOf = (r: ProcessResult) => parseDryRun(r.tail).filter((drv) => drv !== job.derivationPath);
+    const dryRun = await this.fetchStep('the inputs\' status', ctx, () => this.run('nix-store', [...this.storeArgs(), '--realise', '--dry-run', ...this.cacheArgs(), job.derivationPath], ctx), (r) =>
+      toBuildOf(r).length > 0 && /unable to download/.test(r.tail),
+    );
     if (ctx.signal.aborted) return aborted();
-    const toBuild = parseDryRun(dryRun.tail).filter((drv) => drv !== job.derivationPath);
+    const toBuild = toBuildOf(dryRun);
     if (toBuild.length > 0) {
       return {
         kind: 'setup-failure',
@@ -77,7 +137,18 @@ export class NixBuilder implements Builder {
       };
     }
 
-    // 3. Outputs already in this store would make Nix skip the build: delete them.
+    // 3. The inputs' outputs, fetched on their own: a cache gone now would make the build
+    // below build them here instead.
+    const inputPaths = await this.inputOutputs(job);
+    if (inputPaths.length > 0) {
+      const fetch = await this.fetchStep('the inputs', ctx, () => this.serialFetch(() => this.run('nix-store', [...this.storeArgs(), '--realise', ...this.cacheArgs(), ...inputPaths], ctx, { onOutput: ctx.log })), failedOnCache);
+      if (ctx.signal.aborted) return aborted();
+      if (fetch.code !== 0) {
+        return { kind: 'setup-failure', reason: 'missing-inputs', missingInputs: [], message: `could not fetch the inputs: ${lastLines(fetch)}` };
+      }
+    }
+
+    // 4. Outputs already in this store would make Nix skip the build: delete them.
     for (const output of job.outputs) {
       const valid = await this.run('nix-store', [...this.storeArgs(), '--check-validity', output.path], ctx);
       if (valid.code !== 0) continue;
@@ -87,12 +158,13 @@ export class NixBuilder implements Builder {
       }
     }
 
-    // 4. The build itself; Nix enforces the time limits and says which one ran out.
+    // 5. The build itself; Nix enforces the time limits and says which one ran out. Its
+    // inputs are all here now: no cache is asked (one that fails would fail the build).
     ctx.phase?.('build');
     const limits: string[] = [];
     if (job.timeoutSeconds) limits.push('--option', 'timeout', String(job.timeoutSeconds));
     if (job.maxSilentSeconds) limits.push('--option', 'max-silent-time', String(job.maxSilentSeconds));
-    const realise = await this.run('nix-store', [...this.storeArgs(), '--realise', ...this.cacheArgs(), ...limits, job.derivationPath], ctx, {
+    const realise = await this.run('nix-store', [...this.storeArgs(), '--realise', '--option', 'substituters', '', ...limits, job.derivationPath], ctx, {
       onOutput: ctx.log,
     });
     if (ctx.signal.aborted) return aborted();
@@ -102,7 +174,7 @@ export class NixBuilder implements Builder {
       return { kind: 'failure', message: lastLines(realise) };
     }
 
-    // 5. Where the outputs are, and what they refer to.
+    // 6. Where the outputs are, and what they refer to.
     const outputs = [];
     for (const output of job.outputs) {
       const refs = await this.run('nix-store', [...this.storeArgs(), '--query', '--references', output.path], ctx, { keepStdout: true });
@@ -115,6 +187,20 @@ export class NixBuilder implements Builder {
       });
     }
     return { kind: 'success', outputs };
+  }
+
+  /** The output paths of the build's input derivations (read from the .drv files fetched in step 1). */
+  private async inputOutputs(job: BuildJob): Promise<string[]> {
+    const drv = parseDerivation(job.derivation);
+    const paths: string[] = [];
+    for (const [inputPath, names] of drv.inputDrvs) {
+      const input = parseDerivation(await readFile((this.opts.storeRoot ?? '') + inputPath));
+      for (const name of names) {
+        const path = input.outputs.get(name)?.path;
+        if (path) paths.push(path);
+      }
+    }
+    return paths;
   }
 }
 

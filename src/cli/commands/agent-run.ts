@@ -1,5 +1,5 @@
 // `kiln agent run`: runs an agent until SIGINT/SIGTERM (drains on the first signal,
-// stops at once on the second).
+// stops at once on the second). `--coordinator` may be given once per replica.
 import { mkdirSync } from 'node:fs';
 import { arch, cpus, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,7 +10,7 @@ import { LocalBuilder } from '../../agent/builders/local.js';
 import { NixBuilder } from '../../agent/builders/nix.js';
 import { machineSystemFeatures, type AgentNixSettings } from '../../agent/builders/nix-settings.js';
 import { validateAgentFeatures, type AgentFeatures } from '../../scheduler/placement.js';
-import { coordinatorUrl } from '../../config.js';
+import { DEFAULT_COORDINATOR_URL } from '../../config.js';
 import { createLogger } from '../../logger.js';
 import { validateStoreDir } from '../../store/store-path.js';
 import { intFrom, parse, tagsFrom } from '../options.js';
@@ -46,7 +46,8 @@ export function agentStateDir(agentId: string, given: string | undefined, env: N
 export async function runAgentCommand(args: string[]): Promise<void> {
   useAgentHeapSettings();
   const { values, positionals } = parse(args, {
-    coordinator: { type: 'string' },
+    coordinator: { type: 'string', multiple: true },
+    'retry-for': { type: 'string' },
     id: { type: 'string' },
     password: { type: 'string' },
     builder: { type: 'string', default: 'nix' },
@@ -73,10 +74,12 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   const timeoutSeconds = intFrom(values.timeout, '--timeout') ?? 0;
   const maxSilentSeconds = intFrom(values['max-silent-time'], '--max-silent-time') ?? 0;
   if (timeoutSeconds < 0 || maxSilentSeconds < 0) throw new UsageError('--timeout and --max-silent-time are seconds, zero for no limit');
+  const retryFor = intFrom(values['retry-for'], '--retry-for');
+  if (retryFor !== undefined && retryFor < 1) throw new UsageError('--retry-for is seconds, at least 1');
   const log = createLogger({ name: 'kiln-agent' });
   const tracing = startTracing('kiln-agent');
   const agent = new Agent({
-    coordinatorUrl: coordinatorUrl(values.coordinator),
+    coordinatorUrls: coordinatorUrls(values.coordinator),
     agentId,
     password,
     systems: values.system?.length ? values.system : [hostSystem()],
@@ -85,6 +88,7 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     features,
     builder,
     limits: { timeoutSeconds, maxSilentSeconds },
+    ...(retryFor !== undefined ? { retryForMs: retryFor * 1000 } : {}),
     log,
   });
   agent.start();
@@ -104,6 +108,25 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   });
   // What the last builds traced is exported before the process ends.
   await tracing.shutdown();
+}
+
+/**
+ * The coordinators to talk to: every --coordinator, else $KILN_COORDINATOR (several
+ * separated by commas), else the default. Each must be an http(s) URL.
+ */
+export function coordinatorUrls(given: string[] | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
+  const urls = given?.length ? given : (env.KILN_COORDINATOR ?? '').split(',').map((u) => u.trim()).filter(Boolean);
+  if (urls.length === 0) return [DEFAULT_COORDINATOR_URL];
+  for (const url of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new UsageError(`--coordinator ${JSON.stringify(url)} is not a URL (e.g. http://coordinator:8745)`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`--coordinator ${JSON.stringify(url)}: only http and https URLs`);
+  }
+  return [...new Set(urls)];
 }
 
 /** Makes the chosen builder once the coordinator has said where its cache is. */

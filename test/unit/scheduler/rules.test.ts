@@ -99,6 +99,7 @@ describe('decideRetry', () => {
   test('the default retries what is not the build\'s fault and nothing else', () => {
     expect(decideRetry(DEFAULT_RETRY_POLICY, [], 'agent-lost', 1).retry).toBe(true);
     expect(decideRetry(DEFAULT_RETRY_POLICY, [], 'setup-failure', 1).retry).toBe(true);
+    expect(decideRetry(DEFAULT_RETRY_POLICY, [], 'infrastructure', 1).retry).toBe(true);
     expect(decideRetry(DEFAULT_RETRY_POLICY, [], 'failure', 1).retry).toBe(false);
     expect(decideRetry(DEFAULT_RETRY_POLICY, [], 'timeout', 1).retry).toBe(false);
   });

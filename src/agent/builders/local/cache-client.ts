@@ -1,12 +1,14 @@
 // Reading the coordinator's binary cache as a Nix client does: a path's narinfo, whose
 // Nix signature must verify with the cache's public key, then its NAR, decompressed as
-// it downloads.
+// it downloads. A cache out of reach is waited out (the agent's retry budget), moving to
+// another coordinator's cache when there are several.
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { decompressLz4Frames } from '../../../store/lz4-frames.js';
 import { parseNarInfo, type NarInfo } from '../../../store/narinfo.js';
 import { countValidSignatures, parseNixPublicKey, type NixPublicKey } from '../../../store/nix-signature.js';
 import { parseStorePath } from '../../../store/store-path.js';
+import { DEFAULT_RETRY_FOR_MS, HttpStatusError, retryTransient } from '../../backoff.js';
 import type { CacheInfo } from '../builder.js';
 
 export class CacheError extends Error {
@@ -14,13 +16,12 @@ export class CacheError extends Error {
 }
 
 export class CacheClient {
-  private readonly base: URL;
   /** The key narinfos must be signed by, or why there is none to trust. */
   private readonly key: NixPublicKey | string;
+  /** Which of the caches to try next: moved on past one that failed transiently. */
+  private turn = 0;
 
-  constructor(cache: CacheInfo) {
-    // A trailing slash, so that relative names resolve inside the cache's URL.
-    this.base = new URL(cache.url.endsWith('/') ? cache.url : `${cache.url}/`);
+  constructor(private readonly cache: CacheInfo) {
     try {
       this.key = parseNixPublicKey(cache.publicKey);
     } catch (err) {
@@ -33,8 +34,7 @@ export class CacheClient {
    * key; undefined when the cache does not have it.
    */
   async narInfo(storePath: string, signal: AbortSignal): Promise<NarInfo | undefined> {
-    const url = new URL(`${parseStorePath(storePath).hashPart}.narinfo`, this.base);
-    const res = await this.get(url, signal);
+    const { url, res } = await this.get(`${parseStorePath(storePath).hashPart}.narinfo`, signal);
     if (res.status === 404) {
       await res.body?.cancel();
       return undefined;
@@ -57,14 +57,37 @@ export class CacheClient {
       const offered = info.files.map((f) => f.compression ?? 'bzip2').join(', ');
       throw new CacheError(`${info.storePath}: the cache offers its NAR as ${offered}; the local builder reads lz4 or none`);
     }
-    const res = await this.get(new URL(file.url, this.base), signal);
+    const { res } = await this.get(file.url, signal);
     if (res.status !== 200 || !res.body) throw new CacheError(`${file.url}: HTTP ${res.status} for an advertised NAR`);
     const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
     if (file.compression === 'none') yield* body as AsyncIterable<Buffer>;
     else yield* decompressLz4Frames(body as AsyncIterable<Buffer>);
   }
 
-  private async get(url: URL, signal: AbortSignal): Promise<Response> {
+  /**
+   * Runs `fetch` (one path's whole download) until it succeeds, waiting out transient
+   * failures for the retry budget; each try after one goes to the next cache.
+   */
+  retrying<T>(what: string, signal: AbortSignal, fetch: () => Promise<T>): Promise<T> {
+    const retry = this.cache.retry;
+    return retryTransient(
+      {
+        what: `fetch of ${what} from the coordinator's cache`,
+        signal,
+        budgetMs: retry?.forMs ?? DEFAULT_RETRY_FOR_MS,
+        log: retry?.log ?? { warn: () => undefined },
+        onTransient: () => (this.turn += 1),
+      },
+      fetch,
+    );
+  }
+
+  /** `name` (relative to a cache's root) from the cache whose turn it is. */
+  private async get(name: string, signal: AbortSignal): Promise<{ url: URL; res: Response }> {
+    const caches = [this.cache.url, ...(this.cache.mirrors?.() ?? [])];
+    const root = caches[this.turn % caches.length]!;
+    // A trailing slash, so that relative names resolve inside the cache's URL.
+    const url = new URL(name, root.endsWith('/') ? root : `${root}/`);
     let res: Response;
     try {
       res = await fetch(url, { signal });
@@ -74,8 +97,10 @@ export class CacheClient {
     }
     if (res.status !== 200 && res.status !== 404) {
       await res.body?.cancel();
-      throw new CacheError(`${url}: HTTP ${res.status} ${res.statusText}`);
+      const message = `${url}: HTTP ${res.status} ${res.statusText}`;
+      // The status goes with it: a 5xx is waited out, anything else is final.
+      throw new CacheError(message, { cause: new HttpStatusError(message, res.status) });
     }
-    return res;
+    return { url, res };
   }
 }

@@ -27,7 +27,10 @@ export class Substituter {
   /** The path's info once it is valid here; undefined when the cache does not have it. */
   ensure(storePath: string, signal: AbortSignal): Promise<PathInfo | undefined> {
     // Under the path's lock: whoever waited for a fetch finds the path valid.
-    return this.store.exclusive(storePath, async () => (await this.store.query(storePath)) ?? this.limited(() => this.fetch(storePath, signal)));
+    return this.store.exclusive(
+      storePath,
+      async () => (await this.store.query(storePath)) ?? this.limited(() => this.cache.retrying(storePath, signal, () => this.fetch(storePath, signal))),
+    );
   }
 
   private async fetch(storePath: string, signal: AbortSignal): Promise<PathInfo | undefined> {
