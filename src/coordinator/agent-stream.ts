@@ -30,6 +30,7 @@ import {
   type SetupFailureKind,
 } from '../scheduler/build-reports.js';
 import { validateTags } from '../scheduler/tags.js';
+import type { InputLimits } from '../protocol/limits.js';
 import { getAgent } from './agent-registry.js';
 import { AgentSession, type AgentSessions, type LoadLimits } from './agent-sessions.js';
 import { authenticatedAgent } from './auth.js';
@@ -58,6 +59,8 @@ export interface AgentStreamDeps {
   events: BuildEvents;
   /** Traces and counts reports. */
   telemetry?: BuildTelemetry;
+  /** What a Hello may carry (tags per agent). */
+  limits: InputLimits;
 }
 
 const OUTCOMES: Partial<Record<BuildResult, FinishOutcome>> = {
@@ -142,7 +145,7 @@ async function openSession(deps: AgentStreamDeps, agentId: string, hello: Hello)
   if (hello.maxParallelBuilds < 1 || hello.maxParallelBuilds > 1024) {
     throw new ConnectError(`Hello.max_parallel_builds ${hello.maxParallelBuilds} is outside 1..1024`, Code.InvalidArgument);
   }
-  const offered = validateTags(hello.tags.map(({ key, value }) => ({ key, value })), 'Hello');
+  const offered = validateTags(hello.tags.map(({ key, value }) => ({ key, value })), 'Hello', deps.limits.tagsPerAgent, 'tagsPerAgent');
   // Tags recorded for the agent win over the ones it offers for the same key.
   const tags = [...agent.tags, ...offered.filter((t) => !agent.tags.some((a) => a.key === t.key))];
   const session = new AgentSession(agentId, [...hello.systems], tags, hello.maxParallelBuilds, deps.loadLimits, hello.cpuCount);
