@@ -1,8 +1,9 @@
 // `npm run bench`: every benchmark in turn (never two at once: they share the machine's
 // cores and page cache), then one summary table. Data is built once under bench-data/.
 //
-//   npm run bench [-- --only nar|upload|tracing|schedule] [--builds N] [--agents M] [--replicas R]
+//   npm run bench [-- --only nar|upload|tracing|schedule|abuse] [--builds N] [--agents M] [--replicas R]
 //                 [--engines postgres,pglite] [--anchor no]
+import { benchAbuse, type AbuseRow } from './abuse.js';
 import { benchNar, type BenchNarReport } from './nar.js';
 import { benchSchedule, type BenchScheduleReport, type Engine } from './schedule.js';
 import { benchTracing, type BenchTracingReport } from './tracing.js';
@@ -45,6 +46,11 @@ async function main(): Promise<void> {
     const number = (name: string) => (option(name) === undefined ? undefined : Number(option(name)));
     const engines = option('engines')?.split(',') as Engine[] | undefined;
     rows.push(...scheduleRows(await benchSchedule({ builds: number('builds'), agents: number('agents'), replicas: number('replicas'), engines, anchor: option('anchor') !== 'no' })));
+  }
+
+  if (!only || only === 'abuse') {
+    console.log('\n== Hostile input: event-loop delay and /healthz latency (bench/abuse.ts) ==');
+    rows.push(...abuseRows(await benchAbuse()));
   }
 
   console.log(`\n== Summary (${((performance.now() - started) / 1000).toFixed(0)} s) ==`);
@@ -126,6 +132,14 @@ function scheduleRows(r: BenchScheduleReport): Row[] {
     }
   }
   return rows;
+}
+
+function abuseRows(rows: AbuseRow[]): Row[] {
+  return rows.flatMap((r) => [
+    { benchmark: `${r.input}: answered`, figure: `${r.answerMs.toFixed(0)} ms`, target: '', met: undefined },
+    { benchmark: `${r.input}: event-loop delay max`, figure: `${r.loopDelayMaxMs.toFixed(0)} ms`, target: '< 100 ms', met: r.loopDelayMaxMs < 100 },
+    { benchmark: `${r.input}: /healthz p99 / max`, figure: `${r.healthP99Ms.toFixed(1)} / ${r.healthMaxMs.toFixed(1)} ms`, target: 'max < 100 ms', met: r.healthMaxMs < 100 },
+  ]);
 }
 
 function printTable(rows: Row[]): void {

@@ -26,6 +26,7 @@ import type { BuildTelemetry } from '../telemetry/build-telemetry.js';
 import { cacheAdmin } from './cache-admin.js';
 import type { Logger } from '../logger.js';
 import type { RetentionRules } from '../substitutes/retention.js';
+import type { InputLimits } from '../protocol/limits.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
   scheduled: BuildState.SCHEDULED,
@@ -136,7 +137,7 @@ function submission(req: SubmitBuildRequest, farm: { submitMissingInputs: boolea
 export function adminService(
   db: Database,
   storage: NarStorage,
-  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger },
+  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits },
   notify: AdminNotifications,
   live: { sessions: AgentSessions; telemetry?: BuildTelemetry },
 ): ServiceImpl<typeof AdminService> {
@@ -146,13 +147,13 @@ export function adminService(
     ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),
     async submitBuild(req) {
       const startedAt = performance.now();
-      const result = await submitBuild(db, storage, submission(req, farm));
+      const result = await submitBuild(db, storage, submission(req, farm), farm.limits);
       live.telemetry?.submitted(result.created, startedAt);
       notify.buildsSubmitted(result.created);
       return { build: buildToProto(result.build), existing: result.existing };
     },
     async submitBuilds(req) {
-      const result = await submitBuilds(db, storage, req.builds.map((b) => submission(b, farm)));
+      const result = await submitBuilds(db, storage, req.builds.map((b) => submission(b, farm)), farm.limits);
       notify.buildsSubmitted(result.created);
       return { builds: result.builds.map((r) => ({ build: buildToProto(r.build), existing: r.existing })) };
     },

@@ -6,6 +6,7 @@ import type { Database } from '../db/connection.js';
 import { agentPasswords, agents, agentTags } from '../db/schema.js';
 import { notFound } from '../errors.js';
 import { validateTags, type Tag } from '../scheduler/tags.js';
+import { DEFAULT_INPUT_LIMITS } from '../protocol/limits.js';
 import { isUuid } from '../uuid.js';
 import { generatePassword, hashPassword, verifyPassword } from './passwords.js';
 
@@ -19,7 +20,7 @@ export interface AgentRecord {
 }
 
 export async function createAgent(db: Database, input: { name: string; tags: Tag[] }): Promise<AgentRecord> {
-  validateTags(input.tags, 'agent');
+  validateTags(input.tags, 'agent', DEFAULT_INPUT_LIMITS.tagsPerAgent, 'tagsPerAgent');
   const id = randomUUID();
   await db.transaction(async (tx) => {
     await tx.insert(agents).values({ id, name: input.name });

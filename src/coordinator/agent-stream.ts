@@ -31,6 +31,7 @@ import {
 } from '../scheduler/build-reports.js';
 import { validateAgentFeatures } from '../scheduler/placement.js';
 import { validateTags } from '../scheduler/tags.js';
+import type { InputLimits } from '../protocol/limits.js';
 import { getAgent } from './agent-registry.js';
 import { AgentSession, type AgentSessions, type LoadLimits } from './agent-sessions.js';
 import { authenticatedAgent } from './auth.js';
@@ -63,6 +64,8 @@ export interface AgentStreamDeps {
   agentEvents: StandaloneEvents;
   /** Traces and counts reports. */
   telemetry?: BuildTelemetry;
+  /** What a Hello may carry (tags per agent). */
+  limits: InputLimits;
 }
 
 const OUTCOMES: Partial<Record<BuildResult, FinishOutcome>> = {
@@ -157,7 +160,7 @@ async function openSession(deps: AgentStreamDeps, agentId: string, hello: Hello)
   if (hello.maxParallelBuilds < 1 || hello.maxParallelBuilds > 1024) {
     throw new ConnectError(`Hello.max_parallel_builds ${hello.maxParallelBuilds} is outside 1..1024`, Code.InvalidArgument);
   }
-  const offered = validateTags(hello.tags.map(({ key, value }) => ({ key, value })), 'Hello');
+  const offered = validateTags(hello.tags.map(({ key, value }) => ({ key, value })), 'Hello', deps.limits.tagsPerAgent, 'tagsPerAgent');
   // Tags recorded for the agent win over the ones it offers for the same key.
   const tags = [...agent.tags, ...offered.filter((t) => !agent.tags.some((a) => a.key === t.key))];
   const features = validateAgentFeatures({ supported: [...hello.systemFeatures], mandatory: [...hello.mandatoryFeatures] }, 'Hello');

@@ -1,13 +1,15 @@
-// Authentication, as one interceptor for every RPC: the admin bearer token for
-// AdminService, an agent's id and password for AgentService. Handlers read who called
-// from the context values and never check credentials themselves.
+// Authentication, checked from a request's headers before its body is read: the admin
+// bearer token for AdminService, an agent's id and password for AgentService. A caller
+// without credentials makes the coordinator read nothing more than the headers; handlers
+// read who called from the context values and never check credentials themselves.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Code, ConnectError, createContextKey, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createContextKey } from '@connectrpc/connect';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { AgentService } from '../../gen/kiln/v1/agent_pb.js';
+import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER } from '../protocol/credentials.js';
+import { LoginThrottle } from './login-throttle.js';
 
-export const AGENT_ID_HEADER = 'x-kiln-agent-id';
-export const AGENT_PASSWORD_HEADER = 'x-kiln-agent-password';
+export { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER };
 
 /** The authenticated agent's id, for AgentService handlers. */
 export const authenticatedAgent = createContextKey<string | undefined>(undefined, { description: 'authenticated agent id' });
@@ -53,38 +55,65 @@ class CredentialCache {
 /** AdminService calls that only read: the dashboard's token may make these and no others. */
 export const READ_ONLY_ADMIN_METHODS: ReadonlySet<string> = new Set(['GetBuild', 'ListBuilds', 'ListAgents', 'GetQueueSummary']);
 
-export function authInterceptor(opts: { adminToken: string; dashboardToken?: string; checkAgentPassword: AgentPasswordCheck }): Interceptor {
-  const cache = new CredentialCache(60_000);
-  return (next) => async (req) => {
-    if (req.service.typeName === AdminService.typeName) {
-      const header = req.header.get('authorization') ?? '';
-      const match = /^Bearer\s+(.+)$/i.exec(header);
+export interface CallCredentials {
+  /** The service's type name and the method's name, from the request path. */
+  service: string;
+  method: string;
+  header: (name: string) => string | undefined;
+  /** The peer's address, so that password guesses from one place are slowed. */
+  peer: string;
+}
+
+export interface AuthenticatorOptions {
+  adminToken: string;
+  dashboardToken?: string;
+  checkAgentPassword: AgentPasswordCheck;
+  throttle?: LoginThrottle;
+}
+
+/** Decides whether a call may go on; returns the agent's id for AgentService calls. */
+export class Authenticator {
+  private readonly cache = new CredentialCache(60_000);
+  readonly throttle: LoginThrottle;
+
+  constructor(private readonly opts: AuthenticatorOptions) {
+    this.throttle = opts.throttle ?? new LoginThrottle();
+  }
+
+  /** Throws a ConnectError (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED) to refuse. */
+  async authenticate(call: CallCredentials): Promise<string | undefined> {
+    if (call.service === AdminService.typeName) {
+      const match = /^Bearer\s+(.+)$/i.exec(call.header('authorization') ?? '');
       if (!match) {
         throw new ConnectError('missing admin token: send "authorization: Bearer <token>" (the CLI reads KILN_ADMIN_TOKEN)', Code.Unauthenticated);
       }
+      this.throttle.check([`peer:${call.peer}`], 'admin token');
       const token = match[1]!.trim();
-      if (sameSecret(token, opts.adminToken)) return next(req);
-      if (opts.dashboardToken && sameSecret(token, opts.dashboardToken)) {
-        if (READ_ONLY_ADMIN_METHODS.has(req.method.name)) return next(req);
-        throw new ConnectError(`the dashboard token only reads; ${req.method.name} needs the admin token`, Code.PermissionDenied);
+      if (sameSecret(token, this.opts.adminToken)) return undefined;
+      if (this.opts.dashboardToken && sameSecret(token, this.opts.dashboardToken)) {
+        if (READ_ONLY_ADMIN_METHODS.has(call.method)) return undefined;
+        throw new ConnectError(`the dashboard token only reads; ${call.method} needs the admin token`, Code.PermissionDenied);
       }
+      this.throttle.failed([`peer:${call.peer}`]);
       throw new ConnectError('wrong admin token', Code.Unauthenticated);
     }
-    if (req.service.typeName === AgentService.typeName) {
-      const agentId = req.header.get(AGENT_ID_HEADER) ?? '';
-      const password = req.header.get(AGENT_PASSWORD_HEADER) ?? '';
+    if (call.service === AgentService.typeName) {
+      const agentId = call.header(AGENT_ID_HEADER) ?? '';
+      const password = call.header(AGENT_PASSWORD_HEADER) ?? '';
       if (!agentId || !password) {
         throw new ConnectError(`missing agent credentials: send ${AGENT_ID_HEADER} and ${AGENT_PASSWORD_HEADER}`, Code.Unauthenticated);
       }
-      if (!cache.has(agentId, password)) {
-        if (!(await opts.checkAgentPassword(agentId, password))) {
-          throw new ConnectError(`wrong id or password for agent ${agentId}`, Code.Unauthenticated);
-        }
-        cache.add(agentId, password);
+      if (this.cache.has(agentId, password)) return agentId;
+      const keys = [`agent:${agentId}`, `peer:${call.peer}`];
+      this.throttle.check(keys, `agent ${agentId}`);
+      if (!(await this.opts.checkAgentPassword(agentId, password))) {
+        this.throttle.failed(keys);
+        throw new ConnectError(`wrong id or password for agent ${agentId}`, Code.Unauthenticated);
       }
-      req.contextValues.set(authenticatedAgent, agentId);
-      return next(req);
+      this.throttle.succeeded([`agent:${agentId}`]);
+      this.cache.add(agentId, password);
+      return agentId;
     }
-    throw new ConnectError(`unknown service ${req.service.typeName}`, Code.Unimplemented);
-  };
+    throw new ConnectError(`unknown service ${call.service}`, Code.Unimplemented);
+  }
 }

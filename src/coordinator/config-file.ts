@@ -10,6 +10,7 @@ import type { HookSpec } from '../hooks/hook-specs.js';
 import { parseCompressions } from '../substitutes/compressions.js';
 import { parseRetention, type RetentionConfig } from '../substitutes/retention.js';
 import type { CoordinatorOptions } from './coordinator.js';
+import { DEFAULT_INPUT_LIMITS, inputLimits, type DerivationLimits } from '../protocol/limits.js';
 
 export interface KilnConfig {
   scheduling?: {
@@ -41,6 +42,15 @@ export interface KilnConfig {
   };
   /** What `kiln cache gc` keeps. */
   retention?: RetentionConfig;
+  /** What one request may carry (src/protocol/limits.ts has the defaults). */
+  limits?: {
+    /** Bytes per message, by RPC method name (e.g. { "SubmitBuilds": 134217728 }). */
+    messageBytes?: Record<string, number>;
+    defaultMessageBytes?: number;
+    derivation?: Partial<DerivationLimits>;
+    tagsPerBuild?: number;
+    tagsPerAgent?: number;
+  };
 }
 
 const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
@@ -50,7 +60,9 @@ const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
   builtinHooks: ['publish'],
   cache: ['compressions'],
   retention: [],
+  limits: ['messageBytes', 'defaultMessageBytes', 'derivation', 'tagsPerBuild', 'tagsPerAgent'],
 };
+const DERIVATION_LIMITS = Object.keys(DEFAULT_INPUT_LIMITS.derivation);
 const PUBLISH_LIMITS = ['concurrency', 'maxAttempts', 'timeoutSeconds'];
 
 export class ConfigError extends Error {}
@@ -100,7 +112,7 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
   for (const key of Object.keys(config)) {
     if (!(key in SECTIONS)) fail(key, `is not a setting (known: ${Object.keys(SECTIONS).join(', ')})`);
   }
-  for (const section of ['scheduling', 'retry', 'builtinHooks', 'cache'] as const) {
+  for (const section of ['scheduling', 'retry', 'builtinHooks', 'cache', 'limits'] as const) {
     const value = config[section];
     if (value === undefined) continue;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(section, 'must be an object');
@@ -132,6 +144,20 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
     });
   }
   if (config.hooks !== undefined && !Array.isArray(config.hooks)) fail('hooks', 'must be a list');
+  const l = (config.limits ?? {}) as Record<string, unknown>;
+  const count = (at: string, v: unknown) => {
+    if (!Number.isInteger(v) || (v as number) < 1) fail(at, 'must be a whole number of at least 1');
+  };
+  for (const key of ['defaultMessageBytes', 'tagsPerBuild', 'tagsPerAgent'] as const) if (l[key] !== undefined) count(`limits.${key}`, l[key]);
+  for (const [section, known] of [['messageBytes', undefined], ['derivation', DERIVATION_LIMITS]] as const) {
+    const value = l[section];
+    if (value === undefined) continue;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(`limits.${section}`, 'must be an object');
+    for (const [key, v] of Object.entries(value as object)) {
+      if (known && !known.includes(key)) fail(`limits.${section}.${key}`, `is not a setting (known: ${known.join(', ')})`);
+      count(`limits.${section}.${key}`, v);
+    }
+  }
   const publish = (config.builtinHooks as Record<string, unknown> | undefined)?.publish;
   if (publish !== undefined && typeof publish !== 'boolean') {
     if (typeof publish !== 'object' || publish === null || Array.isArray(publish)) fail('builtinHooks.publish', 'must be true, false, or an object of its limits');
@@ -148,6 +174,11 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
     throw new ConfigError((err as Error).message);
   }
   return config as KilnConfig;
+}
+
+/** The request limits as coordinator options; the config was checked. */
+export function limitOptions(config: KilnConfig): Pick<CoordinatorOptions, 'limits'> {
+  return { limits: inputLimits(config.limits ?? {}) };
 }
 
 /** The cache's part (compressions, publishing, retention) as coordinator options; the config was checked. */

@@ -5,6 +5,7 @@ import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { isDatabaseUnavailable } from '../db/transient.js';
 import { KilnError, type ErrorKind } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { parseRefusal } from './parse-errors.js';
 
 const CODES: Record<ErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -18,7 +19,7 @@ const CODES: Record<ErrorKind, Code> = {
 
 /** The status of an error kiln raised on purpose (a refusal); undefined for anything else. */
 export function refusalError(err: unknown): ConnectError | undefined {
-  if (err instanceof ConnectError) return err;
+  if (err instanceof ConnectError) return parseRefusal(err) ?? err;
   if (err instanceof KilnError) return new ConnectError(err.message, CODES[err.kind]);
   return undefined;
 }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
+import type { DescService } from '@bufbuild/protobuf';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { AgentService, ConnectResponseSchema } from '../../gen/kiln/v1/agent_pb.js';
@@ -20,7 +21,11 @@ import { checkAgentPassword } from './agent-registry.js';
 import { AgentSessions } from './agent-sessions.js';
 import { agentStream } from './agent-stream.js';
 import { agentUploads } from './agent-uploads.js';
-import { authInterceptor } from './auth.js';
+import { Authenticator } from './auth.js';
+import { LoginThrottle } from './login-throttle.js';
+import { requestGate } from './request-gate.js';
+import { refuseUnparsableRequests } from './parse-errors.js';
+import { inputLimits, messageLimit, type InputLimits } from '../protocol/limits.js';
 import { errorInterceptor } from './connect-errors.js';
 import { BuildEvents } from './build-events.js';
 import { Dispatcher } from './dispatcher.js';
@@ -33,7 +38,7 @@ import { createAdminClient } from '../cli/admin-client.js';
 import { NO_LOAD_LIMITS, type AgentSessions as Sessions, type LoadLimits } from './agent-sessions.js';
 import { priorityFirst, type AllocationPolicy } from '../scheduler/allocation.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../scheduler/retry-policy.js';
-import { listen, type Listener } from './listener.js';
+import { listen, type IdleTimeouts, type Listener } from './listener.js';
 import { dashboardRoute } from './dashboard-route.js';
 import { metricsRoute } from './metrics-route.js';
 import { BuildTelemetry } from '../telemetry/build-telemetry.js';
@@ -95,6 +100,12 @@ export interface CoordinatorOptions {
   hookPollMs?: number;
   /** How long a claimed hook delivery is this coordinator's without a renewal (default 30 s; see hooks/runner.ts). */
   hookLeaseMs?: number;
+  /** What one request may carry (default DEFAULT_INPUT_LIMITS). */
+  limits?: InputLimits;
+  /** How long a connection may say nothing (default IDLE_TIMEOUTS). */
+  idleTimeouts?: Partial<IdleTimeouts>;
+  /** How failed logins are slowed (tests use their own clock). */
+  loginThrottle?: LoginThrottle;
 }
 
 export type CoordinatorState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -168,10 +179,13 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   events.on(() => hooks.poke());
   const agentEvents = new StandaloneEvents(db, log.child({ part: 'events' }), (e) => events.emit({ kind: 'agent', agentId: e.agentId ?? '' }));
 
+  const limits = opts.limits ?? inputLimits();
   const routes = (router: ConnectRouter) => {
-    router.service(
+    serveWithLimits(
+      router,
+      limits,
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits }, {
         buildsChanged: () => dispatcher.workAvailable(),
         buildsSubmitted: (buildIds) => {
           for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
@@ -188,7 +202,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         eventsRetried: () => hooks.poke(),
       }, { sessions, telemetry }),
     );
-    router.service(AgentService, {
+    serveWithLimits(router, limits, AgentService, {
       ...agentUploads({ db, storage, logs, dispatcher, log, telemetry }),
       connect: agentStream({
         db,
@@ -204,8 +218,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         events,
         agentEvents,
         telemetry,
+        limits,
       }),
     });
+    refuseUnparsableRequests(router);
   };
   const fallback = chainRoutes(
     [
@@ -216,19 +232,22 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     ],
     (err) => log.error({ err }, 'HTTP route failed'),
   );
+  const authenticator = new Authenticator({ adminToken, dashboardToken, checkAgentPassword: (id, pw) => checkAgentPassword(db, id, pw), throttle: opts.loginThrottle });
+  const gate = requestGate(authenticator, (err) => log.error({ err }, 'credential check failed'));
   const handler = connectNodeAdapter({
     routes,
     fallback,
     // gzip only what is worth it: large admin answers (ListBuilds), not the control
     // stream's assignments of a few KiB, hundreds a second (connect's default is 1 KiB).
     compressMinBytes: 16 << 10,
-    interceptors: [errorInterceptor(log), authInterceptor({ adminToken, dashboardToken, checkAgentPassword: (id, pw) => checkAgentPassword(db, id, pw) })],
+    interceptors: [errorInterceptor(log)],
+    contextValues: (req) => gate.contextValues(req),
   });
 
   const tls = opts.tls ? { cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) } : undefined;
   let listener: Listener;
   try {
-    listener = await listen(handler, { host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT, tls, pingIntervalMs: 10_000 });
+    listener = await listen(gate.handler(handler), { host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT, tls, pingIntervalMs: 10_000, timeouts: opts.idleTimeouts });
   } catch (err) {
     telemetry.stop();
     await dispatcher.stop();
@@ -284,6 +303,20 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       return stopping;
     },
   };
+}
+
+/**
+ * Registers a service method by method, each with its own message limit: connect-node's
+ * readMaxBytes is otherwise one figure for every call, and SubmitBuilds needs more than
+ * GetBuild. Over the limit, connect refuses with RESOURCE_EXHAUSTED from the message's
+ * length prefix, before reading the message.
+ */
+function serveWithLimits<S extends DescService>(router: ConnectRouter, limits: InputLimits, service: S, impl: Partial<Record<string, unknown>>): void {
+  for (const method of service.methods) {
+    const fn = impl[method.localName];
+    if (fn === undefined) continue;
+    router.rpc(method, fn as Parameters<ConnectRouter['rpc']>[1], { readMaxBytes: messageLimit(limits, method.name) });
+  }
 }
 
 /** Acts on a signal for an agent if its stream is on this coordinator (else another replica does). */

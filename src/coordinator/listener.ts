@@ -24,7 +24,20 @@ export interface ListenOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** HTTP/2 PING interval, so a dead peer behind NAT is noticed in seconds. */
   pingIntervalMs?: number;
+  /** How long a connection may stay open before its first request (default IDLE_TIMEOUTS). */
+  timeouts?: Partial<IdleTimeouts>;
 }
+
+/** Bounds on what a connection that sends nothing (or too slowly) may hold. */
+export interface IdleTimeouts {
+  /** A new connection's first bytes, and an HTTP/2 session's first request. */
+  firstRequestMs: number;
+  /** HTTP/1.1: a request's headers, and the whole request (the body of an upload included). */
+  headersMs: number;
+  requestMs: number;
+}
+
+export const IDLE_TIMEOUTS: IdleTimeouts = { firstRequestMs: 10_000, headersMs: 20_000, requestMs: 5 * 60_000 };
 
 export interface Listener {
   address: AddressInfo;
@@ -50,6 +63,7 @@ const CONNECTION_WINDOW_BYTES = 16 << 20;
 const MAX_FRAME_BYTES = 1 << 20;
 
 export async function listen(handler: RequestHandler, opts: ListenOptions): Promise<Listener> {
+  const timeouts = { ...IDLE_TIMEOUTS, ...opts.timeouts };
   const sessions = new Set<Http2Session>();
   const sockets = new Set<Socket>();
   const http2Options = {
@@ -64,9 +78,19 @@ export async function listen(handler: RequestHandler, opts: ListenOptions): Prom
     // The connection's window is not a SETTINGS value: it is raised by a WINDOW_UPDATE.
     session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     if (opts.pingIntervalMs) keepAlive(session, opts.pingIntervalMs);
+    // A session that opens no stream holds a socket for nothing.
+    const idle = setTimeout(() => session.destroy(), timeouts.firstRequestMs).unref();
+    session.once('stream', () => clearTimeout(idle));
+    session.once('close', () => clearTimeout(idle));
   });
-  // Without keep-alive timeouts a slow client could hold a socket forever.
-  const h1 = createHttpServer({ keepAliveTimeout: 5_000, requestTimeout: 0 }, handler);
+  // Without these time-outs a slow client could hold a socket forever.
+  const h1 = createHttpServer(
+    { keepAliveTimeout: 5_000, headersTimeout: timeouts.headersMs, requestTimeout: timeouts.requestMs, connectionsCheckingInterval: Math.min(30_000, timeouts.headersMs / 2) },
+    handler,
+  );
+  // And a socket that goes silent mid-request (headersTimeout alone did not close one
+  // handed over by the protocol sniffing below) is closed after the same time.
+  h1.setTimeout(timeouts.headersMs);
 
   let front: Server;
   if (opts.tls) {
@@ -83,6 +107,9 @@ export async function listen(handler: RequestHandler, opts: ListenOptions): Prom
     // Read in paused mode ('readable' + read()), never 'data': once a socket has been
     // flowing, bytes unshifted back into it do not reach the native HTTP/2 session.
     let seen = Buffer.alloc(0);
+    // A connection that never says which protocol it speaks is closed.
+    const silent = setTimeout(() => socket.destroy(), timeouts.firstRequestMs).unref();
+    socket.once('close', () => clearTimeout(silent));
     const onReadable = () => {
       let chunk: Buffer | null;
       while ((chunk = socket.read() as Buffer | null) !== null) seen = Buffer.concat([seen, chunk]);
@@ -90,6 +117,7 @@ export async function listen(handler: RequestHandler, opts: ListenOptions): Prom
       const isH2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
       if (isH2 && seen.length < PREFACE.length) return; // need more bytes to decide
       socket.off('readable', onReadable);
+      clearTimeout(silent);
       socket.unshift(seen);
       (isH2 ? h2 : h1).emit('connection', socket);
     };

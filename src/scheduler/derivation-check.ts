@@ -13,6 +13,8 @@ import {
 import { Hash } from '../store/hash.js';
 import { parseStorePath } from '../store/store-path.js';
 import { requiredFeatures } from './placement.js';
+import { DEFAULT_INPUT_LIMITS, type DerivationLimits } from '../protocol/limits.js';
+import { yieldEvery } from '../event-loop.js';
 
 export interface CheckedDerivation {
   path: string;
@@ -51,12 +53,19 @@ export async function checkDerivationClosure(
   root: string | { path: string; field: string }[],
   given: GivenDerivation[],
   known: KnownDerivations,
+  limits: DerivationLimits = DEFAULT_INPUT_LIMITS.derivation,
 ): Promise<CheckedDerivation[]> {
   const roots = typeof root === 'string' ? [{ path: root, field: 'derivation_path' }] : root;
   if (given.length > MAX_DERIVATIONS) throw invalidArgument(`the request carries ${given.length} derivations; at most ${MAX_DERIVATIONS} are accepted`);
+  // A large submission is checked in slices, letting the event loop serve others between them.
+  const pause = yieldEvery(10);
   const texts = new Map<string, { text: string; field: string }>();
   for (const g of given) {
     checkDrvPath(g.path, `${g.field}.path`);
+    if (g.text.length > limits.bytes) {
+      throw invalidArgument(`${g.field}: the text of ${g.path} has ${g.text.length} bytes; at most ${limits.bytes} are accepted (limits.derivation.bytes)`);
+    }
+    await pause();
     const text = decodeText(g.text, g.field, g.path);
     const previous = texts.get(g.path);
     if (previous && previous.text !== text) throw invalidArgument(`${g.field}: ${g.path} is given twice with different texts`);
@@ -81,8 +90,9 @@ export async function checkDerivationClosure(
       let drv: Derivation;
       const inRequest = texts.get(path);
       if (inRequest) {
-        drv = parseOrExplain(inRequest.text, inRequest.field, path);
+        drv = parseOrExplain(inRequest.text, inRequest.field, path, limits);
         parsed.set(path, drv);
+        await pause();
       } else {
         const hashModulo = fromDb.get(path);
         if (hashModulo === undefined) {
@@ -124,6 +134,7 @@ export async function checkDerivationClosure(
     const own = hashDerivationModulo(drv, resolve, false, memo);
     memo.set(path, own);
     result.push(toChecked(path, text, drv, own.hex));
+    await pause();
   }
   return result;
 }
@@ -149,13 +160,25 @@ function decodeText(bytes: Uint8Array, field: string, path: string): string {
   }
 }
 
-function parseOrExplain(text: string, field: string, path: string): Derivation {
+function parseOrExplain(text: string, field: string, path: string, limits: DerivationLimits): Derivation {
   try {
-    return parseDerivation(text);
+    return parseDerivation(text, { maxCounts: limits });
   } catch (err) {
-    throw invalidArgument(`${field}: ${path} is not a valid derivation: ${(err as Error).message}`, err);
+    const message = (err as Error).message;
+    // A list over its limit: name the setting that would let it through.
+    const over = /more than \d+ (outputs|input derivations|input sources|arguments|environment variables)/.exec(message)?.[1];
+    const setting = over ? ` (limits.derivation.${LIMIT_NAMES[over]!})` : '';
+    throw invalidArgument(`${field}: ${path} is not a valid derivation: ${message}${setting}`, err);
   }
 }
+
+const LIMIT_NAMES: Record<string, keyof DerivationLimits> = {
+  outputs: 'outputs',
+  'input derivations': 'inputDrvs',
+  'input sources': 'inputSrcs',
+  arguments: 'args',
+  'environment variables': 'env',
+};
 
 /** Inputs first; only among the derivations the request carries. */
 function topologicalOrder(parsed: Map<string, Derivation>): string[] {

@@ -16,6 +16,7 @@ import { getBuilds, type BuildRecord } from './build-queries.js';
 import { validatePriority } from './build-changes.js';
 import { insertBuilds } from './new-builds.js';
 import { validateTags, type Tag } from './tags.js';
+import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../protocol/limits.js';
 
 export interface SubmitBuildInput {
   derivationPath: string;
@@ -45,8 +46,8 @@ const UNIQUE_VIOLATION = '23505';
 /** How many builds one SubmitBuilds call may carry. */
 export const MAX_BATCH = 10_000;
 
-export async function submitBuild(db: Database, storage: NarStorage, input: SubmitBuildInput): Promise<SubmitBuildResult> {
-  const { builds: [result], created } = await submitBuilds(db, storage, [input]);
+export async function submitBuild(db: Database, storage: NarStorage, input: SubmitBuildInput, limits: InputLimits = DEFAULT_INPUT_LIMITS): Promise<SubmitBuildResult> {
+  const { builds: [result], created } = await submitBuilds(db, storage, [input], limits);
   return { ...result!, created };
 }
 
@@ -62,15 +63,16 @@ export interface SubmitBuildsResult {
  * one at fault as builds[i]). A build may use derivations that others in the same call
  * carry, and may wait on builds made by the same call.
  */
-export async function submitBuilds(db: Database, storage: NarStorage, inputs: SubmitBuildInput[]): Promise<SubmitBuildsResult> {
+export async function submitBuilds(db: Database, storage: NarStorage, inputs: SubmitBuildInput[], limits: InputLimits = DEFAULT_INPUT_LIMITS): Promise<SubmitBuildsResult> {
   if (inputs.length === 0) return { builds: [], created: [] };
   if (inputs.length > MAX_BATCH) throw invalidArgument(`${inputs.length} builds in one call; at most ${MAX_BATCH} are accepted`);
   // A single submission's errors name its fields as they are; a batch's say which build.
   const at = (i: number) => (inputs.length === 1 ? '' : `builds[${i}].`);
-  inputs.forEach((input, i) => validateInput(input, at(i)));
+  inputs.forEach((input, i) => validateInput(input, at(i), limits.tagsPerBuild));
   const ids = inputs.map((input) => input.buildId ?? randomUUID());
   const given = inputs.map((input) => input.buildId).filter((id): id is string => id !== undefined);
-  const twice = given.find((id, k) => given.indexOf(id) !== k);
+  const seenIds = new Set<string>();
+  const twice = given.find((id) => seenIds.size === seenIds.add(id).size);
   if (twice) throw invalidArgument(`build id ${twice} is given to two builds of the call`);
 
   const known = new Set<string>();
@@ -85,6 +87,7 @@ export async function submitBuilds(db: Database, storage: NarStorage, inputs: Su
       for (const r of rows) known.add(r.path);
       return new Map(rows.map((r) => [r.path, r.hashModulo]));
     },
+    limits.derivation,
   );
   const fresh = checked.filter((c) => !known.has(c.path));
 
@@ -118,13 +121,13 @@ export async function submitBuilds(db: Database, storage: NarStorage, inputs: Su
   }
 }
 
-function validateInput(input: SubmitBuildInput, at: string): void {
+function validateInput(input: SubmitBuildInput, at: string, maxTags: number): void {
   if (input.buildId !== undefined && !isUuid(input.buildId)) {
     throw invalidArgument(`${at}build_id ${JSON.stringify(input.buildId)} is not a UUID`);
   }
   try {
     validatePriority(input.priority);
-    validateTags(input.tags, 'build');
+    validateTags(input.tags, 'build', maxTags);
   } catch (err) {
     if (at && err instanceof KilnError) throw new KilnError(err.kind, `${at.slice(0, -1)}: ${err.message}`);
     throw err;

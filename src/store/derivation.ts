@@ -44,6 +44,8 @@ export interface Derivation {
 export interface ParseOptions {
   /** Every path must be in this store; by default, in the store of the first path seen. */
   storeDir?: string;
+  /** The most entries each list may have (default: no limit); a longer list is refused as soon as it is seen. */
+  maxCounts?: Partial<Record<'outputs' | 'inputDrvs' | 'inputSrcs' | 'args' | 'env', number>>;
 }
 
 /**
@@ -76,6 +78,7 @@ export function parseDerivation(input: string | Uint8Array, opts: ParseOptions =
     if (seen.has(key)) throw new Error(`${what} ${JSON.stringify(key)} appears twice`);
   };
 
+  const max = opts.maxCounts ?? {};
   r.expect('Derive(');
   const outputs = new Map<string, DerivationOutput>();
   r.list(() => {
@@ -95,7 +98,7 @@ export function parseDerivation(input: string | Uint8Array, opts: ParseOptions =
     });
     const [{ value: outPath }, { value: hashAlgo }, { value: hash }] = parts;
     outputs.set(name, { path: outPath, hashAlgo, hash });
-  });
+  }, max.outputs, 'outputs');
   if (outputs.size === 0) r.fail('a derivation needs at least one output');
 
   r.expect(',');
@@ -114,7 +117,7 @@ export function parseDerivation(input: string | Uint8Array, opts: ParseOptions =
     }));
     r.expect(')');
     inputDrvs.set(path, outs);
-  });
+  }, max.inputDrvs, 'input derivations');
 
   r.expect(',');
   const srcs = new Set<string>();
@@ -122,13 +125,13 @@ export function parseDerivation(input: string | Uint8Array, opts: ParseOptions =
     unique(srcs, 'input source')(p);
     srcs.add(p);
     storePath(p);
-  }));
+  }), max.inputSrcs, 'input sources');
   r.expect(',');
   const platform = r.rawString();
   r.expect(',');
   const builder = r.string();
   r.expect(',');
-  const args = r.list(() => r.string());
+  const args = r.list(() => r.string(), max.args, 'arguments');
   r.expect(',');
   const env = new Map<string, string>();
   r.list(() => {
@@ -137,7 +140,7 @@ export function parseDerivation(input: string | Uint8Array, opts: ParseOptions =
       () => r.string(),
     ) as [string, string];
     env.set(key, value);
-  });
+  }, max.env, 'environment variables');
   r.expect(')');
   r.end();
   return { outputs, inputDrvs, inputSrcs, platform, builder, args, env };

@@ -9,7 +9,7 @@ import type { Tag } from '../../scheduler/tags.js';
 import { priorityFirst, type AllocationPolicy } from '../../scheduler/allocation.js';
 import { fairShareByTag } from '../../scheduler/fair-share.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
-import { cacheOptions, configAsFlags, loadConfig } from '../../coordinator/config-file.js';
+import { cacheOptions, configAsFlags, limitOptions, loadConfig } from '../../coordinator/config-file.js';
 import { parse, secondsFrom, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 import { startTracing } from '../../telemetry/tracing.js';
@@ -72,6 +72,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
     ...schedulingOptions(settings),
     ...cacheOptions(config, configPath ?? ''),
+    ...limitOptions(config),
     hooks: config.hooks,
   });
   console.error(`kiln coordinator listening on ${coordinator.url} (data in ${dataDir}, database ${coordinator.database.kind})`);

@@ -1,0 +1,4 @@
+// The credential headers an agent sends on every call (the admin token travels as
+// "authorization: Bearer <token>"), shared by the agent, the CLI and the coordinator.
+export const AGENT_ID_HEADER = 'x-kiln-agent-id';
+export const AGENT_PASSWORD_HEADER = 'x-kiln-agent-password';
