@@ -19,7 +19,7 @@ import { AsyncQueue } from '../async-queue.js';
 import type { Logger } from '../logger.js';
 import type { AgentFeatures } from '../scheduler/placement.js';
 import type { Tag } from '../scheduler/tags.js';
-import { Backoff, delay } from './backoff.js';
+import { Backoff, delay } from '../backoff.js';
 
 type RequestMessage = NonNullable<MessageInitShape<typeof ConnectRequestSchema>['message']>;
 /** What the agent reports about builds (init shapes, so callers pass plain objects). */

@@ -10,7 +10,7 @@ import type { DescMessage } from '@bufbuild/protobuf';
 import { createClient, type Client, type Interceptor, type StreamResponse, type Transport } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { AgentService } from '../../gen/kiln/v1/agent_pb.js';
-import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER } from '../coordinator/auth.js';
+import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER } from '../protocol/credentials.js';
 import type { Logger } from '../logger.js';
 import { traceHeaders } from '../telemetry/agent-telemetry.js';
 import { isTransient } from './backoff.js';

@@ -2,7 +2,7 @@
 // written on their own, and tried again with backoff until they are written, so that a
 // database outage delays them but loses none. At stop, what is still unwritten is given a
 // bounded last while, then logged whole (the log is then its only record).
-import { Backoff, delay } from '../agent/backoff.js';
+import { Backoff, delay } from '../backoff.js';
 import type { Database } from '../db/connection.js';
 import { events } from '../db/schema.js';
 import { isLastingFailure } from '../db/transient.js';
