@@ -11,7 +11,7 @@ import { AgentService, BuildResult, SetupFailureReason, type AssignBuild } from 
 import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER } from '../coordinator/auth.js';
 import type { Logger } from '../logger.js';
 import type { Tag } from '../scheduler/tags.js';
-import type { Builder, BuildOutcome, CacheInfo } from './builders/builder.js';
+import type { Builder, BuildOutcome, CacheInfo, Substituter } from './builders/builder.js';
 import { ControlStream } from './control-stream.js';
 import { inlineOutput, uploadLog, uploadOutput } from './uploader.js';
 import { inSpan, traceAgentBuild, traceHeaders, type AgentBuildTrace } from '../telemetry/agent-telemetry.js';
@@ -30,6 +30,8 @@ export interface AgentOptions {
   tags: Tag[];
   /** Makes the builder once the coordinator has said where its cache is. */
   builder: (cache: CacheInfo) => Builder;
+  /** This agent's own substituters, asked after those the coordinator names. */
+  substituters?: Substituter[];
   /**
    * Time limits of this agent's own (as Nix's timeout and max-silent-time settings), in
    * seconds, zero for none: a build gets the stricter of these and the coordinator's.
@@ -86,7 +88,11 @@ export class Agent {
         heldBuilds: () => [...this.running.keys()],
         freeSlots: () => (this.state === 'running' ? Math.max(0, opts.maxParallel - this.running.size) : 0),
         onWelcome: (welcome) => {
-          this.builder ??= opts.builder({ url: welcome.cacheUrl, publicKey: welcome.cachePublicKey });
+          this.builder ??= opts.builder({
+            url: welcome.cacheUrl,
+            publicKey: welcome.cachePublicKey,
+            substituters: [...welcome.substituters.map(({ url, publicKeys }) => ({ url, publicKeys })), ...(opts.substituters ?? [])],
+          });
           if (this.state === 'starting') this.state = 'running';
         },
         onAssign: (assign) => this.startBuild(assign),

@@ -19,6 +19,8 @@ export interface CheckedDerivation {
   system: string;
   text: string;
   fixedOutput: boolean;
+  /** False when the env says allowSubstitutes = false (Nix writes false as ""): always built, never taken from an upstream. */
+  allowSubstitutes: boolean;
   /** hashDerivationModulo, unmasked, hex. */
   hashModulo: string;
   outputs: { name: string; path: string; hashAlgo: string; hash: string }[];
@@ -186,6 +188,8 @@ function toChecked(path: string, text: string, drv: Derivation, hashModulo: stri
     system: drv.platform,
     text,
     fixedOutput: outputs.length === 1 && outputs[0]!.hash !== '',
+    // Nix's getBoolAttr for a derivation without structured attrs: "1" is true.
+    allowSubstitutes: !drv.env.has('allowSubstitutes') || drv.env.get('allowSubstitutes') === '1',
     hashModulo,
     outputs,
     inputDrvs: [...drv.inputDrvs.entries()].map(([p, outs]) => ({ path: p, outputs: [...outs] })),

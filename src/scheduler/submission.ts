@@ -183,9 +183,10 @@ async function storeDerivations(db: Database, list: CheckedDerivation[]): Promis
   const text = (values: string[]) => sql`${sql.param(values)}::text[]`;
   await db.execute(sql`
     with stored as (
-      insert into derivations (path, name, system, text, fixed_output, hash_modulo)
+      insert into derivations (path, name, system, text, fixed_output, hash_modulo, allow_substitutes)
       select * from unnest(${text(list.map((d) => d.path))}, ${text(list.map((d) => d.name))}, ${text(list.map((d) => d.system))},
-        ${text(list.map((d) => d.text))}, ${text(list.map((d) => String(d.fixedOutput)))}::boolean[], ${text(list.map((d) => d.hashModulo))})
+        ${text(list.map((d) => d.text))}, ${text(list.map((d) => String(d.fixedOutput)))}::boolean[], ${text(list.map((d) => d.hashModulo))},
+        ${text(list.map((d) => String(d.allowSubstitutes)))}::boolean[])
       on conflict do nothing),
     outputs as (
       insert into derivation_outputs (derivation_path, name, path, hash_algo, hash)

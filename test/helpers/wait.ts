@@ -39,3 +39,25 @@ export function waitForBuilds(
     evaluate();
   });
 }
+
+/**
+ * Resolves once `url` answers 200 (a server the test started is listening); rejects after
+ * `timeoutMs`. Each try waits for the connection's own outcome, not a fixed sleep.
+ */
+export async function waitForHttp(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) });
+      await res.body?.cancel();
+      if (res.status === 200) return;
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    // Connection refused comes back at once: yield to the event loop before the next try.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${url}: ${last}`);
+}

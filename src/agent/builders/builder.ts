@@ -48,6 +48,15 @@ export interface Builder {
 
 /** Cache connection details a builder substitutes inputs from. */
 export interface CacheInfo {
+  /** The coordinator's cache, asked first. */
   url: string;
   publicKey: string;
+  /** Caches asked after it, in priority order (the coordinator's upstreams, then the agent's own). */
+  substituters?: Substituter[];
+}
+
+/** A binary cache and the keys trusted for it: Nix `name:base64`, or Guix sexp keys. */
+export interface Substituter {
+  url: string;
+  publicKeys: string[];
 }

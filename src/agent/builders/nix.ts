@@ -3,6 +3,7 @@
 // inputs as substitutes while `nix-store --realise` runs.
 import { aborted, type BuildContext, type BuildJob, type BuildOutcome, type Builder, type CacheInfo } from './builder.js';
 import { lastLines, runProcess } from './process.js';
+import { isNixKeyText } from '../../store/narinfo-trust.js';
 
 export interface NixBuilderOptions {
   cache: CacheInfo;
@@ -35,9 +36,12 @@ export class NixBuilder implements Builder {
     return this.opts.storeRoot ? ['--store', this.opts.storeRoot] : [];
   }
 
+  /** Kiln's cache first, then the upstreams; Nix takes only `name:base64` keys (a Guix key is for the local builder). */
   private cacheArgs(): string[] {
-    const args = ['--option', 'substituters', this.opts.cache.url];
-    if (this.opts.cache.publicKey) args.push('--option', 'trusted-public-keys', this.opts.cache.publicKey);
+    const { url, publicKey, substituters = [] } = this.opts.cache;
+    const keys = [publicKey, ...substituters.flatMap((s) => s.publicKeys.filter(isNixKeyText))].filter(Boolean);
+    const args = ['--option', 'substituters', [url, ...substituters.map((s) => s.url)].join(' ')];
+    if (keys.length > 0) args.push('--option', 'trusted-public-keys', [...new Set(keys)].join(' '));
     return args;
   }
 

@@ -3,7 +3,8 @@
 import { arch, cpus } from 'node:os';
 import { Agent } from '../../agent/agent.js';
 import { useAgentHeapSettings } from '../../agent/heap-settings.js';
-import type { Builder, CacheInfo } from '../../agent/builders/builder.js';
+import type { Builder, CacheInfo, Substituter } from '../../agent/builders/builder.js';
+import { parseTrustedKeys } from '../../store/narinfo-trust.js';
 import { LocalBuilder } from '../../agent/builders/local.js';
 import { NixBuilder } from '../../agent/builders/nix.js';
 import { coordinatorUrl } from '../../config.js';
@@ -33,6 +34,8 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     'store-dir': { type: 'string' },
     timeout: { type: 'string' },
     'max-silent-time': { type: 'string' },
+    substituter: { type: 'string', multiple: true },
+    'trusted-public-key': { type: 'string', multiple: true },
   });
   if (positionals.length) throw new UsageError(`kiln agent run takes no arguments, got ${positionals.join(' ')}`);
   const agentId = values.id ?? process.env.KILN_AGENT_ID;
@@ -44,6 +47,7 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   const timeoutSeconds = intFrom(values.timeout, '--timeout') ?? 0;
   const maxSilentSeconds = intFrom(values['max-silent-time'], '--max-silent-time') ?? 0;
   if (timeoutSeconds < 0 || maxSilentSeconds < 0) throw new UsageError('--timeout and --max-silent-time are seconds, zero for no limit');
+  const substituters = ownSubstituters(values.substituter ?? [], values['trusted-public-key'] ?? []);
   const log = createLogger({ name: 'kiln-agent' });
   const tracing = startTracing('kiln-agent');
   const agent = new Agent({
@@ -55,6 +59,7 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     tags: tagsFrom(values.tag),
     builder,
     limits: { timeoutSeconds, maxSilentSeconds },
+    substituters,
     log,
   });
   agent.start();
@@ -74,6 +79,19 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   });
   // What the last builds traced is exported before the process ends.
   await tracing.shutdown();
+}
+
+/** `--substituter URL` (repeatable) with `--trusted-public-key KEY` (repeatable, trusted for each of them). */
+function ownSubstituters(urls: string[], keys: string[]): Substituter[] {
+  if (urls.length > 0 && keys.length === 0) throw new UsageError('--substituter needs --trusted-public-key: nothing unsigned is used');
+  if (keys.length > 0 && urls.length === 0) throw new UsageError('--trusted-public-key is for the caches given with --substituter');
+  try {
+    parseTrustedKeys(keys);
+  } catch (err) {
+    throw new UsageError(`--trusted-public-key: ${(err as Error).message}`);
+  }
+  for (const url of urls) if (!/^https?:\/\//.test(url)) throw new UsageError(`--substituter ${JSON.stringify(url)} is not an http:// or https:// URL`);
+  return urls.map((url) => ({ url: url.replace(/\/+$/, ''), publicKeys: keys }));
 }
 
 /** Makes the chosen builder once the coordinator has said where its cache is. */
