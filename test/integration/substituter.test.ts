@@ -53,7 +53,7 @@ describe('the substituter', () => {
 
   function substituter(): { store: LocalStore; sub: Substituter } {
     const store = new LocalStore({ storeDir: '/nix/store', root: join(root, `store-${stores++}`) });
-    return { store, sub: new Substituter(store, new CacheClient({ url, publicKey: renderNixPublicKey(key.publicKey) })) };
+    return { store, sub: new Substituter(store, new CacheClient({ url, publicKeys: [renderNixPublicKey(key.publicKey)] })) };
   }
 
   /** Everything under the store's directory: nothing half-fetched may stay. */

@@ -49,7 +49,8 @@ export class LocalBuilder implements Builder {
 
   constructor(private readonly opts: LocalBuilderOptions) {
     this.store = new LocalStore({ storeDir: opts.storeDir ?? DEFAULT_STORE_DIR, root: opts.storeRoot });
-    this.substituter = new Substituter(this.store, new CacheClient(opts.cache));
+    const { url, publicKey, substituters = [] } = opts.cache;
+    this.substituter = new Substituter(this.store, [{ url, publicKeys: [publicKey] }, ...substituters].map((c) => new CacheClient(c)));
     this.hostEnv = opts.hostEnv ?? process.env;
   }
 
@@ -107,7 +108,7 @@ export class LocalBuilder implements Builder {
     try {
       inputs = await realiseInputs(drv, this.store, this.substituter, signal);
     } catch (err) {
-      throw setupFailure(`cannot fetch the inputs from the coordinator's cache: ${(err as Error).message}`);
+      throw setupFailure(`cannot fetch the inputs from the caches: ${(err as Error).message}`);
     }
     if (inputs.kind === 'missing') {
       throw new Stop({

@@ -1,13 +1,13 @@
-// Reading the coordinator's binary cache as a Nix client does: a path's narinfo, whose
-// Nix signature must verify with the cache's public key, then its NAR, decompressed as
-// it downloads.
+// Reading a binary cache (the coordinator's, or an upstream) as a Nix client does: a
+// path's narinfo, whose signature (Nix or Guix style) must verify with a key trusted for
+// that cache, then its NAR, decompressed as it downloads.
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { decompressLz4Frames } from '../../../store/lz4-frames.js';
-import { parseNarInfo, type NarInfo } from '../../../store/narinfo.js';
-import { countValidSignatures, parseNixPublicKey, type NixPublicKey } from '../../../store/nix-signature.js';
+import type { NarInfo } from '../../../store/narinfo.js';
+import { judgeNarInfo, parseTrustedKeys, type TrustedKeys } from '../../../store/narinfo-trust.js';
 import { parseStorePath } from '../../../store/store-path.js';
-import type { CacheInfo } from '../builder.js';
+import type { Substituter } from '../builder.js';
+import { canDecompress, decompressNar } from './nar-decompress.js';
 
 export class CacheError extends Error {
   override name = 'CacheError';
@@ -15,16 +15,18 @@ export class CacheError extends Error {
 
 export class CacheClient {
   private readonly base: URL;
-  /** The key narinfos must be signed by, or why there is none to trust. */
-  private readonly key: NixPublicKey | string;
+  /** The keys narinfos must be signed by, or why there are none to trust. */
+  private readonly keys: TrustedKeys | string;
+  readonly url: string;
 
-  constructor(cache: CacheInfo) {
+  constructor(cache: Substituter) {
+    this.url = cache.url;
     // A trailing slash, so that relative names resolve inside the cache's URL.
     this.base = new URL(cache.url.endsWith('/') ? cache.url : `${cache.url}/`);
     try {
-      this.key = parseNixPublicKey(cache.publicKey);
+      this.keys = parseTrustedKeys(cache.publicKeys);
     } catch (err) {
-      this.key = `the coordinator's cache public key ${JSON.stringify(cache.publicKey)} is unusable: ${(err as Error).message}`;
+      this.keys = `the keys of ${cache.url} are unusable: ${(err as Error).message}`;
     }
   }
 
@@ -39,29 +41,22 @@ export class CacheClient {
       await res.body?.cancel();
       return undefined;
     }
-    const info = parseNarInfo(await res.text());
-    if (info.storePath !== storePath) {
-      throw new CacheError(`${url} describes ${info.storePath}, not ${storePath}`);
-    }
-    if (typeof this.key === 'string') throw new CacheError(`cannot trust ${url}: ${this.key}`);
-    if (countValidSignatures(info, [this.key]) === 0) {
-      throw new CacheError(`${url} has no valid signature by the cache's key ${this.key.name}`);
-    }
-    return info;
+    if (typeof this.keys === 'string') throw new CacheError(`cannot trust ${url}: ${this.keys}`);
+    const judged = judgeNarInfo(await res.text(), storePath, this.keys);
+    if (!judged.trusted) throw new CacheError(`${url}: ${judged.reason}`);
+    return judged.info;
   }
 
   /** The NAR of a narinfo, uncompressed. */
   async *nar(info: NarInfo, signal: AbortSignal): AsyncGenerator<Buffer> {
-    const file = info.files.find((f) => f.compression === 'lz4' || f.compression === 'none');
+    const file = info.files.find((f) => canDecompress(f.compression));
     if (!file) {
       const offered = info.files.map((f) => f.compression ?? 'bzip2').join(', ');
-      throw new CacheError(`${info.storePath}: the cache offers its NAR as ${offered}; the local builder reads lz4 or none`);
+      throw new CacheError(`${info.storePath}: the cache offers its NAR as ${offered}; the local builder reads lz4, none, xz, zstd, bzip2 or gzip`);
     }
     const res = await this.get(new URL(file.url, this.base), signal);
     if (res.status !== 200 || !res.body) throw new CacheError(`${file.url}: HTTP ${res.status} for an advertised NAR`);
-    const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
-    if (file.compression === 'none') yield* body as AsyncIterable<Buffer>;
-    else yield* decompressLz4Frames(body as AsyncIterable<Buffer>);
+    yield* decompressNar(file.compression, Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), signal);
   }
 
   private async get(url: URL, signal: AbortSignal): Promise<Response> {
