@@ -168,7 +168,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     log: log.child({ part: 'upstreams' }),
     metrics,
     pollMs: opts.upstreamPollMs,
-    ready: () => dispatcher.workAvailable(),
+    ready: (buildIds) => {
+      events.emit({ kind: 'upstream-answers', ready: buildIds });
+      dispatcher.workAvailable();
+    },
+    answered: () => events.emit({ kind: 'upstream-answers', ready: [] }),
     submitted: (buildIds) => {
       for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
       dispatcher.workAvailable();

@@ -34,6 +34,8 @@ export interface UpstreamLookupsOptions {
   ready(buildIds: string[]): void;
   /** Builds submitted for inputs no upstream has. */
   submitted(buildIds: string[]): void;
+  /** A round's answers are remembered and acted on. */
+  answered?(): void;
   /** Paths per round (default 256) and requests at once (default 8). */
   batch?: number;
   concurrency?: number;
@@ -132,6 +134,7 @@ export class UpstreamLookups {
         this.wanted = true; // their own inputs need asking about
       }
     }
+    this.opts.answered?.();
     return todo.length;
   }
 
