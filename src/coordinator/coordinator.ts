@@ -42,6 +42,7 @@ import { DEFAULT_PUBLISH_LIMITS, publishHook, type PublishLimits } from '../subs
 import { DEFAULT_RETENTION, type RetentionRules } from '../substitutes/retention.js';
 import type { Upstream } from '../cache/upstreams/upstream-list.js';
 import { storeUpstreamList } from '../cache/upstreams/lookup-records.js';
+import { derivationsByPath } from './derivations-by-path.js';
 import { DEFAULT_LOOKUP_LIFETIMES, UpstreamLookups, type LookupLifetimes } from './upstream-lookups.js';
 
 export const DEFAULT_PORT = 8745;
@@ -199,7 +200,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const routes = (router: ConnectRouter) => {
     router.service(
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, byPath: derivationsByPath(db, upstreams) }, {
         buildsChanged: () => dispatcher.workAvailable(),
         buildsSubmitted: (buildIds) => {
           for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });

@@ -7,7 +7,7 @@ import type { NarInfo } from '../../../store/narinfo.js';
 import { judgeNarInfo, parseTrustedKeys, type TrustedKeys } from '../../../store/narinfo-trust.js';
 import { parseStorePath } from '../../../store/store-path.js';
 import type { Substituter } from '../builder.js';
-import { canDecompress, decompressNar } from './nar-decompress.js';
+import { canDecompress, decompressNar } from '../../../store/nar-decompress.js';
 
 export class CacheError extends Error {
   override name = 'CacheError';

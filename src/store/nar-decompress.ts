@@ -1,10 +1,10 @@
-// NARs as binary caches serve them: LZ4 frames (kiln's), uncompressed, or xz, zstd,
+// Decompressing NARs as binary caches serve them: LZ4 frames (kiln's), uncompressed, or xz, zstd,
 // bzip2 and gzip (Nix's default for a file:// cache is xz); the last ones go through
 // the machine's programs, streamed both ways.
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { decompressLz4Frames } from '../../../store/lz4-frames.js';
+import { decompressLz4Frames } from './lz4-frames.js';
 
 const PROGRAMS: Record<string, string[]> = { xz: ['xz', '-dc'], zstd: ['zstd', '-dcq'], bzip2: ['bzip2', '-dc'] };
 
