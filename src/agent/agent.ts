@@ -11,7 +11,7 @@ import type { Logger } from '../logger.js';
 import type { AgentFeatures } from '../scheduler/placement.js';
 import type { Tag } from '../scheduler/tags.js';
 import { DEFAULT_RETRY_FOR_MS, RetryBudgetSpent } from './backoff.js';
-import type { Builder, BuildOutcome, CacheInfo } from './builders/builder.js';
+import type { Builder, BuildOutcome, CacheInfo, Substituter } from './builders/builder.js';
 import { ControlStream } from './control-stream.js';
 import { Coordinators } from './coordinators.js';
 import { inlineOutput, uploadLog, uploadOutput, type UploadContext } from './uploader.js';
@@ -36,6 +36,8 @@ export interface AgentOptions {
   features?: AgentFeatures;
   /** Makes the builder once the coordinator has said where its cache is. */
   builder: (cache: CacheInfo) => Builder;
+  /** This agent's own substituters, asked after those the coordinator names. */
+  substituters?: Substituter[];
   /**
    * Time limits of this agent's own (as Nix's timeout and max-silent-time settings), in
    * seconds, zero for none: a build gets the stricter of these and the coordinator's.
@@ -91,7 +93,9 @@ export class Agent {
         heldBuilds: () => [...this.running.keys()],
         freeSlots: () => (this.state === 'running' ? Math.max(0, opts.maxParallel - this.running.size) : 0),
         onWelcome: (welcome) => {
-          this.builder ??= opts.builder(this.cacheInfo(welcome.cacheUrl, welcome.cachePublicKey));
+          this.builder ??= opts.builder(
+            this.cacheInfo(welcome.cacheUrl, welcome.cachePublicKey, [...welcome.substituters.map(({ url, publicKeys }) => ({ url, publicKeys })), ...(opts.substituters ?? [])]),
+          );
           if (this.state === 'starting') this.state = 'running';
         },
         onAssign: (assign) => this.startBuild(assign),
@@ -120,13 +124,14 @@ export class Agent {
   }
 
   /** The cache as builders see it: always the current coordinator's first, the others' after. */
-  private cacheInfo(firstUrl: string, publicKey: string): CacheInfo {
+  private cacheInfo(firstUrl: string, publicKey: string, substituters: Substituter[]): CacheInfo {
     const coordinators = this.coordinators;
     return {
       get url() {
         return coordinators.cacheUrls()[0] ?? firstUrl;
       },
       publicKey,
+      substituters,
       mirrors: () => coordinators.cacheUrls().slice(1),
       retry: { forMs: this.retryForMs(), log: this.opts.log },
     };

@@ -1,6 +1,7 @@
 // Reads a .drv and, recursively, its input derivations from the local store, so that a
-// submission carries every text the coordinator might lack.
-import { readFile } from 'node:fs/promises';
+// submission carries every text the coordinator might lack. A .drv this machine does not
+// have is submitted by path alone: the coordinator gets it from an upstream.
+import { access, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseDerivation } from '../store/derivation.js';
 import { UsageError } from './usage-error.js';
@@ -10,10 +11,11 @@ export interface DerivationFile {
   text: Uint8Array;
 }
 
-/** The root first, then its inputs (each once), read breadth-first. */
+/** The root first, then its inputs (each once), read breadth-first; none when the root is not here. */
 export async function readDerivationClosure(drvPath: string): Promise<DerivationFile[]> {
   const root = resolve(drvPath);
   if (!root.endsWith('.drv')) throw new UsageError(`${drvPath} is not a derivation (.drv) file`);
+  if (!(await exists(root))) return [];
   const result: DerivationFile[] = [];
   const seen = new Set([root]);
   let frontier = [root];
@@ -48,4 +50,11 @@ async function readDrv(path: string): Promise<Uint8Array> {
     const code = (err as NodeJS.ErrnoException).code;
     throw new Error(code === 'ENOENT' ? `derivation ${path} is not in the local store` : `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -1,4 +1,5 @@
 // AdminService: translates between protobuf messages and kiln's domain, nothing more.
+import type { DerivationsByPath } from './derivations-by-path.js';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
@@ -137,7 +138,7 @@ function submission(req: SubmitBuildRequest, farm: { submitMissingInputs: boolea
 export function adminService(
   db: Database,
   storage: NarStorage,
-  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits },
+  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath },
   notify: AdminNotifications,
   live: { sessions: AgentSessions; telemetry?: BuildTelemetry },
 ): ServiceImpl<typeof AdminService> {
@@ -147,13 +148,15 @@ export function adminService(
     ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),
     async submitBuild(req) {
       const startedAt = performance.now();
-      const result = await submitBuild(db, storage, submission(req, farm), farm.limits);
+      const input = submission(req, farm);
+      const result = await submitBuild(db, storage, farm.byPath ? await farm.byPath(input) : input, farm.limits);
       live.telemetry?.submitted(result.created, startedAt);
       notify.buildsSubmitted(result.created);
       return { build: buildToProto(result.build), existing: result.existing };
     },
     async submitBuilds(req) {
-      const result = await submitBuilds(db, storage, req.builds.map((b) => submission(b, farm)), farm.limits);
+      const inputs = req.builds.map((b) => submission(b, farm));
+      const result = await submitBuilds(db, storage, farm.byPath ? await Promise.all(inputs.map(farm.byPath)) : inputs, farm.limits);
       notify.buildsSubmitted(result.created);
       return { builds: result.builds.map((r) => ({ build: buildToProto(r.build), existing: r.existing })) };
     },

@@ -59,6 +59,8 @@ export interface AgentStreamDeps {
   heartbeatIntervalMs: number;
   /** Where agents substitute inputs from; known once the server listens. */
   cache: () => { url: string; publicKey: string };
+  /** Upstream caches agents substitute from after kiln's, in priority order. */
+  substituters?: { url: string; publicKeys: string[] }[];
   events: BuildEvents;
   /** Where agent-connected and agent-lost are written (retried through an outage). */
   agentEvents: StandaloneEvents;
@@ -121,6 +123,7 @@ export function agentStream(deps: AgentStreamDeps) {
             heartbeatIntervalMs: deps.heartbeatIntervalMs,
             cacheUrl: deps.cache().url,
             cachePublicKey: deps.cache().publicKey,
+            substituters: deps.substituters ?? [],
           }),
         },
       }),

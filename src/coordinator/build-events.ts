@@ -5,7 +5,11 @@ import { EventEmitter } from 'node:events';
 
 export type BuildChangeKind = 'submitted' | 'allocated' | 'started' | 'requeued' | 'finished' | 'canceled';
 
-export type BuildChange = { buildId: string; kind: BuildChangeKind } | { kind: 'agent'; agentId: string };
+export type BuildChange =
+  | { buildId: string; kind: BuildChangeKind }
+  | { kind: 'agent'; agentId: string }
+  /** A round of upstream lookups was remembered; `ready` are the builds it made ready. */
+  | { kind: 'upstream-answers'; ready: string[] };
 
 export class BuildEvents {
   private readonly emitter = new EventEmitter();

@@ -11,6 +11,7 @@ import { parseCompressions } from '../substitutes/compressions.js';
 import { parseRetention, type RetentionConfig } from '../substitutes/retention.js';
 import type { CoordinatorOptions } from './coordinator.js';
 import { DEFAULT_INPUT_LIMITS, inputLimits, type DerivationLimits } from '../protocol/limits.js';
+import { parseUpstreams, type UpstreamSpec } from '../cache/upstreams/upstream-list.js';
 
 export interface KilnConfig {
   scheduling?: {
@@ -51,6 +52,10 @@ export interface KilnConfig {
     tagsPerBuild?: number;
     tagsPerAgent?: number;
   };
+  /** Upstream caches in priority order: `{ url, publicKeys, for: 'outputs' | 'derivations' | 'both' }`. */
+  upstreams?: UpstreamSpec[];
+  /** How long upstreams' answers are remembered (defaults 86400, 600 and 60 seconds). */
+  upstreamLookups?: { hitSeconds?: number; missSeconds?: number; errorSeconds?: number };
 }
 
 const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
@@ -61,6 +66,8 @@ const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
   cache: ['compressions'],
   retention: [],
   limits: ['messageBytes', 'defaultMessageBytes', 'derivation', 'tagsPerBuild', 'tagsPerAgent'],
+  upstreams: [],
+  upstreamLookups: ['hitSeconds', 'missSeconds', 'errorSeconds'],
 };
 const DERIVATION_LIMITS = Object.keys(DEFAULT_INPUT_LIMITS.derivation);
 const PUBLISH_LIMITS = ['concurrency', 'maxAttempts', 'timeoutSeconds'];
@@ -112,7 +119,7 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
   for (const key of Object.keys(config)) {
     if (!(key in SECTIONS)) fail(key, `is not a setting (known: ${Object.keys(SECTIONS).join(', ')})`);
   }
-  for (const section of ['scheduling', 'retry', 'builtinHooks', 'cache', 'limits'] as const) {
+  for (const section of ['scheduling', 'retry', 'builtinHooks', 'cache', 'limits', 'upstreamLookups'] as const) {
     const value = config[section];
     if (value === undefined) continue;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(section, 'must be an object');
@@ -158,6 +165,25 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
       count(`limits.${section}.${key}`, v);
     }
   }
+  const lifetimes = (config.upstreamLookups ?? {}) as Record<string, unknown>;
+  for (const key of SECTIONS.upstreamLookups) {
+    if (lifetimes[key] !== undefined && (typeof lifetimes[key] !== 'number' || !((lifetimes[key] as number) > 0))) fail(`upstreamLookups.${key}`, 'must be a number of seconds above 0');
+  }
+  if (config.upstreams !== undefined) {
+    if (!Array.isArray(config.upstreams)) fail('upstreams', 'must be a list of { url, publicKeys, for }');
+    (config.upstreams as unknown[]).forEach((u, i) => {
+      if (typeof u !== 'object' || u === null || Array.isArray(u)) fail(`upstreams[${i}]`, 'must be an object { url, publicKeys, for }');
+      for (const key of Object.keys(u as object)) if (!['url', 'publicKeys', 'for'].includes(key)) fail(`upstreams[${i}].${key}`, 'is not a setting (known: url, publicKeys, for)');
+      const x = u as Record<string, unknown>;
+      if (typeof x.url !== 'string') fail(`upstreams[${i}].url`, 'must be a string');
+      if (!Array.isArray(x.publicKeys) || x.publicKeys.some((k) => typeof k !== 'string')) fail(`upstreams[${i}].publicKeys`, 'must be a list of keys');
+    });
+    try {
+      parseUpstreams(config.upstreams as UpstreamSpec[]);
+    } catch (err) {
+      fail('upstreams', (err as Error).message);
+    }
+  }
   const publish = (config.builtinHooks as Record<string, unknown> | undefined)?.publish;
   if (publish !== undefined && typeof publish !== 'boolean') {
     if (typeof publish !== 'object' || publish === null || Array.isArray(publish)) fail('builtinHooks.publish', 'must be true, false, or an object of its limits');
@@ -197,6 +223,17 @@ export function cacheOptions(config: KilnConfig, where: string): Pick<Coordinato
             }
           : undefined,
     retention: parseRetention(config.retention, `${where}: retention`),
+  };
+}
+
+/** The upstreams' part as coordinator options; the config was checked. */
+export function upstreamOptions(config: KilnConfig): Pick<CoordinatorOptions, 'upstreams' | 'upstreamLifetimes'> {
+  const l = config.upstreamLookups ?? {};
+  const ms = (seconds: number | undefined) => (seconds === undefined ? undefined : seconds * 1000);
+  const lifetimes = { hitMs: ms(l.hitSeconds), missMs: ms(l.missSeconds), errorMs: ms(l.errorSeconds) };
+  return {
+    upstreams: config.upstreams ? parseUpstreams(config.upstreams) : undefined,
+    upstreamLifetimes: Object.fromEntries(Object.entries(lifetimes).filter(([, v]) => v !== undefined)),
   };
 }
 

@@ -46,6 +46,10 @@ import { CoordinatorMetrics } from '../telemetry/metrics.js';
 import { checkCompressionTools, defaultCompressions, type Compression } from '../substitutes/compressions.js';
 import { DEFAULT_PUBLISH_LIMITS, publishHook, type PublishLimits } from '../substitutes/publish.js';
 import { DEFAULT_RETENTION, type RetentionRules } from '../substitutes/retention.js';
+import type { Upstream } from '../cache/upstreams/upstream-list.js';
+import { storeUpstreamList } from '../cache/upstreams/lookup-records.js';
+import { derivationsByPath } from './derivations-by-path.js';
+import { DEFAULT_LOOKUP_LIFETIMES, UpstreamLookups, type LookupLifetimes } from './upstream-lookups.js';
 
 export const DEFAULT_PORT = 8745;
 export const COORDINATOR_VERSION = '0.1.0';
@@ -106,6 +110,12 @@ export interface CoordinatorOptions {
   idleTimeouts?: Partial<IdleTimeouts>;
   /** How failed logins are slowed (tests use their own clock). */
   loginThrottle?: LoginThrottle;
+  /** Upstream caches, in priority order (cache/upstreams/upstream-list.ts). */
+  upstreams?: Upstream[];
+  /** How long their answers are remembered (default DEFAULT_LOOKUP_LIFETIMES). */
+  upstreamLifetimes?: Partial<LookupLifetimes>;
+  /** How often upstream lookups look for paths unprompted (default 5 s). */
+  upstreamPollMs?: number;
 }
 
 export type CoordinatorState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -164,6 +174,29 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     telemetry,
   });
   await signals.start({ work: () => dispatcher.poke(), agent: (signal) => tellAgent(sessions, signal, dispatcher, log) });
+  const upstreams = opts.upstreams ?? [];
+  await storeUpstreamList(db, upstreams);
+  const lookups = new UpstreamLookups({
+    db,
+    upstreams,
+    lifetimes: { ...DEFAULT_LOOKUP_LIFETIMES, ...opts.upstreamLifetimes },
+    log: log.child({ part: 'upstreams' }),
+    metrics,
+    pollMs: opts.upstreamPollMs,
+    ready: (buildIds) => {
+      events.emit({ kind: 'upstream-answers', ready: buildIds });
+      dispatcher.workAvailable();
+    },
+    answered: () => events.emit({ kind: 'upstream-answers', ready: [] }),
+    submitted: (buildIds) => {
+      for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
+      dispatcher.workAvailable();
+    },
+  });
+  // New waits (submissions, requeued builds) may be on paths an upstream has.
+  events.on((change) => {
+    if (change.kind === 'submitted' || change.kind === 'requeued') lookups.poke();
+  });
   let url = '';
   const builtIn = opts.publish === false ? [] : [publishHook({ db, storage, keys, compressions }, { ...DEFAULT_PUBLISH_LIMITS, ...opts.publish })];
   // Module hooks get an AdminService client of this coordinator, once it listens.
@@ -185,7 +218,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       router,
       limits,
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits, byPath: derivationsByPath(db, upstreams) }, {
         buildsChanged: () => dispatcher.workAvailable(),
         buildsSubmitted: (buildIds) => {
           for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
@@ -215,6 +248,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         loadLimits: opts.loadLimits ?? NO_LOAD_LIMITS,
         heartbeatIntervalMs: 10_000,
         cache: () => ({ url, publicKey: keys.nixPublicKey }),
+        substituters: upstreams.filter((u) => u.forOutputs).map((u) => ({ url: u.url, publicKeys: u.publicKeys })),
         events,
         agentEvents,
         telemetry,
@@ -259,6 +293,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   url = `${tls ? 'https' : 'http'}://${host}:${listener.address.port}`;
   state = 'running';
   hooks.start();
+  lookups.start();
   // PostgreSQL's autovacuum does this for a server; PGlite has none.
   const maintenance = database.kind === 'pglite' ? startEmbeddedMaintenance(db, log.child({ part: 'maintenance' })) : undefined;
   log.info({ url, database: database.kind, hooks: hookList.map((h) => h.name) }, 'coordinator running');
@@ -284,6 +319,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         // Each step logged: a shutdown that hangs says where.
         log.info('stopping: dispatcher');
         await dispatcher.stop();
+        log.info('stopping: upstream lookups');
+        await lookups.close();
         log.info('stopping: hook deliveries');
         await hooks.stop();
         log.info('stopping: replica signals');

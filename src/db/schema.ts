@@ -35,6 +35,11 @@ export const derivations = pgTable('derivations', {
   hashModulo: text('hash_modulo').notNull(),
   /** Its `requiredSystemFeatures` (Nix's semantics): an agent must support every one. */
   requiredFeatures: text('required_features').array().notNull().default(sql`'{}'::text[]`),
+  /**
+   * False when the derivation's env says `allowSubstitutes = false`: its outputs are then
+   * always built by kiln, never taken from an upstream cache.
+   */
+  allowSubstitutes: boolean('allow_substitutes').notNull().default(true),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
@@ -168,8 +173,45 @@ export const buildWaits = pgTable(
   {
     buildId: uuid('build_id').notNull().references(() => builds.id, { onDelete: 'cascade' }),
     path: text('path').notNull(),
+    /**
+     * The build asked for builds of its missing inputs, and this path's upstream lookup is
+     * not decided yet: a build for the path's derivation is submitted only once every
+     * upstream said it lacks the path (scheduler/upstream-waits.ts).
+     */
+    submitOnMiss: boolean('submit_on_miss').notNull().default(false),
   },
   (t) => [primaryKey({ columns: [t.buildId, t.path] }), index('build_waits_path').on(t.path)],
+);
+
+/**
+ * The upstream caches the farm is configured with, in priority order (written by each
+ * coordinator as it starts, so that replicas and SQL see one list).
+ */
+export const upstreams = pgTable('upstreams', {
+  url: text('url').primaryKey(),
+  position: integer('position').notNull(),
+  /** Used for outputs of inputs (readiness) and/or for .drv files (submission by path). */
+  forOutputs: boolean('for_outputs').notNull(),
+  forDerivations: boolean('for_derivations').notNull(),
+});
+
+/**
+ * What an upstream said of a store path, remembered until expires_at: 'hit' (a narinfo
+ * signed by a key trusted for it), 'miss' (none, or one that does not verify), 'error'
+ * (could not tell: down, 5xx; asked again sooner). Shared by replicas.
+ */
+export const upstreamLookups = pgTable(
+  'upstream_lookups',
+  {
+    upstream: text('upstream').notNull(),
+    path: text('path').notNull(),
+    outcome: text('outcome').notNull(),
+    /** Why a miss or an error, for people. */
+    reason: text('reason').notNull().default(''),
+    checkedAt: timestamp('checked_at', { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.path, t.upstream] })],
 );
 
 /** Agents a build must not go to again (its outputs could not be deleted there). */

@@ -8,6 +8,9 @@
 // its own commit (settleWaits, releasePaths): whichever commits second then sees the
 // other's rows. sweepWaits is the safety net for a process that died between the two.
 //
+// An upstream cache's fresh, trusted narinfo makes a path available too (upstream-waits.ts):
+// its lookups run apart from submission and claims, and release waits as an arrival does.
+//
 // Garbage collection removes paths, so a wait is only ever released by a path that is in
 // the cache when the release runs, and a build that counts its inputs holds the cache
 // lock (substitutes/cache-lock.ts) so that gc cannot remove one it counted as present
@@ -19,6 +22,7 @@ import { rowsOf } from '../db/rows.js';
 import { holdCacheShared } from '../substitutes/cache-lock.js';
 import { retryingTransient } from '../db/transient.js';
 import { reviveDependents } from './dependency-failures.js';
+import { pathAvailable, upstreamHas } from './upstream-waits.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Executor = Database | Tx;
@@ -42,16 +46,19 @@ function inputPathsOfBuilds(buildIds: string[]): SQL {
 }
 
 /**
- * Records what a scheduled build waits for: those of `paths` (default: every input path
- * of its derivation) not in the cache. Returns how many it waits for now.
+ * Records what a scheduled build waits for: those of `paths` not in kiln's cache (an
+ * agent said it could not get them, so an upstream's word for them is not taken), or by
+ * default every input path of its derivation that is neither in the cache nor upstream.
+ * Returns how many it waits for now.
  */
 export async function addWaits(tx: Executor, buildId: string, paths?: string[]): Promise<number> {
   await holdCacheShared(tx);
   const wanted = paths ? sql`select unnest(${sql.param(paths)}::text[]) as path` : inputPathsOfBuilds([buildId]);
+  const available = paths ? sql`exists (select 1 from store_paths s where s.path = w.path)` : pathAvailable(sql`w.path`);
   await tx.execute(sql`
     insert into build_waits (build_id, path)
     select ${buildId}, w.path from (${wanted}) w
-    where not exists (select 1 from store_paths s where s.path = w.path)
+    where not ${available}
     on conflict do nothing`);
   const [row] = rowsOf<{ waiting: number }>(
     await tx.execute(sql`
@@ -74,7 +81,7 @@ export async function addWaitsOfNewBuilds(tx: Executor, buildIds: string[]): Pro
       with added as (
         insert into build_waits (build_id, path)
         select w.build_id, w.path from (${inputPathsOfBuilds(buildIds)}) w
-        where not exists (select 1 from store_paths s where s.path = w.path)
+        where not ${pathAvailable(sql`w.path`)}
         on conflict do nothing
         returning build_id),
       counted as (select build_id, count(*)::int as n from added group by build_id)
@@ -85,13 +92,25 @@ export async function addWaitsOfNewBuilds(tx: Executor, buildIds: string[]): Pro
   return new Map(rows.map((r) => [r.id, Number(r.waiting)]));
 }
 
-/** Drops waits whose path is in the cache by now (run after the waits' own commit). Returns builds that became ready. */
+/** Drops waits whose path is available by now (run after the waits' own commit). Returns builds that became ready. */
 export async function settleWaits(db: Executor, buildIds: string[]): Promise<string[]> {
   if (buildIds.length === 0) return [];
   const ready = await released(
     db,
-    sql`delete from build_waits w using store_paths s
-        where w.build_id = any(${sql.param(buildIds)}::uuid[]) and s.path = w.path
+    sql`delete from build_waits w
+        where w.build_id = any(${sql.param(buildIds)}::uuid[]) and ${pathAvailable(sql`w.path`)}
+        returning w.build_id, w.path`,
+  );
+  return ready.map((r) => r.id);
+}
+
+/** Paths an upstream was just found to have (run after the lookup's commit). Returns builds that became ready. */
+export async function releaseUpstreamHits(db: Executor, paths: string[]): Promise<string[]> {
+  if (paths.length === 0) return [];
+  const ready = await released(
+    db,
+    sql`delete from build_waits w
+        where w.path = any(${sql.param(paths)}::text[]) and ${upstreamHas(sql`w.path`)}
         returning w.build_id, w.path`,
   );
   return ready.map((r) => r.id);
@@ -128,9 +147,9 @@ const arrivals = batcherPer(
     }),
 );
 
-/** The safety net: waits on paths that are in the cache, wherever they are. */
+/** The safety net: waits on paths that are available, wherever they are. */
 export async function sweepWaits(db: Executor): Promise<string[]> {
-  const ready = await released(db, sql`delete from build_waits w using store_paths s where s.path = w.path returning w.build_id, w.path`);
+  const ready = await released(db, sql`delete from build_waits w where ${pathAvailable(sql`w.path`)} returning w.build_id, w.path`);
   return ready.map((r) => r.id);
 }
 

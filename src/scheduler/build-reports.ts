@@ -16,6 +16,7 @@ import { outputProblems, type ReportedOutput } from './output-check.js';
 import { startAllocated, succeedHeld } from './report-statements.js';
 import { decideRetry, ruleFor, type FailureKind, type RetryPolicy } from './retry-policy.js';
 import { submitBuildsForMissing } from './new-builds.js';
+import { distrustUpstreamHits } from './upstream-waits.js';
 
 /** What the scheduler's reactions to reports depend on. */
 export interface ReportPolicy {
@@ -105,6 +106,9 @@ export async function recordStarted(db: Database, agentId: string, buildId: stri
   });
 }
 
+/** How long an upstream's word is not taken for a path an agent could not get from it. */
+const DISTRUST_MS = 10 * 60_000;
+
 /**
  * The agent could not set the build up. Missing inputs: the build waits for them (and
  * builds are submitted for missing inputs nobody builds); outputs it could not delete:
@@ -132,6 +136,7 @@ export async function recordSetupFailure(
     if (failure.kind === 'missing-inputs') {
       const paths = await missingPaths(tx, build.derivationPath, failure.missingInputs);
       await toQueue(tx, buildId, null);
+      await distrustUpstreamHits(tx, paths, DISTRUST_MS);
       const waiting = await addWaits(tx, buildId, paths);
       if (waiting === 0) {
         // The cache has them all: the agent could not fetch what is there (a stale miss

@@ -24,6 +24,8 @@ export interface CheckedDerivation {
   requiredFeatures: string[];
   text: string;
   fixedOutput: boolean;
+  /** False when the env says allowSubstitutes = false (Nix writes false as ""): always built, never taken from an upstream. */
+  allowSubstitutes: boolean;
   /** hashDerivationModulo, unmasked, hex. */
   hashModulo: string;
   outputs: { name: string; path: string; hashAlgo: string; hash: string }[];
@@ -213,6 +215,8 @@ function toChecked(path: string, text: string, drv: Derivation, hashModulo: stri
     requiredFeatures: requiredFeatures(drv),
     text,
     fixedOutput: outputs.length === 1 && outputs[0]!.hash !== '',
+    // Nix's getBoolAttr for a derivation without structured attrs: "1" is true.
+    allowSubstitutes: !drv.env.has('allowSubstitutes') || drv.env.get('allowSubstitutes') === '1',
     hashModulo,
     outputs,
     inputDrvs: [...drv.inputDrvs.entries()].map(([p, outs]) => ({ path: p, outputs: [...outs] })),

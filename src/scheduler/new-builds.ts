@@ -11,6 +11,7 @@ import { addWaitsOfNewBuilds } from './availability.js';
 import type { Queryable } from './build-outputs.js';
 import { failDoomed, outputPathsOf, reviveDependents } from './dependency-failures.js';
 import { deriveNewBuildPriorities, raiseInputs } from './priorities.js';
+import { deferUndecided, noUpstreamHas, takeDecidedDeferrals } from './upstream-waits.js';
 import type { Tag } from './tags.js';
 
 export interface NewBuild {
@@ -53,8 +54,32 @@ export async function insertBuilds(tx: Queryable, list: NewBuild[]): Promise<str
   );
   const created = list.map((b) => b.id);
   const asking = list.filter((b) => b.submitMissingInputs && (waiting.get(b.id) ?? 0) > 0).map((b) => b.id);
-  if (asking.length > 0) created.push(...(await submitForMissing(tx, await producersFor(tx, sql`w.build_id = any(${sql.param(asking)}::uuid[])`))));
+  if (asking.length > 0) created.push(...(await submitForWaits(tx, sql`w.build_id = any(${sql.param(asking)}::uuid[])`)));
   return created;
+}
+
+/**
+ * Builds for the producers of the chosen waits' paths that no upstream has; the waits
+ * whose upstream lookup is not decided yet are marked to get theirs once it is
+ * (submitForDecidedMisses), so that nothing below a path an upstream holds is built.
+ */
+async function submitForWaits(tx: Queryable, waits: ReturnType<typeof sql>): Promise<string[]> {
+  await deferUndecided(tx, waits);
+  return submitForMissing(tx, await producersFor(tx, sql`${waits} and not w.submit_on_miss`));
+}
+
+/**
+ * The upstreams' answers for `paths` came in: submits the builds deferred on those that
+ * no upstream has (with the waiting builds' tags, and so on down). Returns their ids.
+ */
+export async function submitForDecidedMisses(tx: Queryable, paths: string[]): Promise<string[]> {
+  if (paths.length === 0) return [];
+  const decided = await takeDecidedDeferrals(tx, paths);
+  if (decided.length === 0) return [];
+  return submitForMissing(
+    tx,
+    await producersFor(tx, sql`(w.build_id, w.path) in (select * from unnest(${sql.param(decided.map((d) => d.buildId))}::uuid[], ${sql.param(decided.map((d) => d.path))}::text[]))`),
+  );
 }
 
 /**
@@ -63,7 +88,7 @@ export async function insertBuilds(tx: Queryable, list: NewBuild[]): Promise<str
  */
 export async function submitBuildsForMissing(tx: Queryable, waiter: { id: string }, paths: string[]): Promise<string[]> {
   if (paths.length === 0) return [];
-  return submitForMissing(tx, await producersFor(tx, sql`w.build_id = ${waiter.id} and w.path = any(${sql.param(paths)}::text[])`));
+  return submitForWaits(tx, sql`w.build_id = ${waiter.id} and w.path = any(${sql.param(paths)}::text[])`);
 }
 
 /** The builds' rows, tags and build-submitted events, in one statement. */
@@ -125,6 +150,8 @@ async function producersFor(tx: Queryable, waits: ReturnType<typeof sql>): Promi
         -- Still missing now: an output whose upload committed since the waits were counted
         -- needs no build (its wait is released when the submission settles).
         and not exists (select 1 from store_paths s where s.path = o.path)
+        -- Not while an upstream may have it (deferred waits are kept out by the caller).
+        and ${noUpstreamHas(sql`o.path`)}
         and not exists (
           select 1 from builds p
           where p.derivation_path = o.derivation_path and p.state in ('scheduled', 'allocated', 'started', 'failed'))

@@ -186,12 +186,13 @@ async function storeDerivations(db: Database, list: CheckedDerivation[]): Promis
   const text = (values: string[]) => sql`${sql.param(values)}::text[]`;
   await db.execute(sql`
     with stored as (
-      insert into derivations (path, name, system, text, fixed_output, hash_modulo, required_features)
+      insert into derivations (path, name, system, text, fixed_output, hash_modulo, required_features, allow_substitutes)
       -- Features travel space-separated (a feature has no white space; '' is none).
-      select path, name, system, text, fixed_output, hash_modulo, string_to_array(features, ' ')
+      select path, name, system, text, fixed_output, hash_modulo, string_to_array(features, ' '), allow_substitutes
       from unnest(${text(list.map((d) => d.path))}, ${text(list.map((d) => d.name))}, ${text(list.map((d) => d.system))},
         ${text(list.map((d) => d.text))}, ${text(list.map((d) => String(d.fixedOutput)))}::boolean[], ${text(list.map((d) => d.hashModulo))},
-        ${text(list.map((d) => d.requiredFeatures.join(' ')))}) as d(path, name, system, text, fixed_output, hash_modulo, features)
+        ${text(list.map((d) => d.requiredFeatures.join(' ')))}, ${text(list.map((d) => String(d.allowSubstitutes)))}::boolean[])
+        as d(path, name, system, text, fixed_output, hash_modulo, features, allow_substitutes)
       on conflict do nothing),
     outputs as (
       insert into derivation_outputs (derivation_path, name, path, hash_algo, hash)

@@ -74,6 +74,13 @@ export class CoordinatorMetrics {
     registers: [this.registry],
   });
 
+  readonly upstreamLookups = new Counter({
+    name: 'kiln_upstream_lookups_total',
+    help: 'Narinfo lookups this coordinator made on upstream caches, by upstream and outcome (hit, miss, error).',
+    labelNames: ['upstream', 'outcome'],
+    registers: [this.registry],
+  });
+
   constructor(database: DatabaseHandle, sessions: AgentSessions) {
     const { db } = database;
     const queue = perScrape(async () => ({ unfinished: await unfinishedByStateAndSystem(db), ready: await readyBySystem(db) }));

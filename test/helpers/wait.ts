@@ -53,3 +53,24 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, timeout
     await new Promise((resolve) => setTimeout(resolve, Math.min(everyMs, Math.max(1, deadline - Date.now()))));
   }
 }
+
+/** Resolves once `url` answers 200 (a server the test started is listening); rejects after `timeoutMs`. */
+export async function waitForHttp(url: string, timeoutMs: number): Promise<void> {
+  let last = '';
+  await waitUntil(
+    async () => {
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(1, timeoutMs)) });
+        await res.body?.cancel();
+        last = `HTTP ${res.status}`;
+        return res.status === 200;
+      } catch (err) {
+        last = (err as Error).message;
+        return false;
+      }
+    },
+    timeoutMs,
+    () => `${url}: ${last}`,
+    50,
+  );
+}

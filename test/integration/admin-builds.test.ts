@@ -315,7 +315,7 @@ describe.each(DATABASE_KINDS)('builds through AdminService on %s', (kind) => {
   test('kiln build submit of a tampered file in a fake store prints the reason and exits 1', async () => {
     const res = await runCli(['build', 'submit', '/nix/store/00000000000000000000000000000000-nope.drv'], cliEnv(t));
     expect(res.code).toBe(1);
-    expect(res.stderr).toContain('is not in the local store');
+    expect(res.stderr).toContain("was not sent with the submission (is it in the submitting machine's store?)");
     const bad = await runCli(['build', 'list', '--state', 'bogus'], cliEnv(t));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--state "bogus" is not one of');

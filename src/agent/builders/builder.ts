@@ -57,4 +57,12 @@ export interface CacheInfo {
   mirrors?: () => string[];
   /** How long a fetch retries caches out of reach (default DEFAULT_RETRY_FOR_MS), and where it says so. */
   retry?: { forMs: number; log: { warn(obj: object, msg: string): void } };
+  /** Caches asked after it, in priority order (the coordinator's upstreams, then the agent's own). */
+  substituters?: Substituter[];
+}
+
+/** A binary cache and the keys trusted for it: Nix `name:base64`, or Guix sexp keys. */
+export interface Substituter {
+  url: string;
+  publicKeys: string[];
 }

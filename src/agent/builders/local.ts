@@ -50,7 +50,10 @@ export class LocalBuilder implements Builder {
 
   constructor(private readonly opts: LocalBuilderOptions) {
     this.store = new LocalStore({ storeDir: opts.storeDir ?? DEFAULT_STORE_DIR, root: opts.storeRoot });
-    this.substituter = new Substituter(this.store, new CacheClient(opts.cache));
+    const cache = opts.cache;
+    // The coordinator's cache is read through `cache` itself: its URL moves with the agent's replica.
+    const own = new CacheClient({ get url() { return cache.url; }, publicKeys: [cache.publicKey], mirrors: cache.mirrors, retry: cache.retry });
+    this.substituter = new Substituter(this.store, [own, ...(cache.substituters ?? []).map((c) => new CacheClient(c))]);
     this.hostEnv = opts.hostEnv ?? process.env;
   }
 
@@ -109,7 +112,7 @@ export class LocalBuilder implements Builder {
       inputs = await realiseInputs(drv, this.store, this.substituter, signal);
     } catch (err) {
       if (err instanceof RetryBudgetSpent) throw new Stop({ kind: 'infrastructure', message: `cannot fetch the inputs: ${err.message}` });
-      throw setupFailure(`cannot fetch the inputs from the coordinator's cache: ${(err as Error).message}`);
+      throw setupFailure(`cannot fetch the inputs from the caches: ${(err as Error).message}`);
     }
     if (inputs.kind === 'missing') {
       throw new Stop({

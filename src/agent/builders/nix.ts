@@ -8,6 +8,7 @@ import { parseDerivation } from '../../store/derivation.js';
 import { DEFAULT_RETRY_FOR_MS, RetryBudgetSpent, retryTransient } from '../backoff.js';
 import { aborted, type BuildContext, type BuildJob, type BuildOutcome, type Builder, type CacheInfo } from './builder.js';
 import { agentNixEnv, type AgentNixSettings } from './nix-settings.js';
+import { isNixKeyText } from '../../store/narinfo-trust.js';
 import { lastLines, runProcess, type ProcessResult } from './process.js';
 
 /**
@@ -59,14 +60,17 @@ export class NixBuilder implements Builder {
   }
 
   /**
-   * The current coordinator's cache first, then the other replicas'. No narinfo miss is
-   * remembered (Nix would for an hour, past an outage that made one), and a cache that
-   * does not answer is given up quickly: the agent retries, with the next cache.
+   * The current coordinator's cache first, then the other replicas', then the upstreams.
+   * No narinfo miss is remembered (Nix would for an hour, past an outage that made one),
+   * and a cache that does not answer is given up quickly: the agent retries, with the
+   * next cache. Nix takes only `name:base64` keys (a Guix key is for the local builder).
    */
   private cacheArgs(): string[] {
-    const caches = [this.opts.cache.url, ...(this.opts.cache.mirrors?.() ?? [])];
+    const { url, publicKey, substituters = [] } = this.opts.cache;
+    const caches = [url, ...(this.opts.cache.mirrors?.() ?? []), ...substituters.map((s) => s.url)];
+    const keys = [publicKey, ...substituters.flatMap((s) => s.publicKeys.filter(isNixKeyText))].filter(Boolean);
     const args = ['--option', 'substituters', [...new Set(caches)].join(' '), '--option', 'narinfo-cache-negative-ttl', '0', '--option', 'connect-timeout', '5'];
-    if (this.opts.cache.publicKey) args.push('--option', 'trusted-public-keys', this.opts.cache.publicKey);
+    if (keys.length > 0) args.push('--option', 'trusted-public-keys', [...new Set(keys)].join(' '));
     return args;
   }
 

@@ -5,7 +5,8 @@ import { arch, cpus, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Agent } from '../../agent/agent.js';
 import { useAgentHeapSettings } from '../../agent/heap-settings.js';
-import type { Builder, CacheInfo } from '../../agent/builders/builder.js';
+import type { Builder, CacheInfo, Substituter } from '../../agent/builders/builder.js';
+import { parseTrustedKeys } from '../../store/narinfo-trust.js';
 import { LocalBuilder } from '../../agent/builders/local.js';
 import { NixBuilder } from '../../agent/builders/nix.js';
 import { machineSystemFeatures, type AgentNixSettings } from '../../agent/builders/nix-settings.js';
@@ -61,6 +62,8 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     'store-dir': { type: 'string' },
     timeout: { type: 'string' },
     'max-silent-time': { type: 'string' },
+    substituter: { type: 'string', multiple: true },
+    'trusted-public-key': { type: 'string', multiple: true },
   });
   if (positionals.length) throw new UsageError(`kiln agent run takes no arguments, got ${positionals.join(' ')}`);
   const agentId = values.id ?? process.env.KILN_AGENT_ID;
@@ -76,6 +79,7 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   if (timeoutSeconds < 0 || maxSilentSeconds < 0) throw new UsageError('--timeout and --max-silent-time are seconds, zero for no limit');
   const retryFor = intFrom(values['retry-for'], '--retry-for');
   if (retryFor !== undefined && retryFor < 1) throw new UsageError('--retry-for is seconds, at least 1');
+  const substituters = ownSubstituters(values.substituter ?? [], values['trusted-public-key'] ?? []);
   const log = createLogger({ name: 'kiln-agent' });
   const tracing = startTracing('kiln-agent');
   const agent = new Agent({
@@ -89,6 +93,7 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     builder,
     limits: { timeoutSeconds, maxSilentSeconds },
     ...(retryFor !== undefined ? { retryForMs: retryFor * 1000 } : {}),
+    substituters,
     log,
   });
   agent.start();
@@ -127,6 +132,19 @@ export function coordinatorUrls(given: string[] | undefined, env: NodeJS.Process
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`--coordinator ${JSON.stringify(url)}: only http and https URLs`);
   }
   return [...new Set(urls)];
+}
+
+/** `--substituter URL` (repeatable) with `--trusted-public-key KEY` (repeatable, trusted for each of them). */
+function ownSubstituters(urls: string[], keys: string[]): Substituter[] {
+  if (urls.length > 0 && keys.length === 0) throw new UsageError('--substituter needs --trusted-public-key: nothing unsigned is used');
+  if (keys.length > 0 && urls.length === 0) throw new UsageError('--trusted-public-key is for the caches given with --substituter');
+  try {
+    parseTrustedKeys(keys);
+  } catch (err) {
+    throw new UsageError(`--trusted-public-key: ${(err as Error).message}`);
+  }
+  for (const url of urls) if (!/^https?:\/\//.test(url)) throw new UsageError(`--substituter ${JSON.stringify(url)} is not an http:// or https:// URL`);
+  return urls.map((url) => ({ url: url.replace(/\/+$/, ''), publicKeys: keys }));
 }
 
 /** Makes the chosen builder once the coordinator has said where its cache is. */

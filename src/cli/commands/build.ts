@@ -1,4 +1,5 @@
 // `kiln build …`: submit derivations and look after builds.
+import { resolve } from 'node:path';
 import { BuildState } from '../../../gen/kiln/v1/types_pb.js';
 import { coordinatorUrl } from '../../config.js';
 import { createAdminClient, resolveAdminToken, type AdminClient } from '../admin-client.js';
@@ -90,7 +91,8 @@ async function submit(args: string[]): Promise<void> {
   for (const drvPath of positionals) {
     const derivations = await readDerivationClosure(drvPath);
     const res = await admin.submitBuild({
-      derivationPath: derivations[0]!.path,
+      // Without the file here, by path: the coordinator fetches it from an upstream.
+      derivationPath: derivations[0]?.path ?? resolve(drvPath),
       derivations,
       buildId: values.id ?? '',
       priority,

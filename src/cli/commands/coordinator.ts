@@ -9,7 +9,8 @@ import type { Tag } from '../../scheduler/tags.js';
 import { priorityFirst, type AllocationPolicy } from '../../scheduler/allocation.js';
 import { fairShareByTag } from '../../scheduler/fair-share.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
-import { cacheOptions, configAsFlags, limitOptions, loadConfig } from '../../coordinator/config-file.js';
+import { cacheOptions, configAsFlags, limitOptions, loadConfig, upstreamOptions, type KilnConfig } from '../../coordinator/config-file.js';
+import { parseUpstreams } from '../../cache/upstreams/upstream-list.js';
 import { parse, secondsFrom, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 import { startTracing } from '../../telemetry/tracing.js';
@@ -44,6 +45,10 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'max-load-per-cpu': { type: 'string' },
     'min-free-disk-gib': { type: 'string' },
     'only-submitted': { type: 'boolean' },
+    upstream: { type: 'string', multiple: true },
+    'upstream-key': { type: 'string', multiple: true },
+    'upstream-hit-ttl': { type: 'string' },
+    'upstream-miss-ttl': { type: 'string' },
   });
   if (positionals.length) throw new UsageError(`kiln coordinator takes no arguments, got ${positionals.join(' ')}`);
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
@@ -73,6 +78,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     ...schedulingOptions(settings),
     ...cacheOptions(config, configPath ?? ''),
     ...limitOptions(config),
+    ...upstreamSettings(config, values),
     hooks: config.hooks,
   });
   console.error(`kiln coordinator listening on ${coordinator.url} (data in ${dataDir}, database ${coordinator.database.kind})`);
@@ -93,6 +99,33 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   exitIfHeld();
+}
+
+/**
+ * The upstreams of the file, or those of `--upstream URL` (repeatable) with every
+ * `--upstream-key KEY` trusted for each of them, which then replace the file's.
+ */
+function upstreamSettings(
+  config: KilnConfig,
+  values: { upstream?: string[]; 'upstream-key'?: string[]; 'upstream-hit-ttl'?: string; 'upstream-miss-ttl'?: string },
+): Pick<CoordinatorOptions, 'upstreams' | 'upstreamLifetimes'> {
+  const fromFile = upstreamOptions(config);
+  const urls = values.upstream ?? [];
+  const keys = values['upstream-key'] ?? [];
+  if (keys.length > 0 && urls.length === 0) throw new UsageError('--upstream-key is for the caches given with --upstream');
+  let upstreams = fromFile.upstreams;
+  if (urls.length > 0) {
+    if (keys.length === 0) throw new UsageError('--upstream needs --upstream-key: only narinfos signed by a trusted key are used');
+    try {
+      upstreams = parseUpstreams(urls.map((url) => ({ url, publicKeys: keys })), '--upstream');
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+  const lifetimes = { ...fromFile.upstreamLifetimes };
+  if (values['upstream-hit-ttl'] !== undefined) lifetimes.hitMs = secondsFrom(values['upstream-hit-ttl'], '--upstream-hit-ttl') * 1000;
+  if (values['upstream-miss-ttl'] !== undefined) lifetimes.missMs = secondsFrom(values['upstream-miss-ttl'], '--upstream-miss-ttl') * 1000;
+  return { upstreams, upstreamLifetimes: lifetimes };
 }
 
 /** How long the process may linger after an orderly stop before it exits anyway. */

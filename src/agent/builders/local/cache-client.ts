@@ -1,37 +1,45 @@
-// Reading the coordinator's binary cache as a Nix client does: a path's narinfo, whose
-// Nix signature must verify with the cache's public key, then its NAR, decompressed as
-// it downloads. A cache out of reach is waited out (the agent's retry budget), moving to
-// another coordinator's cache when there are several.
+// Reading a binary cache (the coordinator's, or an upstream) as a Nix client does: a
+// path's narinfo, whose signature (Nix or Guix style) must verify with a key trusted for
+// that cache, then its NAR, decompressed as it downloads. The coordinator's cache out of
+// reach is waited out (the agent's retry budget), moving to another coordinator's cache
+// when there are several.
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { decompressLz4Frames } from '../../../store/lz4-frames.js';
-import { parseNarInfo, type NarInfo } from '../../../store/narinfo.js';
-import { countValidSignatures, parseNixPublicKey, type NixPublicKey } from '../../../store/nix-signature.js';
+import type { NarInfo } from '../../../store/narinfo.js';
+import { judgeNarInfo, parseTrustedKeys, type TrustedKeys } from '../../../store/narinfo-trust.js';
 import { parseStorePath } from '../../../store/store-path.js';
+import { canDecompress, decompressNar } from '../../../store/nar-decompress.js';
 import { DEFAULT_RETRY_FOR_MS, HttpStatusError, retryTransient } from '../../backoff.js';
-import type { CacheInfo } from '../builder.js';
+import type { CacheInfo, Substituter } from '../builder.js';
 
 export class CacheError extends Error {
   override name = 'CacheError';
 }
 
+/** A cache to read: its URL (read at each fetch), keys, and for the coordinator's, its mirrors and retry budget. */
+export type CacheSource = Substituter & Pick<CacheInfo, 'mirrors' | 'retry'>;
+
 export class CacheClient {
-  /** The key narinfos must be signed by, or why there is none to trust. */
-  private readonly key: NixPublicKey | string;
+  /** The keys narinfos must be signed by, or why there are none to trust. */
+  private readonly keys: TrustedKeys | string;
   /** Which of the caches to try next: moved on past one that failed transiently. */
   private turn = 0;
 
-  constructor(private readonly cache: CacheInfo) {
+  constructor(private readonly cache: CacheSource) {
     try {
-      this.key = parseNixPublicKey(cache.publicKey);
+      this.keys = parseTrustedKeys(cache.publicKeys);
     } catch (err) {
-      this.key = `the coordinator's cache public key ${JSON.stringify(cache.publicKey)} is unusable: ${(err as Error).message}`;
+      this.keys = `the keys of ${cache.url} are unusable: ${(err as Error).message}`;
     }
   }
 
+  get url(): string {
+    return this.cache.url;
+  }
+
   /**
-   * The narinfo of `storePath`, checked to be about that path and signed by the cache's
-   * key; undefined when the cache does not have it.
+   * The narinfo of `storePath`, checked to be about that path and signed by a key trusted
+   * for the cache; undefined when the cache does not have it.
    */
   async narInfo(storePath: string, signal: AbortSignal): Promise<NarInfo | undefined> {
     const { url, res } = await this.get(`${parseStorePath(storePath).hashPart}.narinfo`, signal);
@@ -39,40 +47,33 @@ export class CacheClient {
       await res.body?.cancel();
       return undefined;
     }
-    const info = parseNarInfo(await res.text());
-    if (info.storePath !== storePath) {
-      throw new CacheError(`${url} describes ${info.storePath}, not ${storePath}`);
-    }
-    if (typeof this.key === 'string') throw new CacheError(`cannot trust ${url}: ${this.key}`);
-    if (countValidSignatures(info, [this.key]) === 0) {
-      throw new CacheError(`${url} has no valid signature by the cache's key ${this.key.name}`);
-    }
-    return info;
+    if (typeof this.keys === 'string') throw new CacheError(`cannot trust ${url}: ${this.keys}`);
+    const judged = judgeNarInfo(await res.text(), storePath, this.keys);
+    if (!judged.trusted) throw new CacheError(`${url}: ${judged.reason}`);
+    return judged.info;
   }
 
   /** The NAR of a narinfo, uncompressed. */
   async *nar(info: NarInfo, signal: AbortSignal): AsyncGenerator<Buffer> {
-    const file = info.files.find((f) => f.compression === 'lz4' || f.compression === 'none');
+    const file = info.files.find((f) => canDecompress(f.compression));
     if (!file) {
       const offered = info.files.map((f) => f.compression ?? 'bzip2').join(', ');
-      throw new CacheError(`${info.storePath}: the cache offers its NAR as ${offered}; the local builder reads lz4 or none`);
+      throw new CacheError(`${info.storePath}: the cache offers its NAR as ${offered}; the local builder reads lz4, none, xz, zstd, bzip2 or gzip`);
     }
     const { res } = await this.get(file.url, signal);
     if (res.status !== 200 || !res.body) throw new CacheError(`${file.url}: HTTP ${res.status} for an advertised NAR`);
-    const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
-    if (file.compression === 'none') yield* body as AsyncIterable<Buffer>;
-    else yield* decompressLz4Frames(body as AsyncIterable<Buffer>);
+    yield* decompressNar(file.compression, Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), signal);
   }
 
   /**
    * Runs `fetch` (one path's whole download) until it succeeds, waiting out transient
-   * failures for the retry budget; each try after one goes to the next cache.
+   * failures for the retry budget; each try after one goes to the next of this cache's mirrors.
    */
   retrying<T>(what: string, signal: AbortSignal, fetch: () => Promise<T>): Promise<T> {
     const retry = this.cache.retry;
     return retryTransient(
       {
-        what: `fetch of ${what} from the coordinator's cache`,
+        what: `fetch of ${what}`,
         signal,
         budgetMs: retry?.forMs ?? DEFAULT_RETRY_FOR_MS,
         log: retry?.log ?? { warn: () => undefined },
@@ -82,7 +83,7 @@ export class CacheClient {
     );
   }
 
-  /** `name` (relative to a cache's root) from the cache whose turn it is. */
+  /** `name` (relative to a cache's root) from the cache (or mirror) whose turn it is. */
   private async get(name: string, signal: AbortSignal): Promise<{ url: URL; res: Response }> {
     const caches = [this.cache.url, ...(this.cache.mirrors?.() ?? [])];
     const root = caches[this.turn % caches.length]!;
