@@ -5,7 +5,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Code, createClient, type Client, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createClient, type Client, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { AgentService, BuildResult, SetupFailureReason, type AssignBuild } from '../../gen/kiln/v1/agent_pb.js';
 import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER } from '../coordinator/auth.js';
@@ -14,6 +14,7 @@ import type { Tag } from '../scheduler/tags.js';
 import type { Builder, BuildOutcome, CacheInfo } from './builders/builder.js';
 import { ControlStream } from './control-stream.js';
 import { inlineOutput, uploadLog, uploadOutput } from './uploader.js';
+import { retryLaterReason } from './retry-later.js';
 import { inSpan, traceAgentBuild, traceHeaders, type AgentBuildTrace } from '../telemetry/agent-telemetry.js';
 import { ATTR } from '../telemetry/build-trace.js';
 
@@ -105,6 +106,7 @@ export class Agent {
           // must not leave the build started for ever: it ends as a failure that says why.
           if (report?.case !== 'buildFinished' || report.value.result !== BuildResult.SUCCESS) return;
           if (refusal.code === Code.PermissionDenied) return; // not this agent's build any more
+          if (this.gaveBack(buildId, new ConnectError(refusal.message, refusal.code))) return;
           this.stream.report({
             case: 'buildFinished',
             value: { buildId, result: BuildResult.FAILURE, outputs: [], message: `the coordinator refused the build's success: ${refusal.message}` },
@@ -189,7 +191,7 @@ export class Agent {
           // silence would leave the build started on this agent for as long as it stays
           // connected. An aborted build is not reported: the coordinator ended it, or the
           // agent is stopping and its builds go back to the queue after the lease.
-          if (!abort.signal.aborted) {
+          if (!abort.signal.aborted && !this.gaveBack(assign.buildId, err)) {
             this.stream.report({
               case: 'buildFinished',
               value: { buildId: assign.buildId, result: BuildResult.FAILURE, outputs: [], message: `the agent could not finish the build: ${(err as Error).message}` },
@@ -203,6 +205,20 @@ export class Agent {
         }),
     );
     this.running.set(assign.buildId, { abort, done, trace: traced });
+  }
+
+  /**
+   * Gives a build back as a setup failure (the coordinator retries it after a backoff)
+   * when `err` says the coordinator cannot take its outputs now (out of space); false otherwise.
+   */
+  private gaveBack(buildId: string, err: unknown): boolean {
+    const reason = retryLaterReason(err);
+    if (reason === undefined) return false;
+    this.stream.report({
+      case: 'setupFailure',
+      value: { buildId, reason: SetupFailureReason.OTHER, missingInputs: [], message: `the coordinator could not take the outputs now: ${reason}` },
+    });
+    return true;
   }
 
   /** Runs the build and reports it; says how it ended (for the trace). */

@@ -15,6 +15,7 @@ const USAGE = `usage: kiln <command> [options]
                    [--retry-tag KEY=VALUE:RETRIES[:KIND,...[:BACKOFF]]]...
                    [--timeout SECONDS] [--max-silent-time SECONDS]
                    [--max-load-per-cpu X] [--min-free-disk-gib X] [--only-submitted]
+                   [--min-free-nar-gib X]
   kiln agent new [--name N] [--tag k=v]...
   kiln agent password <agent-id>
   kiln agent list

@@ -25,7 +25,7 @@ export interface TestCoordinator {
 
 export async function startTestCoordinator(
   kind: DatabaseKind,
-  overrides: Partial<Pick<CoordinatorOptions, 'leaseMs' | 'dispatchIntervalMs' | 'submitMissingInputs' | 'retryPolicy' | 'loadLimits' | 'defaultLimits' | 'allocationPolicy' | 'hooks' | 'hookPollMs' | 'compressions' | 'publish' | 'retention'>> = {},
+  overrides: Partial<Pick<CoordinatorOptions, 'leaseMs' | 'narDir' | 'minFreeNarBytes' | 'dispatchIntervalMs' | 'submitMissingInputs' | 'retryPolicy' | 'loadLimits' | 'defaultLimits' | 'allocationPolicy' | 'hooks' | 'hookPollMs' | 'compressions' | 'publish' | 'retention'>> = {},
 ): Promise<TestCoordinator> {
   const database = await createTestDatabase(kind);
   const dataDir = mkdtempSync(join(tmpdir(), 'kiln-coord-'));

@@ -42,6 +42,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'max-silent-time': { type: 'string' },
     'max-load-per-cpu': { type: 'string' },
     'min-free-disk-gib': { type: 'string' },
+    'min-free-nar-gib': { type: 'string' },
     'only-submitted': { type: 'boolean' },
   });
   if (positionals.length) throw new UsageError(`kiln coordinator takes no arguments, got ${positionals.join(' ')}`);
@@ -55,7 +56,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     throw new UsageError((err as Error).message);
   }) : {};
   const given = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined));
-  const settings = { ...configAsFlags(config), ...given } as Parameters<typeof schedulingOptions>[0];
+  const settings = { ...configAsFlags(config), ...given } as Parameters<typeof schedulingOptions>[0] & Parameters<typeof storageOptions>[0];
   // Before the coordinator starts, so that every span of this process is exported (when OTEL_* asks).
   const tracing = startTracing('kiln-coordinator');
   const coordinator = await startCoordinator({
@@ -68,6 +69,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     dashboardToken: process.env.KILN_DASHBOARD_TOKEN || undefined,
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
     ...schedulingOptions(settings),
+    ...storageOptions(settings),
     ...cacheOptions(config, configPath ?? ''),
     hooks: config.hooks,
   });
@@ -160,6 +162,11 @@ export function schedulingOptions(values: {
     },
     submitMissingInputs: !values['only-submitted'],
   };
+}
+
+/** The NAR storage's settings from the command line (or the configuration file's storage part). */
+export function storageOptions(values: { 'min-free-nar-gib'?: string }): Pick<CoordinatorOptions, 'minFreeNarBytes'> {
+  return { minFreeNarBytes: Math.round(numberFrom(values['min-free-nar-gib'], '--min-free-nar-gib') * 2 ** 30) };
 }
 
 function allocationFrom(text: string): AllocationPolicy {
