@@ -71,7 +71,7 @@ describe.each(DATABASE_KINDS)('a full NAR disk on %s', (kind) => {
       const assign = await agent.nextAssignment();
       const file = join(work, 'big');
       writeFileSync(file, randomBytes(3 << 20)); // does not compress: more than the disk has left
-      const filler = fill(1 << 20);
+      fill(1 << 20);
       try {
         const client = agentClient(t.coordinator.url, agent.agentId, agent.password);
         const header = { buildId: assign.buildId, outputName: 'out', storePath: assign.outputs[0]!.path, offset: 0n, references: [] };
