@@ -7,7 +7,9 @@ export type ErrorKind =
   | 'failed_precondition'
   | 'permission_denied'
   | 'unauthenticated'
-  | 'unavailable';
+  | 'unavailable'
+  /** Out of a resource the coordinator holds (disk space): try again once it is freed. */
+  | 'resource_exhausted';
 
 export class KilnError extends Error {
   override name = 'KilnError';

@@ -5,7 +5,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Code } from '@connectrpc/connect';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { BuildResult, SetupFailureReason, type AssignBuild } from '../../gen/kiln/v1/agent_pb.js';
 import type { Logger } from '../logger.js';
 import type { AgentFeatures } from '../scheduler/placement.js';
@@ -16,6 +16,7 @@ import { ControlStream } from './control-stream.js';
 import { Coordinators } from './coordinators.js';
 import { inlineOutput, uploadLog, uploadOutput, type UploadContext } from './uploader.js';
 import { inSpan, traceAgentBuild, type AgentBuildTrace } from '../telemetry/agent-telemetry.js';
+import { retryLaterReason } from './retry-later.js';
 import { ATTR } from '../telemetry/build-trace.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -114,6 +115,7 @@ export class Agent {
           // must not leave the build started for ever: it ends as a failure that says why.
           if (report?.case !== 'buildFinished' || report.value.result !== BuildResult.SUCCESS) return;
           if (refusal.code === Code.PermissionDenied) return; // not this agent's build any more
+          if (this.gaveBack(buildId, new ConnectError(refusal.message, refusal.code))) return;
           this.stream.report({
             case: 'buildFinished',
             value: { buildId, result: BuildResult.FAILURE, outputs: [], message: `the coordinator refused the build's success: ${refusal.message}` },
@@ -218,7 +220,7 @@ export class Agent {
           // agent is stopping and its builds go back to the queue after the lease.
           // A coordinator (or its cache) out of reach for the whole retry budget is not the
           // build's fault: `infrastructure`, which the default retry policy tries again.
-          if (!abort.signal.aborted) {
+          if (!abort.signal.aborted && !this.gaveBack(assign.buildId, err)) {
             const result = err instanceof RetryBudgetSpent ? BuildResult.INFRASTRUCTURE : BuildResult.FAILURE;
             this.stream.report({
               case: 'buildFinished',
@@ -233,6 +235,20 @@ export class Agent {
         }),
     );
     this.running.set(assign.buildId, { abort, done, trace: traced });
+  }
+
+  /**
+   * Gives a build back as a setup failure (the coordinator retries it after a backoff)
+   * when `err` says the coordinator cannot take its outputs now (out of space); false otherwise.
+   */
+  private gaveBack(buildId: string, err: unknown): boolean {
+    const reason = retryLaterReason(err);
+    if (reason === undefined) return false;
+    this.stream.report({
+      case: 'setupFailure',
+      value: { buildId, reason: SetupFailureReason.OTHER, missingInputs: [], message: `the coordinator could not take the outputs now: ${reason}` },
+    });
+    return true;
   }
 
   /** Runs the build and reports it; says how it ended (for the trace). */

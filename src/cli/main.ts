@@ -16,6 +16,7 @@ const USAGE = `usage: kiln <command> [options]
                    [--timeout SECONDS] [--max-silent-time SECONDS]
                    [--max-load-per-cpu X] [--min-free-disk-gib X] [--only-submitted]
                    [--local-agent [--local-agent-tag k=v]...]
+                   [--min-free-nar-gib X]
   kiln agent new [--name N] [--tag k=v]...
   kiln agent password <agent-id>
   kiln agent list

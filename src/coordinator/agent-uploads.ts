@@ -5,6 +5,7 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { AgentService, UploadOutputRequest } from '../../gen/kiln/v1/agent_pb.js';
 import type { Database } from '../db/connection.js';
+import { KilnError } from '../errors.js';
 import { buildAttempts } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import { heldBuild, outputOfHeldBuild } from '../scheduler/build-outputs.js';
@@ -75,7 +76,7 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
         try {
           size = await deps.logs.write(build.id, build.attempt, frames());
         } catch (err) {
-          if (err instanceof ConnectError) throw err;
+          if (err instanceof ConnectError || err instanceof KilnError) throw err; // refusals as they are (out of space)
           throw new ConnectError(`the log could not be stored: ${(err as Error).message}`, Code.InvalidArgument);
         }
         await deps.db

@@ -41,6 +41,10 @@ export interface KilnConfig {
     /** NAME or NAME:LEVEL: lz4 (always: agents upload it), zstd, gzip. */
     compressions?: string[];
   };
+  storage?: {
+    /** Uploads are refused while the NAR directory has less free than this many GiB (`--min-free-nar-gib`). */
+    minFreeNarGiB?: number;
+  };
   /** What `kiln cache gc` keeps. */
   retention?: RetentionConfig;
   /** What one request may carry (src/protocol/limits.ts has the defaults). */
@@ -64,6 +68,7 @@ const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
   hooks: [],
   builtinHooks: ['publish'],
   cache: ['compressions'],
+  storage: ['minFreeNarGiB'],
   retention: [],
   limits: ['messageBytes', 'defaultMessageBytes', 'derivation', 'tagsPerBuild', 'tagsPerAgent'],
   upstreams: [],
@@ -119,7 +124,7 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
   for (const key of Object.keys(config)) {
     if (!(key in SECTIONS)) fail(key, `is not a setting (known: ${Object.keys(SECTIONS).join(', ')})`);
   }
-  for (const section of ['scheduling', 'retry', 'builtinHooks', 'cache', 'limits', 'upstreamLookups'] as const) {
+  for (const section of ['scheduling', 'retry', 'builtinHooks', 'cache', 'limits', 'upstreamLookups', 'storage'] as const) {
     const value = config[section];
     if (value === undefined) continue;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(section, 'must be an object');
@@ -130,6 +135,10 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
   const s = (config.scheduling ?? {}) as Record<string, unknown>;
   for (const key of ['leaseSeconds', 'timeoutSeconds', 'maxSilentSeconds', 'maxLoadPerCpu', 'minFreeDiskGiB'] as const) {
     if (s[key] !== undefined && (typeof s[key] !== 'number' || !(s[key] >= 0))) fail(`scheduling.${key}`, 'must be a number of at least 0');
+  }
+  const st = (config.storage ?? {}) as Record<string, unknown>;
+  for (const key of ['minFreeNarGiB'] as const) {
+    if (st[key] !== undefined && (typeof st[key] !== 'number' || !(st[key] >= 0))) fail(`storage.${key}`, 'must be a number of at least 0');
   }
   if (s.allocation !== undefined && typeof s.allocation !== 'string') fail('scheduling.allocation', 'must be a string');
   if (s.submitMissingInputs !== undefined && typeof s.submitMissingInputs !== 'boolean') fail('scheduling.submitMissingInputs', 'must be true or false');
@@ -238,12 +247,13 @@ export function upstreamOptions(config: KilnConfig): Pick<CoordinatorOptions, 'u
 }
 
 /**
- * The scheduling part as command-line values (what `kiln coordinator` parses), so the
+ * The scheduling and storage parts as command-line values (what `kiln coordinator` parses), so the
  * file and the flags go through one parser; flags given on the command line win.
  */
 export function configAsFlags(config: KilnConfig): Record<string, string | string[] | boolean | undefined> {
   const s = config.scheduling ?? {};
   const r = config.retry ?? {};
+  const st = config.storage ?? {};
   const str = (n: number | undefined) => (n === undefined ? undefined : String(n));
   return {
     allocation: s.allocation,
@@ -253,6 +263,7 @@ export function configAsFlags(config: KilnConfig): Record<string, string | strin
     'max-load-per-cpu': str(s.maxLoadPerCpu),
     'min-free-disk-gib': str(s.minFreeDiskGiB),
     'only-submitted': s.submitMissingInputs === false ? true : undefined,
+    'min-free-nar-gib': str(st.minFreeNarGiB),
     retries: str(r.retries),
     'retry-on': r.on?.join(','),
     'retry-backoff': str(r.backoffSeconds),

@@ -15,6 +15,7 @@ const CODES: Record<ErrorKind, Code> = {
   permission_denied: Code.PermissionDenied,
   unauthenticated: Code.Unauthenticated,
   unavailable: Code.Unavailable,
+  resource_exhausted: Code.ResourceExhausted,
 };
 
 /** The status of an error kiln raised on purpose (a refusal); undefined for anything else. */

@@ -62,6 +62,8 @@ export interface CoordinatorOptions {
   dataDir: string;
   /** Where NARs live (default: DATA_DIR/nars). */
   narDir?: string;
+  /** Uploads are refused while the NAR directory's filesystem has less free than this (default 0: never). */
+  minFreeNarBytes?: number;
   /** The store directory the farm builds for (default /nix/store; Guix uses /gnu/store). */
   storeDir?: string;
   /** Signing keys as their tools write them; generated into DATA_DIR when not given. */
@@ -151,12 +153,12 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   if (opts.publish !== false) await checkCompressionTools(compressions);
   const database = await openDatabase(opts.database);
   const { db } = database;
-  const storage = await NarStorage.open(opts.narDir ?? join(opts.dataDir, 'nars'));
+  const storage = await NarStorage.open(opts.narDir ?? join(opts.dataDir, 'nars'), { minFreeBytes: opts.minFreeNarBytes });
   const logs = await LogStorage.open(join(opts.dataDir, 'logs'));
   const sessions = new AgentSessions();
   const events = new BuildEvents();
   const signals = new FarmSignals(database, log);
-  const metrics = new CoordinatorMetrics(database, sessions);
+  const metrics = new CoordinatorMetrics(database, sessions, storage);
   const telemetry = new BuildTelemetry({ db, metrics, events, log });
   const reports = { retry: opts.retryPolicy ?? DEFAULT_RETRY_POLICY, leaseMs: opts.leaseMs ?? 5 * 60_000 };
   const dispatcher = new Dispatcher({

@@ -1,6 +1,7 @@
 // Build logs on disk, one file per attempt, kept as the agent sent them (LZ4 frames)
 // and decompressed only when read. Written to a temporary name and renamed, so a log
-// is either whole or absent.
+// is either whole or absent; one that finds the disk full leaves nothing and is refused
+// as out of space (disk-space.ts).
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { decompressLz4Frame } from '../store/lz4-frames.js';
 import { isUuid } from '../uuid.js';
+import { isOutOfSpace, outOfSpaceError } from './disk-space.js';
 
 /** Splits a concatenation of LZ4 frames as stored: a u32 length precedes each frame. */
 const LENGTH_BYTES = 4;
@@ -46,7 +48,7 @@ export class LogStorage {
     } catch (err) {
       out.destroy();
       await rm(temp, { force: true });
-      throw err;
+      throw isOutOfSpace(err) ? await outOfSpaceError(err, `the log of build ${buildId} (attempt ${attempt})`, temp, this.dir) : err;
     }
   }
 

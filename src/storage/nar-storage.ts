@@ -10,10 +10,17 @@
 // (or the upload is kept for a resume); one that ends after its first frame is written
 // into place whole, by a few synchronous calls instead of ten through the thread pool;
 // nothing of the resume guarantee is lost: a kept upload is written out first.
+//
+// Out of space (or quota) is a refusal of its own (disk-space.ts), never a broken upload
+// kept for a resume: what the upload staged is removed at once, so that a full disk is
+// not kept full by the upload that filled it, and no empty staging file stays behind.
+// Below a floor of free space (minFreeBytes) uploads are refused before they start.
 import { createReadStream, renameSync, rmSync, writeFileSync, type ReadStream } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, opendir, readdir, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KilnError } from '../errors.js';
+import { formatBytes, freeBytes, isOutOfSpace, outOfSpaceError, shortWrite } from './disk-space.js';
 
 export interface FrameRecord {
   /** Bytes of the frame as stored (compressed). */
@@ -60,6 +67,17 @@ const STAGING_KEY = /^[A-Za-z0-9._-]{1,200}$/;
 /** A staged upload's two files: `<key>.part` (its frames) and `<key>.frames` (their journal). */
 const STAGING_FILE = /\.(part|frames)$/;
 
+export interface NarStorageOptions {
+  /** Uploads are refused while the directory's filesystem has less free than this (0: never). */
+  minFreeBytes?: number;
+}
+
+/**
+ * How old a reading of the free space may be when an upload asks for room: a farm stores
+ * hundreds of outputs a second, and each statfs is a trip through the thread pool.
+ */
+const FREE_SPACE_MAX_AGE_MS = 1_000;
+
 export class NarStorage {
   /** Keys of the staged uploads open for writing (in this process). */
   private readonly writing = new Set<string>();
@@ -73,18 +91,44 @@ export class NarStorage {
    */
   private readonly mayHaveFiles: Set<string>;
 
+  /** The last reading of the free space, for the floor's check. */
+  private freeReading: { atMs: number; bytes: Promise<number> } | undefined;
+
   private constructor(
-    private readonly root: string,
+    readonly root: string,
     stagedKeys: Iterable<string>,
+    private readonly minFreeBytes: number,
   ) {
     this.mayHaveFiles = new Set(stagedKeys);
   }
 
-  static async open(root: string): Promise<NarStorage> {
+  static async open(root: string, opts: NarStorageOptions = {}): Promise<NarStorage> {
     await mkdir(join(root, 'nar'), { recursive: true });
     await mkdir(join(root, 'staging'), { recursive: true });
     const keys = (await readdir(join(root, 'staging'))).filter((f) => STAGING_FILE.test(f)).map((f) => f.replace(STAGING_FILE, ''));
-    return new NarStorage(root, keys);
+    return new NarStorage(root, keys, opts.minFreeBytes ?? 0);
+  }
+
+  /** Bytes free on the filesystem that holds the NARs, read now. */
+  freeBytes(): Promise<number> {
+    return freeBytes(this.root);
+  }
+
+  /** Refuses an upload while free space is below the floor (a reading at most FREE_SPACE_MAX_AGE_MS old). */
+  private async checkRoom(key: string): Promise<void> {
+    if (this.minFreeBytes <= 0) return;
+    const now = Date.now();
+    if (!this.freeReading || now - this.freeReading.atMs > FREE_SPACE_MAX_AGE_MS) {
+      const bytes = this.freeBytes();
+      bytes.catch(() => undefined);
+      this.freeReading = { atMs: now, bytes };
+    }
+    const free = await this.freeReading.bytes;
+    if (free >= this.minFreeBytes) return;
+    throw new KilnError(
+      'resource_exhausted',
+      `refused the upload ${key}: ${this.root} has ${formatBytes(free)} free, below the ${formatBytes(this.minFreeBytes)} the coordinator keeps free (--min-free-nar-gib); free space there, and the upload is taken again`,
+    );
   }
 
   private stagingPaths(key: string): { data: string; journal: string } {
@@ -106,6 +150,8 @@ export class NarStorage {
   async stage(key: string, opts: { fresh: boolean }): Promise<StagedUpload> {
     this.stagingPaths(key);
     if (this.writing.has(key)) throw new StagingInUseError(key);
+    await this.checkRoom(key);
+    if (this.writing.has(key)) throw new StagingInUseError(key); // taken while the free space was read
     this.writing.add(key);
     try {
       return await this.open(key, opts);
@@ -122,10 +168,22 @@ export class NarStorage {
         // Starting over: truncating both files drops whatever an earlier attempt left.
         spill: async () => {
           this.mayHaveFiles.add(key);
-          return this.staged(key, paths, await open(paths.data, 'w'), await open(paths.journal, 'w'), []);
+          const data = await open(paths.data, 'w').catch((err: unknown) => this.failStaging(key, paths.data, err));
+          const journal = await open(paths.journal, 'w').catch(async (err: unknown) => {
+            await data.close();
+            return this.failStaging(key, paths.journal, err);
+          });
+          return this.staged(key, paths, data, journal, []);
         },
         commitWhole: async (frame, fileName) => {
-          this.putSmall(fileName, frame, this.mayHaveFiles.has(key) ? [paths.data, paths.journal] : []);
+          const leftovers = this.mayHaveFiles.has(key) ? [paths.data, paths.journal] : [];
+          try {
+            this.putSmall(fileName, frame, leftovers);
+          } catch (err) {
+            if (!isOutOfSpace(err)) throw err;
+            await this.discard(key);
+            throw await outOfSpaceError(err, `the upload ${key}`, this.filePath(fileName), this.root);
+          }
           this.mayHaveFiles.delete(key);
         },
         discard: () => this.discard(key),
@@ -150,6 +208,7 @@ export class NarStorage {
       commit: (fileName) => this.commit(key, fileName),
       discard: () => this.discard(key),
       release: () => this.writing.delete(key),
+      outOfSpace: (err) => outOfSpaceError(err, `the upload ${key}`, paths.data, this.root),
     });
   }
 
@@ -165,6 +224,13 @@ export class NarStorage {
     if (this.writing.has(key)) return false;
     await this.discard(key);
     return true;
+  }
+
+  /** A staging file could not be opened: out of space removes what the upload staged. */
+  private async failStaging(key: string, path: string, err: unknown): Promise<never> {
+    if (!isOutOfSpace(err)) throw err;
+    await this.discard(key);
+    throw await outOfSpaceError(err, `the upload ${key}`, path, this.root);
   }
 
   /** Size of what is staged under `key`, without opening it for writing. */
@@ -189,7 +255,13 @@ export class NarStorage {
   async put(fileName: string, bytes: Uint8Array): Promise<void> {
     const final = this.filePath(fileName);
     const temp = this.putPath(fileName);
-    await writeFile(temp, bytes);
+    try {
+      await writeFile(temp, bytes);
+    } catch (err) {
+      // A partial (or empty) file written aside is never of use.
+      await rm(temp, { force: true });
+      throw isOutOfSpace(err) ? await outOfSpaceError(err, fileName, final, this.root) : err;
+    }
     await rename(temp, final);
   }
 
@@ -202,7 +274,12 @@ export class NarStorage {
   private putSmall(fileName: string, bytes: Uint8Array, leftovers: string[]): void {
     const final = this.filePath(fileName);
     const temp = this.putPath(fileName);
-    writeFileSync(temp, bytes);
+    try {
+      writeFileSync(temp, bytes);
+    } catch (err) {
+      rmSync(temp, { force: true });
+      throw err;
+    }
     renameSync(temp, final);
     for (const path of leftovers) rmSync(path, { force: true });
   }
@@ -273,6 +350,8 @@ interface StagingEnds {
   commit(fileName: string): Promise<void>;
   discard(): Promise<void>;
   release(): void;
+  /** The domain error for a write that found no space (the staged bytes are discarded first). */
+  outOfSpace(err: unknown): Promise<Error>;
 }
 
 class FsStagedUpload implements StagedUpload {
@@ -307,9 +386,26 @@ class FsStagedUpload implements StagedUpload {
 
   async appendFrames(frames: readonly StagedFrame[]): Promise<void> {
     if (frames.length === 0) return;
+    try {
+      await this.write(frames);
+    } catch (err) {
+      if (!isOutOfSpace(err)) throw err;
+      // Not kept for a resume: the bytes staged so far would keep the disk full.
+      await this.discard();
+      throw await this.ends.outOfSpace(err);
+    }
+    for (const f of frames) {
+      this.records.push({ stored: f.bytes.length, plain: f.plain });
+      this.stored += f.bytes.length;
+      this.plain += f.plain;
+    }
+  }
+
+  private async write(frames: readonly StagedFrame[]): Promise<void> {
     const size = frames.reduce((n, f) => n + f.bytes.length, 0);
     const { bytesWritten } = await this.data.writev(frames.map((f) => f.bytes));
-    if (bytesWritten !== size) throw new Error(`staging ${this.dataPath}: ${bytesWritten} of ${size} bytes written`);
+    // A regular file written short without an error: the filesystem filled up meanwhile.
+    if (bytesWritten !== size) throw shortWrite(bytesWritten, size);
     const entries = Buffer.alloc(JOURNAL_ENTRY * frames.length);
     frames.forEach((f, i) => {
       entries.writeBigUInt64LE(BigInt(f.bytes.length), i * JOURNAL_ENTRY);
@@ -317,12 +413,8 @@ class FsStagedUpload implements StagedUpload {
     });
     // The frames' bytes are written before the journal names them, so the journal
     // never records a frame the data file does not hold.
-    await this.journal.write(entries);
-    for (const f of frames) {
-      this.records.push({ stored: f.bytes.length, plain: f.plain });
-      this.stored += f.bytes.length;
-      this.plain += f.plain;
-    }
+    const journaled = await this.journal.write(entries);
+    if (journaled.bytesWritten !== entries.length) throw shortWrite(journaled.bytesWritten, entries.length);
   }
 
   async *readFrames(): AsyncIterable<Buffer> {

@@ -81,7 +81,7 @@ export class CoordinatorMetrics {
     registers: [this.registry],
   });
 
-  constructor(database: DatabaseHandle, sessions: AgentSessions) {
+  constructor(database: DatabaseHandle, sessions: AgentSessions, narStorage: { freeBytes(): Promise<number> }) {
     const { db } = database;
     const queue = perScrape(async () => ({ unfinished: await unfinishedByStateAndSystem(db), ready: await readyBySystem(db) }));
     new Gauge({
@@ -178,6 +178,14 @@ export class CoordinatorMetrics {
     pool('kiln_db_pool_max_connections', 'Connections the database pool may open (1 for PGlite).', (p) => p.max);
     pool('kiln_db_pool_connections_in_use', 'Database connections busy with a query or a transaction.', (p) => p.inUse);
     pool('kiln_db_pool_waiting_queries', 'Queries and transactions waiting for a database connection.', (p) => p.waiting);
+    new Gauge({
+      name: 'kiln_nar_dir_free_bytes',
+      help: "Bytes free on the filesystem of this coordinator's NAR directory (what uploads may still use).",
+      registers: [this.registry],
+      async collect() {
+        this.set(await narStorage.freeBytes());
+      },
+    });
     collectDefaultMetrics({ register: this.registry });
   }
 

@@ -44,6 +44,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'max-silent-time': { type: 'string' },
     'max-load-per-cpu': { type: 'string' },
     'min-free-disk-gib': { type: 'string' },
+    'min-free-nar-gib': { type: 'string' },
     'only-submitted': { type: 'boolean' },
     upstream: { type: 'string', multiple: true },
     'upstream-key': { type: 'string', multiple: true },
@@ -63,7 +64,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     throw new UsageError((err as Error).message);
   }) : {};
   const given = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined));
-  const settings = { ...configAsFlags(config), ...given } as Parameters<typeof schedulingOptions>[0];
+  const settings = { ...configAsFlags(config), ...given } as Parameters<typeof schedulingOptions>[0] & Parameters<typeof storageOptions>[0];
   // Before the coordinator starts, so that every span of this process is exported (when OTEL_* asks).
   const tracing = startTracing('kiln-coordinator');
   const coordinator = await startCoordinator({
@@ -76,6 +77,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     dashboardToken: process.env.KILN_DASHBOARD_TOKEN || undefined,
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
     ...schedulingOptions(settings),
+    ...storageOptions(settings),
     ...cacheOptions(config, configPath ?? ''),
     ...limitOptions(config),
     ...upstreamSettings(config, values),
@@ -197,6 +199,11 @@ export function schedulingOptions(values: {
     },
     submitMissingInputs: !values['only-submitted'],
   };
+}
+
+/** The NAR storage's settings from the command line (or the configuration file's storage part). */
+export function storageOptions(values: { 'min-free-nar-gib'?: string }): Pick<CoordinatorOptions, 'minFreeNarBytes'> {
+  return { minFreeNarBytes: Math.round(numberFrom(values['min-free-nar-gib'], '--min-free-nar-gib') * 2 ** 30) };
 }
 
 function allocationFrom(text: string): AllocationPolicy {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheOptions, configAsFlags, loadConfig } from '../../../src/coordinator/config-file.js';
 import { DEFAULT_RETENTION, keptSince } from '../../../src/substitutes/retention.js';
-import { schedulingOptions } from '../../../src/cli/commands/coordinator.js';
+import { schedulingOptions, storageOptions } from '../../../src/cli/commands/coordinator.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -44,8 +44,15 @@ describe('kiln coordinator --config', () => {
     expect(schedulingOptions(configAsFlags(config) as Parameters<typeof schedulingOptions>[0]).defaultLimits).toEqual({ timeoutSeconds: 3600, maxSilentSeconds: 0 });
   });
 
+  test('the storage part becomes the NAR floor in bytes, as --min-free-nar-gib does', async () => {
+    const config = await loadConfig(file('storage.json', JSON.stringify({ storage: { minFreeNarGiB: 1.5 } })));
+    expect(storageOptions(configAsFlags(config))).toEqual({ minFreeNarBytes: 1.5 * 2 ** 30 });
+    expect(storageOptions({})).toEqual({ minFreeNarBytes: 0 });
+  });
+
   test.each([
-    ['{"schedule": {}}', /schedule: is not a setting \(known: scheduling, retry, hooks, builtinHooks, cache, retention\)/],
+    ['{"schedule": {}}', /schedule: is not a setting \(known: scheduling, retry, hooks, builtinHooks, cache, storage, retention\)/],
+    ['{"storage": {"minFreeNarGiB": -1}}', /storage.minFreeNarGiB: must be a number of at least 0/],
     ['{"cache": {"compressions": ["lz4", "brotli"]}}', /: cache.compressions\[1\]: "brotli" is not a compression the cache can keep \(lz4, zstd, gzip/],
     ['{"cache": {"compressions": ["lz4", "zstd:25"]}}', /: cache.compressions\[1\]: zstd levels go from 1 to 19, not 25/],
     ['{"cache": {"compressions": ["zstd"]}}', /: cache.compressions: must include lz4: agents upload NARs as lz4/],
