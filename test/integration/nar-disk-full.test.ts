@@ -83,7 +83,7 @@ describe.each(DATABASE_KINDS)('a full NAR disk on %s', (kind) => {
           (e: unknown) => ConnectError.from(e),
         );
         expect(err?.code).toBe(Code.ResourceExhausted);
-        expect(err?.rawMessage).toContain(`out of space storing the upload ${assign.buildId}.out at ${join(narDir, 'staging')}`);
+        expect(err?.rawMessage).toContain(`out of space storing the upload ${assign.buildId}.${assign.attempt}.out at ${join(narDir, 'staging')}`);
         expect(err?.rawMessage).toMatch(/no space left on device; [\d.]+ (B|KiB|MiB) free on /);
         expect(stagingFiles()).toEqual([]);
         expect((await client.queryUpload({ buildId: assign.buildId, outputName: 'out' })).offset).toBe(0n);
