@@ -51,7 +51,7 @@ describe('kiln coordinator --config', () => {
   });
 
   test.each([
-    ['{"schedule": {}}', /schedule: is not a setting \(known: scheduling, retry, hooks, builtinHooks, cache, storage, retention\)/],
+    ['{"schedule": {}}', /schedule: is not a setting \(known: scheduling, retry, hooks, builtinHooks, cache, storage, retention, limits, upstreams, upstreamLookups\)/],
     ['{"storage": {"minFreeNarGiB": -1}}', /storage.minFreeNarGiB: must be a number of at least 0/],
     ['{"cache": {"compressions": ["lz4", "brotli"]}}', /: cache.compressions\[1\]: "brotli" is not a compression the cache can keep \(lz4, zstd, gzip/],
     ['{"cache": {"compressions": ["lz4", "zstd:25"]}}', /: cache.compressions\[1\]: zstd levels go from 1 to 19, not 25/],
