@@ -269,7 +269,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     (err) => log.error({ err }, 'HTTP route failed'),
   );
   const authenticator = new Authenticator({ adminToken, dashboardToken, checkAgentPassword: (id, pw) => checkAgentPassword(db, id, pw), throttle: opts.loginThrottle });
-  const gate = requestGate(authenticator, (err) => log.error({ err }, 'credential check failed'));
+  const gate = requestGate(authenticator, log);
   const handler = connectNodeAdapter({
     routes,
     fallback,

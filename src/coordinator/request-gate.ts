@@ -12,7 +12,8 @@ import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { authenticatedAgent, type Authenticator } from './auth.js';
-import { refusalError } from './connect-errors.js';
+import type { Logger } from '../logger.js';
+import { toConnectError } from './connect-errors.js';
 import type { RequestHandler } from './listener.js';
 
 type Request = IncomingMessage | Http2ServerRequest;
@@ -27,7 +28,7 @@ export interface RequestGate {
   contextValues(req: Request): ContextValues;
 }
 
-export function requestGate(auth: Authenticator, onError: (err: unknown) => void): RequestGate {
+export function requestGate(auth: Authenticator, log: Logger): RequestGate {
   const agents = new WeakMap<Request, string>();
   return {
     handler: (next) => (req, res) => {
@@ -44,9 +45,16 @@ export function requestGate(auth: Authenticator, onError: (err: unknown) => void
           next(req, res);
         })
         .catch((err: unknown) => {
-          const refusal = refusalError(err);
-          if (!refusal) onError(err);
-          refuse(req, res, refusal ?? (err as ConnectError));
+          // Not only refusals end here: the credential check reads the database, and a
+          // database out of reach is UNAVAILABLE (agents retry), never a crash.
+          const error = toConnectError(err, log, `${match[1]}.${match[2]} (credential check)`);
+          try {
+            refuse(req, res, error);
+          } catch (failure) {
+            log.error({ err: failure }, 'could not answer a refused call; its stream is reset');
+            if ('stream' in req && req.httpVersionMajor === 2) req.stream.close(http2.NGHTTP2_INTERNAL_ERROR);
+            else (res as ServerResponse).destroy();
+          }
         });
     },
     contextValues(req) {

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { createAdminClient } from '../../src/cli/admin-client.js';
 import { startCoordinator } from '../../src/coordinator/coordinator.js';
 import { silentLogger } from '../../src/logger.js';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { agentClient } from '../../src/agent/agent.js';
 import { connectTestAgent } from '../helpers/agent-stream.js';
 import type { TestCoordinator } from '../helpers/coordinator.js';
 import { createDatabase, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
@@ -47,5 +49,31 @@ describe('a PostgreSQL outage', () => {
     const lost = async () => (await t.admin.listEvents({ types: ['agent-lost'] }).catch(() => ({ events: [] }))).events.filter((e) => e.agentId === agent.agentId);
     await waitUntil(async () => (await lost()).length > 0, 30_000, () => 'the agent-lost event');
     expect(await lost()).toHaveLength(1);
+  }, 60_000);
+
+  // The credential check reads the agent's password from the database, before connect
+  // sees the call: with the database down it once threw a plain error into the edge's
+  // refusal code, which crashed the process (both replicas of the chaos test exited).
+  test('a credential check while the database is down is UNAVAILABLE, and the coordinator lives on', async () => {
+    const { agent } = await t.admin.createAgent({ name: 'outage-login' });
+    const { password } = await t.admin.createAgentPassword({ agentId: agent!.id });
+    const client = agentClient(t.coordinator.url, agent!.id, password);
+    await server.halt();
+    try {
+      const refused = await client.queryUpload({}).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(refused).toBeInstanceOf(ConnectError);
+      expect((refused as ConnectError).code).toBe(Code.Unavailable);
+      expect((refused as ConnectError).rawMessage).toMatch(/database is out of reach/);
+      const health = await fetch(`${t.coordinator.url}/healthz`);
+      expect(health.status).toBe(200);
+    } finally {
+      await server.resume();
+    }
+    // Back: the same agent gets past the credential check (whatever its empty query is then told).
+    const past = (err: unknown) => !(err instanceof ConnectError) || (err.code !== Code.Unavailable && err.code !== Code.Unauthenticated);
+    await waitUntil(async () => client.queryUpload({}).then(() => true, past), 30_000, () => 'a call with the agent\'s credentials once the database is back');
   }, 60_000);
 });
