@@ -27,6 +27,7 @@ import type { BuildTelemetry } from '../telemetry/build-telemetry.js';
 import { cacheAdmin } from './cache-admin.js';
 import type { Logger } from '../logger.js';
 import type { RetentionRules } from '../substitutes/retention.js';
+import type { PathSigner } from '../substitutes/narinfo-signer.js';
 import type { InputLimits } from '../protocol/limits.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
@@ -138,25 +139,25 @@ function submission(req: SubmitBuildRequest, farm: { submitMissingInputs: boolea
 export function adminService(
   db: Database,
   storage: NarStorage,
-  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath },
+  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner },
   notify: AdminNotifications,
   live: { sessions: AgentSessions; telemetry?: BuildTelemetry },
 ): ServiceImpl<typeof AdminService> {
   return {
-    ...sourceUploads({ db, storage, sourceStored: () => notify.buildsChanged(), telemetry: live.telemetry }),
+    ...sourceUploads({ db, storage, sign: farm.sign, sourceStored: () => notify.buildsChanged(), telemetry: live.telemetry }),
     ...queueStatus({ db, sessions: live.sessions }),
     ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),
     async submitBuild(req) {
       const startedAt = performance.now();
       const input = submission(req, farm);
-      const result = await submitBuild(db, storage, farm.byPath ? await farm.byPath(input) : input, farm.limits);
+      const result = await submitBuild(db, storage, farm.byPath ? await farm.byPath(input) : input, farm.limits, farm.sign);
       live.telemetry?.submitted(result.created, startedAt);
       notify.buildsSubmitted(result.created);
       return { build: buildToProto(result.build), existing: result.existing };
     },
     async submitBuilds(req) {
       const inputs = req.builds.map((b) => submission(b, farm));
-      const result = await submitBuilds(db, storage, farm.byPath ? await Promise.all(inputs.map(farm.byPath)) : inputs, farm.limits);
+      const result = await submitBuilds(db, storage, farm.byPath ? await Promise.all(inputs.map(farm.byPath)) : inputs, farm.limits, farm.sign);
       notify.buildsSubmitted(result.created);
       return { builds: result.builds.map((r) => ({ build: buildToProto(r.build), existing: r.existing })) };
     },
@@ -218,7 +219,7 @@ export function adminService(
       return { retried };
     },
     async retryBuild(req) {
-      const build = await retryBuild(db, storage, req.id);
+      const build = await retryBuild(db, storage, req.id, farm.sign);
       notify.buildsChanged();
       return { build: buildToProto(build) };
     },

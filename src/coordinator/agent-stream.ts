@@ -17,6 +17,7 @@ import {
 import type { Database } from '../db/connection.js';
 import { KilnError } from '../errors.js';
 import type { NarStorage } from '../storage/nar-storage.js';
+import type { PathSigner } from '../substitutes/narinfo-signer.js';
 import { isLastingFailure } from '../db/transient.js';
 import type { Logger } from '../logger.js';
 import {
@@ -48,6 +49,8 @@ export interface AgentStreamDeps {
   db: Database;
   /** Where outputs sent inline with their report are stored. */
   storage: NarStorage;
+  /** Signs each committed path's narinfo (upload-receiver.ts). */
+  sign?: PathSigner;
   sessions: AgentSessions;
   dispatcher: Dispatcher;
   log: Logger;

@@ -11,6 +11,7 @@ import type { Logger } from '../logger.js';
 import { heldBuild, outputOfHeldBuild } from '../scheduler/build-outputs.js';
 import type { LogStorage } from '../storage/log-storage.js';
 import type { NarStorage } from '../storage/nar-storage.js';
+import type { PathSigner } from '../substitutes/narinfo-signer.js';
 import { authenticatedAgent } from './auth.js';
 import type { Dispatcher } from './dispatcher.js';
 import { receiveOutput, stagingKey } from './upload-receiver.js';
@@ -20,6 +21,8 @@ import { UNTRACED, type UploadTelemetry } from '../telemetry/build-telemetry.js'
 export interface AgentUploadDeps {
   db: Database;
   storage: NarStorage;
+  /** Signs each committed path's narinfo (upload-receiver.ts). */
+  sign?: PathSigner;
   logs: LogStorage;
   dispatcher: Dispatcher;
   log: Logger;

@@ -12,6 +12,9 @@ import { openDatabase, type DatabaseHandle, type DatabaseOptions } from '../db/c
 import { startEmbeddedMaintenance } from '../db/embedded-maintenance.js';
 import { LogStorage } from '../storage/log-storage.js';
 import { loadCacheKeys } from '../substitutes/cache-keys.js';
+import { pathSigner, startSignatureBackfill } from '../substitutes/narinfo-signer.js';
+import { signatureCount } from '../substitutes/narinfo-text.js';
+import { Counter } from 'prom-client';
 import { cacheRoutes } from '../substitutes/cache-routes.js';
 import { NarStorage } from '../storage/nar-storage.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -132,6 +135,8 @@ export interface Coordinator {
   metrics: CoordinatorMetrics;
   /** The cache's Nix public key (`name:base64`), for clients' trusted-public-keys. */
   nixPublicKey: string;
+  /** Resolves when the start-up signing of paths without current signatures is done, with their count. */
+  signaturesBackfilled: Promise<number>;
   database: DatabaseHandle;
   sessions: AgentSessions;
   dispatcher: Dispatcher;
@@ -147,6 +152,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const adminToken = loadOrCreateAdminToken(opts.dataDir, opts.adminToken);
   const dashboardToken = loadOrCreateDashboardToken(opts.dataDir, opts.dashboardToken);
   const keys = loadCacheKeys({ dataDir: opts.dataDir, nixKeyFile: opts.nixKeyFile, guixKeyFile: opts.guixKeyFile });
+  // Narinfos are signed as paths are committed, never on request.
+  const sign = pathSigner(keys);
   const storeDir = opts.storeDir ?? '/nix/store';
   const compressions = opts.compressions ?? defaultCompressions(storeDir);
   // Before anything starts: a missing zstd program is said now, not at the first build.
@@ -160,6 +167,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const signals = new FarmSignals(database, log);
   const metrics = new CoordinatorMetrics(database, sessions, storage);
   const telemetry = new BuildTelemetry({ db, metrics, events, log });
+  countNarInfoSignatures(metrics);
   const reports = { retry: opts.retryPolicy ?? DEFAULT_RETRY_POLICY, leaseMs: opts.leaseMs ?? 5 * 60_000 };
   const dispatcher = new Dispatcher({
     db,
@@ -220,7 +228,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       router,
       limits,
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits, byPath: derivationsByPath(db, upstreams) }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits, byPath: derivationsByPath(db, upstreams), sign }, {
         buildsChanged: () => dispatcher.workAvailable(),
         buildsSubmitted: (buildIds) => {
           for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
@@ -238,10 +246,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       }, { sessions, telemetry }),
     );
     serveWithLimits(router, limits, AgentService, {
-      ...agentUploads({ db, storage, logs, dispatcher, log, telemetry }),
+      ...agentUploads({ db, storage, sign, logs, dispatcher, log, telemetry }),
       connect: agentStream({
         db,
         storage,
+        sign,
         sessions,
         dispatcher,
         log,
@@ -298,6 +307,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   lookups.start();
   // PostgreSQL's autovacuum does this for a server; PGlite has none.
   const maintenance = database.kind === 'pglite' ? startEmbeddedMaintenance(db, log.child({ part: 'maintenance' })) : undefined;
+  // Paths stored before signatures were (or under other keys): until signed, a miss.
+  const backfill = startSignatureBackfill(db, keys, log.child({ part: 'signatures' }));
   log.info({ url, database: database.kind, hooks: hookList.map((h) => h.name) }, 'coordinator running');
 
   let stopping: Promise<void> | undefined;
@@ -308,6 +319,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     dashboardToken,
     metrics,
     nixPublicKey: keys.nixPublicKey,
+    signaturesBackfilled: backfill.done,
     database,
     sessions,
     dispatcher,
@@ -321,6 +333,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         // Each step logged: a shutdown that hangs says where.
         log.info('stopping: dispatcher');
         await dispatcher.stop();
+        log.info('stopping: signature backfill');
+        await backfill.stop();
         log.info('stopping: upstream lookups');
         await lookups.close();
         log.info('stopping: hook deliveries');
@@ -342,6 +356,19 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       return stopping;
     },
   };
+}
+
+/** kiln_narinfo_signatures_total: made at commit, by publish or the backfill, never on request. */
+function countNarInfoSignatures(metrics: CoordinatorMetrics): void {
+  new Counter({
+    name: 'kiln_narinfo_signatures_total',
+    help: 'Narinfo signatures (a Nix and a Guix one each) this process made: at commit, by the publish hook or by the backfill.',
+    registers: [metrics.registry],
+    collect() {
+      this.reset();
+      this.inc(signatureCount.made);
+    },
+  });
 }
 
 /**

@@ -6,12 +6,15 @@ import type { Database } from '../db/connection.js';
 import { checkReferencesHeld, checkSourceNeeded, missingPaths } from '../scheduler/sources.js';
 import { parseStorePath } from '../store/store-path.js';
 import type { NarStorage } from '../storage/nar-storage.js';
+import type { PathSigner } from '../substitutes/narinfo-signer.js';
 import { receiveNar, uploadHeader } from './upload-receiver.js';
 import { UNTRACED, type UploadTelemetry } from '../telemetry/build-telemetry.js';
 
 export interface SourceUploadDeps {
   db: Database;
   storage: NarStorage;
+  /** Signs each committed path's narinfo (upload-receiver.ts). */
+  sign?: PathSigner;
   /** A source arrived: builds waiting on it may be ready. */
   sourceStored(): void;
   /** Traces and counts uploads. */

@@ -20,7 +20,16 @@ import { parseStorePath } from '../store/store-path.js';
 import { StagingInUseError, type NarStorage, type StagedFrame, type StagedUpload } from '../storage/nar-storage.js';
 import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
 import { recordPath } from './path-records.js';
+import type { PathSigner } from '../substitutes/narinfo-signer.js';
 import { INLINE_NAR_MAX } from '../upload-limits.js';
+
+/** What receiving a NAR needs; `sign` signs the path's narinfo as it is committed. */
+export interface NarReceiverDeps {
+  db: Database;
+  storage: NarStorage;
+  /** Without it the path is served once the background signer has signed it. */
+  sign?: PathSigner;
+}
 
 export interface ReceivedOutput {
   storePath: string;
@@ -278,7 +287,7 @@ class IncomingNar {
 }
 
 export async function receiveOutput(
-  deps: { db: Database; storage: NarStorage },
+  deps: NarReceiverDeps,
   agentId: string,
   requests: AsyncIterable<UploadOutputRequest>,
 ): Promise<ReceivedOutput> {
@@ -297,7 +306,7 @@ const INLINE_FRAME_MAX = INLINE_NAR_MAX + (INLINE_NAR_MAX >> 8) + 64;
  * uploading agent): the report is then judged against what is stored.
  */
 export async function receiveInlineOutput(
-  deps: { db: Database; storage: NarStorage },
+  deps: NarReceiverDeps,
   agentId: string,
   buildId: string,
   output: { name: string; path: string; narHash: string; narSize: bigint; references: readonly string[]; narLz4: Uint8Array },
@@ -344,7 +353,7 @@ async function outputTarget(
 
 /** Receives the frames and trailer of an upload whose header was read and checked. */
 export async function receiveNar(
-  deps: { db: Database; storage: NarStorage },
+  deps: NarReceiverDeps,
   target: NarTarget,
   iterator: AsyncIterator<UploadMessage>,
 ): Promise<ReceivedOutput> {
@@ -374,16 +383,14 @@ export async function receiveNar(
     const fileHash = encodeBase32(incoming.fileHash.digest());
     const fileName = `${fileHash}.nar.lz4`;
     completed = true; // from here the staged upload is committed or, on an error, already ended
+    const fields = { path: target.storePath, narHash: received.toString(), narSize: nar.size, references: [...target.references].sort(), deriver: target.deriver };
     await recordPath(deps.db, {
       commitFile: () => staged.commit(fileName),
       pending: target.pending && target.buildId ? { buildId: target.buildId, ...target.pending } : undefined,
       row: {
-        path: target.storePath,
+        ...fields,
+        ...deps.sign?.(fields),
         hashPart: parseStorePath(target.storePath).hashPart,
-        narHash: received.toString(),
-        narSize: nar.size,
-        references: [...target.references].sort(),
-        deriver: target.deriver,
         fileName,
         compression: 'lz4',
         fileHash: `sha256:${fileHash}`,

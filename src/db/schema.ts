@@ -303,6 +303,20 @@ export const buildAttempts = pgTable(
 );
 
 /**
+ * The narinfo signatures of a path, made when it is committed (never on request, so a
+ * client cannot make the coordinator sign), by the keys `signature_key` names
+ * (CacheKeys.fingerprint): the Nix `Sig:` value and the Guix `Signature:` value. Both
+ * cover only the signed fields, not the NAR files, so new compressions re-sign nothing.
+ */
+function narinfoSignatureColumns() {
+  return {
+    nixSignature: text('nix_signature'),
+    guixSignature: text('guix_signature'),
+    signatureKey: text('signature_key'),
+  };
+}
+
+/**
  * Store paths the binary cache holds: build outputs uploaded by agents, and .drv files
  * and sources that submissions brought. A path here counts as available to builds.
  */
@@ -323,15 +337,18 @@ export const storePaths = pgTable('store_paths', {
   buildId: uuid('build_id'),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   /**
-   * The signed narinfo, made once by the publish hook (the Guix signature costs
-   * milliseconds); null until then, and the cache renders it on request meanwhile.
+   * The narinfo text, rendered once by the publish hook from the stored signatures; null
+   * until then, and the cache renders it on request from them meanwhile.
    */
   narinfo: text('narinfo'),
   /** Which keys signed `narinfo` (CacheKeys.fingerprint): a text signed by other keys is not served. */
   narinfoSigner: text('narinfo_signer'),
+  ...narinfoSignatureColumns(),
 }, (t) => [
   // Garbage collection asks whether a file under nar/ is still named by a row.
   index('store_paths_file_name').on(t.fileName),
+  // The background signer looks for rows not signed by the current keys.
+  index('store_paths_signature_key').on(t.signatureKey),
 ]);
 
 /**
@@ -357,6 +374,8 @@ export const pendingOutputs = pgTable(
     fileHash: text('file_hash').notNull(),
     fileSize: bigint('file_size', { mode: 'number' }).notNull(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    // Signed at upload, so that the output is served signed the moment it is released.
+    ...narinfoSignatureColumns(),
   },
   (t) => [primaryKey({ columns: [t.buildId, t.attempt, t.name] }), index('pending_outputs_file_name').on(t.fileName)],
 );

@@ -14,8 +14,9 @@ import type { Queryable } from './build-outputs.js';
  */
 export function servePendingOf(done: SQL): SQL {
   return sql`
-    insert into store_paths (path, hash_part, nar_hash, nar_size, "references", deriver, file_name, compression, file_hash, file_size, build_id)
-    select p.path, p.hash_part, p.nar_hash, p.nar_size, p."references", p.deriver, p.file_name, p.compression, p.file_hash, p.file_size, p.build_id
+    insert into store_paths (path, hash_part, nar_hash, nar_size, "references", deriver, file_name, compression, file_hash, file_size, build_id, nix_signature, guix_signature, signature_key)
+    select p.path, p.hash_part, p.nar_hash, p.nar_size, p."references", p.deriver, p.file_name, p.compression, p.file_hash, p.file_size, p.build_id,
+      p.nix_signature, p.guix_signature, p.signature_key
     from pending_outputs p join ${done} d on p.build_id = d.id and p.attempt = d.attempt
     on conflict do nothing`;
 }

@@ -10,6 +10,7 @@ import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
+import type { PathSigner } from '../substitutes/narinfo-signer.js';
 import { isUuid } from '../uuid.js';
 import { settleWaits } from './availability.js';
 import { getBuilds, type BuildRecord } from './build-queries.js';
@@ -46,8 +47,14 @@ const UNIQUE_VIOLATION = '23505';
 /** How many builds one SubmitBuilds call may carry. */
 export const MAX_BATCH = 10_000;
 
-export async function submitBuild(db: Database, storage: NarStorage, input: SubmitBuildInput, limits: InputLimits = DEFAULT_INPUT_LIMITS): Promise<SubmitBuildResult> {
-  const { builds: [result], created } = await submitBuilds(db, storage, [input], limits);
+export async function submitBuild(
+  db: Database,
+  storage: NarStorage,
+  input: SubmitBuildInput,
+  limits: InputLimits = DEFAULT_INPUT_LIMITS,
+  sign?: PathSigner,
+): Promise<SubmitBuildResult> {
+  const { builds: [result], created } = await submitBuilds(db, storage, [input], limits, sign);
   return { ...result!, created };
 }
 
@@ -61,9 +68,16 @@ export interface SubmitBuildsResult {
 /**
  * Submits several builds in one transaction: all are made, or none (the error names the
  * one at fault as builds[i]). A build may use derivations that others in the same call
- * carry, and may wait on builds made by the same call.
+ * carry, and may wait on builds made by the same call. `sign` signs the narinfos of the
+ * .drv files it puts into the cache.
  */
-export async function submitBuilds(db: Database, storage: NarStorage, inputs: SubmitBuildInput[], limits: InputLimits = DEFAULT_INPUT_LIMITS): Promise<SubmitBuildsResult> {
+export async function submitBuilds(
+  db: Database,
+  storage: NarStorage,
+  inputs: SubmitBuildInput[],
+  limits: InputLimits = DEFAULT_INPUT_LIMITS,
+  sign?: PathSigner,
+): Promise<SubmitBuildsResult> {
   if (inputs.length === 0) return { builds: [], created: [] };
   if (inputs.length > MAX_BATCH) throw invalidArgument(`${inputs.length} builds in one call; at most ${MAX_BATCH} are accepted`);
   // A single submission's errors name its fields as they are; a batch's say which build.
@@ -97,7 +111,7 @@ export async function submitBuilds(db: Database, storage: NarStorage, inputs: Su
       if (clash[0]) throw new KilnError('already_exists', `a build with id ${clash[0].id} exists already`);
       await storeDerivations(tx as unknown as Database, fresh);
       // Content-addressed files: a failed submission leaves at most unreferenced ones for gc.
-      await restoreDerivationNars(tx, storage, inputs.map((input) => input.derivationPath));
+      await restoreDerivationNars(tx, storage, inputs.map((input) => input.derivationPath), sign);
       const existing = await existingBuilds(tx as unknown as Database, inputs, ids, checked);
       const created = await insertBuilds(
         tx,

@@ -5,13 +5,12 @@
 // same key and hash give exactly the signature libgcrypt gives.
 import { createHmac, randomBytes } from 'node:crypto';
 import {
+  Fn,
   N,
   add,
   bigintFromBigEndian,
   bigintToBigEndian,
-  invert,
   isIdentity,
-  mod,
   multiply,
   multiplyBase,
   toAffine,
@@ -109,9 +108,9 @@ export function sign(d: bigint, hash: Uint8Array, algorithm: string): EcdsaSigna
   // that are about 2^-252, but the retry order is what keeps the result reproducible.
   for (let attempt = 0; ; attempt++) {
     const k = rfc6979Nonce(d, hash, algorithm, attempt);
-    const r = mod(toAffine(multiplyBase(k)).x, N);
+    const r = Fn.create(toAffine(multiplyBase(k)).x);
     if (r === 0n) continue;
-    const s = mod(invert(k, N) * (h + r * d), N);
+    const s = Fn.mul(Fn.inv(k), Fn.add(Fn.create(h), Fn.mul(r, Fn.create(d))));
     if (s !== 0n) return { r, s };
   }
 }
@@ -119,10 +118,10 @@ export function sign(d: bigint, hash: Uint8Array, algorithm: string): EcdsaSigna
 export function verify(q: Point, hash: Uint8Array, signature: EcdsaSignature): boolean {
   const { r, s } = signature;
   if (r <= 0n || r >= N || s <= 0n || s >= N) return false;
-  const w = invert(s, N);
-  const u1 = mod(hashToInteger(hash) * w, N);
-  const u2 = mod(r * w, N);
+  const w = Fn.inv(s);
+  const u1 = Fn.mul(Fn.create(hashToInteger(hash)), w);
+  const u2 = Fn.mul(r, w);
   const point = add(multiplyBase(u1), multiply(u2, q));
   if (isIdentity(point)) return false;
-  return mod(toAffine(point).x, N) === r;
+  return Fn.create(toAffine(point).x) === r;
 }

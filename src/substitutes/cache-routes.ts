@@ -10,7 +10,7 @@ import { buildAttempts, builds, narFiles, storePaths } from '../db/schema.js';
 import type { LogStorage } from '../storage/log-storage.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import type { CacheKeys } from './cache-keys.js';
-import { NarInfoCache, narInfoText } from './narinfo-text.js';
+import { currentSignatures, narInfoText } from './narinfo-text.js';
 
 export interface CacheRouteDeps {
   db: Database;
@@ -58,7 +58,6 @@ export function parseRange(header: string | undefined, size: number): { start: n
 }
 
 export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
-  const narinfos = new NarInfoCache();
   return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const path = (req.url ?? '').split('?')[0]!;
@@ -84,14 +83,13 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
     if (m) {
       const [row] = await deps.db.select().from(storePaths).where(eq(storePaths.hashPart, m[1]!));
       if (!row) return notFound(req, res, 'narinfo');
-      let text = row.narinfo !== null && row.narinfoSigner === deps.keys.fingerprint ? row.narinfo : undefined;
-      if (text === undefined) {
-        // Not published yet (or signed by keys no longer in use): rendered now, remembered
-        // under its files' names, which change if the path is collected and uploaded again.
-        const others = await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path));
-        const key = [row.path, row.fileName, ...others.map((f) => f.fileName)].join(' ');
-        text = narinfos.get(key, () => narInfoText(row, deps.keys, others));
-      }
+      // Signed when committed (or by the background signer): a path not signed by the
+      // current keys yet is a miss, so no request ever makes the coordinator sign.
+      const signatures = currentSignatures(row, deps.keys);
+      if (!signatures) return notFound(req, res, 'narinfo');
+      let text = row.narinfo !== null && row.narinfoSigner === signatures.signatureKey ? row.narinfo : undefined;
+      // Not published yet: rendered from the stored signatures and the files there are.
+      text ??= narInfoText({ ...row, ...signatures }, await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path)));
       send(req, res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'public, max-age=3600' }, text);
       return true;
     }

@@ -10,6 +10,7 @@ import { narOfFile } from '../store/nar-file.js';
 import { parseStorePath } from '../store/store-path.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { holdCacheShared } from './cache-lock.js';
+import type { PathSigner } from './narinfo-signer.js';
 
 interface DerivationFile {
   path: string;
@@ -48,9 +49,10 @@ type Executor = Pick<Database, 'execute' | 'insert'>;
  * retries) the build, holding the cache lock, so that the files and rows arrive together
  * and gc cannot take them before the build that needs them is committed. A .drv in the
  * cache has its input .drv files there too (they arrive together and gc keeps closures),
- * so the walk stops at the first one present.
+ * so the walk stops at the first one present. `sign` signs their narinfos (without it the
+ * background signer does).
  */
-export async function restoreDerivationNars(tx: Executor, storage: NarStorage, roots: string[]): Promise<number> {
+export async function restoreDerivationNars(tx: Executor, storage: NarStorage, roots: string[], sign?: PathSigner): Promise<number> {
   await holdCacheShared(tx);
   const missing = rowsOf<{ path: string; text: string; sources: string[]; inputs: string[] }>(
     await tx.execute(sql`
@@ -68,7 +70,7 @@ export async function restoreDerivationNars(tx: Executor, storage: NarStorage, r
   );
   for (const d of missing) {
     const row = await storeDerivationNar(storage, { path: d.path, text: d.text, references: [...d.sources, ...d.inputs] });
-    await tx.insert(storePaths).values(row).onConflictDoNothing();
+    await tx.insert(storePaths).values({ ...row, ...sign?.({ ...row, references: row.references ?? [] }) }).onConflictDoNothing();
   }
   return missing.length;
 }

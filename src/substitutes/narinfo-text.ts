@@ -37,11 +37,26 @@ export interface StoredFile {
 
 const block = (f: StoredFile) => ({ url: `nar/${f.fileName}`, compression: f.compression, fileHash: f.fileHash, fileSize: f.fileSize });
 
-export function narInfoText(stored: StoredPath, keys: CacheKeys, others: readonly StoredFile[] = []): string {
-  const unsigned: NarInfo = {
+/** A path's stored signatures (store_paths' signature columns). */
+export interface NarInfoSignatures {
+  nixSignature: string;
+  guixSignature: string;
+  /** The CacheKeys.fingerprint of the keys that made them. */
+  signatureKey: string;
+}
+
+/** The stored signature columns, as a row holds them before it is signed (all null). */
+export interface MaybeSigned {
+  nixSignature: string | null;
+  guixSignature: string | null;
+  signatureKey: string | null;
+}
+
+/** The fields both signatures cover, with no files and no signatures yet. */
+function unsignedInfo(stored: Omit<StoredPath, 'fileName' | 'compression' | 'fileHash' | 'fileSize'>, files: NarInfo['files']): NarInfo {
+  return {
     storePath: stored.path,
-    // In one order whoever renders it (the publish hook, or a request before it ran).
-    files: [...[...others].sort((a, b) => (a.compression < b.compression ? -1 : 1)).map(block), block(stored)],
+    files,
     narHash: stored.narHash,
     narSize: stored.narSize,
     references: stored.references.map(baseName).sort(),
@@ -49,27 +64,38 @@ export function narInfoText(stored: StoredPath, keys: CacheKeys, others: readonl
     sigs: [],
     extra: [],
   };
-  const info = signNarInfo(unsigned, keys.nix);
-  const signature = signNarInfoText(renderSignedPart(info, 'guix'), keys.guix, keys.hostname);
-  return renderNarInfo({ ...info, signature }, 'guix');
 }
 
-/** A small LRU of rendered narinfos: signing costs milliseconds, lookups come in bursts. */
-export class NarInfoCache {
-  private readonly entries = new Map<string, string>();
-  constructor(private readonly max = 10_000) {}
+/**
+ * Signs a path's narinfo with the cache's keys: the Nix signature, then the Guix one over
+ * the signed fields (the Sig line among them). Called when a path is committed and by
+ * the background signer, never for a request; `signed` counts the calls (a metric).
+ */
+export function signNarInfoFields(
+  stored: Omit<StoredPath, 'fileName' | 'compression' | 'fileHash' | 'fileSize'>,
+  keys: CacheKeys,
+): NarInfoSignatures {
+  // Guix's signed part has no NAR blocks; the one here only satisfies the narinfo check.
+  const info = signNarInfo(unsignedInfo(stored, [{ url: 'nar/not-signed', compression: 'none' }]), keys.nix);
+  const guixSignature = signNarInfoText(renderSignedPart(info, 'guix'), keys.guix, keys.hostname);
+  signatureCount.made++;
+  return { nixSignature: info.sigs[0]!, guixSignature, signatureKey: keys.fingerprint };
+}
 
-  /** `key` names the path and its files: a path collected and uploaded again is another entry. */
-  get(key: string, render: () => string): string {
-    const hit = this.entries.get(key);
-    if (hit !== undefined) {
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return hit;
-    }
-    const text = render();
-    this.entries.set(key, text);
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
-    return text;
-  }
+/** Signatures made by this process (kiln_narinfo_signatures_total reads it). */
+export const signatureCount = { made: 0 };
+
+/** The narinfo text of a signed path: no signing, only rendering. */
+export function narInfoText(stored: StoredPath & NarInfoSignatures, others: readonly StoredFile[] = []): string {
+  // In one order whoever renders it (the publish hook, or a request before it ran).
+  const files = [...[...others].sort((a, b) => (a.compression < b.compression ? -1 : 1)).map(block), block(stored)];
+  const info = { ...unsignedInfo(stored, files), sigs: [stored.nixSignature] };
+  return renderNarInfo({ ...info, signature: stored.guixSignature }, 'guix');
+}
+
+/** The row's signatures when the current keys made them; undefined means "not served yet". */
+export function currentSignatures(row: MaybeSigned, keys: Pick<CacheKeys, 'fingerprint'>): NarInfoSignatures | undefined {
+  const { nixSignature, guixSignature, signatureKey } = row;
+  if (nixSignature === null || guixSignature === null || signatureKey !== keys.fingerprint) return undefined;
+  return { nixSignature, guixSignature, signatureKey };
 }

@@ -1,9 +1,9 @@
 // The built-in publish hook: on build-success, each output (and each source in its
 // closure, which no build's success would publish) gets the NAR compressions the cache
-// keeps besides the uploaded LZ4, and its signed narinfo, made once and stored so that
-// no request pays for the Guix signature. Until it has run, the cache renders narinfos on
-// request, so publishing late (or never, when an operator replaces this hook) loses
-// nothing but the other compressions. Run at least once: every step is idempotent.
+// keeps besides the uploaded LZ4, and its narinfo text, rendered once from the signatures
+// made when the path was committed. Until it has run, the cache renders narinfos on
+// request from those signatures, so publishing late (or never, when an operator replaces
+// this hook) loses nothing but the other compressions. Run at least once: every step is idempotent.
 import { eq, sql } from 'drizzle-orm';
 import { rm } from 'node:fs/promises';
 import type { Database } from '../db/connection.js';
@@ -15,7 +15,7 @@ import { holdCacheShared } from './cache-lock.js';
 import type { CacheKeys } from './cache-keys.js';
 import { makeCompressedNar, type CompressedNar } from './compressed-nar.js';
 import { UPLOADED, type Compression } from './compressions.js';
-import { narInfoText } from './narinfo-text.js';
+import { currentSignatures, narInfoText, signNarInfoFields } from './narinfo-text.js';
 
 export const PUBLISH_HOOK = 'publish';
 
@@ -99,9 +99,12 @@ export async function publishPath(deps: PublishDeps, path: string, ctx: Pick<Hoo
         await tx.insert(narFiles).values({ path, ...m.file }).onConflictDoNothing();
       }
       const files = await tx.select().from(narFiles).where(eq(narFiles.path, path));
+      // Signed when committed; signed here only if the keys changed since and the
+      // background signer has not reached it yet (a hook, never a request).
+      const signatures = currentSignatures(now, deps.keys) ?? signNarInfoFields(now, deps.keys);
       await tx
         .update(storePaths)
-        .set({ narinfo: narInfoText(now, deps.keys, files), narinfoSigner: deps.keys.fingerprint })
+        .set({ ...signatures, narinfo: narInfoText({ ...now, ...signatures }, files), narinfoSigner: signatures.signatureKey })
         .where(eq(storePaths.path, path));
       return true;
     });
