@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages kiln's tests use, from Debian: the real Nix client
 # (nix-bin), Guile with libgcrypt bindings (to check Guix-style signatures as guix does),
-# PostgreSQL 15 (the tests start a private server of their own), and Chromium (the
-# dashboard test drives it headless through playwright-core).
+# PostgreSQL 15 (the tests start a private server of their own), Chromium (the
+# dashboard test drives it headless through playwright-core), and systemd-analyze (the
+# units in contrib/systemd are checked with it).
 set -euo pipefail
 need=()
 command -v nix-store >/dev/null || need+=(nix-bin)
@@ -14,6 +15,7 @@ command -v zstd >/dev/null || need+=(zstd)
 command -v openssl >/dev/null || need+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null || need+=(chromium)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -21,7 +21,10 @@ const USAGE = `usage: kiln <command> [options]
   kiln agent password <agent-id>
   kiln agent list
   kiln agent drain|deactivate|activate <agent-id>
-  kiln agent run --id ID --password PW [--builder nix|local] [--max-parallel N]
+  kiln agent token new [--tag k=v]... [--expires 7d|DATE]   prints the token (once)
+  kiln agent token list · kiln agent token revoke <token-id>
+  kiln agent run (--id ID --password PW | --register-token FILE --name N [--credentials-file F])
+                 [--builder nix|local] [--max-parallel N]
                  [--system S]... [--tag k=v]... [--store ROOT] [--store-dir DIR]
                  [--system-feature F]... [--mandatory-feature F]... [--state-dir DIR]
                  [--timeout SECONDS] [--max-silent-time SECONDS]

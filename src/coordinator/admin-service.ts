@@ -18,6 +18,7 @@ import { submitBuild, submitBuilds, type SubmitBuildInput } from '../scheduler/s
 import { createAgent, createAgentPassword, getAgent, listAgents, setAgentActive, type AgentRecord } from './agent-registry.js';
 import type { AgentSignal } from './farm-signals.js';
 import { sourceUploads } from './source-uploads.js';
+import { registrationTokensAdmin } from './registration-tokens-admin.js';
 import type { AgentSessions } from './agent-sessions.js';
 import { connectionToProto, queueStatus } from './queue-status.js';
 import { waitReasonOf, waitReasonToProto } from './wait-status.js';
@@ -147,6 +148,7 @@ export function adminService(
     ...sourceUploads({ db, storage, sign: farm.sign, sourceStored: () => notify.buildsChanged(), telemetry: live.telemetry }),
     ...queueStatus({ db, sessions: live.sessions }),
     ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),
+    ...registrationTokensAdmin(db),
     async submitBuild(req) {
       const startedAt = performance.now();
       const input = submission(req, farm);

@@ -6,7 +6,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Code, ConnectError, createContextKey } from '@connectrpc/connect';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { AgentService } from '../../gen/kiln/v1/agent_pb.js';
-import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER } from '../protocol/credentials.js';
+import { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER, REGISTRATION_TOKEN_HEADER } from '../protocol/credentials.js';
+import type { KilnError } from '../errors.js';
+import { refusalError } from './connect-errors.js';
 import { LoginThrottle } from './login-throttle.js';
 
 export { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER };
@@ -15,6 +17,8 @@ export { AGENT_ID_HEADER, AGENT_PASSWORD_HEADER };
 export const authenticatedAgent = createContextKey<string | undefined>(undefined, { description: 'authenticated agent id' });
 
 export type AgentPasswordCheck = (agentId: string, password: string) => Promise<boolean>;
+/** Why a registration token may not register an agent now, or undefined when it may. */
+export type RegistrationTokenCheck = (secret: string) => Promise<KilnError | undefined>;
 
 function sameSecret(a: string, b: string): boolean {
   // Compare digests so that the comparison takes the same time whatever the lengths.
@@ -68,6 +72,7 @@ export interface AuthenticatorOptions {
   adminToken: string;
   dashboardToken?: string;
   checkAgentPassword: AgentPasswordCheck;
+  checkRegistrationToken?: RegistrationTokenCheck;
   throttle?: LoginThrottle;
 }
 
@@ -97,6 +102,10 @@ export class Authenticator {
       this.throttle.failed([`peer:${call.peer}`]);
       throw new ConnectError('wrong admin token', Code.Unauthenticated);
     }
+    if (call.service === AgentService.typeName && call.method === 'Register') {
+      await this.registrationToken(call);
+      return undefined;
+    }
     if (call.service === AgentService.typeName) {
       const agentId = call.header(AGENT_ID_HEADER) ?? '';
       const password = call.header(AGENT_PASSWORD_HEADER) ?? '';
@@ -115,5 +124,18 @@ export class Authenticator {
       return agentId;
     }
     throw new ConnectError(`unknown service ${call.service}`, Code.Unimplemented);
+  }
+
+  /** Register's only credential: a registration token, its guesses slowed like passwords'. */
+  private async registrationToken(call: CallCredentials): Promise<void> {
+    const secret = (call.header(REGISTRATION_TOKEN_HEADER) ?? '').trim();
+    if (!secret) throw new ConnectError(`missing registration token: send ${REGISTRATION_TOKEN_HEADER} (kiln agent run --register-token FILE)`, Code.Unauthenticated);
+    const keys = [`peer:${call.peer}`];
+    this.throttle.check(keys, 'registration');
+    const refused = this.opts.checkRegistrationToken ? await this.opts.checkRegistrationToken(secret) : undefined;
+    if (!this.opts.checkRegistrationToken || refused) {
+      this.throttle.failed(keys);
+      throw refused ? refusalError(refused)! : new ConnectError('this coordinator registers no agents', Code.Unimplemented);
+    }
   }
 }

@@ -24,6 +24,8 @@ import { checkAgentPassword } from './agent-registry.js';
 import { AgentSessions } from './agent-sessions.js';
 import { agentStream } from './agent-stream.js';
 import { agentUploads } from './agent-uploads.js';
+import { agentRegistration } from './agent-registration.js';
+import { checkRegistrationToken } from './registration-tokens.js';
 import { Authenticator } from './auth.js';
 import { LoginThrottle } from './login-throttle.js';
 import { requestGate } from './request-gate.js';
@@ -247,6 +249,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     );
     serveWithLimits(router, limits, AgentService, {
       ...agentUploads({ db, storage, sign, logs, dispatcher, log, telemetry }),
+      ...agentRegistration(db, log),
       connect: agentStream({
         db,
         storage,
@@ -277,7 +280,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     ],
     (err) => log.error({ err }, 'HTTP route failed'),
   );
-  const authenticator = new Authenticator({ adminToken, dashboardToken, checkAgentPassword: (id, pw) => checkAgentPassword(db, id, pw), throttle: opts.loginThrottle });
+  const authenticator = new Authenticator({ adminToken, dashboardToken, checkAgentPassword: (id, pw) => checkAgentPassword(db, id, pw),
+    checkRegistrationToken: (secret) => checkRegistrationToken(db, secret),
+    throttle: opts.loginThrottle });
   const gate = requestGate(authenticator, log);
   const handler = connectNodeAdapter({
     routes,

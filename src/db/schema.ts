@@ -101,6 +101,21 @@ export const agentTags = pgTable(
   (t) => [primaryKey({ columns: [t.agentId, t.key] })],
 );
 
+/**
+ * Tokens agents register themselves with (`kiln agent token new`). Only the SHA-256 of
+ * the secret is kept: the secret is 32 random bytes, so a slow hash adds nothing.
+ */
+export const agentRegistrationTokens = pgTable('agent_registration_tokens', {
+  id: uuid('id').primaryKey(),
+  hash: text('hash').notNull().unique(),
+  /** The tags every agent registered with it gets: [{ key, value }]. */
+  tags: jsonb('tags').$type<{ key: string; value: string }[]>().notNull().default([]),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  expiresAt: timestamp('expires_at', { withTimezone: true }),
+  revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  registrations: integer('registrations').notNull().default(0),
+});
+
 export const builds = pgTable(
   'builds',
   {

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCJCChNTdWJtaXRCdWlsZHNSZXF1ZXN0EisKBmJ1aWxkcxgBIAMoCzIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0IkQKFFN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEiwKBmJ1aWxkcxgBIAMoCzIcLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZSIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEMtwLCgxBZG1pblNlcnZpY2USSAoLU3VibWl0QnVpbGQSGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZRJLCgxTdWJtaXRCdWlsZHMSHC5raWxuLnYxLlN1Ym1pdEJ1aWxkc1JlcXVlc3QaHS5raWxuLnYxLlN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEj8KCEdldEJ1aWxkEhgua2lsbi52MS5HZXRCdWlsZFJlcXVlc3QaGS5raWxuLnYxLkdldEJ1aWxkUmVzcG9uc2USRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZRJaChFRdWVyeU1pc3NpbmdQYXRocxIhLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0GiIua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEk0KDFVwbG9hZFNvdXJjZRIcLmtpbG4udjEuVXBsb2FkU291cmNlUmVxdWVzdBodLmtpbG4udjEuVXBsb2FkU291cmNlUmVzcG9uc2UoARJUCg9HZXRRdWV1ZVN1bW1hcnkSHy5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlcXVlc3QaIC5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlc3BvbnNlEkUKCkxpc3RFdmVudHMSGi5raWxuLnYxLkxpc3RFdmVudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0RXZlbnRzUmVzcG9uc2USRQoKUmV0cnlFdmVudBIaLmtpbG4udjEuUmV0cnlFdmVudFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5RXZlbnRSZXNwb25zZRJRCg5Db2xsZWN0R2FyYmFnZRIeLmtpbG4udjEuQ29sbGVjdEdhcmJhZ2VSZXF1ZXN0Gh8ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCJCChNTdWJtaXRCdWlsZHNSZXF1ZXN0EisKBmJ1aWxkcxgBIAMoCzIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0IkQKFFN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEiwKBmJ1aWxkcxgBIAMoCzIcLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZSIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEIuIBChFSZWdpc3RyYXRpb25Ub2tlbhIKCgJpZBgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVnaXN0cmF0aW9ucxgGIAEoBSJsCh5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSGgoEdGFncxgBIAMoCzIMLmtpbG4udjEuVGFnEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlwKH0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuEg4KBnNlY3JldBgCIAEoCSIfCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdCJMCh5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiIsCh5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkiTAofUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4yow4KDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEksKDFN1Ym1pdEJ1aWxkcxIcLmtpbG4udjEuU3VibWl0QnVpbGRzUmVxdWVzdBodLmtpbG4udjEuU3VibWl0QnVpbGRzUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJFCgpMaXN0QnVpbGRzEhoua2lsbi52MS5MaXN0QnVpbGRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEkgKC0NhbmNlbEJ1aWxkEhsua2lsbi52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHC5raWxuLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USVwoQU2V0QnVpbGRQcmlvcml0eRIgLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QaIS5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRJUCg9VcGRhdGVCdWlsZFRhZ3MSHy5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QaIC5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEkgKC0NyZWF0ZUFnZW50Ehsua2lsbi52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHC5raWxuLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USYAoTQ3JlYXRlQWdlbnRQYXNzd29yZBIjLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QaJC5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRJFCgpMaXN0QWdlbnRzEhoua2lsbi52MS5MaXN0QWdlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkUKClJldHJ5QnVpbGQSGi5raWxuLnYxLlJldHJ5QnVpbGRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUJ1aWxkUmVzcG9uc2USRQoKRHJhaW5BZ2VudBIaLmtpbG4udjEuRHJhaW5BZ2VudFJlcXVlc3QaGy5raWxuLnYxLkRyYWluQWdlbnRSZXNwb25zZRJRCg5TZXRBZ2VudEFjdGl2ZRIeLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXF1ZXN0Gh8ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlc3BvbnNlEloKEVF1ZXJ5TWlzc2luZ1BhdGhzEiEua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QaIi5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USTQoMVXBsb2FkU291cmNlEhwua2lsbi52MS5VcGxvYWRTb3VyY2VSZXF1ZXN0Gh0ua2lsbi52MS5VcGxvYWRTb3VyY2VSZXNwb25zZSgBElQKD0dldFF1ZXVlU3VtbWFyeRIfLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVxdWVzdBogLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USRQoKTGlzdEV2ZW50cxIaLmtpbG4udjEuTGlzdEV2ZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RFdmVudHNSZXNwb25zZRJFCgpSZXRyeUV2ZW50Ehoua2lsbi52MS5SZXRyeUV2ZW50UmVxdWVzdBobLmtpbG4udjEuUmV0cnlFdmVudFJlc3BvbnNlElEKDkNvbGxlY3RHYXJiYWdlEh4ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlcXVlc3QaHy5raWxuLnYxLkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USbAoXQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW4SJy5raWxuLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBooLmtpbG4udjEuQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRJpChZMaXN0UmVnaXN0cmF0aW9uVG9rZW5zEiYua2lsbi52MS5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBonLmtpbG4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlEmwKF1Jldm9rZVJlZ2lzdHJhdGlvblRva2VuEicua2lsbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaKC5raWxuLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2ViBnByb3RvMw", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -986,6 +986,170 @@ export const CollectGarbageResponseSchema: GenMessage<CollectGarbageResponse> = 
   messageDesc(file_kiln_v1_admin, 40);
 
 /**
+ * A token agents register themselves with, as the coordinator keeps it (never the secret).
+ *
+ * @generated from message kiln.v1.RegistrationToken
+ */
+export type RegistrationToken = Message<"kiln.v1.RegistrationToken"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Given to every agent that registers with it.
+   *
+   * @generated from field: repeated kiln.v1.Tag tags = 2;
+   */
+  tags: Tag[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 3;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Unset: it never expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 4;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * Set once it was revoked.
+   *
+   * @generated from field: google.protobuf.Timestamp revoked_at = 5;
+   */
+  revokedAt?: Timestamp | undefined;
+
+  /**
+   * How many agents registered with it.
+   *
+   * @generated from field: int32 registrations = 6;
+   */
+  registrations: number;
+};
+
+/**
+ * Describes the message kiln.v1.RegistrationToken.
+ * Use `create(RegistrationTokenSchema)` to create a new message.
+ */
+export const RegistrationTokenSchema: GenMessage<RegistrationToken> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 41);
+
+/**
+ * @generated from message kiln.v1.CreateRegistrationTokenRequest
+ */
+export type CreateRegistrationTokenRequest = Message<"kiln.v1.CreateRegistrationTokenRequest"> & {
+  /**
+   * @generated from field: repeated kiln.v1.Tag tags = 1;
+   */
+  tags: Tag[];
+
+  /**
+   * Unset: the token never expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 2;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.CreateRegistrationTokenRequest.
+ * Use `create(CreateRegistrationTokenRequestSchema)` to create a new message.
+ */
+export const CreateRegistrationTokenRequestSchema: GenMessage<CreateRegistrationTokenRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 42);
+
+/**
+ * @generated from message kiln.v1.CreateRegistrationTokenResponse
+ */
+export type CreateRegistrationTokenResponse = Message<"kiln.v1.CreateRegistrationTokenResponse"> & {
+  /**
+   * @generated from field: kiln.v1.RegistrationToken token = 1;
+   */
+  token?: RegistrationToken | undefined;
+
+  /**
+   * The token itself, for `kiln agent run --register-token FILE`; shown only once.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message kiln.v1.CreateRegistrationTokenResponse.
+ * Use `create(CreateRegistrationTokenResponseSchema)` to create a new message.
+ */
+export const CreateRegistrationTokenResponseSchema: GenMessage<CreateRegistrationTokenResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 43);
+
+/**
+ * @generated from message kiln.v1.ListRegistrationTokensRequest
+ */
+export type ListRegistrationTokensRequest = Message<"kiln.v1.ListRegistrationTokensRequest"> & {
+};
+
+/**
+ * Describes the message kiln.v1.ListRegistrationTokensRequest.
+ * Use `create(ListRegistrationTokensRequestSchema)` to create a new message.
+ */
+export const ListRegistrationTokensRequestSchema: GenMessage<ListRegistrationTokensRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 44);
+
+/**
+ * @generated from message kiln.v1.ListRegistrationTokensResponse
+ */
+export type ListRegistrationTokensResponse = Message<"kiln.v1.ListRegistrationTokensResponse"> & {
+  /**
+   * @generated from field: repeated kiln.v1.RegistrationToken tokens = 1;
+   */
+  tokens: RegistrationToken[];
+};
+
+/**
+ * Describes the message kiln.v1.ListRegistrationTokensResponse.
+ * Use `create(ListRegistrationTokensResponseSchema)` to create a new message.
+ */
+export const ListRegistrationTokensResponseSchema: GenMessage<ListRegistrationTokensResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 45);
+
+/**
+ * @generated from message kiln.v1.RevokeRegistrationTokenRequest
+ */
+export type RevokeRegistrationTokenRequest = Message<"kiln.v1.RevokeRegistrationTokenRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message kiln.v1.RevokeRegistrationTokenRequest.
+ * Use `create(RevokeRegistrationTokenRequestSchema)` to create a new message.
+ */
+export const RevokeRegistrationTokenRequestSchema: GenMessage<RevokeRegistrationTokenRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 46);
+
+/**
+ * @generated from message kiln.v1.RevokeRegistrationTokenResponse
+ */
+export type RevokeRegistrationTokenResponse = Message<"kiln.v1.RevokeRegistrationTokenResponse"> & {
+  /**
+   * @generated from field: kiln.v1.RegistrationToken token = 1;
+   */
+  token?: RegistrationToken | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.RevokeRegistrationTokenResponse.
+ * Use `create(RevokeRegistrationTokenResponseSchema)` to create a new message.
+ */
+export const RevokeRegistrationTokenResponseSchema: GenMessage<RevokeRegistrationTokenResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 47);
+
+/**
  * What operators and their scripts use: submit and steer builds, manage agents.
  * Every call needs the admin bearer token in the `authorization` header.
  *
@@ -1180,6 +1344,35 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof CollectGarbageRequestSchema;
     output: typeof CollectGarbageResponseSchema;
+  },
+  /**
+   * Makes a registration token: an agent given it registers itself once
+   * (AgentService.Register) and gets the token's tags. The token is shown only here.
+   *
+   * @generated from rpc kiln.v1.AdminService.CreateRegistrationToken
+   */
+  createRegistrationToken: {
+    methodKind: "unary";
+    input: typeof CreateRegistrationTokenRequestSchema;
+    output: typeof CreateRegistrationTokenResponseSchema;
+  },
+  /**
+   * @generated from rpc kiln.v1.AdminService.ListRegistrationTokens
+   */
+  listRegistrationTokens: {
+    methodKind: "unary";
+    input: typeof ListRegistrationTokensRequestSchema;
+    output: typeof ListRegistrationTokensResponseSchema;
+  },
+  /**
+   * A revoked token registers no more agents; agents it registered keep their passwords.
+   *
+   * @generated from rpc kiln.v1.AdminService.RevokeRegistrationToken
+   */
+  revokeRegistrationToken: {
+    methodKind: "unary";
+    input: typeof RevokeRegistrationTokenRequestSchema;
+    output: typeof RevokeRegistrationTokenResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_v1_admin, 0);

@@ -1,6 +1,7 @@
 // `kiln agent run`: runs an agent until SIGINT/SIGTERM (drains on the first signal,
 // stops at once on the second). `--coordinator` may be given once per replica.
 import { mkdirSync } from 'node:fs';
+import { ConnectError } from '@connectrpc/connect';
 import { arch, cpus, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Agent } from '../../agent/agent.js';
@@ -17,6 +18,7 @@ import { validateStoreDir } from '../../store/store-path.js';
 import { intFrom, parse, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 import { startTracing } from '../../telemetry/tracing.js';
+import { credentialsByRegistration } from '../../agent/registration.js';
 
 /** The Nix system name of this machine, e.g. x86_64-linux. */
 export function hostSystem(): string {
@@ -51,6 +53,9 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     'retry-for': { type: 'string' },
     id: { type: 'string' },
     password: { type: 'string' },
+    'register-token': { type: 'string' },
+    name: { type: 'string' },
+    'credentials-file': { type: 'string' },
     builder: { type: 'string', default: 'nix' },
     'max-parallel': { type: 'string' },
     system: { type: 'string', multiple: true },
@@ -66,9 +71,8 @@ export async function runAgentCommand(args: string[]): Promise<void> {
     'trusted-public-key': { type: 'string', multiple: true },
   });
   if (positionals.length) throw new UsageError(`kiln agent run takes no arguments, got ${positionals.join(' ')}`);
-  const agentId = values.id ?? process.env.KILN_AGENT_ID;
-  const password = values.password ?? process.env.KILN_AGENT_PASSWORD;
-  if (!agentId || !password) throw new UsageError('kiln agent run needs --id and --password (or KILN_AGENT_ID and KILN_AGENT_PASSWORD)');
+  const log = createLogger({ name: 'kiln-agent' });
+  const { agentId, password } = await agentCredentials(values, log);
   const maxParallel = intFrom(values['max-parallel'], '--max-parallel') ?? Math.max(1, Math.floor(cpus().length / 2));
   if (maxParallel < 1) throw new UsageError('--max-parallel must be at least 1');
   const features = agentFeatures({ supported: values['system-feature'], mandatory: values['mandatory-feature'] });
@@ -80,7 +84,6 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   const retryFor = intFrom(values['retry-for'], '--retry-for');
   if (retryFor !== undefined && retryFor < 1) throw new UsageError('--retry-for is seconds, at least 1');
   const substituters = ownSubstituters(values.substituter ?? [], values['trusted-public-key'] ?? []);
-  const log = createLogger({ name: 'kiln-agent' });
   const tracing = startTracing('kiln-agent');
   const agent = new Agent({
     coordinatorUrls: coordinatorUrls(values.coordinator),
@@ -113,6 +116,40 @@ export async function runAgentCommand(args: string[]): Promise<void> {
   });
   // What the last builds traced is exported before the process ends.
   await tracing.shutdown();
+}
+
+/** Where a registered agent keeps its credentials unless --credentials-file says. */
+export function defaultCredentialsFile(name: string, stateDir: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (stateDir !== undefined) return resolve(stateDir, 'credentials.json');
+  return join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'kiln', `agent-${name}.credentials.json`);
+}
+
+/** --id and --password, or those a registration token got (once) and the credentials file keeps. */
+async function agentCredentials(
+  values: { id?: string; password?: string; 'register-token'?: string; name?: string; 'credentials-file'?: string; 'state-dir'?: string; coordinator?: string[] },
+  log: ReturnType<typeof createLogger>,
+): Promise<{ agentId: string; password: string }> {
+  const tokenFile = values['register-token'];
+  if (tokenFile === undefined) {
+    if (values.name !== undefined || values['credentials-file'] !== undefined) throw new UsageError('--name and --credentials-file are for --register-token');
+    const agentId = values.id ?? process.env.KILN_AGENT_ID;
+    const password = values.password ?? process.env.KILN_AGENT_PASSWORD;
+    if (!agentId || !password) throw new UsageError('kiln agent run needs --id and --password (or KILN_AGENT_ID and KILN_AGENT_PASSWORD), or --register-token FILE --name N');
+    return { agentId, password };
+  }
+  if (values.id !== undefined || values.password !== undefined) throw new UsageError('--register-token replaces --id and --password: give one or the other');
+  const name = values.name?.trim();
+  if (!name) throw new UsageError('--register-token needs --name N, the name the agent registers with');
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError(`--name ${JSON.stringify(name)}: letters, digits, ".", "_" and "-" only`);
+  const credentialsFile = resolve(values['credentials-file'] ?? defaultCredentialsFile(name, values['state-dir']));
+  try {
+    const got = await credentialsByRegistration({ coordinatorUrl: coordinatorUrls(values.coordinator)[0]!, tokenFile, name, credentialsFile });
+    log.info({ agentId: got.agentId, credentialsFile }, got.registered ? 'registered with the coordinator' : 'using the credentials kept from registration');
+    return got;
+  } catch (err) {
+    if (err instanceof ConnectError) throw new UsageError(`registration refused: ${err.rawMessage}`);
+    throw new UsageError((err as Error).message);
+  }
 }
 
 /**

@@ -5,6 +5,7 @@ import { agentJson, agentLine, printJson } from '../output.js';
 import { CLIENT_OPTIONS, exactlyOne, parse, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 import { runAgentCommand } from './agent-run.js';
+import { agentTokenCommand } from './agent-token.js';
 
 export async function agentCommand(args: string[]): Promise<void> {
   const [sub, ...rest] = args;
@@ -53,7 +54,9 @@ export async function agentCommand(args: string[]): Promise<void> {
     }
     case 'run':
       return runAgentCommand(rest);
+    case 'token':
+      return agentTokenCommand(rest);
     default:
-      throw new UsageError(`unknown agent command ${JSON.stringify(sub ?? '')}: use new, password, list, drain, activate, deactivate or run`);
+      throw new UsageError(`unknown agent command ${JSON.stringify(sub ?? '')}: use new, password, list, drain, activate, deactivate, run or token`);
   }
 }
