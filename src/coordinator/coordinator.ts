@@ -235,7 +235,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         },
         toAgent: (signal) => signals.toAgent(signal),
         eventsRetried: () => hooks.poke(),
-      }, { sessions, telemetry }),
+      }, { sessions, telemetry, logs }),
     );
     serveWithLimits(router, limits, AgentService, {
       ...agentUploads({ db, storage, logs, dispatcher, log, telemetry }),
