@@ -11,8 +11,9 @@ import { uploadLog } from '../../src/agent/uploader.js';
 import { silentLogger } from '../../src/logger.js';
 import { BuildResult } from '../../gen/kiln/v1/agent_pb.js';
 import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
-import { cliEnv, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
+import { cliEnv, grpcJsAdminClient, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { chain } from '../helpers/derivations.js';
+import { ConnectError } from '@connectrpc/connect';
 
 describe('the kiln CLI for an operator', () => {
   let t: TestCoordinator;
@@ -97,5 +98,16 @@ describe('the kiln CLI for an operator', () => {
     const shown = await runCli(['build', 'show', second], cliEnv(t));
     expect(shown.stdout).toMatch(/attempt 1 .* canceled: canceled by an operator/);
     expect(shown.stdout).not.toContain('running');
+  });
+
+  test('error messages reach grpc-js clients escaped only as the gRPC spec asks', async () => {
+    const { call, client } = grpcJsAdminClient(t.coordinator.url, t.coordinator.adminToken);
+    const request = { derivationPath: '/nix/store/00000000000000000000000000000000-nowhere: ünknown.drv' };
+    const err = (await call('SubmitBuild', request).catch((e: unknown) => e)) as { details: string };
+    client.close();
+    const connect = (await t.admin.submitBuild(request).catch((e: unknown) => e)) as ConnectError;
+    expect(err.details).toContain('/nix/store/00000000000000000000000000000000-nowhere: ünknown.drv');
+    expect(err.details).not.toMatch(/%[0-9A-F]{2}/);
+    expect(err.details).toBe(connect.rawMessage);
   });
 });
