@@ -11,6 +11,7 @@ import type { LogStorage } from '../storage/log-storage.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import type { CacheKeys } from './cache-keys.js';
 import { NarInfoCache, narInfoText } from './narinfo-text.js';
+import { contentAddressOf } from './content-addresses.js';
 
 export interface CacheRouteDeps {
   db: Database;
@@ -90,7 +91,8 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
         // under its files' names, which change if the path is collected and uploaded again.
         const others = await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path));
         const key = [row.path, row.fileName, ...others.map((f) => f.fileName)].join(' ');
-        text = narinfos.get(key, () => narInfoText(row, deps.keys, others));
+        const ca = await contentAddressOf(deps.db, row.path);
+        text = narinfos.get(key, () => narInfoText(row, deps.keys, others, ca));
       }
       send(req, res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'public, max-age=3600' }, text);
       return true;

@@ -37,7 +37,8 @@ export interface StoredFile {
 
 const block = (f: StoredFile) => ({ url: `nar/${f.fileName}`, compression: f.compression, fileHash: f.fileHash, fileSize: f.fileSize });
 
-export function narInfoText(stored: StoredPath, keys: CacheKeys, others: readonly StoredFile[] = []): string {
+/** `ca`: the content address of a fixed-output derivation's output (see content-addresses.ts). */
+export function narInfoText(stored: StoredPath, keys: CacheKeys, others: readonly StoredFile[] = [], ca?: string): string {
   const unsigned: NarInfo = {
     storePath: stored.path,
     // In one order whoever renders it (the publish hook, or a request before it ran).
@@ -47,6 +48,7 @@ export function narInfoText(stored: StoredPath, keys: CacheKeys, others: readonl
     references: stored.references.map(baseName).sort(),
     deriver: stored.deriver ? baseName(stored.deriver) : undefined,
     sigs: [],
+    ...(ca !== undefined ? { ca } : {}),
     extra: [],
   };
   const info = signNarInfo(unsigned, keys.nix);

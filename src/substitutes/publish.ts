@@ -15,6 +15,7 @@ import { holdCacheShared } from './cache-lock.js';
 import type { CacheKeys } from './cache-keys.js';
 import { makeCompressedNar, type CompressedNar } from './compressed-nar.js';
 import { UPLOADED, type Compression } from './compressions.js';
+import { contentAddressOf } from './content-addresses.js';
 import { narInfoText } from './narinfo-text.js';
 
 export const PUBLISH_HOOK = 'publish';
@@ -101,7 +102,7 @@ export async function publishPath(deps: PublishDeps, path: string, ctx: Pick<Hoo
       const files = await tx.select().from(narFiles).where(eq(narFiles.path, path));
       await tx
         .update(storePaths)
-        .set({ narinfo: narInfoText(now, deps.keys, files), narinfoSigner: deps.keys.fingerprint })
+        .set({ narinfo: narInfoText(now, deps.keys, files, await contentAddressOf(tx, path)), narinfoSigner: deps.keys.fingerprint })
         .where(eq(storePaths.path, path));
       return true;
     });

@@ -3,11 +3,13 @@
 // canceled attempt, and build logs (one that arrives while `--follow` waits).
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentClient } from '../../src/agent/agent.js';
-import { uploadLog } from '../../src/agent/uploader.js';
+import { uploadLog, uploadOutput } from '../../src/agent/uploader.js';
+import { instantiate } from '../helpers/nix.js';
+import { waitUntil } from '../helpers/wait.js';
 import { silentLogger } from '../../src/logger.js';
 import { BuildResult } from '../../gen/kiln/v1/agent_pb.js';
 import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
@@ -109,5 +111,28 @@ describe('the kiln CLI for an operator', () => {
     expect(err.details).toContain('/nix/store/00000000000000000000000000000000-nowhere: ünknown.drv');
     expect(err.details).not.toMatch(/%[0-9A-F]{2}/);
     expect(err.details).toBe(connect.rawMessage);
+  });
+
+  test('a fixed-output derivation\'s narinfo has the CA line Nix writes', async () => {
+    // The same derivation `nix path-info --json` gave "ca": "fixed:sha256:00xyyr3…" for.
+    const [drv] = instantiate(`derivation { name = "fod-flat"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo hello > $out" ];
+      outputHashAlgo = "sha256"; outputHashMode = "flat"; outputHash = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"; }`);
+    const { build } = await t.admin.submitBuild({ derivationPath: drv!, derivations: [{ path: drv!, text: readFileSync(drv!) }] });
+    const assign = await agent.nextAssignment();
+    expect(assign.buildId).toBe(build!.id);
+    const file = join(dir, 'fod-out');
+    writeFileSync(file, 'hello\n');
+    const out = assign.outputs[0]!;
+    const client = agentClient(t.coordinator.url, agent.agentId, agent.password);
+    const info = await uploadOutput({ client, signal: new AbortController().signal, log: silentLogger() }, build!.id, { name: out.name, storePath: out.path, diskPath: file, references: [] });
+    agent.send({ case: 'buildFinished', value: { buildId: build!.id, result: BuildResult.SUCCESS, outputs: [info], message: '' } });
+    const url = `${t.coordinator.url}/${out.path.slice('/nix/store/'.length, '/nix/store/'.length + 32)}.narinfo`;
+    let text = '';
+    await waitUntil(async () => {
+      const res = await fetch(url);
+      text = await res.text();
+      return res.ok;
+    }, 30_000, () => `${url}: ${text}`);
+    expect(text).toContain('\nCA: fixed:sha256:00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq\n');
   });
 });
