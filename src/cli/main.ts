@@ -34,7 +34,8 @@ async function main(argv: string[]): Promise<number> {
   }
   try {
     await command(rest);
-    return 0;
+    // A command that ran but found a failure (a watched build failed) set it.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     return report(err);
   }

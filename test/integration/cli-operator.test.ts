@@ -135,4 +135,30 @@ describe('the kiln CLI for an operator', () => {
     }, 30_000, () => `${url}: ${text}`);
     expect(text).toContain('\nCA: fixed:sha256:00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq\n');
   });
+
+  test('submit --wait follows the build and its input\'s build to the end; exit 0 only if all succeeded', async () => {
+    const { mid, leaf } = chain(randomUUID().slice(0, 8));
+    const client = agentClient(t.coordinator.url, agent.agentId, agent.password);
+    const waited = runCli(['build', 'submit', mid, '--wait'], cliEnv(t));
+    // The leaf (brought in for mid's input) first: it succeeds; then mid fails.
+    const first = await agent.nextAssignment();
+    expect(first.derivationPath).toBe(leaf);
+    const file = join(dir, 'leaf-out');
+    writeFileSync(file, 'leaf\n');
+    const out = first.outputs[0]!;
+    const info = await uploadOutput({ client, signal: new AbortController().signal, log: silentLogger() }, first.buildId, { name: out.name, storePath: out.path, diskPath: file, references: [] });
+    agent.send({ case: 'buildFinished', value: { buildId: first.buildId, result: BuildResult.SUCCESS, outputs: [info], message: '' } });
+    const second = await agent.nextAssignment();
+    expect(second.derivationPath).toBe(mid);
+    agent.send({ case: 'buildFinished', value: { buildId: second.buildId, result: BuildResult.FAILURE, outputs: [], message: 'exit 1' } });
+    const r = await waited;
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`${first.buildId} succeeded ${leaf}`);
+    expect(r.stdout).toContain(`${second.buildId} failed ${mid}`);
+    expect(r.stdout).toMatch(/1 succeeded, 1 failed or canceled/);
+    // Watching the leaf alone: it succeeded, so exit 0, and --json says so.
+    const watched = await runCli(['build', 'watch', first.buildId, '--json'], cliEnv(t));
+    expect(watched.code).toBe(0);
+    expect(JSON.parse(watched.stdout)).toMatchObject({ succeeded: true, builds: [{ id: first.buildId, state: 'BUILD_STATE_SUCCEEDED' }] });
+  });
 });
