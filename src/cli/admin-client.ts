@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createClient, type Client, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
-import { adminTokenPath } from '../coordinator/admin-token.js';
+import { ADMIN_TOKEN_FILE, adminTokenPath } from '../coordinator/admin-token.js';
 import { defaultDataDir } from '../config.js';
 import { UsageError } from './usage-error.js';
 
@@ -16,7 +16,12 @@ export function resolveAdminToken(env: NodeJS.ProcessEnv = process.env): string 
   try {
     return readFileSync(path, 'utf8').trim();
   } catch {
-    throw new UsageError(`no admin token: set KILN_ADMIN_TOKEN (the coordinator wrote one to ${path} at its first start)`);
+    // Both ways, since a second shell rarely has the coordinator's KILN_DATA_DIR.
+    const where = env.KILN_DATA_DIR ? `KILN_DATA_DIR=${env.KILN_DATA_DIR}` : 'KILN_DATA_DIR is not set';
+    throw new UsageError(
+      `no admin token: none in KILN_ADMIN_TOKEN, and no file ${path} (${where}). Either set KILN_ADMIN_TOKEN to the token, ` +
+        `or set KILN_DATA_DIR to the coordinator's data directory (--data-dir, or its KILN_DATA_DIR), where it wrote the token to the file ${ADMIN_TOKEN_FILE} at its first start`,
+    );
   }
 }
 

@@ -6,42 +6,7 @@ import { buildCommand } from './commands/build.js';
 import { cacheCommand } from './commands/cache.js';
 import { coordinatorCommand } from './commands/coordinator.js';
 import { UsageError } from './usage-error.js';
-
-const USAGE = `usage: kiln <command> [options]
-
-  kiln coordinator [--listen HOST:PORT] [--database URL | --data-dir DIR] [--config FILE]
-                   [--allocation priority-first|fair-share:KEY] [--lease SECONDS]
-                   [--retries N] [--retry-on KIND,...] [--retry-backoff SECONDS]
-                   [--retry-tag KEY=VALUE:RETRIES[:KIND,...[:BACKOFF]]]...
-                   [--timeout SECONDS] [--max-silent-time SECONDS]
-                   [--max-load-per-cpu X] [--min-free-disk-gib X] [--only-submitted]
-                   [--local-agent [--local-agent-tag k=v]...]
-                   [--min-free-nar-gib X]
-  kiln agent new [--name N] [--tag k=v]...
-  kiln agent password <agent-id>
-  kiln agent list
-  kiln agent drain|deactivate|activate <agent-id>
-  kiln agent token new [--tag k=v]... [--expires 7d|DATE]   prints the token (once)
-  kiln agent token list · kiln agent token revoke <token-id>
-  kiln agent run (--id ID --password PW | --register-token FILE --name N [--credentials-file F])
-                 [--builder nix|local] [--max-parallel N]
-                 [--system S]... [--tag k=v]... [--store ROOT] [--store-dir DIR]
-                 [--system-feature F]... [--mandatory-feature F]... [--state-dir DIR]
-                 [--timeout SECONDS] [--max-silent-time SECONDS]
-  kiln build submit <drv>... [--priority N] [--tag k=v]... [--id UUID] [--ignore-if-output-exists]
-                   [--timeout SECONDS] [--max-silent-time SECONDS]
-  kiln build show <build-id>
-  kiln build list [--state S]... [--tag k=v]... [--derivation DRV] [--limit N]
-  kiln build cancel <build-id>
-  kiln build retry <build-id>
-  kiln build priority <build-id> <priority>
-  kiln build tag <build-id> [k=v]... [--remove KEY]...
-  kiln cache gc [--dry-run]
-  kiln cache public-key [--guix]
-
-Client commands talk to --coordinator URL (or $KILN_COORDINATOR, default
-http://127.0.0.1:8745) with the admin token in $KILN_ADMIN_TOKEN, and print
-JSON with --json.`;
+import { USAGE, usageFor } from './usage.js';
 
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   coordinator: coordinatorCommand,
@@ -56,6 +21,12 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return name ? 0 : 2;
   }
+  // `--help` anywhere (before a `--`) shows the usage of the command it follows.
+  const options = argv.indexOf('--') === -1 ? argv : argv.slice(0, argv.indexOf('--'));
+  if (options.includes('--help') || options.includes('-h')) {
+    console.log(usageFor(options.filter((a) => !a.startsWith('-'))));
+    return 0;
+  }
   const command = COMMANDS[name];
   if (!command) {
     console.error(`kiln: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
@@ -63,7 +34,8 @@ async function main(argv: string[]): Promise<number> {
   }
   try {
     await command(rest);
-    return 0;
+    // A command that ran but found a failure (a watched build failed) set it.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     return report(err);
   }

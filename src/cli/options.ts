@@ -1,5 +1,6 @@
 // Option parsing shared by the subcommands, on node:util's parseArgs.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { MAX_PRIORITY, MIN_PRIORITY } from '../protocol/priority.js';
 import { parseTag, type Tag } from '../scheduler/tags.js';
 import { UsageError } from './usage-error.js';
 
@@ -8,9 +9,33 @@ export const CLIENT_OPTIONS = {
   json: { type: 'boolean', default: false },
 } as const satisfies ParseArgsConfig['options'];
 
+const NEGATIVE_NUMBER = /^-\d+$/;
+/** Stands in for a negative number given as an argument; no argument starts with NUL. */
+const HELD = '\0';
+
+/**
+ * parseArgs with negative numbers as people write them: parseArgs takes `-5` for a
+ * short option, so `--priority -5` becomes `--priority=-5`, and a `-7` among the
+ * arguments is held aside and put back in its place.
+ */
 export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+  const given: string[] = [];
+  const held: string[] = [];
+  for (const arg of args) {
+    const previous = given[given.length - 1];
+    const name = previous?.startsWith('--') && !previous.includes('=') ? previous.slice(2) : undefined;
+    if (NEGATIVE_NUMBER.test(arg) && name !== undefined && options[name]?.type === 'string') {
+      given[given.length - 1] = `${previous}=${arg}`;
+    } else if (NEGATIVE_NUMBER.test(arg)) {
+      given.push(`${HELD}${held.push(arg) - 1}`);
+    } else {
+      given.push(arg);
+    }
+  }
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
+    const parsed = parseArgs({ args: given, options, allowPositionals: true, strict: true });
+    const positionals = parsed.positionals.map((p) => (p.startsWith(HELD) ? held[Number(p.slice(1))]! : p));
+    return { values: parsed.values, positionals };
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -28,6 +53,15 @@ export function intFrom(text: string | undefined, what: string): number | undefi
   if (text === undefined) return undefined;
   if (!/^-?\d+$/.test(text)) throw new UsageError(`${what} must be a whole number, not ${JSON.stringify(text)}`);
   return Number(text);
+}
+
+/** A build priority, checked against the range the coordinator accepts. */
+export function priorityFrom(text: string | undefined, what: string): number | undefined {
+  const n = intFrom(text, what);
+  if (n !== undefined && (n < MIN_PRIORITY || n > MAX_PRIORITY)) {
+    throw new UsageError(`${what} must be from ${MIN_PRIORITY} to ${MAX_PRIORITY}, not ${text}`);
+  }
+  return n;
 }
 
 export function exactlyOne(positionals: string[], what: string): string {

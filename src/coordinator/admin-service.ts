@@ -26,6 +26,8 @@ import type { WaitReason } from '../scheduler/wait-reasons.js';
 import { buildTraceId } from '../telemetry/build-trace.js';
 import type { BuildTelemetry } from '../telemetry/build-telemetry.js';
 import { cacheAdmin } from './cache-admin.js';
+import { buildLogs } from './build-logs.js';
+import type { LogStorage } from '../storage/log-storage.js';
 import type { Logger } from '../logger.js';
 import type { RetentionRules } from '../substitutes/retention.js';
 import type { PathSigner } from '../substitutes/narinfo-signer.js';
@@ -142,9 +144,10 @@ export function adminService(
   storage: NarStorage,
   farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner },
   notify: AdminNotifications,
-  live: { sessions: AgentSessions; telemetry?: BuildTelemetry },
+  live: { sessions: AgentSessions; telemetry?: BuildTelemetry; logs: LogStorage },
 ): ServiceImpl<typeof AdminService> {
   return {
+    ...buildLogs({ db, logs: live.logs }),
     ...sourceUploads({ db, storage, sign: farm.sign, sourceStored: () => notify.buildsChanged(), telemetry: live.telemetry }),
     ...queueStatus({ db, sessions: live.sessions }),
     ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),

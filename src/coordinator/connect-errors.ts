@@ -38,10 +38,22 @@ export function toConnectError(err: unknown, log: Logger, method: string): Conne
 
 export function errorInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
+    const method = `${req.service.typeName}.${req.method.name}`;
     try {
-      return await next(req);
+      const res = await next(req);
+      // A streamed answer fails while it is read: its errors are mapped there.
+      if (!res.stream) return res;
+      return { ...res, message: mapErrors(res.message, log, method) };
     } catch (err) {
-      throw toConnectError(err, log, `${req.service.typeName}.${req.method.name}`);
+      throw toConnectError(err, log, method);
     }
   };
+}
+
+async function* mapErrors<T>(messages: AsyncIterable<T>, log: Logger, method: string): AsyncGenerator<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    throw toConnectError(err, log, method);
+  }
 }

@@ -6,6 +6,7 @@ import { create } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
 import type { DescService } from '@bufbuild/protobuf';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { specGrpcMessages } from './grpc-message.js';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { AgentService, ConnectResponseSchema } from '../../gen/kiln/v1/agent_pb.js';
 import { openDatabase, type DatabaseHandle, type DatabaseOptions } from '../db/connection.js';
@@ -245,7 +246,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         },
         toAgent: (signal) => signals.toAgent(signal),
         eventsRetried: () => hooks.poke(),
-      }, { sessions, telemetry }),
+      }, { sessions, telemetry, logs }),
     );
     serveWithLimits(router, limits, AgentService, {
       ...agentUploads({ db, storage, sign, logs, dispatcher, log, telemetry }),
@@ -297,7 +298,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const tls = opts.tls ? { cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) } : undefined;
   let listener: Listener;
   try {
-    listener = await listen(gate.handler(handler), { host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT, tls, pingIntervalMs: 10_000, timeouts: opts.idleTimeouts });
+    listener = await listen(gate.handler(specGrpcMessages(handler)), { host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT, tls, pingIntervalMs: 10_000, timeouts: opts.idleTimeouts });
   } catch (err) {
     telemetry.stop();
     await dispatcher.stop();

@@ -1,8 +1,8 @@
 // Operators' changes to builds: cancel, priority, tags. Each change and its event are
 // one transaction.
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, buildTags, buildWaits, events } from '../db/schema.js';
+import { buildAttempts, builds, buildTags, buildWaits, events } from '../db/schema.js';
 import { KilnError } from '../errors.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
@@ -13,11 +13,10 @@ import { failDependentsOf, failDoomed, outputPathsOf, reviveDependents } from '.
 import { getBuild, type BuildRecord } from './build-queries.js';
 import { raiseInputs, recomputeBelow } from './priorities.js';
 import { validateTag, validateTags, type Tag } from './tags.js';
+import { MAX_PRIORITY, MIN_PRIORITY } from '../protocol/priority.js';
 
 const FINISHED = ['succeeded', 'failed', 'canceled'] as const;
 
-export const MIN_PRIORITY = -1_000_000;
-export const MAX_PRIORITY = 1_000_000;
 
 export function validatePriority(priority: number): number {
   if (!Number.isInteger(priority) || priority < MIN_PRIORITY || priority > MAX_PRIORITY) {
@@ -41,6 +40,11 @@ export async function cancelBuild(db: Database, id: string): Promise<BuildRecord
       .returning({ id: builds.id, agentId: builds.agentId });
     if (rows[0]) {
       await tx.insert(events).values({ type: 'build-canceled', buildId: id, agentId: rows[0].agentId, payload: { previousState: build.state } });
+      // The attempt under way ends with it (the agent is told to stop; what it reports later is a repeat).
+      await tx
+        .update(buildAttempts)
+        .set({ outcome: 'canceled', endedAt: sql`now()`, message: 'canceled by an operator' })
+        .where(and(eq(buildAttempts.buildId, id), isNull(buildAttempts.outcome)));
       // Its inputs lose the priority it gave them, and it waits for nothing any more.
       await recomputeBelow(tx, [id], { excludeRoots: true });
       await tx.delete(buildWaits).where(eq(buildWaits.buildId, id));

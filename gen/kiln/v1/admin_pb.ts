@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCJCChNTdWJtaXRCdWlsZHNSZXF1ZXN0EisKBmJ1aWxkcxgBIAMoCzIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0IkQKFFN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEiwKBmJ1aWxkcxgBIAMoCzIcLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZSIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEIuIBChFSZWdpc3RyYXRpb25Ub2tlbhIKCgJpZBgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVnaXN0cmF0aW9ucxgGIAEoBSJsCh5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSGgoEdGFncxgBIAMoCzIMLmtpbG4udjEuVGFnEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlwKH0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuEg4KBnNlY3JldBgCIAEoCSIfCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdCJMCh5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiIsCh5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkiTAofUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4yow4KDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEksKDFN1Ym1pdEJ1aWxkcxIcLmtpbG4udjEuU3VibWl0QnVpbGRzUmVxdWVzdBodLmtpbG4udjEuU3VibWl0QnVpbGRzUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJFCgpMaXN0QnVpbGRzEhoua2lsbi52MS5MaXN0QnVpbGRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEkgKC0NhbmNlbEJ1aWxkEhsua2lsbi52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHC5raWxuLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USVwoQU2V0QnVpbGRQcmlvcml0eRIgLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QaIS5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRJUCg9VcGRhdGVCdWlsZFRhZ3MSHy5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QaIC5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEkgKC0NyZWF0ZUFnZW50Ehsua2lsbi52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHC5raWxuLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USYAoTQ3JlYXRlQWdlbnRQYXNzd29yZBIjLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QaJC5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRJFCgpMaXN0QWdlbnRzEhoua2lsbi52MS5MaXN0QWdlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkUKClJldHJ5QnVpbGQSGi5raWxuLnYxLlJldHJ5QnVpbGRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUJ1aWxkUmVzcG9uc2USRQoKRHJhaW5BZ2VudBIaLmtpbG4udjEuRHJhaW5BZ2VudFJlcXVlc3QaGy5raWxuLnYxLkRyYWluQWdlbnRSZXNwb25zZRJRCg5TZXRBZ2VudEFjdGl2ZRIeLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXF1ZXN0Gh8ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlc3BvbnNlEloKEVF1ZXJ5TWlzc2luZ1BhdGhzEiEua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QaIi5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USTQoMVXBsb2FkU291cmNlEhwua2lsbi52MS5VcGxvYWRTb3VyY2VSZXF1ZXN0Gh0ua2lsbi52MS5VcGxvYWRTb3VyY2VSZXNwb25zZSgBElQKD0dldFF1ZXVlU3VtbWFyeRIfLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVxdWVzdBogLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USRQoKTGlzdEV2ZW50cxIaLmtpbG4udjEuTGlzdEV2ZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RFdmVudHNSZXNwb25zZRJFCgpSZXRyeUV2ZW50Ehoua2lsbi52MS5SZXRyeUV2ZW50UmVxdWVzdBobLmtpbG4udjEuUmV0cnlFdmVudFJlc3BvbnNlElEKDkNvbGxlY3RHYXJiYWdlEh4ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlcXVlc3QaHy5raWxuLnYxLkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USbAoXQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW4SJy5raWxuLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBooLmtpbG4udjEuQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRJpChZMaXN0UmVnaXN0cmF0aW9uVG9rZW5zEiYua2lsbi52MS5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBonLmtpbG4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlEmwKF1Jldm9rZVJlZ2lzdHJhdGlvblRva2VuEicua2lsbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaKC5raWxuLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2ViBnByb3RvMw", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIvEBChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDSJGChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCCJCChNTdWJtaXRCdWlsZHNSZXF1ZXN0EisKBmJ1aWxkcxgBIAMoCzIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0IkQKFFN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEiwKBmJ1aWxkcxgBIAMoCzIcLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZSIdCg9HZXRCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMQoQR2V0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiMQoSR2V0QnVpbGRMb2dSZXF1ZXN0EgoKAmlkGAEgASgJEg8KB2F0dGVtcHQYAiABKAUiNQoTR2V0QnVpbGRMb2dSZXNwb25zZRIPCgdhdHRlbXB0GAEgASgFEg0KBWNodW5rGAIgASgMIpQBChFMaXN0QnVpbGRzUmVxdWVzdBIjCgZzdGF0ZXMYASADKA4yEy5raWxuLnYxLkJ1aWxkU3RhdGUSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJNChJMaXN0QnVpbGRzUmVzcG9uc2USHgoGYnVpbGRzGAEgAygLMg4ua2lsbi52MS5CdWlsZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSQ2FuY2VsQnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjQKE0NhbmNlbEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIjcKF1NldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHByaW9yaXR5GAIgASgFIjkKGFNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiVAoWVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBIKCgJpZBgBIAEoCRIZCgNzZXQYAiADKAsyDC5raWxuLnYxLlRhZxITCgtyZW1vdmVfa2V5cxgDIAMoCSI4ChdVcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiPgoSQ3JlYXRlQWdlbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnIjQKE0NyZWF0ZUFnZW50UmVzcG9uc2USHQoFYWdlbnQYASABKAsyDi5raWxuLnYxLkFnZW50Ii4KGkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIi8KG0NyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRIQCghwYXNzd29yZBgBIAEoCSITChFMaXN0QWdlbnRzUmVxdWVzdCI0ChJMaXN0QWdlbnRzUmVzcG9uc2USHgoGYWdlbnRzGAEgAygLMg4ua2lsbi52MS5BZ2VudCIfChFSZXRyeUJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSIzChJSZXRyeUJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIiUKEURyYWluQWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIhQKEkRyYWluQWdlbnRSZXNwb25zZSI5ChVTZXRBZ2VudEFjdGl2ZVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDgoGYWN0aXZlGAIgASgIIjcKFlNldEFnZW50QWN0aXZlUmVzcG9uc2USHQoFYWdlbnQYASABKAsyDi5raWxuLnYxLkFnZW50IikKGFF1ZXJ5TWlzc2luZ1BhdGhzUmVxdWVzdBINCgVwYXRocxgBIAMoCSIsChlRdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEg8KB21pc3NpbmcYASADKAkiXAoMU291cmNlSGVhZGVyEhIKCnN0b3JlX3BhdGgYASABKAkSEgoKcmVmZXJlbmNlcxgCIAMoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAkSCwoDdmlhGAQgAygJIoUBChNVcGxvYWRTb3VyY2VSZXF1ZXN0EicKBmhlYWRlchgBIAEoCzIVLmtpbG4udjEuU291cmNlSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABIpCgd0cmFpbGVyGAMgASgLMhYua2lsbi52MS5VcGxvYWRUcmFpbGVySABCCQoHbWVzc2FnZSI8ChRVcGxvYWRTb3VyY2VSZXNwb25zZRIRCglmaWxlX2hhc2gYASABKAkSEQoJZmlsZV9zaXplGAIgASgEIhgKFkdldFF1ZXVlU3VtbWFyeVJlcXVlc3QiTwoKUXVldWVDb3VudBIiCgVzdGF0ZRgBIAEoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIOCgZzeXN0ZW0YAiABKAkSDQoFY291bnQYAyABKA0iYgoKUmVhZHlRdWV1ZRIOCgZzeXN0ZW0YASABKAkSDQoFY291bnQYAiABKA0SNQoRb2xkZXN0X2NyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInwKF0dldFF1ZXVlU3VtbWFyeVJlc3BvbnNlEiMKBmNvdW50cxgBIAMoCzITLmtpbG4udjEuUXVldWVDb3VudBIiCgVyZWFkeRgCIAMoCzITLmtpbG4udjEuUmVhZHlRdWV1ZRIYChBjb25uZWN0ZWRfYWdlbnRzGAMgASgNInQKEUxpc3RFdmVudHNSZXF1ZXN0Eg0KBXR5cGVzGAEgAygJEhAKCGJ1aWxkX2lkGAIgASgJEhcKD2RlbGl2ZXJ5X3N0YXRlcxgDIAMoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJNChJMaXN0RXZlbnRzUmVzcG9uc2USHgoGZXZlbnRzGAEgAygLMg4ua2lsbi52MS5FdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLQoRUmV0cnlFdmVudFJlcXVlc3QSCgoCaWQYASABKAMSDAoEaG9vaxgCIAEoCSIlChJSZXRyeUV2ZW50UmVzcG9uc2USDwoHcmV0cmllZBgBIAEoBSIoChVDb2xsZWN0R2FyYmFnZVJlcXVlc3QSDwoHZHJ5X3J1bhgBIAEoCCJbChZDb2xsZWN0R2FyYmFnZVJlc3BvbnNlEg0KBXBhdGhzGAEgAygJEg0KBWZpbGVzGAIgASgEEhQKDG9ycGhhbl9maWxlcxgDIAEoBBINCgVieXRlcxgEIAEoBCLiAQoRUmVnaXN0cmF0aW9uVG9rZW4SCgoCaWQYASABKAkSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXJlZ2lzdHJhdGlvbnMYBiABKAUibAoeQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0EhoKBHRhZ3MYASADKAsyDC5raWxuLnYxLlRhZxIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJcCh9DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEikKBXRva2VuGAEgASgLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbhIOCgZzZWNyZXQYAiABKAkiHwodTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1JlcXVlc3QiTAoeTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlEioKBnRva2VucxgBIAMoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4iLAoeUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIkwKH1Jldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuMu8OCgxBZG1pblNlcnZpY2USSAoLU3VibWl0QnVpbGQSGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZRJLCgxTdWJtaXRCdWlsZHMSHC5raWxuLnYxLlN1Ym1pdEJ1aWxkc1JlcXVlc3QaHS5raWxuLnYxLlN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEj8KCEdldEJ1aWxkEhgua2lsbi52MS5HZXRCdWlsZFJlcXVlc3QaGS5raWxuLnYxLkdldEJ1aWxkUmVzcG9uc2USSgoLR2V0QnVpbGRMb2cSGy5raWxuLnYxLkdldEJ1aWxkTG9nUmVxdWVzdBocLmtpbG4udjEuR2V0QnVpbGRMb2dSZXNwb25zZTABEkUKCkxpc3RCdWlsZHMSGi5raWxuLnYxLkxpc3RCdWlsZHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QnVpbGRzUmVzcG9uc2USSAoLQ2FuY2VsQnVpbGQSGy5raWxuLnYxLkNhbmNlbEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXNwb25zZRJXChBTZXRCdWlsZFByaW9yaXR5EiAua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVxdWVzdBohLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlElQKD1VwZGF0ZUJ1aWxkVGFncxIfLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBogLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVzcG9uc2USSAoLQ3JlYXRlQWdlbnQSGy5raWxuLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBocLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJgChNDcmVhdGVBZ2VudFBhc3N3b3JkEiMua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVxdWVzdBokLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEkUKCkxpc3RBZ2VudHMSGi5raWxuLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QWdlbnRzUmVzcG9uc2USRQoKUmV0cnlCdWlsZBIaLmtpbG4udjEuUmV0cnlCdWlsZFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5QnVpbGRSZXNwb25zZRJFCgpEcmFpbkFnZW50Ehoua2lsbi52MS5EcmFpbkFnZW50UmVxdWVzdBobLmtpbG4udjEuRHJhaW5BZ2VudFJlc3BvbnNlElEKDlNldEFnZW50QWN0aXZlEh4ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlcXVlc3QaHy5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVzcG9uc2USWgoRUXVlcnlNaXNzaW5nUGF0aHMSIS5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVxdWVzdBoiLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXNwb25zZRJNCgxVcGxvYWRTb3VyY2USHC5raWxuLnYxLlVwbG9hZFNvdXJjZVJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZFNvdXJjZVJlc3BvbnNlKAESVAoPR2V0UXVldWVTdW1tYXJ5Eh8ua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXF1ZXN0GiAua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXNwb25zZRJFCgpMaXN0RXZlbnRzEhoua2lsbi52MS5MaXN0RXZlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkUKClJldHJ5RXZlbnQSGi5raWxuLnYxLlJldHJ5RXZlbnRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUV2ZW50UmVzcG9uc2USUQoOQ29sbGVjdEdhcmJhZ2USHi5raWxuLnYxLkNvbGxlY3RHYXJiYWdlUmVxdWVzdBofLmtpbG4udjEuQ29sbGVjdEdhcmJhZ2VSZXNwb25zZRJsChdDcmVhdGVSZWdpc3RyYXRpb25Ub2tlbhInLmtpbG4udjEuQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0Gigua2lsbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEmkKFkxpc3RSZWdpc3RyYXRpb25Ub2tlbnMSJi5raWxuLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXF1ZXN0Gicua2lsbi52MS5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVzcG9uc2USbAoXUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW4SJy5raWxuLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBooLmtpbG4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZWIGcHJvdG8z", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -178,6 +178,56 @@ export const GetBuildResponseSchema: GenMessage<GetBuildResponse> = /*@__PURE__*
   messageDesc(file_kiln_v1_admin, 5);
 
 /**
+ * @generated from message kiln.v1.GetBuildLogRequest
+ */
+export type GetBuildLogRequest = Message<"kiln.v1.GetBuildLogRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The attempt (from 1); 0 is the latest attempt that has a log.
+   *
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+};
+
+/**
+ * Describes the message kiln.v1.GetBuildLogRequest.
+ * Use `create(GetBuildLogRequestSchema)` to create a new message.
+ */
+export const GetBuildLogRequestSchema: GenMessage<GetBuildLogRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 6);
+
+/**
+ * @generated from message kiln.v1.GetBuildLogResponse
+ */
+export type GetBuildLogResponse = Message<"kiln.v1.GetBuildLogResponse"> & {
+  /**
+   * The attempt whose log this is (in every message).
+   *
+   * @generated from field: int32 attempt = 1;
+   */
+  attempt: number;
+
+  /**
+   * The next piece of the log's text.
+   *
+   * @generated from field: bytes chunk = 2;
+   */
+  chunk: Uint8Array;
+};
+
+/**
+ * Describes the message kiln.v1.GetBuildLogResponse.
+ * Use `create(GetBuildLogResponseSchema)` to create a new message.
+ */
+export const GetBuildLogResponseSchema: GenMessage<GetBuildLogResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 7);
+
+/**
  * @generated from message kiln.v1.ListBuildsRequest
  */
 export type ListBuildsRequest = Message<"kiln.v1.ListBuildsRequest"> & {
@@ -222,7 +272,7 @@ export type ListBuildsRequest = Message<"kiln.v1.ListBuildsRequest"> & {
  * Use `create(ListBuildsRequestSchema)` to create a new message.
  */
 export const ListBuildsRequestSchema: GenMessage<ListBuildsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 6);
+  messageDesc(file_kiln_v1_admin, 8);
 
 /**
  * @generated from message kiln.v1.ListBuildsResponse
@@ -246,7 +296,7 @@ export type ListBuildsResponse = Message<"kiln.v1.ListBuildsResponse"> & {
  * Use `create(ListBuildsResponseSchema)` to create a new message.
  */
 export const ListBuildsResponseSchema: GenMessage<ListBuildsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 7);
+  messageDesc(file_kiln_v1_admin, 9);
 
 /**
  * @generated from message kiln.v1.CancelBuildRequest
@@ -263,7 +313,7 @@ export type CancelBuildRequest = Message<"kiln.v1.CancelBuildRequest"> & {
  * Use `create(CancelBuildRequestSchema)` to create a new message.
  */
 export const CancelBuildRequestSchema: GenMessage<CancelBuildRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 8);
+  messageDesc(file_kiln_v1_admin, 10);
 
 /**
  * @generated from message kiln.v1.CancelBuildResponse
@@ -280,7 +330,7 @@ export type CancelBuildResponse = Message<"kiln.v1.CancelBuildResponse"> & {
  * Use `create(CancelBuildResponseSchema)` to create a new message.
  */
 export const CancelBuildResponseSchema: GenMessage<CancelBuildResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 9);
+  messageDesc(file_kiln_v1_admin, 11);
 
 /**
  * @generated from message kiln.v1.SetBuildPriorityRequest
@@ -302,7 +352,7 @@ export type SetBuildPriorityRequest = Message<"kiln.v1.SetBuildPriorityRequest">
  * Use `create(SetBuildPriorityRequestSchema)` to create a new message.
  */
 export const SetBuildPriorityRequestSchema: GenMessage<SetBuildPriorityRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 10);
+  messageDesc(file_kiln_v1_admin, 12);
 
 /**
  * @generated from message kiln.v1.SetBuildPriorityResponse
@@ -319,7 +369,7 @@ export type SetBuildPriorityResponse = Message<"kiln.v1.SetBuildPriorityResponse
  * Use `create(SetBuildPriorityResponseSchema)` to create a new message.
  */
 export const SetBuildPriorityResponseSchema: GenMessage<SetBuildPriorityResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 11);
+  messageDesc(file_kiln_v1_admin, 13);
 
 /**
  * @generated from message kiln.v1.UpdateBuildTagsRequest
@@ -346,7 +396,7 @@ export type UpdateBuildTagsRequest = Message<"kiln.v1.UpdateBuildTagsRequest"> &
  * Use `create(UpdateBuildTagsRequestSchema)` to create a new message.
  */
 export const UpdateBuildTagsRequestSchema: GenMessage<UpdateBuildTagsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 12);
+  messageDesc(file_kiln_v1_admin, 14);
 
 /**
  * @generated from message kiln.v1.UpdateBuildTagsResponse
@@ -363,7 +413,7 @@ export type UpdateBuildTagsResponse = Message<"kiln.v1.UpdateBuildTagsResponse">
  * Use `create(UpdateBuildTagsResponseSchema)` to create a new message.
  */
 export const UpdateBuildTagsResponseSchema: GenMessage<UpdateBuildTagsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 13);
+  messageDesc(file_kiln_v1_admin, 15);
 
 /**
  * @generated from message kiln.v1.CreateAgentRequest
@@ -385,7 +435,7 @@ export type CreateAgentRequest = Message<"kiln.v1.CreateAgentRequest"> & {
  * Use `create(CreateAgentRequestSchema)` to create a new message.
  */
 export const CreateAgentRequestSchema: GenMessage<CreateAgentRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 14);
+  messageDesc(file_kiln_v1_admin, 16);
 
 /**
  * @generated from message kiln.v1.CreateAgentResponse
@@ -402,7 +452,7 @@ export type CreateAgentResponse = Message<"kiln.v1.CreateAgentResponse"> & {
  * Use `create(CreateAgentResponseSchema)` to create a new message.
  */
 export const CreateAgentResponseSchema: GenMessage<CreateAgentResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 15);
+  messageDesc(file_kiln_v1_admin, 17);
 
 /**
  * @generated from message kiln.v1.CreateAgentPasswordRequest
@@ -419,7 +469,7 @@ export type CreateAgentPasswordRequest = Message<"kiln.v1.CreateAgentPasswordReq
  * Use `create(CreateAgentPasswordRequestSchema)` to create a new message.
  */
 export const CreateAgentPasswordRequestSchema: GenMessage<CreateAgentPasswordRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 16);
+  messageDesc(file_kiln_v1_admin, 18);
 
 /**
  * @generated from message kiln.v1.CreateAgentPasswordResponse
@@ -436,7 +486,7 @@ export type CreateAgentPasswordResponse = Message<"kiln.v1.CreateAgentPasswordRe
  * Use `create(CreateAgentPasswordResponseSchema)` to create a new message.
  */
 export const CreateAgentPasswordResponseSchema: GenMessage<CreateAgentPasswordResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 17);
+  messageDesc(file_kiln_v1_admin, 19);
 
 /**
  * @generated from message kiln.v1.ListAgentsRequest
@@ -449,7 +499,7 @@ export type ListAgentsRequest = Message<"kiln.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 18);
+  messageDesc(file_kiln_v1_admin, 20);
 
 /**
  * @generated from message kiln.v1.ListAgentsResponse
@@ -466,7 +516,7 @@ export type ListAgentsResponse = Message<"kiln.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 19);
+  messageDesc(file_kiln_v1_admin, 21);
 
 /**
  * @generated from message kiln.v1.RetryBuildRequest
@@ -483,7 +533,7 @@ export type RetryBuildRequest = Message<"kiln.v1.RetryBuildRequest"> & {
  * Use `create(RetryBuildRequestSchema)` to create a new message.
  */
 export const RetryBuildRequestSchema: GenMessage<RetryBuildRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 20);
+  messageDesc(file_kiln_v1_admin, 22);
 
 /**
  * @generated from message kiln.v1.RetryBuildResponse
@@ -500,7 +550,7 @@ export type RetryBuildResponse = Message<"kiln.v1.RetryBuildResponse"> & {
  * Use `create(RetryBuildResponseSchema)` to create a new message.
  */
 export const RetryBuildResponseSchema: GenMessage<RetryBuildResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 21);
+  messageDesc(file_kiln_v1_admin, 23);
 
 /**
  * @generated from message kiln.v1.DrainAgentRequest
@@ -517,7 +567,7 @@ export type DrainAgentRequest = Message<"kiln.v1.DrainAgentRequest"> & {
  * Use `create(DrainAgentRequestSchema)` to create a new message.
  */
 export const DrainAgentRequestSchema: GenMessage<DrainAgentRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 22);
+  messageDesc(file_kiln_v1_admin, 24);
 
 /**
  * @generated from message kiln.v1.DrainAgentResponse
@@ -530,7 +580,7 @@ export type DrainAgentResponse = Message<"kiln.v1.DrainAgentResponse"> & {
  * Use `create(DrainAgentResponseSchema)` to create a new message.
  */
 export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 23);
+  messageDesc(file_kiln_v1_admin, 25);
 
 /**
  * @generated from message kiln.v1.SetAgentActiveRequest
@@ -552,7 +602,7 @@ export type SetAgentActiveRequest = Message<"kiln.v1.SetAgentActiveRequest"> & {
  * Use `create(SetAgentActiveRequestSchema)` to create a new message.
  */
 export const SetAgentActiveRequestSchema: GenMessage<SetAgentActiveRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 24);
+  messageDesc(file_kiln_v1_admin, 26);
 
 /**
  * @generated from message kiln.v1.SetAgentActiveResponse
@@ -569,7 +619,7 @@ export type SetAgentActiveResponse = Message<"kiln.v1.SetAgentActiveResponse"> &
  * Use `create(SetAgentActiveResponseSchema)` to create a new message.
  */
 export const SetAgentActiveResponseSchema: GenMessage<SetAgentActiveResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 25);
+  messageDesc(file_kiln_v1_admin, 27);
 
 /**
  * @generated from message kiln.v1.QueryMissingPathsRequest
@@ -588,7 +638,7 @@ export type QueryMissingPathsRequest = Message<"kiln.v1.QueryMissingPathsRequest
  * Use `create(QueryMissingPathsRequestSchema)` to create a new message.
  */
 export const QueryMissingPathsRequestSchema: GenMessage<QueryMissingPathsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 26);
+  messageDesc(file_kiln_v1_admin, 28);
 
 /**
  * @generated from message kiln.v1.QueryMissingPathsResponse
@@ -607,7 +657,7 @@ export type QueryMissingPathsResponse = Message<"kiln.v1.QueryMissingPathsRespon
  * Use `create(QueryMissingPathsResponseSchema)` to create a new message.
  */
 export const QueryMissingPathsResponseSchema: GenMessage<QueryMissingPathsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 27);
+  messageDesc(file_kiln_v1_admin, 29);
 
 /**
  * @generated from message kiln.v1.SourceHeader
@@ -650,7 +700,7 @@ export type SourceHeader = Message<"kiln.v1.SourceHeader"> & {
  * Use `create(SourceHeaderSchema)` to create a new message.
  */
 export const SourceHeaderSchema: GenMessage<SourceHeader> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 28);
+  messageDesc(file_kiln_v1_admin, 30);
 
 /**
  * @generated from message kiln.v1.UploadSourceRequest
@@ -691,7 +741,7 @@ export type UploadSourceRequest = Message<"kiln.v1.UploadSourceRequest"> & {
  * Use `create(UploadSourceRequestSchema)` to create a new message.
  */
 export const UploadSourceRequestSchema: GenMessage<UploadSourceRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 29);
+  messageDesc(file_kiln_v1_admin, 31);
 
 /**
  * @generated from message kiln.v1.UploadSourceResponse
@@ -715,7 +765,7 @@ export type UploadSourceResponse = Message<"kiln.v1.UploadSourceResponse"> & {
  * Use `create(UploadSourceResponseSchema)` to create a new message.
  */
 export const UploadSourceResponseSchema: GenMessage<UploadSourceResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 30);
+  messageDesc(file_kiln_v1_admin, 32);
 
 /**
  * @generated from message kiln.v1.GetQueueSummaryRequest
@@ -728,7 +778,7 @@ export type GetQueueSummaryRequest = Message<"kiln.v1.GetQueueSummaryRequest"> &
  * Use `create(GetQueueSummaryRequestSchema)` to create a new message.
  */
 export const GetQueueSummaryRequestSchema: GenMessage<GetQueueSummaryRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 31);
+  messageDesc(file_kiln_v1_admin, 33);
 
 /**
  * @generated from message kiln.v1.QueueCount
@@ -755,7 +805,7 @@ export type QueueCount = Message<"kiln.v1.QueueCount"> & {
  * Use `create(QueueCountSchema)` to create a new message.
  */
 export const QueueCountSchema: GenMessage<QueueCount> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 32);
+  messageDesc(file_kiln_v1_admin, 34);
 
 /**
  * @generated from message kiln.v1.ReadyQueue
@@ -786,7 +836,7 @@ export type ReadyQueue = Message<"kiln.v1.ReadyQueue"> & {
  * Use `create(ReadyQueueSchema)` to create a new message.
  */
 export const ReadyQueueSchema: GenMessage<ReadyQueue> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 33);
+  messageDesc(file_kiln_v1_admin, 35);
 
 /**
  * @generated from message kiln.v1.GetQueueSummaryResponse
@@ -817,7 +867,7 @@ export type GetQueueSummaryResponse = Message<"kiln.v1.GetQueueSummaryResponse">
  * Use `create(GetQueueSummaryResponseSchema)` to create a new message.
  */
 export const GetQueueSummaryResponseSchema: GenMessage<GetQueueSummaryResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 34);
+  messageDesc(file_kiln_v1_admin, 36);
 
 /**
  * @generated from message kiln.v1.ListEventsRequest
@@ -863,7 +913,7 @@ export type ListEventsRequest = Message<"kiln.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 35);
+  messageDesc(file_kiln_v1_admin, 37);
 
 /**
  * @generated from message kiln.v1.ListEventsResponse
@@ -885,7 +935,7 @@ export type ListEventsResponse = Message<"kiln.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 36);
+  messageDesc(file_kiln_v1_admin, 38);
 
 /**
  * @generated from message kiln.v1.RetryEventRequest
@@ -909,7 +959,7 @@ export type RetryEventRequest = Message<"kiln.v1.RetryEventRequest"> & {
  * Use `create(RetryEventRequestSchema)` to create a new message.
  */
 export const RetryEventRequestSchema: GenMessage<RetryEventRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 37);
+  messageDesc(file_kiln_v1_admin, 39);
 
 /**
  * @generated from message kiln.v1.RetryEventResponse
@@ -928,7 +978,7 @@ export type RetryEventResponse = Message<"kiln.v1.RetryEventResponse"> & {
  * Use `create(RetryEventResponseSchema)` to create a new message.
  */
 export const RetryEventResponseSchema: GenMessage<RetryEventResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 38);
+  messageDesc(file_kiln_v1_admin, 40);
 
 /**
  * @generated from message kiln.v1.CollectGarbageRequest
@@ -945,7 +995,7 @@ export type CollectGarbageRequest = Message<"kiln.v1.CollectGarbageRequest"> & {
  * Use `create(CollectGarbageRequestSchema)` to create a new message.
  */
 export const CollectGarbageRequestSchema: GenMessage<CollectGarbageRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 39);
+  messageDesc(file_kiln_v1_admin, 41);
 
 /**
  * @generated from message kiln.v1.CollectGarbageResponse
@@ -983,7 +1033,7 @@ export type CollectGarbageResponse = Message<"kiln.v1.CollectGarbageResponse"> &
  * Use `create(CollectGarbageResponseSchema)` to create a new message.
  */
 export const CollectGarbageResponseSchema: GenMessage<CollectGarbageResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 40);
+  messageDesc(file_kiln_v1_admin, 42);
 
 /**
  * A token agents register themselves with, as the coordinator keeps it (never the secret).
@@ -1035,7 +1085,7 @@ export type RegistrationToken = Message<"kiln.v1.RegistrationToken"> & {
  * Use `create(RegistrationTokenSchema)` to create a new message.
  */
 export const RegistrationTokenSchema: GenMessage<RegistrationToken> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 41);
+  messageDesc(file_kiln_v1_admin, 43);
 
 /**
  * @generated from message kiln.v1.CreateRegistrationTokenRequest
@@ -1059,7 +1109,7 @@ export type CreateRegistrationTokenRequest = Message<"kiln.v1.CreateRegistration
  * Use `create(CreateRegistrationTokenRequestSchema)` to create a new message.
  */
 export const CreateRegistrationTokenRequestSchema: GenMessage<CreateRegistrationTokenRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 42);
+  messageDesc(file_kiln_v1_admin, 44);
 
 /**
  * @generated from message kiln.v1.CreateRegistrationTokenResponse
@@ -1083,7 +1133,7 @@ export type CreateRegistrationTokenResponse = Message<"kiln.v1.CreateRegistratio
  * Use `create(CreateRegistrationTokenResponseSchema)` to create a new message.
  */
 export const CreateRegistrationTokenResponseSchema: GenMessage<CreateRegistrationTokenResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 43);
+  messageDesc(file_kiln_v1_admin, 45);
 
 /**
  * @generated from message kiln.v1.ListRegistrationTokensRequest
@@ -1096,7 +1146,7 @@ export type ListRegistrationTokensRequest = Message<"kiln.v1.ListRegistrationTok
  * Use `create(ListRegistrationTokensRequestSchema)` to create a new message.
  */
 export const ListRegistrationTokensRequestSchema: GenMessage<ListRegistrationTokensRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 44);
+  messageDesc(file_kiln_v1_admin, 46);
 
 /**
  * @generated from message kiln.v1.ListRegistrationTokensResponse
@@ -1113,7 +1163,7 @@ export type ListRegistrationTokensResponse = Message<"kiln.v1.ListRegistrationTo
  * Use `create(ListRegistrationTokensResponseSchema)` to create a new message.
  */
 export const ListRegistrationTokensResponseSchema: GenMessage<ListRegistrationTokensResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 45);
+  messageDesc(file_kiln_v1_admin, 47);
 
 /**
  * @generated from message kiln.v1.RevokeRegistrationTokenRequest
@@ -1130,7 +1180,7 @@ export type RevokeRegistrationTokenRequest = Message<"kiln.v1.RevokeRegistration
  * Use `create(RevokeRegistrationTokenRequestSchema)` to create a new message.
  */
 export const RevokeRegistrationTokenRequestSchema: GenMessage<RevokeRegistrationTokenRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 46);
+  messageDesc(file_kiln_v1_admin, 48);
 
 /**
  * @generated from message kiln.v1.RevokeRegistrationTokenResponse
@@ -1147,7 +1197,7 @@ export type RevokeRegistrationTokenResponse = Message<"kiln.v1.RevokeRegistratio
  * Use `create(RevokeRegistrationTokenResponseSchema)` to create a new message.
  */
 export const RevokeRegistrationTokenResponseSchema: GenMessage<RevokeRegistrationTokenResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_v1_admin, 47);
+  messageDesc(file_kiln_v1_admin, 49);
 
 /**
  * What operators and their scripts use: submit and steer builds, manage agents.
@@ -1188,6 +1238,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetBuildRequestSchema;
     output: typeof GetBuildResponseSchema;
+  },
+  /**
+   * The log of one attempt of a build as the agent sent it, in chunks; NOT_FOUND
+   * (naming what there is) while the attempt has none: it arrives when the attempt ends.
+   *
+   * @generated from rpc kiln.v1.AdminService.GetBuildLog
+   */
+  getBuildLog: {
+    methodKind: "server_streaming";
+    input: typeof GetBuildLogRequestSchema;
+    output: typeof GetBuildLogResponseSchema;
   },
   /**
    * @generated from rpc kiln.v1.AdminService.ListBuilds

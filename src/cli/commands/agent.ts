@@ -45,6 +45,7 @@ export async function agentCommand(args: string[]): Promise<void> {
       const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
       if (sub === 'drain') {
         await client.drainAgent({ agentId });
+        if (values.json) return printJson({ agentId, draining: true });
         console.log(`agent ${agentId} told to drain: it finishes its builds, takes no more, and stops`);
         return;
       }

@@ -5,7 +5,9 @@ import { coordinatorUrl } from '../../config.js';
 import { createAdminClient, resolveAdminToken, type AdminClient } from '../admin-client.js';
 import { readDerivationClosure } from '../derivation-closure.js';
 import { uploadMissingSources } from '../source-upload.js';
-import { CLIENT_OPTIONS, exactlyOne, intFrom, parse, secondsFrom, tagsFrom } from '../options.js';
+import { CLIENT_OPTIONS, exactlyOne, intFrom, parse, priorityFrom, secondsFrom, tagsFrom } from '../options.js';
+import { watchBuilds } from '../build-watch.js';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { buildJson, buildLine, buildText, printJson } from '../output.js';
 import { UsageError } from '../usage-error.js';
 
@@ -37,6 +39,14 @@ export async function buildCommand(args: string[]): Promise<void> {
     }
     case 'list':
       return list(rest);
+    case 'log':
+      return log(rest);
+    case 'watch': {
+      const { values, positionals } = parse(rest, CLIENT_OPTIONS);
+      if (positionals.length === 0) throw new UsageError('kiln build watch needs at least one build id');
+      if (!(await watchBuilds(client(values), positionals, { json: values.json, tty: Boolean(process.stdout.isTTY) }))) process.exitCode = 1;
+      return;
+    }
     case 'cancel': {
       const { values, positionals } = parse(rest, CLIENT_OPTIONS);
       const { build } = await client(values).cancelBuild({ id: exactlyOne(positionals, 'build id') });
@@ -46,7 +56,7 @@ export async function buildCommand(args: string[]): Promise<void> {
     case 'priority': {
       const { values, positionals } = parse(rest, CLIENT_OPTIONS);
       if (positionals.length !== 2) throw new UsageError('usage: kiln build priority <build-id> <priority>');
-      const priority = intFrom(positionals[1], 'priority')!;
+      const priority = priorityFrom(positionals[1], 'priority')!;
       const { build } = await client(values).setBuildPriority({ id: positionals[0]!, priority });
       console.log(values.json ? JSON.stringify(buildJson(build!), null, 2) : buildLine(build!));
       return;
@@ -66,7 +76,7 @@ export async function buildCommand(args: string[]): Promise<void> {
       return;
     }
     default:
-      throw new UsageError(`unknown build command ${JSON.stringify(sub ?? '')}: use submit, show, list, cancel, retry, priority or tag`);
+      throw new UsageError(`unknown build command ${JSON.stringify(sub ?? '')}: use submit, show, log, watch, list, cancel, retry, priority or tag`);
   }
 }
 
@@ -79,10 +89,11 @@ async function submit(args: string[]): Promise<void> {
     'ignore-if-output-exists': { type: 'boolean', default: false },
     timeout: { type: 'string' },
     'max-silent-time': { type: 'string' },
+    wait: { type: 'boolean', default: false },
   });
   if (positionals.length === 0) throw new UsageError('kiln build submit needs at least one .drv path');
   if (values.id && positionals.length > 1) throw new UsageError('--id names one build: submit one derivation with it');
-  const priority = intFrom(values.priority, '--priority') ?? 0;
+  const priority = priorityFrom(values.priority, '--priority') ?? 0;
   const timeoutSeconds = secondsFrom(values.timeout, '--timeout');
   const maxSilentSeconds = secondsFrom(values['max-silent-time'], '--max-silent-time');
   const tags = tagsFrom(values.tag);
@@ -107,7 +118,41 @@ async function submit(args: string[]): Promise<void> {
     results.push(res);
     if (!values.json) console.log(res.existing ? `${res.build!.id} (existing build)` : res.build!.id);
   }
-  if (values.json) printJson(results.map((r) => ({ build: buildJson(r.build!), existing: r.existing })));
+  if (values.json && !values.wait) printJson(results.map((r) => ({ build: buildJson(r.build!), existing: r.existing })));
+  if (values.wait && !(await watchBuilds(admin, results.map((r) => r.build!.id), { json: values.json, tty: Boolean(process.stdout.isTTY) }))) process.exitCode = 1;
+}
+
+/** `kiln build log ID [--attempt N] [--follow]`: an attempt's log; --follow waits for it to arrive. */
+async function log(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...CLIENT_OPTIONS, attempt: { type: 'string' }, follow: { type: 'boolean', default: false } });
+  const id = exactlyOne(positionals, 'build id');
+  const attempt = intFrom(values.attempt, '--attempt') ?? 0;
+  if (attempt < 0 || (values.attempt !== undefined && attempt === 0)) throw new UsageError('--attempt counts from 1');
+  const admin = client(values);
+  for (;;) {
+    const chunks: Uint8Array[] = [];
+    let number = attempt;
+    try {
+      for await (const res of admin.getBuildLog({ id, attempt })) {
+        number = res.attempt;
+        if (values.json) chunks.push(res.chunk);
+        else process.stdout.write(res.chunk);
+      }
+      if (values.json) printJson({ buildId: id, attempt: number, log: Buffer.concat(chunks).toString('utf8') });
+      return;
+    } catch (err) {
+      if (!values.follow || !(err instanceof ConnectError) || err.code !== Code.NotFound || !(await stillComing(admin, id, attempt))) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+}
+
+/** Whether a log not there yet may still come: the attempt (or, for the latest, the build) has not ended. */
+async function stillComing(admin: AdminClient, id: string, attempt: number): Promise<boolean> {
+  const { build } = await admin.getBuild({ id });
+  if (attempt === 0) return ![BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELED].includes(build!.state);
+  const a = build!.attempts.find((x) => x.attempt === attempt);
+  return a !== undefined && !a.outcome;
 }
 
 async function list(args: string[]): Promise<void> {

@@ -24,7 +24,7 @@ export async function cacheCommand(args: string[]): Promise<void> {
       return;
     }
     case 'public-key': {
-      const { values, positionals } = parse(rest, { coordinator: CLIENT_OPTIONS.coordinator, guix: { type: 'boolean', default: false } });
+      const { values, positionals } = parse(rest, { ...CLIENT_OPTIONS, guix: { type: 'boolean', default: false } });
       if (positionals.length) throw new UsageError(`kiln cache public-key takes no arguments, got ${positionals.join(' ')}`);
       // Public, like the cache itself: no admin token needed.
       const url = new URL(values.guix ? '/signing-key.pub' : '/nix-public-key', coordinatorUrl(values.coordinator));
@@ -32,7 +32,9 @@ export async function cacheCommand(args: string[]): Promise<void> {
         throw new Error(`cannot reach the coordinator at ${url.origin}: ${(err as Error).message}`, { cause: err });
       });
       if (!res.ok) throw new Error(`the coordinator at ${url.origin} answered ${res.status} for ${url.pathname}`);
-      process.stdout.write(await res.text());
+      const key = await res.text();
+      if (values.json) printJson({ kind: values.guix ? 'guix' : 'nix', publicKey: key.trim() });
+      else process.stdout.write(key);
       return;
     }
     default:

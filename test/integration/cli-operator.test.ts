@@ -1,0 +1,139 @@
+// The CLI as an operator meets it, as a child process against a real coordinator: the
+// admin token's message, --help and --json, negative and out-of-range priorities, a
+// canceled attempt, and build logs (one that arrives while `--follow` waits).
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { agentClient } from '../../src/agent/agent.js';
+import { uploadLog, uploadOutput } from '../../src/agent/uploader.js';
+import { silentLogger } from '../../src/logger.js';
+import { BuildResult } from '../../gen/kiln/v1/agent_pb.js';
+import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
+import { cliEnv, grpcJsAdminClient, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
+import { chain } from '../helpers/derivations.js';
+import { ConnectError } from '@connectrpc/connect';
+
+describe('the kiln CLI for an operator', () => {
+  let t: TestCoordinator;
+  let agent: TestAgentStream;
+  let dir: string;
+
+  beforeAll(async () => {
+    t = await startTestCoordinator('pglite');
+    agent = await connectTestAgent(t);
+    dir = mkdtempSync(join(tmpdir(), 'kiln-cli-'));
+  });
+
+  afterAll(async () => {
+    await agent?.close();
+    await t?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('without a token, the message names KILN_ADMIN_TOKEN, KILN_DATA_DIR and the token file', async () => {
+    const r = await runCli(['agent', 'list'], { KILN_COORDINATOR: t.coordinator.url, KILN_ADMIN_TOKEN: '', KILN_DATA_DIR: join(dir, 'elsewhere') });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('KILN_ADMIN_TOKEN');
+    expect(r.stderr).toContain(`KILN_DATA_DIR=${join(dir, 'elsewhere')}`);
+    expect(r.stderr).toContain(join(dir, 'elsewhere', 'admin-token'));
+    // The coordinator's data dir is the other way.
+    expect((await runCli(['agent', 'list'], { KILN_COORDINATOR: t.coordinator.url, KILN_ADMIN_TOKEN: '', KILN_DATA_DIR: t.dataDir })).code).toBe(0);
+  });
+
+  test('--help works on every command and lists its flags; --json on cache public-key', async () => {
+    const help = await runCli(['coordinator', '--help']);
+    expect(help.code).toBe(0);
+    for (const flag of ['--nar-dir', '--tls-cert', '--tls-key', '--local-agent', '--upstream']) expect(help.stdout).toContain(flag);
+    expect(help.stdout).not.toContain('kiln build submit');
+    const log = await runCli(['build', 'log', '--help']);
+    expect(log.stdout).toContain('kiln build log <build-id> [--attempt N] [--follow]');
+    const key = await runCli(['cache', 'public-key', '--json'], cliEnv(t));
+    expect(key.code).toBe(0);
+    expect(JSON.parse(key.stdout)).toEqual({ kind: 'nix', publicKey: t.coordinator.nixPublicKey });
+  });
+
+  test('negative priorities as written, an out-of-range one refused with the range', async () => {
+    const { leaf } = chain(randomUUID().slice(0, 8));
+    const submitted = await runCli(['build', 'submit', leaf, '--priority', '-5', '--json'], cliEnv(t));
+    expect(submitted.stderr).toBe('');
+    const { build } = (JSON.parse(submitted.stdout) as { build: { id: string; priority: number } }[])[0]!;
+    expect(build.priority).toBe(-5);
+    expect((await agent.nextAssignment()).buildId).toBe(build.id);
+    const changed = await runCli(['build', 'priority', build.id, '-7', '--json'], cliEnv(t));
+    expect((JSON.parse(changed.stdout) as { priority: number }).priority).toBe(-7);
+    const tooHigh = await runCli(['build', 'submit', leaf, '--priority', '5000000000'], cliEnv(t));
+    expect(tooHigh.code).toBe(2);
+    expect(tooHigh.stderr).toContain('--priority must be from -1000000 to 1000000, not 5000000000');
+    await t.admin.cancelBuild({ id: build.id });
+  });
+
+  test('a canceled build\'s attempt is canceled; its log waits with --follow and arrives', async () => {
+    const { leaf } = chain(randomUUID().slice(0, 8));
+    const logged = JSON.parse((await runCli(['build', 'submit', leaf, '--json'], cliEnv(t))).stdout) as { build: { id: string } }[];
+    const id = logged[0]!.build.id;
+    const assign = await agent.nextAssignment();
+    expect(assign.buildId).toBe(id);
+    const none = await runCli(['build', 'log', id], cliEnv(t));
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`build ${id} has no log yet`);
+    // --follow waits for the log, which the agent uploads when the build ends.
+    const follow = runCli(['build', 'log', id, '--follow'], cliEnv(t));
+    const file = join(dir, 'build.log');
+    writeFileSync(file, 'building leaf\nall done\n');
+    await uploadLog({ client: agentClient(t.coordinator.url, agent.agentId, agent.password), signal: new AbortController().signal, log: silentLogger() }, id, file);
+    agent.send({ case: 'buildFinished', value: { buildId: id, result: BuildResult.FAILURE, outputs: [], message: 'exit 1' } });
+    const followed = await follow;
+    expect(followed).toMatchObject({ code: 0, stdout: 'building leaf\nall done\n' });
+    const json = await runCli(['build', 'log', id, '--attempt', '1', '--json'], cliEnv(t));
+    expect(JSON.parse(json.stdout)).toEqual({ buildId: id, attempt: 1, log: 'building leaf\nall done\n' });
+    expect((await runCli(['build', 'log', id, '--attempt', '2'], cliEnv(t))).stderr).toContain(`build ${id} has no attempt 2; it has 1`);
+
+    // A second build, assigned, then canceled: its attempt ends as canceled.
+    const { leaf: other } = chain(randomUUID().slice(0, 8));
+    const second = (JSON.parse((await runCli(['build', 'submit', other, '--json'], cliEnv(t))).stdout) as { build: { id: string } }[])[0]!.build.id;
+    expect((await agent.nextAssignment()).buildId).toBe(second);
+    expect((await runCli(['build', 'cancel', second], cliEnv(t))).code).toBe(0);
+    const shown = await runCli(['build', 'show', second], cliEnv(t));
+    expect(shown.stdout).toMatch(/attempt 1 .* canceled: canceled by an operator/);
+    expect(shown.stdout).not.toContain('running');
+  });
+
+  test('error messages reach grpc-js clients escaped only as the gRPC spec asks', async () => {
+    const { call, client } = grpcJsAdminClient(t.coordinator.url, t.coordinator.adminToken);
+    const request = { derivationPath: '/nix/store/00000000000000000000000000000000-nowhere: ünknown.drv' };
+    const err = (await call('SubmitBuild', request).catch((e: unknown) => e)) as { details: string };
+    client.close();
+    const connect = (await t.admin.submitBuild(request).catch((e: unknown) => e)) as ConnectError;
+    expect(err.details).toContain('/nix/store/00000000000000000000000000000000-nowhere: ünknown.drv');
+    expect(err.details).not.toMatch(/%[0-9A-F]{2}/);
+    expect(err.details).toBe(connect.rawMessage);
+  });
+
+  test('submit --wait follows the build and its input\'s build to the end; exit 0 only if all succeeded', async () => {
+    const { mid, leaf } = chain(randomUUID().slice(0, 8));
+    const client = agentClient(t.coordinator.url, agent.agentId, agent.password);
+    const waited = runCli(['build', 'submit', mid, '--wait'], cliEnv(t));
+    // The leaf (brought in for mid's input) first: it succeeds; then mid fails.
+    const first = await agent.nextAssignment();
+    expect(first.derivationPath).toBe(leaf);
+    const file = join(dir, 'leaf-out');
+    writeFileSync(file, 'leaf\n');
+    const out = first.outputs[0]!;
+    const info = await uploadOutput({ client, signal: new AbortController().signal, log: silentLogger() }, first.buildId, { name: out.name, storePath: out.path, diskPath: file, references: [] });
+    agent.send({ case: 'buildFinished', value: { buildId: first.buildId, result: BuildResult.SUCCESS, outputs: [info], message: '' } });
+    const second = await agent.nextAssignment();
+    expect(second.derivationPath).toBe(mid);
+    agent.send({ case: 'buildFinished', value: { buildId: second.buildId, result: BuildResult.FAILURE, outputs: [], message: 'exit 1' } });
+    const r = await waited;
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`${first.buildId} succeeded ${leaf}`);
+    expect(r.stdout).toContain(`${second.buildId} failed ${mid}`);
+    expect(r.stdout).toMatch(/1 succeeded, 1 failed or canceled/);
+    // Watching the leaf alone: it succeeded, so exit 0, and --json says so.
+    const watched = await runCli(['build', 'watch', first.buildId, '--json'], cliEnv(t));
+    expect(watched.code).toBe(0);
+    expect(JSON.parse(watched.stdout)).toMatchObject({ succeeded: true, builds: [{ id: first.buildId, state: 'BUILD_STATE_SUCCEEDED' }] });
+  });
+});
