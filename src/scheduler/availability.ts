@@ -69,22 +69,48 @@ export async function addWaits(tx: Executor, buildId: string, paths?: string[]):
   return Number(row?.waiting ?? 0);
 }
 
+/** Input sources per statement: see SOURCES_PER_STATEMENT in submission.ts (PGlite runs a statement on the event loop). */
+const SOURCE_WAITS_PER_STATEMENT = 500;
+
 /**
  * Records what new builds (no waits yet) wait for: every input path of their derivations
- * not in the cache, and the count, in one statement. Returns the count of each build
- * that waits for something.
+ * not in the cache, and the count. Input derivations' outputs go in one statement;
+ * sources, which a hostile or odd derivation has by the thousand, in pieces taken in
+ * path order. Returns the count of each build that waits for something.
  */
 export async function addWaitsOfNewBuilds(tx: Executor, buildIds: string[]): Promise<Map<string, number>> {
   await holdCacheShared(tx);
+  const ids = sql.param(buildIds);
+  await tx.execute(sql`
+    insert into build_waits (build_id, path)
+    select b.id, o.path from builds b
+    join derivation_inputs i on i.derivation_path = b.derivation_path
+    join derivation_outputs o on o.derivation_path = i.input_path and o.name = i.output_name
+    where b.id = any(${ids}::uuid[]) and not ${pathAvailable(sql`o.path`)}
+    on conflict do nothing`);
+  for (let after: { id: string; path: string } | undefined; ; ) {
+    const piece = rowsOf<{ id: string; path: string }>(
+      await tx.execute(sql`
+        select b.id::text as id, s.path from builds b
+        join derivation_sources s on s.derivation_path = b.derivation_path
+        where b.id = any(${ids}::uuid[]) ${after ? sql`and (b.id, s.path) > (${after.id}::uuid, ${after.path})` : sql``}
+        order by b.id, s.path
+        limit ${SOURCE_WAITS_PER_STATEMENT}`),
+    );
+    if (piece.length === 0) break;
+    await tx.execute(sql`
+      insert into build_waits (build_id, path)
+      select w.build_id, w.path from unnest(${sql.param(piece.map((r) => r.id))}::uuid[], ${sql.param(piece.map((r) => r.path))}::text[]) as w(build_id, path)
+      where not ${pathAvailable(sql`w.path`)}
+      on conflict do nothing`);
+    if (piece.length < SOURCE_WAITS_PER_STATEMENT) break;
+    after = piece[piece.length - 1];
+  }
   const rows = rowsOf<{ id: string; waiting: number }>(
     await tx.execute(sql`
-      with added as (
-        insert into build_waits (build_id, path)
-        select w.build_id, w.path from (${inputPathsOfBuilds(buildIds)}) w
-        where not ${pathAvailable(sql`w.path`)}
-        on conflict do nothing
-        returning build_id),
-      counted as (select build_id, count(*)::int as n from added group by build_id)
+      with counted as (
+        select build_id, count(*)::int as n from build_waits
+        where build_id = any(${ids}::uuid[]) group by build_id)
       update builds b set waiting = counted.n
       from counted where b.id = counted.build_id
       returning b.id, b.waiting`),
