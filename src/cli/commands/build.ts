@@ -122,11 +122,11 @@ async function submit(args: string[]): Promise<void> {
     results.push(res);
     if (!values.json) console.log(submittedLine(derivations[0]?.path ?? resolve(drvPath), res));
   }
-  if (values.json && !values.wait) {
-    printJson(results.map((r) => (r.availableUpstream ? { build: null, existing: false, availableUpstream: true } : { build: buildJson(r.build!), existing: r.existing, availableUpstream: false })));
-  }
   // Nothing to watch for a derivation an upstream has.
   const made = results.flatMap((r) => (r.build ? [r.build.id] : []));
+  if (values.json && (!values.wait || made.length === 0)) {
+    printJson(results.map((r) => (r.availableUpstream ? { build: null, existing: false, availableUpstream: true } : { build: buildJson(r.build!), existing: r.existing, availableUpstream: false })));
+  }
   if (values.wait && made.length > 0 && !(await watchBuilds(admin, made, { json: values.json, tty: Boolean(process.stdout.isTTY) }))) process.exitCode = 1;
 }
 
