@@ -75,3 +75,21 @@ export function secondsFrom(text: string | undefined, what: string): number {
   if (n < 0) throw new UsageError(`${what} must not be negative`);
   return n;
 }
+
+/**
+ * Lets a string option be given bare as well: `--NAME` alone becomes `--NAME=VALUE`
+ * (parseArgs takes an option either with a value always or never).
+ */
+export function bareOption(args: string[], name: string, value: string): string[] {
+  const end = args.indexOf('--');
+  return args.map((arg, i) => (arg === `--${name}` && (end < 0 || i < end) ? `--${name}=${value}` : arg));
+}
+
+export type ExistingOutputsChoice = 'none' | 'kiln' | 'upstream';
+
+/** `--ignore-if-output-exists[=kiln|upstream]`: which existing outputs make a build needless. */
+export function existingOutputsFrom(text: string | undefined): ExistingOutputsChoice {
+  if (text === undefined) return 'none';
+  if (text === 'kiln' || text === 'upstream') return text;
+  throw new UsageError(`--ignore-if-output-exists takes kiln (the default) or upstream, not ${JSON.stringify(text)}`);
+}

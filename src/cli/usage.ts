@@ -25,7 +25,8 @@ export const USAGE = `usage: kiln <command> [options]
                  [--store-dir DIR] [--system-feature F]... [--mandatory-feature F]...
                  [--state-dir DIR] [--timeout SECONDS] [--max-silent-time SECONDS]
                  [--retry-for SECONDS] [--substituter URL]... [--trusted-public-key KEY]...
-  kiln build submit <drv>... [--priority N] [--tag k=v]... [--id UUID] [--ignore-if-output-exists]
+  kiln build submit <drv>... [--priority N] [--tag k=v]... [--id UUID]
+                   [--ignore-if-output-exists[=kiln|upstream]]
                    [--timeout SECONDS] [--max-silent-time SECONDS] [--wait]
   kiln build watch <build-id>...
   kiln build show <build-id>

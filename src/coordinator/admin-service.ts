@@ -3,7 +3,7 @@ import type { DerivationsByPath } from './derivations-by-path.js';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { AdminService, type SubmitBuildRequest } from '../../gen/kiln/v1/admin_pb.js';
+import { AdminService, ExistingOutputs, SubmitBuildResponseSchema, type SubmitBuildRequest, type SubmitBuildResponse } from '../../gen/kiln/v1/admin_pb.js';
 import { AgentSchema, BuildSchema, BuildState, EventSchema, type Agent, type Build, type Event } from '../../gen/kiln/v1/types_pb.js';
 import { listEvents, type EventRecord } from '../hooks/event-queries.js';
 import { retryDeliveries } from '../hooks/deliveries.js';
@@ -14,7 +14,7 @@ import { invalidArgument, KilnError } from '../errors.js';
 import type { BuildRecord } from '../scheduler/build-queries.js';
 import { getBuild, listBuilds } from '../scheduler/build-queries.js';
 import { cancelBuild, retryBuild, setBuildPriority, updateBuildTags } from '../scheduler/build-changes.js';
-import { submitBuild, submitBuilds, type SubmitBuildInput } from '../scheduler/submission.js';
+import { submitBuild, submitBuilds, type SubmitBuildInput, type SubmitBuildResult, type UpstreamHas } from '../scheduler/submission.js';
 import { createAgent, createAgentPassword, getAgent, listAgents, setAgentActive, type AgentRecord } from './agent-registry.js';
 import type { AgentSignal } from './farm-signals.js';
 import { sourceUploads } from './source-uploads.js';
@@ -126,23 +126,30 @@ export interface AdminNotifications {
 }
 
 function submission(req: SubmitBuildRequest, farm: { submitMissingInputs: boolean }): SubmitBuildInput {
+  if (!(req.existingOutputs in ExistingOutputs)) throw invalidArgument(`existing_outputs ${req.existingOutputs} is not one of UNSPECIFIED, KILN, UPSTREAM`);
+  const upstream = req.existingOutputs === ExistingOutputs.UPSTREAM;
   return {
     derivationPath: req.derivationPath,
     derivations: req.derivations.map((d) => ({ path: d.path, text: d.text })),
     buildId: req.buildId || undefined,
     priority: req.priority,
     tags: req.tags.map(({ key, value }) => ({ key, value })),
-    ignoreIfOutputExists: req.ignoreIfOutputExists,
+    ignoreIfOutputExists: req.ignoreIfOutputExists || req.existingOutputs !== ExistingOutputs.UNSPECIFIED,
+    ignoreIfUpstreamHasOutputs: upstream,
     timeoutSeconds: req.timeoutSeconds,
     maxSilentSeconds: req.maxSilentSeconds,
     submitMissingInputs: farm.submitMissingInputs,
   };
 }
 
+function submitResponse(r: Omit<SubmitBuildResult, 'created'>): SubmitBuildResponse {
+  return create(SubmitBuildResponseSchema, { build: r.build && buildToProto(r.build), existing: r.existing, availableUpstream: r.availableUpstream });
+}
+
 export function adminService(
   db: Database,
   storage: NarStorage,
-  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner },
+  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner; upstreamHas?: UpstreamHas },
   notify: AdminNotifications,
   live: { sessions: AgentSessions; telemetry?: BuildTelemetry; logs: LogStorage },
 ): ServiceImpl<typeof AdminService> {
@@ -155,16 +162,16 @@ export function adminService(
     async submitBuild(req) {
       const startedAt = performance.now();
       const input = submission(req, farm);
-      const result = await submitBuild(db, storage, farm.byPath ? await farm.byPath(input) : input, farm.limits, farm.sign);
+      const result = await submitBuild(db, storage, farm.byPath ? await farm.byPath(input) : input, farm.limits, farm.sign, farm.upstreamHas);
       live.telemetry?.submitted(result.created, startedAt);
       notify.buildsSubmitted(result.created);
-      return { build: buildToProto(result.build), existing: result.existing };
+      return submitResponse(result);
     },
     async submitBuilds(req) {
       const inputs = req.builds.map((b) => submission(b, farm));
-      const result = await submitBuilds(db, storage, farm.byPath ? await Promise.all(inputs.map(farm.byPath)) : inputs, farm.limits, farm.sign);
+      const result = await submitBuilds(db, storage, farm.byPath ? await Promise.all(inputs.map(farm.byPath)) : inputs, farm.limits, farm.sign, farm.upstreamHas);
       notify.buildsSubmitted(result.created);
-      return { builds: result.builds.map((r) => ({ build: buildToProto(r.build), existing: r.existing })) };
+      return { builds: result.builds.map(submitResponse) };
     },
     async getBuild(req) {
       const build = await getBuild(db, req.id);

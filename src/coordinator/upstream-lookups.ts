@@ -138,6 +138,34 @@ export class UpstreamLookups {
     return todo.length;
   }
 
+  /**
+   * Which of `paths` some upstream has (a narinfo that verifies), asked now, in the
+   * upstreams' order; the answers are remembered as a round's are. An upstream that
+   * cannot answer has nothing. For SubmitBuild's existing_outputs = UPSTREAM.
+   */
+  async whichHave(paths: readonly string[]): Promise<Set<string>> {
+    const signal = this.stop.signal;
+    const have = new Set<string>();
+    if (this.byUrl.size === 0 || signal.aborted) return have;
+    const records: LookupRecord[] = [];
+    const { lifetimes } = this.opts;
+    await eachLimited(paths, this.opts.concurrency ?? 8, async (path) => {
+      for (const upstream of this.byUrl.values()) {
+        const answer = await lookUp(upstream, path, signal);
+        if (signal.aborted) return;
+        this.account(upstream, answer);
+        const ttlMs = answer.outcome === 'hit' ? lifetimes.hitMs : answer.outcome === 'miss' ? lifetimes.missMs : lifetimes.errorMs;
+        records.push({ upstream: upstream.url, path, outcome: answer.outcome, reason: answer.outcome === 'hit' ? '' : answer.reason, ttlMs });
+        if (answer.outcome === 'hit') {
+          have.add(path);
+          return;
+        }
+      }
+    });
+    if (!signal.aborted) await recordLookups(this.opts.db, records);
+    return have;
+  }
+
   /** Counts the answer, and logs an upstream's first trouble of a kind (and its recovery). */
   private account(upstream: Upstream, answer: LookupOutcome): void {
     this.opts.metrics?.upstreamLookups.inc({ upstream: upstream.url, outcome: answer.outcome });

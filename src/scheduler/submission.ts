@@ -26,6 +26,11 @@ export interface SubmitBuildInput {
   priority: number;
   tags: Tag[];
   ignoreIfOutputExists: boolean;
+  /**
+   * Also no build when every output is available from a trusted upstream (as the
+   * submission's `upstreamHas` answers); implies ignoreIfOutputExists.
+   */
+  ignoreIfUpstreamHasOutputs?: boolean;
   /** Limits for the agent; 0 means the farm's default. */
   timeoutSeconds?: number;
   maxSilentSeconds?: number;
@@ -34,9 +39,12 @@ export interface SubmitBuildInput {
 }
 
 export interface SubmitBuildResult {
-  build: BuildRecord;
+  /** Undefined only when availableUpstream is true. */
+  build: BuildRecord | undefined;
   /** True when an existing build was returned because of ignoreIfOutputExists. */
   existing: boolean;
+  /** True when no build was made because a trusted upstream has every output. */
+  availableUpstream: boolean;
   /** Every build written: this one and those submitted for its missing inputs. */
   created: string[];
 }
@@ -47,14 +55,21 @@ const UNIQUE_VIOLATION = '23505';
 /** How many builds one SubmitBuilds call may carry. */
 export const MAX_BATCH = 10_000;
 
+/**
+ * Which of `paths` a trusted upstream has (a verified narinfo); one that cannot tell
+ * counts as not having it. Asked before the submission's transaction, never inside it.
+ */
+export type UpstreamHas = (paths: string[]) => Promise<ReadonlySet<string>>;
+
 export async function submitBuild(
   db: Database,
   storage: NarStorage,
   input: SubmitBuildInput,
   limits: InputLimits = DEFAULT_INPUT_LIMITS,
   sign?: PathSigner,
+  upstreamHas?: UpstreamHas,
 ): Promise<SubmitBuildResult> {
-  const { builds: [result], created } = await submitBuilds(db, storage, [input], limits, sign);
+  const { builds: [result], created } = await submitBuilds(db, storage, [input], limits, sign, upstreamHas);
   return { ...result!, created };
 }
 
@@ -69,7 +84,8 @@ export interface SubmitBuildsResult {
  * Submits several builds in one transaction: all are made, or none (the error names the
  * one at fault as builds[i]). A build may use derivations that others in the same call
  * carry, and may wait on builds made by the same call. `sign` signs the narinfos of the
- * .drv files it puts into the cache.
+ * .drv files it puts into the cache. `upstreamHas` answers for the builds asked with
+ * ignoreIfUpstreamHasOutputs (without it, no upstream has anything).
  */
 export async function submitBuilds(
   db: Database,
@@ -77,6 +93,7 @@ export async function submitBuilds(
   inputs: SubmitBuildInput[],
   limits: InputLimits = DEFAULT_INPUT_LIMITS,
   sign?: PathSigner,
+  upstreamHas?: UpstreamHas,
 ): Promise<SubmitBuildsResult> {
   if (inputs.length === 0) return { builds: [], created: [] };
   if (inputs.length > MAX_BATCH) throw invalidArgument(`${inputs.length} builds in one call; at most ${MAX_BATCH} are accepted`);
@@ -104,6 +121,11 @@ export async function submitBuilds(
     limits.derivation,
   );
   const fresh = checked.filter((c) => !known.has(c.path));
+  const outputsOf = await outputPaths(db, inputs, checked);
+  // HTTP to the upstreams happens here, outside the transaction, so that a slow upstream
+  // holds no locks.
+  const askUpstream = inputs.flatMap((input) => (input.ignoreIfUpstreamHasOutputs ? outputsOf.get(input.derivationPath) ?? [] : []));
+  const onUpstream = askUpstream.length > 0 && upstreamHas ? await upstreamHas([...new Set(askUpstream)]) : new Set<string>();
 
   try {
     const outcome = await db.transaction(async (tx) => {
@@ -112,19 +134,23 @@ export async function submitBuilds(
       await storeDerivations(tx as unknown as Database, fresh);
       // Content-addressed files: a failed submission leaves at most unreferenced ones for gc.
       await restoreDerivationNars(tx, storage, inputs.map((input) => input.derivationPath), sign);
-      const existing = await existingBuilds(tx as unknown as Database, inputs, ids, checked);
+      const { existing, upstream } = await existingBuilds(tx as unknown as Database, inputs, ids, outputsOf, onUpstream);
       const created = await insertBuilds(
         tx,
-        inputs.flatMap((input, i) => (existing.has(i) ? [] : [{ ...input, id: ids[i]! }])),
+        inputs.flatMap((input, i) => (existing.has(i) || upstream.has(i) ? [] : [{ ...input, id: ids[i]! }])),
       );
-      return { existing, created };
+      return { existing, upstream, created };
     });
     // An input that arrived while this transaction ran is released now (see availability.ts).
     await settleWaits(db, outcome.created);
     const resultIds = inputs.map((_, i) => outcome.existing.get(i) ?? ids[i]!);
-    const records = await getBuilds(db, resultIds);
+    const records = await getBuilds(db, resultIds.filter((_, i) => !outcome.upstream.has(i)));
     return {
-      builds: inputs.map((_, i) => ({ build: records.get(resultIds[i]!)!, existing: outcome.existing.has(i) })),
+      builds: inputs.map((_, i) =>
+        outcome.upstream.has(i)
+          ? { build: undefined, existing: false, availableUpstream: true }
+          : { build: records.get(resultIds[i]!)!, existing: outcome.existing.has(i), availableUpstream: false },
+      ),
       created: outcome.created,
     };
   } catch (err) {
@@ -151,20 +177,44 @@ function validateInput(input: SubmitBuildInput, at: string, maxTags: number): vo
   if (!input.derivationPath) throw invalidArgument(`${at}derivation_path is empty: name the .drv to build`);
 }
 
+const asksExisting = (input: SubmitBuildInput) => input.ignoreIfOutputExists || input.ignoreIfUpstreamHasOutputs === true;
+
+/** The output paths of the derivations of the builds asked with ignoreIfOutputExists, by derivation. */
+async function outputPaths(db: Database, inputs: SubmitBuildInput[], checked: CheckedDerivation[]): Promise<Map<string, string[]>> {
+  const found = new Map<string, string[]>();
+  if (!inputs.some(asksExisting)) return found;
+  for (const input of inputs) {
+    const path = input.derivationPath;
+    if (found.has(path)) continue;
+    found.set(
+      path,
+      checked.find((c) => c.path === path)?.outputs.map((o) => o.path) ??
+        (await db.select({ path: derivationOutputs.path }).from(derivationOutputs).where(eq(derivationOutputs.derivationPath, path))).map((o) => o.path),
+    );
+  }
+  return found;
+}
+
 /**
  * For the builds asked with ignoreIfOutputExists: the build that will produce (or
- * produced) an output of theirs, here or made earlier in the same call, by index.
+ * produced) an output of theirs, here or made earlier in the same call, by index; and,
+ * of those asked with ignoreIfUpstreamHasOutputs that have no such build, those whose
+ * every output is `onUpstream`.
  */
-async function existingBuilds(db: Database, inputs: SubmitBuildInput[], ids: string[], checked: CheckedDerivation[]): Promise<Map<number, string>> {
+async function existingBuilds(
+  db: Database,
+  inputs: SubmitBuildInput[],
+  ids: string[],
+  outputsOf: Map<string, string[]>,
+  onUpstream: ReadonlySet<string>,
+): Promise<{ existing: Map<number, string>; upstream: Set<number> }> {
   const found = new Map<number, string>();
-  if (!inputs.some((input) => input.ignoreIfOutputExists)) return found;
-  const outputsOf = async (path: string) =>
-    checked.find((c) => c.path === path)?.outputs.map((o) => o.path) ??
-    (await db.select({ path: derivationOutputs.path }).from(derivationOutputs).where(eq(derivationOutputs.derivationPath, path))).map((o) => o.path);
+  const upstream = new Set<number>();
+  if (!inputs.some(asksExisting)) return { existing: found, upstream };
   const toMake: { id: string; outputs: string[] }[] = [];
   for (const [i, input] of inputs.entries()) {
-    const outputs = await outputsOf(input.derivationPath);
-    if (input.ignoreIfOutputExists) {
+    const outputs = outputsOf.get(input.derivationPath) ?? [];
+    if (asksExisting(input)) {
       const [match] = await db
         .select({ id: builds.id })
         .from(builds)
@@ -184,10 +234,15 @@ async function existingBuilds(db: Database, inputs: SubmitBuildInput[], ids: str
         found.set(i, id);
         continue;
       }
+      // A build of kiln's comes first; failing that, the upstream's outputs.
+      if (input.ignoreIfUpstreamHasOutputs && outputs.length > 0 && outputs.every((o) => onUpstream.has(o))) {
+        upstream.add(i);
+        continue;
+      }
     }
     toMake.push({ id: ids[i]!, outputs });
   }
-  return found;
+  return { existing: found, upstream };
 }
 
 /**

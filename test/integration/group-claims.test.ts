@@ -49,7 +49,7 @@ describe.each(DATABASE_KINDS)('group claims on %s', (kind) => {
       storage,
       made.map((m, i) => ({ derivationPath: m.path, derivations: [{ path: m.path, text: Buffer.from(m.text) }], priority: priorities[i]!, tags: [], ignoreIfOutputExists: false })),
     );
-    return { system, ids: builds.map((b) => b.build.id) };
+    return { system, ids: builds.map((b) => b.build!.id) };
   }
 
   async function newAgents(n: number): Promise<string[]> {

@@ -211,7 +211,7 @@ async function runScenario(
       tags: nodes[i]!.tag ? [{ key: 't', value: nodes[i]!.tag! }] : [],
       ignoreIfOutputExists: false,
     });
-    buildOf.set(build.id, i);
+    buildOf.set(build!.id, i);
   }
   await checkModel();
 

@@ -4,30 +4,24 @@
 // input is built by kiln); a 500 or an upstream that is down decides nothing (the build
 // waits, nothing is built for the input) until it answers again.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { eq, inArray } from 'drizzle-orm';
 import { parseUpstreams } from '../../src/cache/upstreams/upstream-list.js';
 import { builds, upstreamLookups } from '../../src/db/schema.js';
-import { encodeBase32 } from '../../src/store/base32.js';
 import type { Derivation } from '../../src/store/derivation.js';
 import { makeDerivation } from '../../src/store/make-derivation.js';
-import { renderNarInfo } from '../../src/store/narinfo.js';
-import { generateNixKey, renderNixPublicKey, signNarInfo, type NixSecretKey } from '../../src/store/nix-signature.js';
+import { generateNixKey, renderNixPublicKey } from '../../src/store/nix-signature.js';
 import { parseStorePath } from '../../src/store/store-path.js';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus-text.js';
+import { signedNarInfo } from '../helpers/narinfo-upstream.js';
 import { freePort } from '../helpers/upstream-cache.js';
 import { waitForBuilds } from '../helpers/wait.js';
 
 const SYSTEM = 'x86_64-linux';
 type Answer = { status: number; body: string };
-
-function signedNarInfo(path: string, key: NixSecretKey): string {
-  const narHash = `sha256:${encodeBase32(createHash('sha256').update(path).digest())}`;
-  return renderNarInfo(signNarInfo({ storePath: path, files: [{ url: 'nar/x.nar', compression: 'none' }], narHash, narSize: 120, references: [], sigs: [], extra: [] }, key));
-}
 
 describe.each(DATABASE_KINDS)('upstream faults on %s', (kind) => {
   const trusted = generateNixKey('trusted-upstream-1');

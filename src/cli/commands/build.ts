@@ -1,11 +1,12 @@
 // `kiln build …`: submit derivations and look after builds.
 import { resolve } from 'node:path';
+import { ExistingOutputs, type SubmitBuildResponse } from '../../../gen/kiln/v1/admin_pb.js';
 import { BuildState } from '../../../gen/kiln/v1/types_pb.js';
 import { coordinatorUrl } from '../../config.js';
 import { createAdminClient, resolveAdminToken, type AdminClient } from '../admin-client.js';
 import { readDerivationClosure } from '../derivation-closure.js';
 import { uploadMissingSources } from '../source-upload.js';
-import { CLIENT_OPTIONS, exactlyOne, intFrom, parse, priorityFrom, secondsFrom, tagsFrom } from '../options.js';
+import { bareOption, CLIENT_OPTIONS, exactlyOne, existingOutputsFrom, intFrom, parse, priorityFrom, secondsFrom, tagsFrom, type ExistingOutputsChoice } from '../options.js';
 import { watchBuilds } from '../build-watch.js';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { buildJson, buildLine, buildText, printJson } from '../output.js';
@@ -81,12 +82,12 @@ export async function buildCommand(args: string[]): Promise<void> {
 }
 
 async function submit(args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, {
+  const { values, positionals } = parse(bareOption(args, 'ignore-if-output-exists', 'kiln'), {
     ...CLIENT_OPTIONS,
     priority: { type: 'string' },
     tag: { type: 'string', multiple: true },
     id: { type: 'string' },
-    'ignore-if-output-exists': { type: 'boolean', default: false },
+    'ignore-if-output-exists': { type: 'string' },
     timeout: { type: 'string' },
     'max-silent-time': { type: 'string' },
     wait: { type: 'boolean', default: false },
@@ -97,6 +98,7 @@ async function submit(args: string[]): Promise<void> {
   const timeoutSeconds = secondsFrom(values.timeout, '--timeout');
   const maxSilentSeconds = secondsFrom(values['max-silent-time'], '--max-silent-time');
   const tags = tagsFrom(values.tag);
+  const existing = existingOutputsFrom(values['ignore-if-output-exists']);
   const admin = client(values);
   const results = [];
   for (const drvPath of positionals) {
@@ -108,18 +110,35 @@ async function submit(args: string[]): Promise<void> {
       buildId: values.id ?? '',
       priority,
       tags,
-      ignoreIfOutputExists: values['ignore-if-output-exists'],
+      // Field 6 too, for a coordinator older than existing_outputs.
+      ignoreIfOutputExists: existing !== 'none',
+      existingOutputs: EXISTING_OUTPUTS[existing],
       timeoutSeconds,
       maxSilentSeconds,
     });
     // After the submission, which the coordinator checks each source against; the build
-    // is not allocated before its sources are in the cache.
-    await uploadMissingSources(admin, derivations);
+    // is not allocated before its sources are in the cache. No build, no sources needed.
+    if (!res.availableUpstream) await uploadMissingSources(admin, derivations);
     results.push(res);
-    if (!values.json) console.log(res.existing ? `${res.build!.id} (existing build)` : res.build!.id);
+    if (!values.json) console.log(submittedLine(derivations[0]?.path ?? resolve(drvPath), res));
   }
-  if (values.json && !values.wait) printJson(results.map((r) => ({ build: buildJson(r.build!), existing: r.existing })));
-  if (values.wait && !(await watchBuilds(admin, results.map((r) => r.build!.id), { json: values.json, tty: Boolean(process.stdout.isTTY) }))) process.exitCode = 1;
+  // Nothing to watch for a derivation an upstream has.
+  const made = results.flatMap((r) => (r.build ? [r.build.id] : []));
+  if (values.json && (!values.wait || made.length === 0)) {
+    printJson(results.map((r) => (r.availableUpstream ? { build: null, existing: false, availableUpstream: true } : { build: buildJson(r.build!), existing: r.existing, availableUpstream: false })));
+  }
+  if (values.wait && made.length > 0 && !(await watchBuilds(admin, made, { json: values.json, tty: Boolean(process.stdout.isTTY) }))) process.exitCode = 1;
+}
+
+const EXISTING_OUTPUTS: Record<ExistingOutputsChoice, ExistingOutputs> = {
+  none: ExistingOutputs.UNSPECIFIED,
+  kiln: ExistingOutputs.KILN,
+  upstream: ExistingOutputs.UPSTREAM,
+};
+
+function submittedLine(drvPath: string, res: SubmitBuildResponse): string {
+  if (res.availableUpstream) return `${drvPath}: no build made, its outputs are available from an upstream cache`;
+  return res.existing ? `${res.build!.id} (existing build)` : res.build!.id;
 }
 
 /** `kiln build log ID [--attempt N] [--follow]`: an attempt's log; --follow waits for it to arrive. */
