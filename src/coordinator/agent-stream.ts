@@ -250,7 +250,7 @@ async function storeInlineOutputs(deps: AgentStreamDeps, agentId: string, finish
   const attributes = (name: string) => ({ [ATTR.buildId]: finished.buildId, [ATTR.agentId]: agentId, [ATTR.output]: name });
   const store = (o: (typeof inline)[number]) =>
     telemetry.uploadInline(attributes(o.name), async () => {
-      const r = await receiveInlineOutput({ db: deps.db, storage: deps.storage, maxOutputBytes: deps.sizeLimits.maxOutputBytes }, agentId, finished.buildId, o);
+      const r = await receiveInlineOutput({ db: deps.db, storage: deps.storage, sign: deps.sign, maxOutputBytes: deps.sizeLimits.maxOutputBytes }, agentId, finished.buildId, o);
       return { result: r, bytes: r?.fileSize ?? 0 };
     });
   const received = await Promise.all(

@@ -50,7 +50,7 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
       const received = await telemetry.upload('output', ctx.requestHeader, { [ATTR.agentId]: agentId }, async (span) => {
         const header = (h: { buildId: string; outputName: string; storePath: string }) =>
           span?.setAttributes({ [ATTR.buildId]: h.buildId, [ATTR.output]: h.outputName, 'kiln.output.path': h.storePath });
-        const receiver = { db: deps.db, storage: deps.storage, maxOutputBytes: deps.sizeLimits.maxOutputBytes };
+        const receiver = { db: deps.db, storage: deps.storage, sign: deps.sign, maxOutputBytes: deps.sizeLimits.maxOutputBytes };
         const r = await receiveOutput(receiver, agentId, span ? watchHeader(requests, header) : requests);
         deps.log.debug({ agentId, storePath: r.storePath, fileHash: r.fileHash, fileSize: r.fileSize }, 'output stored');
         return { result: r, bytes: r.fileSize };
