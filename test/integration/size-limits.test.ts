@@ -14,7 +14,7 @@ import { eq } from 'drizzle-orm';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { Agent, agentClient } from '../../src/agent/agent.js';
 import { LocalBuilder } from '../../src/agent/builders/local.js';
-import { narUploadMessages } from '../../src/agent/uploader.js';
+import { narUploadMessages, uploadLog } from '../../src/agent/uploader.js';
 import { buildAttempts } from '../../src/db/schema.js';
 import { silentLogger } from '../../src/logger.js';
 import { parseDerivation } from '../../src/store/derivation.js';
@@ -153,6 +153,28 @@ describe('size limits', () => {
         expect(undeclared?.rawMessage).toMatch(new RegExp(`^output ${header.storePath} is more than [\\d.]+ KiB, over the coordinator's max-output-size of 64 KiB \\(--max-output-size\\)$`));
         expect(stagingFiles()).toEqual([]);
         expect(await narinfoStatus(header.storePath)).toBe(404);
+      } finally {
+        await stream.close();
+      }
+    });
+
+    test('a log over the limit is OUT_OF_RANGE naming the limit and the flag, and nothing of it is stored', async () => {
+      await stopAgent();
+      const { stream } = await assigned();
+      try {
+        const assign = await stream.nextAssignment();
+        const file = join(work, 'loud.log');
+        writeFileSync(file, 'a line of log\n'.repeat(4000)); // 56000 bytes
+        const client = agentClient(t.coordinator.url, stream.agentId, stream.password);
+        const err = await uploadLog({ client, signal: new AbortController().signal, log: silentLogger() }, assign.buildId, file).then(
+          () => undefined,
+          (e: unknown) => ConnectError.from(e),
+        );
+        expect(err?.code).toBe(Code.OutOfRange);
+        expect(err?.rawMessage).toBe(`the log of build ${assign.buildId} passed the coordinator's max-log-size of 16 KiB (--max-log-size)`);
+        const [attempt] = (await attemptsOf(assign.buildId)).filter((a) => a.attempt === assign.attempt);
+        expect(attempt!.logSize ?? 0).toBe(0);
+        expect(readdirSync(join(t.dataDir, 'logs')).filter((f) => f.startsWith(assign.buildId))).toEqual([]);
       } finally {
         await stream.close();
       }
