@@ -11,12 +11,14 @@ import type { Logger } from '../logger.js';
 import type { AgentFeatures } from '../scheduler/placement.js';
 import type { Tag } from '../scheduler/tags.js';
 import { DEFAULT_RETRY_FOR_MS, RetryBudgetSpent } from './backoff.js';
-import type { Builder, BuildOutcome, CacheInfo, Substituter } from './builders/builder.js';
+import type { Builder, BuildOutcome, BuiltOutput, CacheInfo, Substituter } from './builders/builder.js';
 import { ControlStream } from './control-stream.js';
 import { Coordinators } from './coordinators.js';
 import { inlineOutput, uploadLog, uploadOutput, type UploadContext } from './uploader.js';
 import { inSpan, traceAgentBuild, type AgentBuildTrace } from '../telemetry/agent-telemetry.js';
 import { retryLaterReason } from './retry-later.js';
+import { OverSizeLimit, tooLargeResult } from './too-large.js';
+import { logTooLargeMessage, outputTooLargeMessage, overLimit, type SizeLimits } from '../protocol/size-limits.js';
 import { ATTR } from '../telemetry/build-trace.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -72,6 +74,8 @@ export class Agent {
   private readonly coordinators: Coordinators;
   private readonly stream: ControlStream;
   private builder: Builder | undefined;
+  /** The coordinator's size limits as its last Welcome said (none known before one). */
+  private sizeLimits: SizeLimits = { maxOutputBytes: 0, maxLogBytes: 0 };
   private runLoop: Promise<void> | undefined;
   private markStopped!: () => void;
   private readonly stoppedPromise = new Promise<void>((resolve) => (this.markStopped = resolve));
@@ -94,6 +98,7 @@ export class Agent {
         heldBuilds: () => [...this.running.keys()],
         freeSlots: () => (this.state === 'running' ? Math.max(0, opts.maxParallel - this.running.size) : 0),
         onWelcome: (welcome) => {
+          this.sizeLimits = { maxOutputBytes: Number(welcome.maxOutputBytes), maxLogBytes: Number(welcome.maxLogBytes) };
           this.builder ??= opts.builder(
             this.cacheInfo(welcome.cacheUrl, welcome.cachePublicKey, [...welcome.substituters.map(({ url, publicKeys }) => ({ url, publicKeys })), ...(opts.substituters ?? [])]),
           );
@@ -115,7 +120,14 @@ export class Agent {
           // must not leave the build started for ever: it ends as a failure that says why.
           if (report?.case !== 'buildFinished' || report.value.result !== BuildResult.SUCCESS) return;
           if (refusal.code === Code.PermissionDenied) return; // not this agent's build any more
-          if (this.gaveBack(buildId, new ConnectError(refusal.message, refusal.code))) return;
+          const refused = new ConnectError(refusal.message, refusal.code);
+          if (this.gaveBack(buildId, refused)) return;
+          // An output sent inline over the coordinator's max-output-size.
+          const tooLarge = tooLargeResult(refused);
+          if (tooLarge) {
+            this.stream.report({ case: 'buildFinished', value: { buildId, result: tooLarge.result, outputs: [], message: tooLarge.message } });
+            return;
+          }
           this.stream.report({
             case: 'buildFinished',
             value: { buildId, result: BuildResult.FAILURE, outputs: [], message: `the coordinator refused the build's success: ${refusal.message}` },
@@ -251,6 +263,26 @@ export class Agent {
     return true;
   }
 
+  /** Sends each output: a small one goes with the report, a larger one by its own call. */
+  private async sendOutputs(buildId: string, built: BuiltOutput[], uploads: UploadContext) {
+    const outputs = [];
+    for (const output of built) {
+      const attributes = { [ATTR.buildId]: buildId, [ATTR.output]: output.name, 'kiln.output.path': output.storePath };
+      outputs.push(
+        await inSpan('kiln.agent.upload.output', attributes, async (span) => {
+          const inline = await inlineOutput(output, uploads.signal);
+          const max = uploads.maxOutputBytes ?? 0;
+          if (inline && overLimit(inline.narSize ?? 0n, max)) throw new OverSizeLimit('output', outputTooLargeMessage(output.storePath, inline.narSize ?? 0n, max));
+          const info = inline ?? (await uploadOutput(uploads, buildId, output));
+          span.setAttribute('kiln.output.inline', info.narLz4 !== undefined);
+          span.setAttribute(ATTR.narBytes, Number(info.narSize ?? 0));
+          return info;
+        }),
+      );
+    }
+    return outputs;
+  }
+
   /** Runs the build and reports it; says how it ended (for the trace). */
   private async runBuild(builder: Builder, assign: AssignBuild, signal: AbortSignal, log: Logger, traced: AgentBuildTrace): Promise<string> {
     this.stream.report({ case: 'buildStarted', value: { buildId: assign.buildId } });
@@ -275,6 +307,22 @@ export class Agent {
     logFile: string,
     traced: AgentBuildTrace,
   ): Promise<string> {
+    // Hydra's max_log_size: a build whose log passes the coordinator's limit is stopped
+    // there; the log is kept up to the limit (which the coordinator takes) and the build fails.
+    const limits = this.sizeLimits;
+    const logLimit = new AbortController();
+    let logged = 0;
+    const writeLog = (chunk: Buffer) => {
+      if (logLimit.signal.aborted) return;
+      if (overLimit(logged + chunk.length, limits.maxLogBytes)) {
+        logStream.write(chunk.subarray(0, limits.maxLogBytes - logged));
+        logged = limits.maxLogBytes;
+        logLimit.abort(new OverSizeLimit('log', logTooLargeMessage(assign.buildId, limits.maxLogBytes)));
+        return;
+      }
+      logged += chunk.length;
+      logStream.write(chunk);
+    };
     const outcome: BuildOutcome = await builder.build(
       {
         buildId: assign.buildId,
@@ -284,7 +332,7 @@ export class Agent {
         timeoutSeconds: stricterLimit(assign.timeoutSeconds, this.opts.limits?.timeoutSeconds ?? 0),
         maxSilentSeconds: stricterLimit(assign.maxSilentSeconds, this.opts.limits?.maxSilentSeconds ?? 0),
       },
-      { signal, log: (chunk) => logStream.write(chunk), phase: (name) => traced.phase(name) },
+      { signal: AbortSignal.any([signal, logLimit.signal]), log: writeLog, phase: (name) => traced.phase(name) },
     );
     if (signal.aborted) {
       log.info('build aborted');
@@ -292,25 +340,37 @@ export class Agent {
     }
     traced.builderDone();
     await new Promise<void>((resolve, reject) => logStream.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    const uploads: UploadContext = { client: this.coordinators.client, signal, log, retryForMs: this.retryForMs() };
-    await inSpan('kiln.agent.upload.log', { [ATTR.buildId]: assign.buildId }, () => uploadLog(uploads, assign.buildId, logFile)).catch((err: unknown) => {
-      if (signal.aborted) throw err;
-      log.warn({ err }, 'could not upload the build log');
-    });
+    const uploads: UploadContext = { client: this.coordinators.client, signal, log, retryForMs: this.retryForMs(), maxOutputBytes: limits.maxOutputBytes };
+    const logRefused = await inSpan('kiln.agent.upload.log', { [ATTR.buildId]: assign.buildId }, () => uploadLog(uploads, assign.buildId, logFile)).then(
+      () => undefined,
+      (err: unknown) => {
+        if (signal.aborted) throw err;
+        // A coordinator that did not say its limit refuses a log over it: the build fails as if the agent had stopped it.
+        const tooLarge = tooLargeResult(err);
+        if (tooLarge) return tooLarge;
+        log.warn({ err }, 'could not upload the build log');
+        return undefined;
+      },
+    );
+    const logOver = logRefused ?? tooLargeResult(logLimit.signal.reason);
+    if (logOver) {
+      log.warn({ maxLogBytes: limits.maxLogBytes }, 'build failed: its log passed the coordinator\'s max-log-size');
+      const message = logRefused ? logOver.message : `${logOver.message}: the build was stopped there; its log is kept up to the limit`;
+      this.stream.report({ case: 'buildFinished', value: { buildId: assign.buildId, result: logOver.result, outputs: [], message } });
+      return 'log-too-large';
+    }
     switch (outcome.kind) {
       case 'success': {
-        const outputs = [];
-        for (const output of outcome.outputs) {
-          const attributes = { [ATTR.buildId]: assign.buildId, [ATTR.output]: output.name, 'kiln.output.path': output.storePath };
-          outputs.push(
-            await inSpan('kiln.agent.upload.output', attributes, async (span) => {
-              // A small output goes with the report; a larger one by its own call.
-              const info = (await inlineOutput(output, signal)) ?? (await uploadOutput(uploads, assign.buildId, output));
-              span.setAttribute('kiln.output.inline', info.narLz4 !== undefined);
-              span.setAttribute(ATTR.narBytes, Number(info.narSize ?? 0));
-              return info;
-            }),
-          );
+        let outputs: Awaited<ReturnType<typeof this.sendOutputs>>;
+        try {
+          outputs = await this.sendOutputs(assign.buildId, outcome.outputs, uploads);
+        } catch (err) {
+          // An output over the coordinator's max-output-size (refused, or known to be) fails the build.
+          const tooLarge = signal.aborted ? undefined : tooLargeResult(err);
+          if (!tooLarge) throw err;
+          log.warn({ maxOutputBytes: limits.maxOutputBytes, reason: tooLarge.message }, "build failed: an output is over the coordinator's max-output-size");
+          this.stream.report({ case: 'buildFinished', value: { buildId: assign.buildId, result: tooLarge.result, outputs: [], message: tooLarge.message } });
+          return 'output-too-large';
         }
         log.info({ outputs: outputs.length, inline: outputs.filter((o) => o.narLz4 !== undefined).length }, 'build succeeded; outputs uploaded or carried inline');
         this.stream.report({ case: 'buildFinished', value: { buildId: assign.buildId, result: BuildResult.SUCCESS, outputs, message: '' } });

@@ -3,6 +3,8 @@
 // of frames is itself a valid .lz4 file). A broken upload resumes from the offset the
 // coordinator reports; the bytes it holds are not sent again. Transient failures (the
 // coordinator restarting, a replica down) are retried for the agent's retry budget.
+// The header declares the NAR's size (from a walk of the tree, before any byte is sent):
+// an output over the coordinator's max-output-size is not sent at all.
 import { createReadStream } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
@@ -12,6 +14,9 @@ import { encodeBase32 } from '../store/base32.js';
 import { compressLz4Frame, LZ4_BLOCK_BYTES } from '../store/lz4-frames.js';
 import type { NarResult } from '../store/nar-format.js';
 import { dumpPath, type DumpStream } from '../store/nar-writer.js';
+import { narSizeOf } from '../store/nar-size.js';
+import { outputTooLargeMessage, overLimit } from '../protocol/size-limits.js';
+import { OverSizeLimit } from './too-large.js';
 import { INLINE_NAR_MAX } from '../upload-limits.js';
 import { DEFAULT_RETRY_FOR_MS, retryTransient } from './backoff.js';
 import type { BuiltOutput } from './builders/builder.js';
@@ -101,21 +106,26 @@ export interface UploadContext {
   log: Logger;
   /** How long transient failures are retried (default DEFAULT_RETRY_FOR_MS). */
   retryForMs?: number;
+  /** The coordinator's max-output-size as its Welcome said (0: none known). */
+  maxOutputBytes?: number;
 }
 
 /**
  * Uploads one output, asking the coordinator before each try how much of it it holds
  * already (a try cut off halfway resumes there). Throws RetryBudgetSpent when the
- * coordinator stayed out of reach for the whole budget, a refusal at once.
+ * coordinator stayed out of reach for the whole budget, a refusal at once, and
+ * OverSizeLimit without sending anything for a NAR over the coordinator's limit.
  */
 export async function uploadOutput(ctx: UploadContext, buildId: string, output: BuiltOutput): Promise<OutputInfo> {
   const { client, signal, log } = ctx;
+  const narSize = await narSizeOf(output.diskPath, signal);
+  if (overLimit(narSize, ctx.maxOutputBytes ?? 0)) throw new OverSizeLimit('output', outputTooLargeMessage(output.storePath, narSize, ctx.maxOutputBytes!));
   const retry = { what: `upload of output ${output.name}`, signal, log: log.child({ output: output.name }), budgetMs: ctx.retryForMs ?? DEFAULT_RETRY_FOR_MS };
   return retryTransient(retry, async (tryNumber) => {
     const { offset } = await client.queryUpload({ buildId, outputName: output.name }, { signal });
     log.debug({ output: output.name, offset: Number(offset), try: tryNumber }, 'uploading output');
     const nar = dumpPath(output.diskPath, { signal, chunkSize: UPLOAD_CHUNK_BYTES });
-    const header = { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references };
+    const header = { buildId, outputName: output.name, storePath: output.storePath, offset, references: output.references, narSize: BigInt(narSize) };
     async function* requests(): AsyncGenerator<UploadRequest> {
       for await (const message of narUploadMessages(header, nar, Number(offset))) yield { message };
     }

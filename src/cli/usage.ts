@@ -9,7 +9,7 @@ export const USAGE = `usage: kiln <command> [options]
                    [--retry-tag KEY=VALUE:RETRIES[:KIND,...[:BACKOFF]]]...
                    [--timeout SECONDS] [--max-silent-time SECONDS]
                    [--max-load-per-cpu X] [--min-free-disk-gib X] [--only-submitted]
-                   [--min-free-nar-gib X]
+                   [--min-free-nar-gib X] [--max-output-size SIZE] [--max-log-size SIZE]
                    [--local-agent [--local-agent-tag k=v]...]
                    [--upstream URL --upstream-key KEY...]... [--upstream-hit-ttl SECONDS]
                    [--upstream-miss-ttl SECONDS]

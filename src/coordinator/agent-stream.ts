@@ -33,6 +33,7 @@ import {
 import { validateAgentFeatures } from '../scheduler/placement.js';
 import { validateTags } from '../scheduler/tags.js';
 import type { InputLimits } from '../protocol/limits.js';
+import type { SizeLimits } from '../protocol/size-limits.js';
 import { getAgent } from './agent-registry.js';
 import { AgentSession, type AgentSessions, type LoadLimits } from './agent-sessions.js';
 import { authenticatedAgent } from './auth.js';
@@ -51,6 +52,8 @@ export interface AgentStreamDeps {
   storage: NarStorage;
   /** Signs each committed path's narinfo (upload-receiver.ts). */
   sign?: PathSigner;
+  /** The largest output NAR (checked on inline outputs too) and log taken; told to agents in Welcome. */
+  sizeLimits: SizeLimits;
   sessions: AgentSessions;
   dispatcher: Dispatcher;
   log: Logger;
@@ -79,6 +82,8 @@ const OUTCOMES: Partial<Record<BuildResult, FinishOutcome>> = {
   [BuildResult.TIMEOUT]: 'timeout',
   [BuildResult.SILENT_TIMEOUT]: 'silent-timeout',
   [BuildResult.INFRASTRUCTURE]: 'infrastructure',
+  [BuildResult.OUTPUT_TOO_LARGE]: 'output-too-large',
+  [BuildResult.LOG_TOO_LARGE]: 'log-too-large',
 };
 
 const SETUP_KINDS: Record<SetupFailureReason, SetupFailureKind> = {
@@ -127,6 +132,8 @@ export function agentStream(deps: AgentStreamDeps) {
             cacheUrl: deps.cache().url,
             cachePublicKey: deps.cache().publicKey,
             substituters: deps.substituters ?? [],
+            maxOutputBytes: BigInt(deps.sizeLimits.maxOutputBytes),
+            maxLogBytes: BigInt(deps.sizeLimits.maxLogBytes),
           }),
         },
       }),
@@ -243,7 +250,7 @@ async function storeInlineOutputs(deps: AgentStreamDeps, agentId: string, finish
   const attributes = (name: string) => ({ [ATTR.buildId]: finished.buildId, [ATTR.agentId]: agentId, [ATTR.output]: name });
   const store = (o: (typeof inline)[number]) =>
     telemetry.uploadInline(attributes(o.name), async () => {
-      const r = await receiveInlineOutput(deps, agentId, finished.buildId, o);
+      const r = await receiveInlineOutput({ db: deps.db, storage: deps.storage, sign: deps.sign, maxOutputBytes: deps.sizeLimits.maxOutputBytes }, agentId, finished.buildId, o);
       return { result: r, bytes: r?.fileSize ?? 0 };
     });
   const received = await Promise.all(

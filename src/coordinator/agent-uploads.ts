@@ -9,12 +9,13 @@ import { KilnError } from '../errors.js';
 import { buildAttempts } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import { heldBuild, outputOfHeldBuild } from '../scheduler/build-outputs.js';
-import type { LogStorage } from '../storage/log-storage.js';
+import { LogTooLargeError, type LogStorage } from '../storage/log-storage.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import type { PathSigner } from '../substitutes/narinfo-signer.js';
 import { authenticatedAgent } from './auth.js';
 import type { Dispatcher } from './dispatcher.js';
 import { receiveOutput, stagingKey } from './upload-receiver.js';
+import { logTooLargeMessage, TOO_LARGE_CODE, type SizeLimits } from '../protocol/size-limits.js';
 import { ATTR } from '../telemetry/build-trace.js';
 import { UNTRACED, type UploadTelemetry } from '../telemetry/build-telemetry.js';
 
@@ -28,6 +29,8 @@ export interface AgentUploadDeps {
   log: Logger;
   /** Traces and counts uploads. */
   telemetry?: UploadTelemetry;
+  /** The largest output NAR and log taken (--max-output-size, --max-log-size). */
+  sizeLimits: SizeLimits;
 }
 
 type Uploads = Pick<ServiceImpl<typeof AgentService>, 'queryUpload' | 'uploadOutput' | 'uploadLog'>;
@@ -47,7 +50,8 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
       const received = await telemetry.upload('output', ctx.requestHeader, { [ATTR.agentId]: agentId }, async (span) => {
         const header = (h: { buildId: string; outputName: string; storePath: string }) =>
           span?.setAttributes({ [ATTR.buildId]: h.buildId, [ATTR.output]: h.outputName, 'kiln.output.path': h.storePath });
-        const r = await receiveOutput(deps, agentId, span ? watchHeader(requests, header) : requests);
+        const receiver = { db: deps.db, storage: deps.storage, sign: deps.sign, maxOutputBytes: deps.sizeLimits.maxOutputBytes };
+        const r = await receiveOutput(receiver, agentId, span ? watchHeader(requests, header) : requests);
         deps.log.debug({ agentId, storePath: r.storePath, fileHash: r.fileHash, fileSize: r.fileSize }, 'output stored');
         return { result: r, bytes: r.fileSize };
       });
@@ -77,8 +81,10 @@ export function agentUploads(deps: AgentUploadDeps): Uploads {
         }
         let size: number;
         try {
-          size = await deps.logs.write(build.id, build.attempt, frames());
+          size = await deps.logs.write(build.id, build.attempt, frames(), deps.sizeLimits.maxLogBytes);
         } catch (err) {
+          // Hydra's "log limit exceeded": the agent fails the build for it.
+          if (err instanceof LogTooLargeError) throw new ConnectError(logTooLargeMessage(build.id, err.maxBytes), TOO_LARGE_CODE);
           if (err instanceof ConnectError || err instanceof KilnError) throw err; // refusals as they are (out of space)
           throw new ConnectError(`the log could not be stored: ${(err as Error).message}`, Code.InvalidArgument);
         }

@@ -12,6 +12,7 @@ import { parseRetention, type RetentionConfig } from '../substitutes/retention.j
 import type { CoordinatorOptions } from './coordinator.js';
 import { DEFAULT_INPUT_LIMITS, inputLimits, type DerivationLimits } from '../protocol/limits.js';
 import { parseUpstreams, type UpstreamSpec } from '../cache/upstreams/upstream-list.js';
+import { parseByteSize } from '../byte-sizes.js';
 
 export interface KilnConfig {
   scheduling?: {
@@ -44,6 +45,10 @@ export interface KilnConfig {
   storage?: {
     /** Uploads are refused while the NAR directory has less free than this many GiB (`--min-free-nar-gib`). */
     minFreeNarGiB?: number;
+    /** The largest NAR of one output taken (`--max-output-size`): bytes, or a size such as "2G" (default 2 GiB; 0: none). */
+    maxOutputSize?: number | string;
+    /** The longest build log taken (`--max-log-size`): bytes, or a size such as "64M" (default 64 MiB; 0: none). */
+    maxLogSize?: number | string;
   };
   /** What `kiln cache gc` keeps. */
   retention?: RetentionConfig;
@@ -68,7 +73,7 @@ const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
   hooks: [],
   builtinHooks: ['publish'],
   cache: ['compressions'],
-  storage: ['minFreeNarGiB'],
+  storage: ['minFreeNarGiB', 'maxOutputSize', 'maxLogSize'],
   retention: [],
   limits: ['messageBytes', 'defaultMessageBytes', 'derivation', 'tagsPerBuild', 'tagsPerAgent'],
   upstreams: [],
@@ -139,6 +144,18 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
   const st = (config.storage ?? {}) as Record<string, unknown>;
   for (const key of ['minFreeNarGiB'] as const) {
     if (st[key] !== undefined && (typeof st[key] !== 'number' || !(st[key] >= 0))) fail(`storage.${key}`, 'must be a number of at least 0');
+  }
+  for (const key of ['maxOutputSize', 'maxLogSize'] as const) {
+    const v = st[key];
+    if (v === undefined) continue;
+    if (typeof v === 'number' ? !Number.isSafeInteger(v) || v < 0 : typeof v !== 'string') fail(`storage.${key}`, 'must be a whole number of bytes or a size such as "2G"');
+    if (typeof v === 'string') {
+      try {
+        parseByteSize(v, `storage.${key}`);
+      } catch (err) {
+        fail(`storage.${key}`, (err as Error).message.replace(`storage.${key} `, ''));
+      }
+    }
   }
   if (s.allocation !== undefined && typeof s.allocation !== 'string') fail('scheduling.allocation', 'must be a string');
   if (s.submitMissingInputs !== undefined && typeof s.submitMissingInputs !== 'boolean') fail('scheduling.submitMissingInputs', 'must be true or false');
@@ -264,6 +281,8 @@ export function configAsFlags(config: KilnConfig): Record<string, string | strin
     'min-free-disk-gib': str(s.minFreeDiskGiB),
     'only-submitted': s.submitMissingInputs === false ? true : undefined,
     'min-free-nar-gib': str(st.minFreeNarGiB),
+    'max-output-size': st.maxOutputSize === undefined ? undefined : String(st.maxOutputSize),
+    'max-log-size': st.maxLogSize === undefined ? undefined : String(st.maxLogSize),
     retries: str(r.retries),
     'retry-on': r.on?.join(','),
     'retry-backoff': str(r.backoffSeconds),

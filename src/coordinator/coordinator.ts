@@ -32,6 +32,7 @@ import { LoginThrottle } from './login-throttle.js';
 import { requestGate } from './request-gate.js';
 import { refuseUnparsableRequests } from './parse-errors.js';
 import { inputLimits, messageLimit, type InputLimits } from '../protocol/limits.js';
+import { DEFAULT_SIZE_LIMITS, type SizeLimits } from '../protocol/size-limits.js';
 import { errorInterceptor } from './connect-errors.js';
 import { BuildEvents } from './build-events.js';
 import { Dispatcher } from './dispatcher.js';
@@ -70,6 +71,10 @@ export interface CoordinatorOptions {
   narDir?: string;
   /** Uploads are refused while the NAR directory's filesystem has less free than this (default 0: never). */
   minFreeNarBytes?: number;
+  /** The largest NAR of one output taken, uncompressed (default DEFAULT_SIZE_LIMITS, 2 GiB; 0: no limit). */
+  maxOutputBytes?: number;
+  /** The longest log of one attempt taken, uncompressed (default DEFAULT_SIZE_LIMITS, 64 MiB; 0: no limit). */
+  maxLogBytes?: number;
   /** The store directory the farm builds for (default /nix/store; Guix uses /gnu/store). */
   storeDir?: string;
   /** Signing keys as their tools write them; generated into DATA_DIR when not given. */
@@ -226,6 +231,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const agentEvents = new StandaloneEvents(db, log.child({ part: 'events' }), (e) => events.emit({ kind: 'agent', agentId: e.agentId ?? '' }));
 
   const limits = opts.limits ?? inputLimits();
+  const sizeLimits: SizeLimits = {
+    maxOutputBytes: opts.maxOutputBytes ?? DEFAULT_SIZE_LIMITS.maxOutputBytes,
+    maxLogBytes: opts.maxLogBytes ?? DEFAULT_SIZE_LIMITS.maxLogBytes,
+  };
   const routes = (router: ConnectRouter) => {
     serveWithLimits(
       router,
@@ -249,12 +258,13 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       }, { sessions, telemetry, logs }),
     );
     serveWithLimits(router, limits, AgentService, {
-      ...agentUploads({ db, storage, sign, logs, dispatcher, log, telemetry }),
+      ...agentUploads({ db, storage, sign, logs, dispatcher, log, telemetry, sizeLimits }),
       ...agentRegistration(db, log),
       connect: agentStream({
         db,
         storage,
         sign,
+        sizeLimits,
         sessions,
         dispatcher,
         log,

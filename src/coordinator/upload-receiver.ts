@@ -2,7 +2,10 @@
 // decompressed as they arrive to hash the NAR, check its structure and count its size,
 // while the compressed frames are staged on disk as they are. Only when the trailer's
 // hash and size match what arrived is the file moved into place and the store path
-// recorded; a broken upload stays staged so that it resumes where it stopped.
+// recorded; a broken upload stays staged so that it resumes where it stopped. An output
+// over the coordinator's max-output-size is refused at its header when it says its size,
+// and as soon as the bytes that arrive pass the limit when it does not (or lies); what it
+// staged is removed.
 import { releasePaths } from '../scheduler/availability.js';
 import { createHash, type Hash as NodeHash } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
@@ -22,6 +25,7 @@ import { outputOfHeldBuild } from '../scheduler/build-outputs.js';
 import { recordPath } from './path-records.js';
 import type { PathSigner } from '../substitutes/narinfo-signer.js';
 import { INLINE_NAR_MAX } from '../upload-limits.js';
+import { outputTooLargeMessage, overLimit, TOO_LARGE_CODE } from '../protocol/size-limits.js';
 
 /** What receiving a NAR needs; `sign` signs the path's narinfo as it is committed. */
 export interface NarReceiverDeps {
@@ -57,6 +61,14 @@ export interface NarTarget {
    * is served as soon as it is stored.
    */
   pending?: { attempt: number; name: string };
+  /** The most NAR bytes (uncompressed) it may have; 0 or absent: no limit (sources). */
+  maxNarBytes?: number;
+}
+
+/** What receiving a build's output needs: the database, the NAR storage, the size limit. */
+export interface OutputReceiverDeps extends NarReceiverDeps {
+  /** The coordinator's max-output-size in bytes (0: none). */
+  maxOutputBytes: number;
 }
 
 /** The messages of an upload call: a header, LZ4 frames, a trailer. */
@@ -139,8 +151,13 @@ class IncomingNar {
   /** The writes to the staged file while there are frames for it; restarted by `queueWrite` when idle. */
   private writing: Promise<void> = Promise.resolve();
   private writerRunning = false;
+  /** NAR bytes handed on so far (replayed ones included), counted against the limit. */
+  private plainSize = 0;
 
-  constructor(private readonly staged: StagedUpload) {
+  constructor(
+    private readonly staged: StagedUpload,
+    private readonly target: Pick<NarTarget, 'storePath' | 'maxNarBytes'>,
+  ) {
     // The parser runs beside the receiver, reading decompressed bytes from a queue.
     this.parsing = (async () => {
       const events = parseNar(this.plain);
@@ -263,10 +280,15 @@ class IncomingNar {
         this.fileHash.update(frame);
         this.fileSize += frame.length;
         let plainLength = 0;
-        for (const part of parts) {
-          this.plain.push(part);
-          plainLength += part.length;
+        for (const part of parts) plainLength += part.length;
+        this.plainSize += plainLength;
+        const limit = this.target.maxNarBytes ?? 0;
+        if (overLimit(this.plainSize, limit)) {
+          // Whatever the header said: the bytes themselves passed the limit.
+          this.fail(new ConnectError(outputTooLargeMessage(this.target.storePath, this.plainSize, limit, true), TOO_LARGE_CODE));
+          break;
         }
+        for (const part of parts) this.plain.push(part);
         if (store) {
           this.queueWrite({ bytes: frame, plain: plainLength });
           if (this.unwrittenBytes > UNWRITTEN_MAX_BYTES) await this.writing;
@@ -287,13 +309,13 @@ class IncomingNar {
 }
 
 export async function receiveOutput(
-  deps: NarReceiverDeps,
+  deps: OutputReceiverDeps,
   agentId: string,
   requests: AsyncIterable<UploadOutputRequest>,
 ): Promise<ReceivedOutput> {
   const iterator = requests[Symbol.asyncIterator]();
   const header = await uploadHeader(iterator);
-  return receiveNar(deps, (await outputTarget(deps.db, agentId, header)).target, iterator);
+  return receiveNar(deps, (await outputTarget(deps, agentId, header)).target, iterator);
 }
 
 /** LZ4's worst case for that many bytes, with the frame's header and checksums. */
@@ -306,7 +328,7 @@ const INLINE_FRAME_MAX = INLINE_NAR_MAX + (INLINE_NAR_MAX >> 8) + 64;
  * uploading agent): the report is then judged against what is stored.
  */
 export async function receiveInlineOutput(
-  deps: NarReceiverDeps,
+  deps: OutputReceiverDeps,
   agentId: string,
   buildId: string,
   output: { name: string; path: string; narHash: string; narSize: bigint; references: readonly string[]; narLz4: Uint8Array },
@@ -317,29 +339,38 @@ export async function receiveInlineOutput(
       Code.InvalidArgument,
     );
   }
-  const header = { buildId, outputName: output.name, storePath: output.path, offset: 0n, references: output.references };
+  const header = { buildId, outputName: output.name, storePath: output.path, offset: 0n, references: output.references, narSize: output.narSize };
   async function* messages(): AsyncGenerator<UploadMessage> {
     yield create(UploadOutputRequestSchema, { message: { case: 'chunk', value: output.narLz4 } });
     yield create(UploadOutputRequestSchema, { message: { case: 'trailer', value: { narHash: output.narHash, narSize: output.narSize } } });
   }
-  const { target, stored } = await outputTarget(deps.db, agentId, header);
+  const { target, stored } = await outputTarget(deps, agentId, header);
   if (stored) return undefined;
   return receiveNar(deps, target, messages());
 }
 
-/** Where an output of a build the agent holds is staged and recorded; refuses a header that does not match it. */
+/**
+ * Where an output of a build the agent holds is staged and recorded; refuses a header that
+ * does not match it, or that declares a NAR over the limit (removing what an earlier try of
+ * the same upload staged: it will not be resumed).
+ */
 async function outputTarget(
-  db: Database,
+  deps: OutputReceiverDeps,
   agentId: string,
-  header: { buildId: string; outputName: string; storePath: string; offset: bigint; references: readonly string[] },
+  header: { buildId: string; outputName: string; storePath: string; offset: bigint; references: readonly string[]; narSize?: bigint },
 ): Promise<{ target: NarTarget; stored: boolean }> {
-  const output = await outputOfHeldBuild(db, agentId, header.buildId, header.outputName);
+  const output = await outputOfHeldBuild(deps.db, agentId, header.buildId, header.outputName);
   if (output.path !== header.storePath) {
     throw new ConnectError(`output ${header.outputName} of build ${header.buildId} is ${output.path}, not ${header.storePath}`, Code.InvalidArgument);
   }
   checkReferences(header.references);
+  const key = stagingKey(header.buildId, output.attempt, header.outputName);
+  if (!output.stored && overLimit(header.narSize ?? 0n, deps.maxOutputBytes)) {
+    await deps.storage.discardStaged(key);
+    throw new ConnectError(outputTooLargeMessage(header.storePath, header.narSize!, deps.maxOutputBytes), TOO_LARGE_CODE);
+  }
   const target = {
-    key: stagingKey(header.buildId, output.attempt, header.outputName),
+    key,
     what: `output ${header.outputName} of build ${header.buildId}`,
     offset: header.offset,
     storePath: header.storePath,
@@ -347,6 +378,7 @@ async function outputTarget(
     deriver: output.derivationPath,
     buildId: header.buildId,
     pending: { attempt: output.attempt, name: output.name },
+    maxNarBytes: deps.maxOutputBytes,
   };
   return { target, stored: output.stored };
 }
@@ -358,7 +390,7 @@ export async function receiveNar(
   iterator: AsyncIterator<UploadMessage>,
 ): Promise<ReceivedOutput> {
   const staged = await stageOrRefuse(deps.storage, target.key, target.offset, target.what);
-  const incoming = new IncomingNar(staged);
+  const incoming = new IncomingNar(staged, target);
   let completed = false;
   try {
     if (BigInt(staged.plainOffset) !== target.offset) {
@@ -403,8 +435,9 @@ export async function receiveNar(
     const released = target.pending ? [] : await releasePaths(deps.db, [target.storePath]);
     return { storePath: target.storePath, fileHash: `sha256:${fileHash}`, fileSize: incoming.fileSize, released };
   } catch (err) {
-    // A refused NAR is thrown away whole; a broken stream keeps what came for a resume.
-    const refused = !completed && err instanceof ConnectError && err.code === Code.InvalidArgument;
+    // A refused NAR (invalid, or over the limit) is thrown away whole; a broken stream
+    // keeps what came for a resume.
+    const refused = !completed && err instanceof ConnectError && (err.code === Code.InvalidArgument || err.code === TOO_LARGE_CODE);
     await incoming.abandon(!refused && !completed);
     await (refused ? staged.discard() : staged.close()).catch(() => undefined);
     throw err;

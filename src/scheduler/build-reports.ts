@@ -55,7 +55,7 @@ function repeatedReport(): ReportEffects {
   return { ...noEffects(), repeated: true };
 }
 
-export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout' | 'infrastructure';
+export type FinishOutcome = 'success' | 'failure' | 'timeout' | 'silent-timeout' | 'infrastructure' | 'output-too-large' | 'log-too-large';
 export type SetupFailureKind = 'missing-inputs' | 'could-not-delete-outputs' | 'other';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];

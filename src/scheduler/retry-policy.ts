@@ -5,7 +5,7 @@ import { KilnError } from '../errors.js';
 import type { Tag } from './tags.js';
 
 /** How an attempt can fail. Missing inputs are not a failure: the build waits for them. */
-export const FAILURE_KINDS = ['failure', 'timeout', 'silent-timeout', 'setup-failure', 'agent-lost', 'infrastructure'] as const;
+export const FAILURE_KINDS = ['failure', 'timeout', 'silent-timeout', 'setup-failure', 'agent-lost', 'infrastructure', 'output-too-large', 'log-too-large'] as const;
 export type FailureKind = (typeof FAILURE_KINDS)[number];
 
 export interface RetryRule {
@@ -26,8 +26,8 @@ export interface RetryPolicy {
 /**
  * The default: a lost agent, a setup failure or an agent that could not reach the
  * coordinator for its whole retry budget (`infrastructure`) is not the build's fault, so
- * those are tried again (three attempts in all); a build that failed, or ran out of
- * time, failed.
+ * those are tried again (three attempts in all); a build that failed, ran out of time,
+ * or made an output or a log over the coordinator's size limits, failed.
  */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   farm: { maxAttempts: 3, on: ['agent-lost', 'setup-failure', 'infrastructure'], initialBackoffMs: 5_000, maxBackoffMs: 300_000 },

@@ -3,6 +3,7 @@
 // API edge maps to RESOURCE_EXHAUSTED. The message names the path and the free space, so
 // that an operator knows where to make room.
 import { statfs } from 'node:fs/promises';
+import { formatBytes } from '../byte-sizes.js';
 import { KilnError } from '../errors.js';
 
 /** Bytes an unprivileged writer may still use on the filesystem holding `dir`. */
@@ -15,18 +16,6 @@ export async function freeBytes(dir: string): Promise<number> {
 export function isOutOfSpace(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT';
-}
-
-/** Bytes for people: 0 B, 512 KiB, 3.2 MiB, 1.5 GiB. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
 /** What is free on `dir`'s filesystem, in words; "unknown" when it cannot be read either. */

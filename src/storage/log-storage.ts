@@ -1,7 +1,8 @@
 // Build logs on disk, one file per attempt, kept as the agent sent them (LZ4 frames)
 // and decompressed only when read. Written to a temporary name and renamed, so a log
 // is either whole or absent; one that finds the disk full leaves nothing and is refused
-// as out of space (disk-space.ts).
+// as out of space (disk-space.ts). A log that passes its size limit is refused the same
+// way: nothing of it is kept.
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
@@ -13,6 +14,14 @@ import { isOutOfSpace, outOfSpaceError } from './disk-space.js';
 
 /** Splits a concatenation of LZ4 frames as stored: a u32 length precedes each frame. */
 const LENGTH_BYTES = 4;
+
+/** A log passed the most bytes (uncompressed) it may have; nothing of it was kept. */
+export class LogTooLargeError extends Error {
+  override name = 'LogTooLargeError';
+  constructor(readonly maxBytes: number) {
+    super(`the log passed its limit of ${maxBytes} bytes`);
+  }
+}
 
 export class LogStorage {
   private constructor(private readonly dir: string) {}
@@ -27,8 +36,11 @@ export class LogStorage {
     return join(this.dir, `${buildId}-${attempt}.log.lz4`);
   }
 
-  /** Stores a log from its LZ4 frames; returns its uncompressed size. */
-  async write(buildId: string, attempt: number, frames: AsyncIterable<Uint8Array>): Promise<number> {
+  /**
+   * Stores a log from its LZ4 frames; returns its uncompressed size. Past `maxBytes`
+   * (uncompressed; 0: no limit) it stops reading and throws LogTooLargeError.
+   */
+  async write(buildId: string, attempt: number, frames: AsyncIterable<Uint8Array>, maxBytes = 0): Promise<number> {
     const final = this.path(buildId, attempt);
     const temp = `${final}.part`;
     const out = createWriteStream(temp);
@@ -37,6 +49,7 @@ export class LogStorage {
       for await (const frame of frames) {
         // Decompressing checks the frame now, not when someone reads the log.
         size += (await decompressLz4Frame(frame)).length;
+        if (maxBytes > 0 && size > maxBytes) throw new LogTooLargeError(maxBytes);
         const length = Buffer.alloc(LENGTH_BYTES);
         length.writeUInt32LE(frame.length);
         if (!out.write(Buffer.concat([length, frame]))) await once(out, 'drain');

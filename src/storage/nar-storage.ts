@@ -20,7 +20,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, opendir, readdir, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../errors.js';
-import { formatBytes, freeBytes, isOutOfSpace, outOfSpaceError, shortWrite } from './disk-space.js';
+import { formatBytes } from '../byte-sizes.js';
+import { freeBytes, isOutOfSpace, outOfSpaceError, shortWrite } from './disk-space.js';
 
 export interface FrameRecord {
   /** Bytes of the frame as stored (compressed). */

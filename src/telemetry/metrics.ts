@@ -191,7 +191,7 @@ export class CoordinatorMetrics {
 
   /** One attempt's final report: counted as finished (with its outcome) and, unless a success, as failed. */
   attemptEnded(outcome: string): void {
-    if (['success', 'failure', 'timeout', 'silent-timeout', 'infrastructure'].includes(outcome)) this.finished.inc({ outcome });
+    if (['success', 'failure', 'timeout', 'silent-timeout', 'infrastructure', 'output-too-large', 'log-too-large'].includes(outcome)) this.finished.inc({ outcome });
     if (outcome !== 'success') this.failed.inc({ reason: outcome });
   }
 

@@ -169,7 +169,7 @@ describe('--min-free-nar-gib', () => {
         (e: unknown) => ConnectError.from(e),
       );
       expect(err?.code).toBe(Code.ResourceExhausted);
-      expect(err?.rawMessage).toMatch(/^refused the upload .*\.out: .* has [\d.]+ \w+ free, below the 1048576\.0 TiB the coordinator keeps free \(--min-free-nar-gib\)/);
+      expect(err?.rawMessage).toMatch(/^refused the upload .*\.out: .* has [\d.]+ \w+ free, below the 1048576 TiB the coordinator keeps free \(--min-free-nar-gib\)/);
       const metrics = parsePrometheusText(await (await fetch(`${t.coordinator.url}/metrics`)).text());
       expect(sampleValue(metrics, 'kiln_nar_dir_free_bytes', {})).toBeGreaterThan(0);
     } finally {

@@ -412,8 +412,8 @@ export type BuildAttempt = Message<"kiln.v1.BuildAttempt"> & {
   endedAt?: Timestamp | undefined;
 
   /**
-   * success, failure, timeout, silent-timeout, setup-failure, missing-inputs,
-   * agent-lost; empty while it runs.
+   * success, failure, timeout, silent-timeout, infrastructure, output-too-large,
+   * log-too-large, setup-failure, missing-inputs, agent-lost; empty while it runs.
    *
    * @generated from field: string outcome = 6;
    */

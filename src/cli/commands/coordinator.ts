@@ -13,6 +13,7 @@ import { cacheOptions, configAsFlags, limitOptions, loadConfig, upstreamOptions,
 import { parseUpstreams } from '../../cache/upstreams/upstream-list.js';
 import { parse, secondsFrom, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
+import { parseByteSize } from '../../byte-sizes.js';
 import { startTracing } from '../../telemetry/tracing.js';
 
 export function parseListen(text: string): { host: string; port: number } {
@@ -45,6 +46,8 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'max-load-per-cpu': { type: 'string' },
     'min-free-disk-gib': { type: 'string' },
     'min-free-nar-gib': { type: 'string' },
+    'max-output-size': { type: 'string' },
+    'max-log-size': { type: 'string' },
     'only-submitted': { type: 'boolean' },
     upstream: { type: 'string', multiple: true },
     'upstream-key': { type: 'string', multiple: true },
@@ -201,9 +204,27 @@ export function schedulingOptions(values: {
   };
 }
 
-/** The NAR storage's settings from the command line (or the configuration file's storage part). */
-export function storageOptions(values: { 'min-free-nar-gib'?: string }): Pick<CoordinatorOptions, 'minFreeNarBytes'> {
-  return { minFreeNarBytes: Math.round(numberFrom(values['min-free-nar-gib'], '--min-free-nar-gib') * 2 ** 30) };
+/** The NAR and log storage's settings from the command line (or the configuration file's storage part). */
+export function storageOptions(values: {
+  'min-free-nar-gib'?: string;
+  'max-output-size'?: string;
+  'max-log-size'?: string;
+}): Pick<CoordinatorOptions, 'minFreeNarBytes' | 'maxOutputBytes' | 'maxLogBytes'> {
+  return {
+    minFreeNarBytes: Math.round(numberFrom(values['min-free-nar-gib'], '--min-free-nar-gib') * 2 ** 30),
+    maxOutputBytes: sizeFrom(values['max-output-size'], '--max-output-size'),
+    maxLogBytes: sizeFrom(values['max-log-size'], '--max-log-size'),
+  };
+}
+
+/** A size setting (bytes, or 512M, 2G, ...); undefined when not given (the coordinator's default). */
+function sizeFrom(text: string | undefined, what: string): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseByteSize(text, what);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function allocationFrom(text: string): AllocationPolicy {
