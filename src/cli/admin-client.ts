@@ -5,7 +5,7 @@ import { createClient, type Client, type Interceptor } from '@connectrpc/connect
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
 import { ADMIN_TOKEN_FILE, adminTokenPath } from '../coordinator/admin-token.js';
-import { defaultDataDir } from '../config.js';
+import { coordinatorUrl, defaultDataDir } from '../config.js';
 import { UsageError } from './usage-error.js';
 
 export type AdminClient = Client<typeof AdminService>;
@@ -32,4 +32,9 @@ export function createAdminClient(baseUrl: string, token: string): AdminClient {
   };
   const transport = createGrpcTransport({ baseUrl, interceptors: [bearer] });
   return createClient(AdminService, transport);
+}
+
+/** The client a CLI command uses: `--coordinator` (or KILN_COORDINATOR) and the resolved token. */
+export function adminClientFor(values: { coordinator?: string }): AdminClient {
+  return createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
 }

@@ -1,8 +1,7 @@
 // `kiln agent token new|list|revoke`: registration tokens agents register themselves with.
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { RegistrationToken } from '../../../gen/kiln/v1/admin_pb.js';
-import { createAdminClient, resolveAdminToken } from '../admin-client.js';
-import { coordinatorUrl } from '../../config.js';
+import { adminClientFor } from '../admin-client.js';
 import { printJson } from '../output.js';
 import { CLIENT_OPTIONS, exactlyOne, parse, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
@@ -44,7 +43,7 @@ export async function agentTokenCommand(args: string[]): Promise<void> {
       const { values, positionals } = parse(rest, { ...CLIENT_OPTIONS, tag: { type: 'string', multiple: true }, expires: { type: 'string' } });
       if (positionals.length) throw new UsageError(`kiln agent token new takes no arguments, got ${positionals.join(' ')}`);
       const expiresAt = values.expires !== undefined ? timestampFromDate(expiryFrom(values.expires)) : undefined;
-      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const client = adminClientFor(values);
       const { token, secret } = await client.createRegistrationToken({ tags: tagsFrom(values.tag), expiresAt });
       // The secret alone on stdout, so that `> token-file` gives what --register-token reads.
       if (values.json) printJson({ ...tokenJson(token!), secret });
@@ -54,7 +53,7 @@ export async function agentTokenCommand(args: string[]): Promise<void> {
     case 'list': {
       const { values, positionals } = parse(rest, CLIENT_OPTIONS);
       if (positionals.length) throw new UsageError('kiln agent token list takes no arguments');
-      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const client = adminClientFor(values);
       const { tokens } = await client.listRegistrationTokens({});
       if (values.json) printJson(tokens.map(tokenJson));
       else for (const t of tokens) console.log(tokenLine(t));
@@ -63,7 +62,7 @@ export async function agentTokenCommand(args: string[]): Promise<void> {
     case 'revoke': {
       const { values, positionals } = parse(rest, CLIENT_OPTIONS);
       const id = exactlyOne(positionals, 'token id');
-      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const client = adminClientFor(values);
       const { token } = await client.revokeRegistrationToken({ id });
       if (values.json) printJson(tokenJson(token!));
       else console.log(tokenLine(token!));

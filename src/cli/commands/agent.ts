@@ -1,6 +1,5 @@
 // `kiln agent …`: create agents, give them passwords, list them.
-import { createAdminClient, resolveAdminToken } from '../admin-client.js';
-import { coordinatorUrl } from '../../config.js';
+import { adminClientFor } from '../admin-client.js';
 import { agentJson, agentLine, printJson } from '../output.js';
 import { CLIENT_OPTIONS, exactlyOne, parse, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
@@ -13,7 +12,7 @@ export async function agentCommand(args: string[]): Promise<void> {
     case 'new': {
       const { values, positionals } = parse(rest, { ...CLIENT_OPTIONS, name: { type: 'string', default: '' }, tag: { type: 'string', multiple: true } });
       if (positionals.length) throw new UsageError(`kiln agent new takes no arguments, got ${positionals.join(' ')}`);
-      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const client = adminClientFor(values);
       const { agent } = await client.createAgent({ name: values.name, tags: tagsFrom(values.tag) });
       if (values.json) printJson(agentJson(agent!));
       else console.log(agent!.id);
@@ -22,7 +21,7 @@ export async function agentCommand(args: string[]): Promise<void> {
     case 'password': {
       const { values, positionals } = parse(rest, CLIENT_OPTIONS);
       const agentId = exactlyOne(positionals, 'agent id');
-      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const client = adminClientFor(values);
       const { password } = await client.createAgentPassword({ agentId });
       if (values.json) printJson({ agentId, password });
       else console.log(password);
@@ -31,7 +30,7 @@ export async function agentCommand(args: string[]): Promise<void> {
     case 'list': {
       const { values, positionals } = parse(rest, CLIENT_OPTIONS);
       if (positionals.length) throw new UsageError('kiln agent list takes no arguments');
-      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const client = adminClientFor(values);
       const { agents } = await client.listAgents({});
       if (values.json) printJson(agents.map(agentJson));
       else for (const a of agents) console.log(agentLine(a));
@@ -42,7 +41,7 @@ export async function agentCommand(args: string[]): Promise<void> {
     case 'deactivate': {
       const { values, positionals } = parse(rest, CLIENT_OPTIONS);
       const agentId = exactlyOne(positionals, 'agent id');
-      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const client = adminClientFor(values);
       if (sub === 'drain') {
         await client.drainAgent({ agentId });
         if (values.json) return printJson({ agentId, draining: true });

@@ -2,8 +2,7 @@
 import { resolve } from 'node:path';
 import { ExistingOutputs, type SubmitBuildResponse } from '../../../gen/kiln/v1/admin_pb.js';
 import { BuildState } from '../../../gen/kiln/v1/types_pb.js';
-import { coordinatorUrl } from '../../config.js';
-import { createAdminClient, resolveAdminToken, type AdminClient } from '../admin-client.js';
+import { adminClientFor, type AdminClient } from '../admin-client.js';
 import { readDerivationClosure } from '../derivation-closure.js';
 import { uploadMissingSources } from '../source-upload.js';
 import { bareOption, CLIENT_OPTIONS, exactlyOne, existingOutputsFrom, intFrom, parse, priorityFrom, secondsFrom, tagsFrom, type ExistingOutputsChoice } from '../options.js';
@@ -12,11 +11,8 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { buildJson, buildLine, buildText, printJson } from '../output.js';
 import { UsageError } from '../usage-error.js';
 
-type Values = { coordinator?: string; json?: boolean };
 
-function client(values: Values): AdminClient {
-  return createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
-}
+const client = adminClientFor;
 
 function stateFrom(text: string): BuildState {
   const state = BuildState[text.toUpperCase() as keyof typeof BuildState];

@@ -1,6 +1,6 @@
 // `kiln cache …`: the binary cache's upkeep.
 import { coordinatorUrl } from '../../config.js';
-import { createAdminClient, resolveAdminToken } from '../admin-client.js';
+import { adminClientFor } from '../admin-client.js';
 import { CLIENT_OPTIONS, parse } from '../options.js';
 import { printJson } from '../output.js';
 import { UsageError } from '../usage-error.js';
@@ -11,7 +11,7 @@ export async function cacheCommand(args: string[]): Promise<void> {
     case 'gc': {
       const { values, positionals } = parse(rest, { ...CLIENT_OPTIONS, 'dry-run': { type: 'boolean', default: false } });
       if (positionals.length) throw new UsageError(`kiln cache gc takes no arguments, got ${positionals.join(' ')}`);
-      const client = createAdminClient(coordinatorUrl(values.coordinator), resolveAdminToken());
+      const client = adminClientFor(values);
       const dryRun = values['dry-run'];
       const r = await client.collectGarbage({ dryRun });
       if (values.json) {
