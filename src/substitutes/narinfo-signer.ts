@@ -3,6 +3,7 @@
 // batches at start, what no commit signed under the current keys: paths of a database
 // older than stored signatures, and every path after a key change.
 import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { Backoff, delay, type BackoffOptions } from '../backoff.js';
 import type { Database } from '../db/connection.js';
 import { pendingOutputs, storePaths } from '../db/schema.js';
 import type { CacheKeys } from './cache-keys.js';
@@ -78,26 +79,39 @@ export async function signUnsigned(db: Database, keys: CacheKeys, opts: Backfill
   return signed;
 }
 
+/** How long the backfill waits before it tries again after a failure (a database out of reach). */
+export const BACKFILL_RETRY: BackoffOptions = { initialMs: 1_000, maxMs: 60_000 };
+
 /**
  * The backfill at start, in the background: `done` resolves with how many paths it
- * signed (0 when it was stopped first); a failure is logged, and the next start retries.
+ * signed (0 when it was stopped first). A path without current signatures is a miss
+ * until it is signed, so a failure (the database down at start) is logged and tried
+ * again with backoff while the coordinator runs, not left to the next start.
  */
 export function startSignatureBackfill(
   db: Database,
   keys: CacheKeys,
   log: { info(o: object, m: string): void; error(o: object, m: string): void },
+  retry: BackoffOptions = BACKFILL_RETRY,
 ): { done: Promise<number>; stop(): Promise<void> } {
   const abort = new AbortController();
-  const done = signUnsigned(db, keys, { signal: abort.signal }).then(
-    (signed) => {
-      if (signed > 0) log.info({ signed }, 'signed the narinfos of paths stored without current signatures');
-      return signed;
-    },
-    (err: unknown) => {
-      if (!abort.signal.aborted) log.error({ err }, 'narinfo signature backfill failed');
-      return 0;
-    },
-  );
+  const backoff = new Backoff(retry);
+  const run = async (): Promise<number> => {
+    for (;;) {
+      try {
+        const signed = await signUnsigned(db, keys, { signal: abort.signal });
+        if (signed > 0) log.info({ signed }, 'signed the narinfos of paths stored without current signatures');
+        return signed;
+      } catch (err) {
+        if (abort.signal.aborted) return 0;
+        const waitMs = backoff.next();
+        log.error({ err, retryInMs: waitMs }, 'narinfo signature backfill failed; trying again');
+        const stopped = await delay(waitMs, abort.signal).then(() => false, () => true);
+        if (stopped) return 0;
+      }
+    }
+  };
+  const done = run();
   return {
     done,
     async stop() {

@@ -13,6 +13,11 @@ import { connectTestAgent } from '../helpers/agent-stream.js';
 import type { TestCoordinator } from '../helpers/coordinator.js';
 import { createDatabase, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
 import { waitUntil } from '../helpers/wait.js';
+import { eq } from 'drizzle-orm';
+import { openDatabase } from '../../src/db/connection.js';
+import { storePaths } from '../../src/db/schema.js';
+import { loadCacheKeys } from '../../src/substitutes/cache-keys.js';
+import { startSignatureBackfill } from '../../src/substitutes/narinfo-signer.js';
 
 describe('a PostgreSQL outage', () => {
   let server: PostgresServer;
@@ -75,5 +80,37 @@ describe('a PostgreSQL outage', () => {
     // Back: the same agent gets past the credential check (whatever its empty query is then told).
     const past = (err: unknown) => !(err instanceof ConnectError) || (err.code !== Code.Unavailable && err.code !== Code.Unauthenticated);
     await waitUntil(async () => client.queryUpload({}).then(() => true, past), 30_000, () => 'a call with the agent\'s credentials once the database is back');
+  }, 60_000);
+
+  // A path without current signatures is a miss until the backfill signs it: a backfill
+  // that met the database down must try again while the coordinator runs.
+  test('the signature backfill, failing while the database is down, tries again and signs once it is back', async () => {
+    const handle = await openDatabase({ url: await createDatabase(server.url, 'kiln_backfill') });
+    const keysDir = mkdtempSync(join(tmpdir(), 'kiln-backfill-keys-'));
+    let backfill: ReturnType<typeof startSignatureBackfill> | undefined;
+    try {
+      const path = '/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-unsigned';
+      await handle.db.insert(storePaths).values({
+        path, hashPart: '0c6kzph7l0dcbfmjap64f0czdafn3b7x', narHash: 'sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s', narSize: 120,
+        fileName: 'x.nar', compression: 'none', fileHash: 'sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s', fileSize: 120,
+      });
+      const keys = loadCacheKeys({ dataDir: keysDir, hostname: 'outage' });
+      const failures: unknown[] = [];
+      const log = { info: () => undefined, error: (o: object) => void failures.push(o) };
+      await server.halt();
+      try {
+        backfill = startSignatureBackfill(handle.db, keys, log, { initialMs: 20, maxMs: 200 });
+        await waitUntil(() => failures.length >= 2, 30_000, () => 'two failed backfill tries while the database is down');
+      } finally {
+        await server.resume();
+      }
+      expect(await backfill.done).toBe(1);
+      const [row] = await handle.db.select({ key: storePaths.signatureKey }).from(storePaths).where(eq(storePaths.path, path));
+      expect(row?.key).toBe(keys.fingerprint);
+    } finally {
+      await backfill?.stop();
+      await handle.close();
+      rmSync(keysDir, { recursive: true, force: true });
+    }
   }, 60_000);
 });
