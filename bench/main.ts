@@ -159,13 +159,13 @@ function upstreamRows(r: BenchUpstreamReport): Row[] {
         target: run.upstream ? `== ${run.expected} (upper half)` : `== ${run.expected}`,
         met: run.builds === run.expected,
       },
-      { benchmark: `${name}: SubmitBuilds (top layer, all texts)`, figure: ms(run.submitMs), target: '', met: undefined },
+      { benchmark: `${name}: SubmitBuilds (top layer, closure texts)`, figure: ms(run.submitMs), target: '', met: undefined },
       { benchmark: `${name}: lowest kiln-built layer ready`, figure: ms(run.lowestReadyMs), target: '', met: undefined },
       { benchmark: `${name}: all builds made`, figure: ms(run.allBuildsMs), target: '', met: undefined },
     ];
     if (run.upstream) {
       rows.push(
-        { benchmark: `${name}: upstream narinfo requests`, figure: `${run.narinfoRequests}`, target: '', met: undefined },
+        { benchmark: `${name}: upstream narinfo requests / hits / distinct`, figure: `${run.narinfoRequests} / ${run.narinfoHits} / ${run.distinctPaths}`, target: '', met: undefined },
         { benchmark: `${name}: narinfo requests per build made`, figure: run.builds > 0 ? (run.narinfoRequests / run.builds).toFixed(2) : '-', target: '', met: undefined },
       );
     }

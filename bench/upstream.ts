@@ -27,6 +27,9 @@ export interface UpstreamRun {
   builds: number;
   expected: number;
   narinfoRequests: number;
+  /** Of those, answered with a narinfo (the rest 404), and for how many distinct paths. */
+  narinfoHits: number;
+  distinctPaths: number;
   submitMs: number;
   /** From the submission until every build of the lowest layer kiln builds has waiting_inputs = 0. */
   lowestReadyMs: number;
@@ -89,9 +92,15 @@ function signedNarInfo(path: string, key: NixSecretKey): string {
 async function narInfoServer(paths: string[], key: NixSecretKey) {
   const answers = new Map(paths.map((p) => [p.slice('/nix/store/'.length, '/nix/store/'.length + 32), signedNarInfo(p, key)]));
   let requests = 0;
+  let hits = 0;
+  const asked = new Set<string>();
   const server = createServer((req, res) => {
     const hash = /^\/([0-9a-z]{32})\.narinfo$/.exec(req.url ?? '')?.[1];
-    if (hash !== undefined) requests++;
+    if (hash !== undefined) {
+      requests++;
+      asked.add(hash);
+      if (answers.has(hash)) hits++;
+    }
     if (req.url === '/nix-cache-info') {
       res.writeHead(200, { 'content-type': 'text/x-nix-cache-info' });
       return void res.end('StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n');
@@ -105,6 +114,8 @@ async function narInfoServer(paths: string[], key: NixSecretKey) {
   return {
     url: `http://127.0.0.1:${port}`,
     requests: () => requests,
+    hits: () => hits,
+    distinct: () => asked.size,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -171,11 +182,11 @@ async function run(layers: MadeDerivation[][], withUpstream: boolean): Promise<U
       if (settled || now - started > RUN_LIMIT_MS) break;
       await new Promise((r) => setTimeout(r, 20));
     }
-    const result: UpstreamRun = { upstream: withUpstream, derivations: all.length, builds, expected, narinfoRequests: (upstream?.requests() ?? 0) - requestsBefore, submitMs, lowestReadyMs, allBuildsMs };
+    const result: UpstreamRun = { upstream: withUpstream, derivations: all.length, builds, expected, narinfoRequests: (upstream?.requests() ?? 0) - requestsBefore, narinfoHits: upstream?.hits() ?? 0, distinctPaths: upstream?.distinct() ?? 0, submitMs, lowestReadyMs, allBuildsMs };
     const perBuild = builds > 0 ? (result.narinfoRequests / builds).toFixed(2) : '-';
     console.log(
       `${withUpstream ? 'upstream holds the lower half' : 'no upstream'}: ${builds} builds made of ${all.length} derivations (expected ${expected}); ` +
-        `${result.narinfoRequests} narinfo requests (${perBuild} per build made); SubmitBuilds ${submitMs.toFixed(0)} ms; ` +
+        `${result.narinfoRequests} narinfo requests (${result.narinfoHits} hits, ${result.distinctPaths} distinct paths; ${perBuild} per build made); SubmitBuilds ${submitMs.toFixed(0)} ms; ` +
         `lowest kiln-built layer ready after ${lowestReadyMs.toFixed(0)} ms; all builds made after ${allBuildsMs.toFixed(0)} ms`,
     );
     return result;
