@@ -8,7 +8,7 @@ import { benchNar, type BenchNarReport } from './nar.js';
 import { benchSchedule, type BenchScheduleReport, type Engine } from './schedule.js';
 import { benchTracing, type BenchTracingReport } from './tracing.js';
 import { benchUpload, type BenchUploadReport } from './upload.js';
-import { benchUpstream, type BenchUpstreamReport } from './upstream.js';
+import { benchUpstream, type BenchUpstreamReport, type UpstreamEngine } from './upstream.js';
 
 const MiB = 1 << 20;
 
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
 
   if (!only || only === 'upstream') {
     console.log('\n== Upstream cache: a DAG whose lower half an upstream holds (bench/upstream.ts) ==');
-    rows.push(...upstreamRows(await benchUpstream()));
+    rows.push(...upstreamRows(await benchUpstream({ engines: option('engines')?.split(',') as UpstreamEngine[] | undefined })));
   }
 
   console.log(`\n== Summary (${((performance.now() - started) / 1000).toFixed(0)} s) ==`);
@@ -150,7 +150,7 @@ function abuseRows(rows: AbuseRow[]): Row[] {
 
 function upstreamRows(r: BenchUpstreamReport): Row[] {
   return r.runs.flatMap((run) => {
-    const name = run.upstream ? `upstream, ${run.derivations}-drv DAG` : `no upstream, ${run.derivations}-drv DAG`;
+    const name = `${run.engine}, ${run.upstream ? 'upstream' : 'no upstream'}, ${run.derivations}-drv DAG`;
     const ms = (x: number) => (Number.isNaN(x) ? 'never' : `${x.toFixed(0)} ms`);
     const rows: Row[] = [
       {

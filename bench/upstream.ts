@@ -18,9 +18,12 @@ import { makeDerivation, type MadeDerivation } from '../src/store/make-derivatio
 import { renderNarInfo } from '../src/store/narinfo.js';
 import { generateNixKey, renderNixPublicKey, signNarInfo, type NixSecretKey } from '../src/store/nix-signature.js';
 import { startCoordinatorProcess } from './coordinator-process.js';
-import { freePort } from './postgres-server.js';
+import { createDatabase, dropDatabase, freePort, startPostgres } from './postgres-server.js';
+
+export type UpstreamEngine = 'pglite' | 'postgres';
 
 export interface UpstreamRun {
+  engine: UpstreamEngine;
   upstream: boolean;
   derivations: number;
   /** Builds the coordinator made, and how many were expected. */
@@ -124,13 +127,13 @@ async function narInfoServer(paths: string[], key: NixSecretKey) {
   };
 }
 
-async function run(layers: MadeDerivation[][], withUpstream: boolean): Promise<UpstreamRun> {
+async function run(layers: MadeDerivation[][], withUpstream: boolean, engine: UpstreamEngine, databaseUrl?: string): Promise<UpstreamRun> {
   const lower = layers.slice(0, LAYERS / 2);
   const key = generateNixKey('bench-upstream-1');
   const upstream = withUpstream ? await narInfoServer(lower.flat().flatMap((d) => [...d.outputs.values()]), key) : undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'kiln-bench-upstream-'));
   const args = upstream ? ['--upstream', upstream.url, '--upstream-key', renderNixPublicKey(key.publicKey)] : [];
-  const coordinator = await startCoordinatorProcess({ dataDir, args });
+  const coordinator = await startCoordinatorProcess({ dataDir, args, databaseUrl });
   try {
     const admin = createAdminClient(coordinator.url, readFileSync(join(dataDir, 'admin-token'), 'utf8').trim());
     const all = layers.flat();
@@ -150,6 +153,7 @@ async function run(layers: MadeDerivation[][], withUpstream: boolean): Promise<U
     const requestsBefore = upstream?.requests() ?? 0;
     // The top layer only, each with the texts of its closure.
     const requests = layers[LAYERS - 1]!.map((d) => ({ derivationPath: d.path, derivations: closure(d), priority: 0 }));
+    const textsSent = requests.reduce((n, r) => n + r.derivations.length, 0);
     const started = performance.now();
     await admin.submitBuilds({ builds: requests });
     const submitMs = performance.now() - started;
@@ -182,11 +186,11 @@ async function run(layers: MadeDerivation[][], withUpstream: boolean): Promise<U
       if (settled || now - started > RUN_LIMIT_MS) break;
       await new Promise((r) => setTimeout(r, 20));
     }
-    const result: UpstreamRun = { upstream: withUpstream, derivations: all.length, builds, expected, narinfoRequests: (upstream?.requests() ?? 0) - requestsBefore, narinfoHits: upstream?.hits() ?? 0, distinctPaths: upstream?.distinct() ?? 0, submitMs, lowestReadyMs, allBuildsMs };
+    const result: UpstreamRun = { engine, upstream: withUpstream, derivations: all.length, builds, expected, narinfoRequests: (upstream?.requests() ?? 0) - requestsBefore, narinfoHits: upstream?.hits() ?? 0, distinctPaths: upstream?.distinct() ?? 0, submitMs, lowestReadyMs, allBuildsMs };
     const perBuild = builds > 0 ? (result.narinfoRequests / builds).toFixed(2) : '-';
     console.log(
-      `${withUpstream ? 'upstream holds the lower half' : 'no upstream'}: ${builds} builds made of ${all.length} derivations (expected ${expected}); ` +
-        `${result.narinfoRequests} narinfo requests (${result.narinfoHits} hits, ${result.distinctPaths} distinct paths; ${perBuild} per build made); SubmitBuilds ${submitMs.toFixed(0)} ms; ` +
+      `${engine}, ${withUpstream ? 'upstream holds the lower half' : 'no upstream'}: ${builds} builds made of ${all.length} derivations (expected ${expected}); ` +
+        `${result.narinfoRequests} narinfo requests (${result.narinfoHits} hits, ${result.distinctPaths} distinct paths; ${perBuild} per build made); SubmitBuilds (${requests.length} builds, ${textsSent} texts) ${submitMs.toFixed(0)} ms; ` +
         `lowest kiln-built layer ready after ${lowestReadyMs.toFixed(0)} ms; all builds made after ${allBuildsMs.toFixed(0)} ms`,
     );
     return result;
@@ -197,9 +201,28 @@ async function run(layers: MadeDerivation[][], withUpstream: boolean): Promise<U
   }
 }
 
-export async function benchUpstream(): Promise<BenchUpstreamReport> {
+export async function benchUpstream(opts: { engines?: UpstreamEngine[] } = {}): Promise<BenchUpstreamReport> {
   const layers = makeDag();
   console.log(`DAG: ${LAYERS} layers of ${WIDTH} derivations, each on 1–3 of the layer below; the top layer submitted`);
-  const runs = [await run(layers, false), await run(layers, true)];
+  const runs: UpstreamRun[] = [];
+  const engines = opts.engines ?? ['pglite', 'postgres'];
+  if (engines.includes('pglite')) runs.push(await run(layers, false, 'pglite'), await run(layers, true, 'pglite'));
+  if (engines.includes('postgres')) {
+    const server = await startPostgres();
+    try {
+      for (const withUpstream of [false, true]) {
+        const name = `kiln_bench_upstream_${withUpstream ? 'on' : 'off'}`;
+        await dropDatabase(server.url, name);
+        const url = await createDatabase(server.url, name);
+        try {
+          runs.push(await run(layers, withUpstream, 'postgres', url));
+        } finally {
+          await dropDatabase(server.url, name);
+        }
+      }
+    } finally {
+      await server.stop();
+    }
+  }
   return { runs };
 }
