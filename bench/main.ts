@@ -1,13 +1,14 @@
 // `npm run bench`: every benchmark in turn (never two at once: they share the machine's
 // cores and page cache), then one summary table. Data is built once under bench-data/.
 //
-//   npm run bench [-- --only nar|upload|tracing|schedule|abuse] [--builds N] [--agents M] [--replicas R]
+//   npm run bench [-- --only nar|upload|tracing|schedule|abuse|upstream] [--builds N] [--agents M] [--replicas R]
 //                 [--engines postgres,pglite] [--anchor no]
 import { benchAbuse, type AbuseRow } from './abuse.js';
 import { benchNar, type BenchNarReport } from './nar.js';
 import { benchSchedule, type BenchScheduleReport, type Engine } from './schedule.js';
 import { benchTracing, type BenchTracingReport } from './tracing.js';
 import { benchUpload, type BenchUploadReport } from './upload.js';
+import { benchUpstream, type BenchUpstreamReport, type UpstreamEngine } from './upstream.js';
 
 const MiB = 1 << 20;
 
@@ -51,6 +52,11 @@ async function main(): Promise<void> {
   if (!only || only === 'abuse') {
     console.log('\n== Hostile input: event-loop delay and /healthz latency (bench/abuse.ts) ==');
     rows.push(...abuseRows(await benchAbuse()));
+  }
+
+  if (!only || only === 'upstream') {
+    console.log('\n== Upstream cache: a DAG whose lower half an upstream holds (bench/upstream.ts) ==');
+    rows.push(...upstreamRows(await benchUpstream({ engines: option('engines')?.split(',') as UpstreamEngine[] | undefined })));
   }
 
   console.log(`\n== Summary (${((performance.now() - started) / 1000).toFixed(0)} s) ==`);
@@ -140,6 +146,31 @@ function abuseRows(rows: AbuseRow[]): Row[] {
     { benchmark: `${r.input}: event-loop delay max`, figure: `${r.loopDelayMaxMs.toFixed(0)} ms`, target: '< 100 ms', met: r.loopDelayMaxMs < 100 },
     { benchmark: `${r.input}: /healthz p99 / max`, figure: `${r.healthP99Ms.toFixed(1)} / ${r.healthMaxMs.toFixed(1)} ms`, target: 'max < 100 ms', met: r.healthMaxMs < 100 },
   ]);
+}
+
+function upstreamRows(r: BenchUpstreamReport): Row[] {
+  return r.runs.flatMap((run) => {
+    const name = `${run.engine}, ${run.upstream ? 'upstream' : 'no upstream'}, ${run.derivations}-drv DAG`;
+    const ms = (x: number) => (Number.isNaN(x) ? 'never' : `${x.toFixed(0)} ms`);
+    const rows: Row[] = [
+      {
+        benchmark: `${name}: builds made`,
+        figure: `${run.builds}`,
+        target: run.upstream ? `== ${run.expected} (upper half)` : `== ${run.expected}`,
+        met: run.builds === run.expected,
+      },
+      { benchmark: `${name}: SubmitBuilds (top layer, closure texts)`, figure: ms(run.submitMs), target: '', met: undefined },
+      { benchmark: `${name}: lowest kiln-built layer ready`, figure: ms(run.lowestReadyMs), target: '', met: undefined },
+      { benchmark: `${name}: all builds made`, figure: ms(run.allBuildsMs), target: '', met: undefined },
+    ];
+    if (run.upstream) {
+      rows.push(
+        { benchmark: `${name}: upstream narinfo requests / hits / distinct`, figure: `${run.narinfoRequests} / ${run.narinfoHits} / ${run.distinctPaths}`, target: '', met: undefined },
+        { benchmark: `${name}: narinfo requests per build made`, figure: run.builds > 0 ? (run.narinfoRequests / run.builds).toFixed(2) : '-', target: '', met: undefined },
+      );
+    }
+    return rows;
+  });
 }
 
 function printTable(rows: Row[]): void {
