@@ -3,19 +3,8 @@
 // exact byte count `nix-store --dump` would produce, without reading any file's contents.
 // An uploader declares it ahead, so that a NAR over a limit is refused before it is sent.
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
-import { framedLength, NAR_MAGIC, NarError } from './nar-format.js';
-
-/** The framed size of each fixed token sequence (as nar-writer.ts writes them). */
-const tokens = (...t: string[]) => t.reduce((n, s) => n + framedLength(Buffer.byteLength(s)), 0);
-const MAGIC = tokens(NAR_MAGIC);
-const REGULAR = tokens('(', 'type', 'regular');
-const EXECUTABLE = tokens('executable', '');
-const CONTENTS = tokens('contents');
-const SYMLINK = tokens('(', 'type', 'symlink', 'target');
-const DIRECTORY = tokens('(', 'type', 'directory');
-const ENTRY = tokens('entry', '(', 'name');
-const NODE = tokens('node');
-const CLOSE = tokens(')');
+import { framedLength, NarError } from './nar-format.js';
+import * as framed from './nar-tokens.js';
 
 /** How long the walk holds the event loop before it gives it a turn. */
 const EVENT_LOOP_SLICE_MS = 10;
@@ -31,19 +20,19 @@ export async function narSizeOf(path: string, signal?: AbortSignal): Promise<num
     signal?.throwIfAborted();
   };
   const node = async (p: Buffer, st: Stats): Promise<number> => {
-    if (st.isFile()) return REGULAR + (st.mode & 0o100 ? EXECUTABLE : 0) + CONTENTS + framedLength(st.size) + CLOSE;
-    if (st.isSymbolicLink()) return SYMLINK + framedLength(readlinkSync(p, { encoding: 'buffer' }).length) + CLOSE;
+    if (st.isFile()) return framed.REGULAR.length + (st.mode & 0o100 ? framed.EXECUTABLE.length : 0) + framed.CONTENTS.length + framedLength(st.size) + framed.CLOSE.length;
+    if (st.isSymbolicLink()) return framed.SYMLINK.length + framedLength(readlinkSync(p, { encoding: 'buffer' }).length) + framed.CLOSE.length;
     if (!st.isDirectory()) throw new NarError(`${p.toString()} is not a regular file, symlink or directory; a NAR holds only those`);
-    let size = DIRECTORY + CLOSE;
+    let size = framed.DIRECTORY.length + framed.CLOSE.length;
     for (const name of readdirSync(p, { encoding: 'buffer' })) {
       const child = Buffer.concat([p, SLASH, name]);
-      size += ENTRY + framedLength(name.length) + NODE + (await node(child, lstatSync(child))) + CLOSE;
+      size += framed.ENTRY.length + framedLength(name.length) + framed.NODE.length + (await node(child, lstatSync(child))) + framed.CLOSE.length;
       await breathe();
     }
     return size;
   };
   const root = Buffer.from(path);
-  return MAGIC + (await node(root, lstatSync(root)));
+  return framed.MAGIC.length + (await node(root, lstatSync(root)));
 }
 
 const SLASH = Buffer.from('/');

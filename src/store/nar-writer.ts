@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, lstatSync, openSync, read, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { ChunkBuilder } from './nar-chunks.js';
-import { joinArchivePath, NAR_MAGIC, NarError, padding, type NarResult, type NarStream } from './nar-format.js';
+import { joinArchivePath, NarError, padding, type NarResult, type NarStream } from './nar-format.js';
+import { CLOSE, CONTENTS, DIRECTORY, ENTRY, EXECUTABLE, MAGIC, NODE, REGULAR, SYMLINK } from './nar-tokens.js';
 
 export interface DumpOptions {
   /** Size of the chunks the stream yields (the last may be shorter). Default 1 MiB. */
@@ -26,29 +27,6 @@ const SYNC_READ_LIMIT = 256 << 10;
 const EVENT_LOOP_SLICE_MS = 10;
 
 const readAsync = promisify(read);
-
-function frame(...tokens: string[]): Buffer {
-  return Buffer.concat(
-    tokens.map((t) => {
-      const bytes = Buffer.from(t);
-      const out = Buffer.alloc(8 + bytes.length + padding(bytes.length));
-      out.writeUInt32LE(bytes.length, 0);
-      bytes.copy(out, 8);
-      return out;
-    }),
-  );
-}
-
-// The fixed token sequences, framed once.
-const MAGIC = frame(NAR_MAGIC);
-const REGULAR = frame('(', 'type', 'regular');
-const EXECUTABLE = frame('executable', '');
-const CONTENTS = frame('contents');
-const SYMLINK = frame('(', 'type', 'symlink', 'target');
-const DIRECTORY = frame('(', 'type', 'directory');
-const ENTRY = frame('entry', '(', 'name');
-const NODE = frame('node');
-const CLOSE = frame(')');
 
 export interface DumpStream extends NarStream<Buffer> {
   /**
