@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fails when gen/ is not what `buf generate` makes of proto/, or when src/db/ has
-# changes that `drizzle-kit generate` would turn into a new migration.
+# Fails when gen/ (or the Python SDK's sdk/python/kiln/) is not what `buf generate` makes
+# of proto/, or when src/db/ has changes that `drizzle-kit generate` would turn into a
+# new migration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -f buf.gen.yaml ]; then
@@ -19,6 +20,19 @@ if [ -f buf.gen.yaml ]; then
     fi
     npx buf breaking proto --against ".git#ref=$baseline,subdir=proto"
   fi
+fi
+# The Python SDK's code, made by Debian's protoc and grpc_python_plugin (see
+# buf.gen.python.yaml); removed first so that the code of a deleted .proto shows too.
+# Then it must load in Debian's python3-protobuf and python3-grpcio: a protoc newer than
+# the runtime makes code that refuses to import.
+if [ -f buf.gen.python.yaml ]; then
+  rm -rf sdk/python/kiln
+  npx buf generate --template buf.gen.python.yaml
+  if [ -n "$(git status --porcelain -- sdk/python/kiln)" ]; then
+    git status --porcelain -- sdk/python/kiln
+    echo "sdk/python/kiln/ is out of date: run 'npm run generate' and commit the result" >&2; exit 1
+  fi
+  PYTHONPATH=sdk/python PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -c 'import kiln.v1.admin_pb2_grpc, kiln.v1.agent_pb2_grpc, kiln_sdk'
 fi
 if [ -f drizzle.config.ts ]; then
   out=$(npx drizzle-kit generate 2>&1)

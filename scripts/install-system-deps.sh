@@ -2,8 +2,10 @@
 # Installs the system packages kiln's tests use, from Debian: the real Nix client
 # (nix-bin), Guile with libgcrypt bindings (to check Guix-style signatures as guix does),
 # PostgreSQL 15 (the tests start a private server of their own), Chromium (the
-# dashboard test drives it headless through playwright-core), and systemd-analyze (the
-# units in contrib/systemd are checked with it).
+# dashboard test drives it headless through playwright-core), systemd-analyze (the
+# units in contrib/systemd are checked with it), and for the Python SDK: protoc and the
+# gRPC Python plugin that generate it, and the python3-protobuf and python3-grpcio
+# runtime its test runs on (all of one Debian release, so that the versions agree).
 set -euo pipefail
 need=()
 command -v nix-store >/dev/null || need+=(nix-bin)
@@ -16,6 +18,10 @@ command -v openssl >/dev/null || need+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null || need+=(chromium)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v grpc_python_plugin >/dev/null || need+=(protobuf-compiler-grpc)
+/usr/bin/python3 -c 'import google.protobuf' >/dev/null 2>&1 || need+=(python3-protobuf)
+/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need+=(python3-grpcio)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,0 +1,408 @@
+from kiln.v1 import agent_pb2 as _agent_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from kiln.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+EXISTING_OUTPUTS_KILN: ExistingOutputs
+EXISTING_OUTPUTS_UNSPECIFIED: ExistingOutputs
+EXISTING_OUTPUTS_UPSTREAM: ExistingOutputs
+
+class CancelBuildRequest(_message.Message):
+    __slots__ = ["id"]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CancelBuildResponse(_message.Message):
+    __slots__ = ["build"]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    build: _types_pb2.Build
+    def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ...) -> None: ...
+
+class CollectGarbageRequest(_message.Message):
+    __slots__ = ["dry_run"]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    def __init__(self, dry_run: bool = ...) -> None: ...
+
+class CollectGarbageResponse(_message.Message):
+    __slots__ = ["bytes", "files", "orphan_files", "paths"]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    ORPHAN_FILES_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    files: int
+    orphan_files: int
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, paths: _Optional[_Iterable[str]] = ..., files: _Optional[int] = ..., orphan_files: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class CreateAgentPasswordRequest(_message.Message):
+    __slots__ = ["agent_id"]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
+
+class CreateAgentPasswordResponse(_message.Message):
+    __slots__ = ["password"]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    password: str
+    def __init__(self, password: _Optional[str] = ...) -> None: ...
+
+class CreateAgentRequest(_message.Message):
+    __slots__ = ["name", "tags"]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
+    def __init__(self, name: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ...) -> None: ...
+
+class CreateAgentResponse(_message.Message):
+    __slots__ = ["agent"]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    agent: _types_pb2.Agent
+    def __init__(self, agent: _Optional[_Union[_types_pb2.Agent, _Mapping]] = ...) -> None: ...
+
+class CreateRegistrationTokenRequest(_message.Message):
+    __slots__ = ["expires_at", "tags"]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    expires_at: _timestamp_pb2.Timestamp
+    tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
+    def __init__(self, tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateRegistrationTokenResponse(_message.Message):
+    __slots__ = ["secret", "token"]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    secret: str
+    token: RegistrationToken
+    def __init__(self, token: _Optional[_Union[RegistrationToken, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class DrainAgentRequest(_message.Message):
+    __slots__ = ["agent_id"]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
+
+class DrainAgentResponse(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class GetBuildLogRequest(_message.Message):
+    __slots__ = ["attempt", "id"]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    id: str
+    def __init__(self, id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class GetBuildLogResponse(_message.Message):
+    __slots__ = ["attempt", "chunk"]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    chunk: bytes
+    def __init__(self, attempt: _Optional[int] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class GetBuildRequest(_message.Message):
+    __slots__ = ["id"]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetBuildResponse(_message.Message):
+    __slots__ = ["build"]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    build: _types_pb2.Build
+    def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ...) -> None: ...
+
+class GetQueueSummaryRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class GetQueueSummaryResponse(_message.Message):
+    __slots__ = ["connected_agents", "counts", "ready"]
+    CONNECTED_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    connected_agents: int
+    counts: _containers.RepeatedCompositeFieldContainer[QueueCount]
+    ready: _containers.RepeatedCompositeFieldContainer[ReadyQueue]
+    def __init__(self, counts: _Optional[_Iterable[_Union[QueueCount, _Mapping]]] = ..., ready: _Optional[_Iterable[_Union[ReadyQueue, _Mapping]]] = ..., connected_agents: _Optional[int] = ...) -> None: ...
+
+class ListAgentsRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class ListAgentsResponse(_message.Message):
+    __slots__ = ["agents"]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedCompositeFieldContainer[_types_pb2.Agent]
+    def __init__(self, agents: _Optional[_Iterable[_Union[_types_pb2.Agent, _Mapping]]] = ...) -> None: ...
+
+class ListBuildsRequest(_message.Message):
+    __slots__ = ["derivation_path", "page_size", "page_token", "states", "tags"]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    derivation_path: str
+    page_size: int
+    page_token: str
+    states: _containers.RepeatedScalarFieldContainer[_types_pb2.BuildState]
+    tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
+    def __init__(self, states: _Optional[_Iterable[_Union[_types_pb2.BuildState, str]]] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., derivation_path: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListBuildsResponse(_message.Message):
+    __slots__ = ["builds", "next_page_token"]
+    BUILDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    builds: _containers.RepeatedCompositeFieldContainer[_types_pb2.Build]
+    next_page_token: str
+    def __init__(self, builds: _Optional[_Iterable[_Union[_types_pb2.Build, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ["build_id", "delivery_states", "page_size", "page_token", "types"]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_STATES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    build_id: str
+    delivery_states: _containers.RepeatedScalarFieldContainer[str]
+    page_size: int
+    page_token: str
+    types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, types: _Optional[_Iterable[str]] = ..., build_id: _Optional[str] = ..., delivery_states: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ["events", "next_page_token"]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_types_pb2.Event]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.Event, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListRegistrationTokensRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class ListRegistrationTokensResponse(_message.Message):
+    __slots__ = ["tokens"]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[RegistrationToken]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[RegistrationToken, _Mapping]]] = ...) -> None: ...
+
+class QueryMissingPathsRequest(_message.Message):
+    __slots__ = ["paths"]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class QueryMissingPathsResponse(_message.Message):
+    __slots__ = ["missing"]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class QueueCount(_message.Message):
+    __slots__ = ["count", "state", "system"]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    state: _types_pb2.BuildState
+    system: str
+    def __init__(self, state: _Optional[_Union[_types_pb2.BuildState, str]] = ..., system: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ReadyQueue(_message.Message):
+    __slots__ = ["count", "oldest_created_at", "system"]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    oldest_created_at: _timestamp_pb2.Timestamp
+    system: str
+    def __init__(self, system: _Optional[str] = ..., count: _Optional[int] = ..., oldest_created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RegistrationToken(_message.Message):
+    __slots__ = ["created_at", "expires_at", "id", "registrations", "revoked_at", "tags"]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REGISTRATIONS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    created_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    id: str
+    registrations: int
+    revoked_at: _timestamp_pb2.Timestamp
+    tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
+    def __init__(self, id: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., registrations: _Optional[int] = ...) -> None: ...
+
+class RetryBuildRequest(_message.Message):
+    __slots__ = ["id"]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RetryBuildResponse(_message.Message):
+    __slots__ = ["build"]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    build: _types_pb2.Build
+    def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ...) -> None: ...
+
+class RetryEventRequest(_message.Message):
+    __slots__ = ["hook", "id"]
+    HOOK_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    hook: str
+    id: int
+    def __init__(self, id: _Optional[int] = ..., hook: _Optional[str] = ...) -> None: ...
+
+class RetryEventResponse(_message.Message):
+    __slots__ = ["retried"]
+    RETRIED_FIELD_NUMBER: _ClassVar[int]
+    retried: int
+    def __init__(self, retried: _Optional[int] = ...) -> None: ...
+
+class RevokeRegistrationTokenRequest(_message.Message):
+    __slots__ = ["id"]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RevokeRegistrationTokenResponse(_message.Message):
+    __slots__ = ["token"]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: RegistrationToken
+    def __init__(self, token: _Optional[_Union[RegistrationToken, _Mapping]] = ...) -> None: ...
+
+class SetAgentActiveRequest(_message.Message):
+    __slots__ = ["active", "agent_id"]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    active: bool
+    agent_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., active: bool = ...) -> None: ...
+
+class SetAgentActiveResponse(_message.Message):
+    __slots__ = ["agent"]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    agent: _types_pb2.Agent
+    def __init__(self, agent: _Optional[_Union[_types_pb2.Agent, _Mapping]] = ...) -> None: ...
+
+class SetBuildPriorityRequest(_message.Message):
+    __slots__ = ["id", "priority"]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    priority: int
+    def __init__(self, id: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class SetBuildPriorityResponse(_message.Message):
+    __slots__ = ["build"]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    build: _types_pb2.Build
+    def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ...) -> None: ...
+
+class SourceHeader(_message.Message):
+    __slots__ = ["derivation_path", "references", "store_path", "via"]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    STORE_PATH_FIELD_NUMBER: _ClassVar[int]
+    VIA_FIELD_NUMBER: _ClassVar[int]
+    derivation_path: str
+    references: _containers.RepeatedScalarFieldContainer[str]
+    store_path: str
+    via: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, store_path: _Optional[str] = ..., references: _Optional[_Iterable[str]] = ..., derivation_path: _Optional[str] = ..., via: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SubmitBuildRequest(_message.Message):
+    __slots__ = ["build_id", "derivation_path", "derivations", "existing_outputs", "ignore_if_output_exists", "max_silent_seconds", "priority", "tags", "timeout_seconds"]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    DERIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_IF_OUTPUT_EXISTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SILENT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    build_id: str
+    derivation_path: str
+    derivations: _containers.RepeatedCompositeFieldContainer[_types_pb2.DerivationText]
+    existing_outputs: ExistingOutputs
+    ignore_if_output_exists: bool
+    max_silent_seconds: int
+    priority: int
+    tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
+    timeout_seconds: int
+    def __init__(self, derivation_path: _Optional[str] = ..., derivations: _Optional[_Iterable[_Union[_types_pb2.DerivationText, _Mapping]]] = ..., build_id: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., ignore_if_output_exists: bool = ..., timeout_seconds: _Optional[int] = ..., max_silent_seconds: _Optional[int] = ..., existing_outputs: _Optional[_Union[ExistingOutputs, str]] = ...) -> None: ...
+
+class SubmitBuildResponse(_message.Message):
+    __slots__ = ["available_upstream", "build", "existing"]
+    AVAILABLE_UPSTREAM_FIELD_NUMBER: _ClassVar[int]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
+    available_upstream: bool
+    build: _types_pb2.Build
+    existing: bool
+    def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ..., existing: bool = ..., available_upstream: bool = ...) -> None: ...
+
+class SubmitBuildsRequest(_message.Message):
+    __slots__ = ["builds"]
+    BUILDS_FIELD_NUMBER: _ClassVar[int]
+    builds: _containers.RepeatedCompositeFieldContainer[SubmitBuildRequest]
+    def __init__(self, builds: _Optional[_Iterable[_Union[SubmitBuildRequest, _Mapping]]] = ...) -> None: ...
+
+class SubmitBuildsResponse(_message.Message):
+    __slots__ = ["builds"]
+    BUILDS_FIELD_NUMBER: _ClassVar[int]
+    builds: _containers.RepeatedCompositeFieldContainer[SubmitBuildResponse]
+    def __init__(self, builds: _Optional[_Iterable[_Union[SubmitBuildResponse, _Mapping]]] = ...) -> None: ...
+
+class UpdateBuildTagsRequest(_message.Message):
+    __slots__ = ["id", "remove_keys", "set"]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    remove_keys: _containers.RepeatedScalarFieldContainer[str]
+    set: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
+    def __init__(self, id: _Optional[str] = ..., set: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., remove_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateBuildTagsResponse(_message.Message):
+    __slots__ = ["build"]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    build: _types_pb2.Build
+    def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ...) -> None: ...
+
+class UploadSourceRequest(_message.Message):
+    __slots__ = ["chunk", "header", "trailer"]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    header: SourceHeader
+    trailer: _agent_pb2.UploadTrailer
+    def __init__(self, header: _Optional[_Union[SourceHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., trailer: _Optional[_Union[_agent_pb2.UploadTrailer, _Mapping]] = ...) -> None: ...
+
+class UploadSourceResponse(_message.Message):
+    __slots__ = ["file_hash", "file_size"]
+    FILE_HASH_FIELD_NUMBER: _ClassVar[int]
+    FILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    file_hash: str
+    file_size: int
+    def __init__(self, file_hash: _Optional[str] = ..., file_size: _Optional[int] = ...) -> None: ...
+
+class ExistingOutputs(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
