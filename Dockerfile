@@ -6,6 +6,7 @@ RUN npm install --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src src
 COPY gen gen
+COPY sdk/typescript/src sdk/typescript/src
 COPY bench bench
 RUN npm run build && npm prune --omit=dev
 

@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'gen/', 'node_modules/', 'coverage/'] },
+  { ignores: ['dist/', 'gen/', 'node_modules/', 'coverage/', 'sdk/typescript/dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

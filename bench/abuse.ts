@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { agentClient } from '../src/agent/agent.js';
-import { createAdminClient } from '../src/cli/admin-client.js';
+import { createAdminClient } from '../sdk/typescript/src/index.js';
 import { makeDerivation } from '../src/store/make-derivation.js';
 import { startCoordinatorProcess } from './coordinator-process.js';
 

@@ -18,7 +18,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import postgres from 'postgres';
-import { createAdminClient } from '../src/cli/admin-client.js';
+import { createAdminClient } from '../sdk/typescript/src/index.js';
 import { startCoordinatorProcess, type CoordinatorProcess } from './coordinator-process.js';
 import { benchGraphile, type GraphileReport } from './graphile-anchor.js';
 import { createDatabase, dropDatabase, startPostgres, type PostgresServer } from './postgres-server.js';

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCoordinator } from '../src/coordinator/coordinator.js';
-import { createAdminClient } from '../src/cli/admin-client.js';
+import { createAdminClient } from '../sdk/typescript/src/index.js';
 import { silentLogger } from '../src/logger.js';
 import { makeDerivation, type MadeDerivation } from '../src/store/make-derivation.js';
 import { startTracing } from '../src/telemetry/tracing.js';

@@ -12,7 +12,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Derivation } from '../src/store/derivation.js';
-import { createAdminClient } from '../src/cli/admin-client.js';
+import { createAdminClient } from '../sdk/typescript/src/index.js';
 import { encodeBase32 } from '../src/store/base32.js';
 import { makeDerivation, type MadeDerivation } from '../src/store/make-derivation.js';
 import { renderNarInfo } from '../src/store/narinfo.js';

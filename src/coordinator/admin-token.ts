@@ -4,13 +4,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ADMIN_TOKEN_FILE } from '../protocol/credentials.js';
 
-export const ADMIN_TOKEN_FILE = 'admin-token';
 export const DASHBOARD_TOKEN_FILE = 'dashboard-token';
-
-export function adminTokenPath(dataDir: string): string {
-  return join(dataDir, ADMIN_TOKEN_FILE);
-}
 
 export function loadOrCreateAdminToken(dataDir: string, given?: string): string {
   return loadOrCreateToken(dataDir, ADMIN_TOKEN_FILE, given);

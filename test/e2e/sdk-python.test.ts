@@ -12,9 +12,9 @@ import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator/coordinator.js';
 import { silentLogger } from '../../src/logger.js';
 import { parseStorePath } from '../../src/store/store-path.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
-import { REPO_ROOT, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
+import { REPO_ROOT } from '../helpers/coordinator.js';
 import { chain, shDrv } from '../helpers/derivations.js';
+import { useLocalFarm } from '../helpers/local-farm.js';
 import { instantiate } from '../helpers/nix.js';
 import { selfSignedCert } from '../helpers/tls-cert.js';
 
@@ -40,26 +40,12 @@ function runExample(script: string, args: string[], env: NodeJS.ProcessEnv): Pro
 }
 
 describe('the Python SDK against a coordinator and a local agent', () => {
-  let t: TestCoordinator;
-  let root: string;
-  let agent: AgentProcess;
-  beforeAll(async () => {
-    t = await startTestCoordinator('pglite');
-    root = mkdtempSync(join(tmpdir(), 'kiln-sdk-python-'));
-    const { agent: created } = await t.admin.createAgent({ name: 'python-sdk' });
-    const { password } = await t.admin.createAgentPassword({ agentId: created!.id });
-    // Tagged, so that it takes the build submitted with --tag from=python too.
-    agent = startAgentProcess({ coordinatorUrl: t.coordinator.url, id: created!.id, password, store: join(root, 'store'), builder: 'local', extraArgs: ['--tag', 'from=python'] });
-  }, 180_000);
-  afterAll(async () => {
-    await agent?.stop();
-    await t?.stop();
-    if (root) rmSync(root, { recursive: true, force: true });
-  });
-  // The token from the coordinator's data directory, as a second shell on its machine finds it.
-  const env = () => ({ KILN_COORDINATOR: t.coordinator.url, KILN_DATA_DIR: t.dataDir });
+  // Tagged, so that it takes the build submitted with --tag from=python too.
+  const farm = useLocalFarm('sdk-python', ['--tag', 'from=python']);
+  const env = () => ({ KILN_COORDINATOR: farm().t.coordinator.url, KILN_DATA_DIR: farm().t.dataDir });
 
   test('submit_and_wait.py submits a derivation with its inputs\' texts and exits 0 once it succeeded', async () => {
+    const { t } = farm();
     const nonce = randomUUID().slice(0, 8);
     const { top } = chain(nonce);
     const run = await runExample('submit_and_wait.py', ['--tag', 'from=python', top], env());
@@ -80,6 +66,7 @@ describe('the Python SDK against a coordinator and a local agent', () => {
   }, 240_000);
 
   test('submit_and_wait.py exits 1 with the attempt\'s message when the build fails', async () => {
+    const { t } = farm();
     const [drv] = instantiate(shDrv(`fails-${randomUUID().slice(0, 8)}`, 'echo it went wrong; exit 3'));
     const run = await runExample('submit_and_wait.py', [drv!], env());
     expect(run.code).toBe(1);
@@ -89,6 +76,7 @@ describe('the Python SDK against a coordinator and a local agent', () => {
   }, 120_000);
 
   test('list_builds.py pages through ListBuilds one build per call and lists every build, filtered by state', async () => {
+    const { t } = farm();
     const all = (await t.admin.listBuilds({ pageSize: 1000 })).builds;
     expect(all.length).toBeGreaterThanOrEqual(4);
     const run = await runExample('list_builds.py', ['--page-size', '1'], env());
@@ -100,11 +88,13 @@ describe('the Python SDK against a coordinator and a local agent', () => {
   }, 60_000);
 
   test('a wrong admin token is refused with the coordinator\'s words and exit 1', async () => {
+    const { t } = farm();
     const run = await runExample('list_builds.py', [], { KILN_COORDINATOR: t.coordinator.url, KILN_ADMIN_TOKEN: 'not-the-token' });
     expect(run).toEqual({ code: 1, stdout: '', stderr: 'kiln: unauthenticated: wrong admin token\n' });
   }, 30_000);
 
   test('no token anywhere names both ways to give one, and exits 2', async () => {
+    const { t } = farm();
     const empty = mkdtempSync(join(tmpdir(), 'kiln-no-token-'));
     try {
       const [drv] = instantiate(shDrv(`unsent-${randomUUID().slice(0, 8)}`, 'echo x > $out'));
