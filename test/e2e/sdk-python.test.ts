@@ -2,21 +2,19 @@
 // and a real agent (the local builder): its example scripts submit a real derivation and
 // wait for it, page through the builds, find the token as the CLI does, speak TLS, and
 // say what is wrong with a bad token.
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { describe, expect, test } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
-import { startCoordinator, type Coordinator } from '../../src/coordinator/coordinator.js';
-import { silentLogger } from '../../src/logger.js';
 import { parseStorePath } from '../../src/store/store-path.js';
 import { REPO_ROOT } from '../helpers/coordinator.js';
-import { chain, shDrv } from '../helpers/derivations.js';
+import { chain, shDrv, sourcedDrv } from '../helpers/derivations.js';
 import { useLocalFarm } from '../helpers/local-farm.js';
 import { instantiate } from '../helpers/nix.js';
-import { selfSignedCert } from '../helpers/tls-cert.js';
+import { useTlsCoordinator } from '../helpers/tls-coordinator.js';
 
 const EXAMPLES = join(REPO_ROOT, 'sdk', 'python', 'examples');
 
@@ -75,6 +73,22 @@ describe('the Python SDK against a coordinator and a local agent', () => {
     expect((await t.admin.getBuild({ id })).build!.state).toBe(BuildState.FAILED);
   }, 120_000);
 
+  test('submit_and_wait.py refuses a derivation whose input sources the cache lacks, and names them', async () => {
+    const { t } = farm();
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-sources-'));
+    try {
+      const { drv, wrapper, data } = sourcedDrv(randomUUID().slice(0, 8), dir);
+      const run = await runExample('submit_and_wait.py', [drv], env());
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(new RegExp(`^kiln: the coordinator's cache lacks input sources of ${drv.replace(/[.+]/g, '\\$&')}: .*; submit it once with \`kiln build submit\`, which uploads them\n$`));
+      expect(run.stderr).toContain(wrapper);
+      expect(run.stderr).toContain(data);
+      expect((await t.admin.listBuilds({ derivationPath: drv })).builds).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   test('list_builds.py pages through ListBuilds one build per call and lists every build, filtered by state', async () => {
     const { t } = farm();
     const all = (await t.admin.listBuilds({ pageSize: 1000 })).builds;
@@ -110,21 +124,13 @@ describe('the Python SDK against a coordinator and a local agent', () => {
 });
 
 describe('the Python SDK against a coordinator with TLS', () => {
-  let dir: string;
-  let coordinator: Coordinator;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kiln-sdk-tls-'));
-    coordinator = await startCoordinator({ port: 0, dataDir: join(dir, 'data'), database: { memory: true }, log: silentLogger(), tls: await selfSignedCert(dir) });
-  }, 120_000);
-  afterAll(async () => {
-    await coordinator?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const tls = useTlsCoordinator();
 
   test('trusts the certificate in KILN_TLS_CA, and says so when a certificate is not trusted', async () => {
+    const { coordinator, dataDir, certFile } = tls();
     expect(coordinator.url).toMatch(/^https:/);
-    const env = { KILN_COORDINATOR: coordinator.url, KILN_ADMIN_TOKEN: readFileSync(join(dir, 'data', 'admin-token'), 'utf8').trim() };
-    const trusted = await runExample('list_builds.py', [], { ...env, KILN_TLS_CA: join(dir, 'cert.pem') });
+    const env = { KILN_COORDINATOR: coordinator.url, KILN_DATA_DIR: dataDir };
+    const trusted = await runExample('list_builds.py', [], { ...env, KILN_TLS_CA: certFile });
     expect(trusted).toEqual({ code: 0, stdout: '', stderr: '' });
     const untrusted = await runExample('list_builds.py', [], env);
     expect(untrusted.code).toBe(1);

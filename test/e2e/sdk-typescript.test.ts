@@ -2,7 +2,7 @@
 // agent (the local builder): built as its package and imported by its name from a
 // script of a project of its own, it submits a derivation and waits for its build; and
 // its wrapper (the CLI's too) pages, waits, finds the token and refuses a wrong one.
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { describe, expect, test } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -11,13 +11,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { BuildState, ClientSetupError, connectAdmin, createAdminClient, listAllBuilds, waitForBuild } from '../../sdk/typescript/src/index.js';
-import { startCoordinator, type Coordinator } from '../../src/coordinator/coordinator.js';
-import { silentLogger } from '../../src/logger.js';
 import { REPO_ROOT } from '../helpers/coordinator.js';
 import { closureOf, shDrv } from '../helpers/derivations.js';
 import { useLocalFarm } from '../helpers/local-farm.js';
 import { instantiate } from '../helpers/nix.js';
-import { selfSignedCert } from '../helpers/tls-cert.js';
+import { useTlsCoordinator } from '../helpers/tls-coordinator.js';
 
 const run = promisify(execFile);
 const SDK_DIR = join(REPO_ROOT, 'sdk', 'typescript');
@@ -116,22 +114,11 @@ describe('the TypeScript SDK against a coordinator and a local agent', () => {
 });
 
 describe('the TypeScript SDK against a coordinator with TLS', () => {
-  let dir: string;
-  let coordinator: Coordinator;
-  let certFile: string;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kiln-sdk-ts-tls-'));
-    const tls = await selfSignedCert(dir);
-    certFile = tls.certFile;
-    coordinator = await startCoordinator({ port: 0, dataDir: join(dir, 'data'), database: { memory: true }, log: silentLogger(), tls });
-  }, 120_000);
-  afterAll(async () => {
-    await coordinator?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const tls = useTlsCoordinator();
 
   test('trusts the CA of KILN_TLS_CA, and without it the certificate is refused', async () => {
-    const env = { KILN_COORDINATOR: coordinator.url, KILN_DATA_DIR: join(dir, 'data'), KILN_TLS_CA: certFile };
+    const { coordinator, dataDir, certFile } = tls();
+    const env = { KILN_COORDINATOR: coordinator.url, KILN_DATA_DIR: dataDir, KILN_TLS_CA: certFile };
     const { agent } = await connectAdmin({ env }).createAgent({ name: 'over-tls' });
     expect(agent!.name).toBe('over-tls');
     const untrusted = await connectAdmin({ env: { ...env, KILN_TLS_CA: '' } }).listAgents({}).catch((e: unknown) => e);
