@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { agentClient } from '../src/agent/agent.js';
-import { createAdminClient } from '../src/cli/admin-client.js';
+import { createAdminClient } from '../src/client/admin-client.js';
 import { makeDerivation } from '../src/store/make-derivation.js';
-import { startCoordinatorProcess } from './coordinator-process.js';
+import { startCoordinatorProcess } from '../test/helpers/coordinator-process.js';
 
 export interface AbuseRow {
   input: string;

@@ -2,7 +2,7 @@
 // operator's tools would: agents with passwords, then the graph, inputs first (each
 // request carries only its own .drvs; their inputs are stored by then): the first
 // builds one SubmitBuild each, several in flight, the rest in SubmitBuilds batches.
-import type { AdminClient } from '../src/cli/admin-client.js';
+import type { AdminClient } from '../src/client/admin-client.js';
 import type { DagNode } from './schedule-dag.js';
 
 export interface AgentCredentials {

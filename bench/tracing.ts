@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCoordinator } from '../src/coordinator/coordinator.js';
-import { createAdminClient } from '../src/cli/admin-client.js';
+import { createAdminClient } from '../src/client/admin-client.js';
 import { silentLogger } from '../src/logger.js';
 import { makeDerivation, type MadeDerivation } from '../src/store/make-derivation.js';
 import { startTracing } from '../src/telemetry/tracing.js';
-import { SimulatedAgent } from './simulated-agent.js';
+import { SimulatedAgent } from '../test/helpers/simulated-agent.js';
 
 const SYSTEM = 'x86_64-linux';
 

@@ -48,7 +48,7 @@ import { agentClient } from '../src/agent/agent.js';
 import { useAgentHeapSettings } from '../src/agent/heap-settings.js';
 import { lz4Frames, UPLOAD_CHUNK_BYTES, uploadOutput } from '../src/agent/uploader.js';
 import { AsyncQueue } from '../src/async-queue.js';
-import { createAdminClient } from '../src/cli/admin-client.js';
+import { createAdminClient } from '../src/client/admin-client.js';
 import { silentLogger } from '../src/logger.js';
 import { dumpPath, hashPath } from '../src/store/nar-writer.js';
 

@@ -1,14 +1,10 @@
-// The CLI's connection to the coordinator's AdminService: gRPC over HTTP/2, with the
-// admin token from KILN_ADMIN_TOKEN or, on the coordinator's own machine, its data dir.
+// The CLI's connection to the coordinator's AdminService, with the admin token from
+// KILN_ADMIN_TOKEN or, on the coordinator's own machine, its data dir.
 import { readFileSync } from 'node:fs';
-import { createClient, type Client, type Interceptor } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
-import { AdminService } from '../../gen/kiln/v1/admin_pb.js';
+import { createAdminClient, type AdminClient } from '../client/admin-client.js';
 import { ADMIN_TOKEN_FILE, adminTokenPath } from '../coordinator/admin-token.js';
 import { coordinatorUrl, defaultDataDir } from '../config.js';
 import { UsageError } from './usage-error.js';
-
-export type AdminClient = Client<typeof AdminService>;
 
 export function resolveAdminToken(env: NodeJS.ProcessEnv = process.env): string {
   if (env.KILN_ADMIN_TOKEN) return env.KILN_ADMIN_TOKEN.trim();
@@ -23,15 +19,6 @@ export function resolveAdminToken(env: NodeJS.ProcessEnv = process.env): string 
         `or set KILN_DATA_DIR to the coordinator's data directory (--data-dir, or its KILN_DATA_DIR), where it wrote the token to the file ${ADMIN_TOKEN_FILE} at its first start`,
     );
   }
-}
-
-export function createAdminClient(baseUrl: string, token: string): AdminClient {
-  const bearer: Interceptor = (next) => (req) => {
-    req.header.set('authorization', `Bearer ${token}`);
-    return next(req);
-  };
-  const transport = createGrpcTransport({ baseUrl, interceptors: [bearer] });
-  return createClient(AdminService, transport);
 }
 
 /** The client a CLI command uses: `--coordinator` (or KILN_COORDINATOR) and the resolved token. */

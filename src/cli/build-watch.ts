@@ -2,7 +2,7 @@
 // (found by derivation), asked again every second, with one progress line on a terminal
 // and a line per change otherwise. Succeeds only if every build of the closure did.
 import { BuildState, type Build } from '../../gen/kiln/v1/types_pb.js';
-import type { AdminClient } from './admin-client.js';
+import type { AdminClient } from '../client/admin-client.js';
 import { buildJson, printJson, stateName } from './output.js';
 
 const FINISHED = new Set([BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELED]);

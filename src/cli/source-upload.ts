@@ -9,7 +9,7 @@ import type { SourceHeaderSchema, UploadSourceRequestSchema } from '../../gen/ki
 import { narUploadMessages, UPLOAD_CHUNK_BYTES } from '../agent/uploader.js';
 import { parseDerivation } from '../store/derivation.js';
 import { dumpPath } from '../store/nar-writer.js';
-import type { AdminClient } from './admin-client.js';
+import type { AdminClient } from '../client/admin-client.js';
 import type { DerivationFile } from './derivation-closure.js';
 
 const run = promisify(execFile);

@@ -41,7 +41,7 @@ import { chainRoutes, healthRoute } from './http-routes.js';
 import { HookRunner } from '../hooks/runner.js';
 import { StandaloneEvents } from './standalone-events.js';
 import { hooksFromSpecs, type HookSpec } from '../hooks/hook-specs.js';
-import { createAdminClient } from '../cli/admin-client.js';
+import { createAdminClient } from '../client/admin-client.js';
 import { NO_LOAD_LIMITS, type AgentSessions as Sessions, type LoadLimits } from './agent-sessions.js';
 import { priorityFirst, type AllocationPolicy } from '../scheduler/allocation.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../scheduler/retry-policy.js';

@@ -1,5 +1,5 @@
 // Operators' hooks as configuration names them, checked and turned into hooks.
-import type { AdminClient } from '../cli/admin-client.js';
+import type { AdminClient } from '../client/admin-client.js';
 import { commandHook } from './command-hook.js';
 import { EVENT_TYPES, type Hook } from './hook.js';
 import { moduleHook } from './module-hook.js';

@@ -3,7 +3,7 @@
 // logger and an abort signal. The same at-least-once rule as for commands holds.
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { AdminClient } from '../cli/admin-client.js';
+import type { AdminClient } from '../client/admin-client.js';
 import type { Hook, HookContext, HookEvent, HookSettings } from './hook.js';
 
 export interface ModuleHookContext extends HookContext {

@@ -11,7 +11,7 @@ import postgres from 'postgres';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { Agent } from '../../src/agent/agent.js';
 import type { Builder } from '../../src/agent/builders/builder.js';
-import { createAdminClient, type AdminClient } from '../../src/cli/admin-client.js';
+import { createAdminClient, type AdminClient } from '../../src/client/admin-client.js';
 import { makeDerivation } from '../../src/store/make-derivation.js';
 import { startCoordinatorProcess, type CoordinatorProcess } from '../helpers/coordinator-process.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';

@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { createAdminClient } from '../../src/cli/admin-client.js';
+import { createAdminClient } from '../../src/client/admin-client.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
 import { agentLogs } from '../helpers/build-loop.js';
 import { startCoordinatorProcess, type CoordinatorProcess } from '../helpers/coordinator-process.js';

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAdminClient } from '../../src/cli/admin-client.js';
+import { createAdminClient } from '../../src/client/admin-client.js';
 import { makeDerivation } from '../../src/store/make-derivation.js';
 import { startCoordinatorProcess, type CoordinatorProcess } from '../helpers/coordinator-process.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAdminClient, type AdminClient } from '../../src/cli/admin-client.js';
+import { createAdminClient, type AdminClient } from '../../src/client/admin-client.js';
 import { buildRootSpanId, buildTraceId } from '../../src/telemetry/build-trace.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
 import { startCoordinatorProcess, type CoordinatorProcess } from '../helpers/coordinator-process.js';

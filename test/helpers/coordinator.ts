@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { startCoordinator, type Coordinator, type CoordinatorOptions } from '../../src/coordinator/coordinator.js';
-import { createAdminClient, type AdminClient } from '../../src/cli/admin-client.js';
+import { createAdminClient, type AdminClient } from '../../src/client/admin-client.js';
 import { createLogger, silentLogger } from '../../src/logger.js';
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from './databases.js';
 

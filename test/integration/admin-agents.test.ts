@@ -3,7 +3,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import { count } from 'drizzle-orm';
 import { agentPasswords, agents } from '../../src/db/schema.js';
-import { createAdminClient } from '../../src/cli/admin-client.js';
+import { createAdminClient } from '../../src/client/admin-client.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { cliEnv, grpcJsAdminClient, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 

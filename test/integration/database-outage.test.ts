@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAdminClient } from '../../src/cli/admin-client.js';
+import { createAdminClient } from '../../src/client/admin-client.js';
 import { startCoordinator } from '../../src/coordinator/coordinator.js';
 import { silentLogger } from '../../src/logger.js';
 import { Code, ConnectError } from '@connectrpc/connect';

@@ -22,7 +22,7 @@ import type { MadeDerivation } from '../../src/store/make-derivation.js';
 import { parseNarInfo } from '../../src/store/narinfo.js';
 import { parseStorePath } from '../../src/store/store-path.js';
 import { NarStorage } from '../../src/storage/nar-storage.js';
-import { holdCacheExclusive } from '../../src/substitutes/cache-lock.js';
+import { holdCacheExclusive } from '../../src/db/cache-lock.js';
 import { parseCompressions } from '../../src/substitutes/compressions.js';
 import { ORPHAN_GRACE_MS } from '../../src/substitutes/garbage-collection.js';
 import { parseRetention } from '../../src/substitutes/retention.js';

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq, sql } from 'drizzle-orm';
-import { createAdminClient } from '../../src/cli/admin-client.js';
+import { createAdminClient } from '../../src/client/admin-client.js';
 import { startCoordinator, type CoordinatorOptions } from '../../src/coordinator/coordinator.js';
 import { storePaths } from '../../src/db/schema.js';
 import { createLogger, silentLogger } from '../../src/logger.js';

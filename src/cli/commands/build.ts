@@ -2,7 +2,8 @@
 import { resolve } from 'node:path';
 import { ExistingOutputs, type SubmitBuildResponse } from '../../../gen/kiln/v1/admin_pb.js';
 import { BuildState } from '../../../gen/kiln/v1/types_pb.js';
-import { adminClientFor, type AdminClient } from '../admin-client.js';
+import type { AdminClient } from '../../client/admin-client.js';
+import { adminClientFor } from '../admin-client.js';
 import { readDerivationClosure } from '../derivation-closure.js';
 import { uploadMissingSources } from '../source-upload.js';
 import { bareOption, CLIENT_OPTIONS, exactlyOne, existingOutputsFrom, intFrom, parse, priorityFrom, secondsFrom, tagsFrom, type ExistingOutputsChoice } from '../options.js';
