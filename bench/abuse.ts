@@ -10,7 +10,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { agentClient } from '../src/agent/agent.js';
 import { createAdminClient } from '../sdk/typescript/src/index.js';
 import { makeDerivation } from '../src/store/make-derivation.js';
-import { startCoordinatorProcess } from './coordinator-process.js';
+import { startCoordinatorProcess } from '../test/helpers/coordinator-process.js';
 
 export interface AbuseRow {
   input: string;

@@ -4,7 +4,7 @@
 // kiln's assignment rate is reported as a ratio of its job rate, which takes the
 // machine and the server out of the comparison.
 import { Logger, makeWorkerUtils, run, runMigrations, type LogFunctionFactory } from 'graphile-worker';
-import { createDatabase, dropDatabase } from './postgres-server.js';
+import { createDatabase, dropDatabase } from '../test/helpers/postgres-server.js';
 
 export interface GraphileReport {
   jobs: number;

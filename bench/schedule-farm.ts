@@ -16,7 +16,7 @@
 import { readCpuSeconds, readMachineCpuSeconds, readTreeCpuSeconds } from './proc-stats.js';
 import type { DagNode } from './schedule-dag.js';
 import type { AgentCredentials } from './schedule-queue.js';
-import { SimulatedAgent } from './simulated-agent.js';
+import { SimulatedAgent } from '../test/helpers/simulated-agent.js';
 import { DAG_SYSTEMS } from './schedule-dag.js';
 
 export interface Percentiles {

@@ -13,7 +13,7 @@ import { createAdminClient } from '../sdk/typescript/src/index.js';
 import { silentLogger } from '../src/logger.js';
 import { makeDerivation, type MadeDerivation } from '../src/store/make-derivation.js';
 import { startTracing } from '../src/telemetry/tracing.js';
-import { SimulatedAgent } from './simulated-agent.js';
+import { SimulatedAgent } from '../test/helpers/simulated-agent.js';
 
 const SYSTEM = 'x86_64-linux';
 

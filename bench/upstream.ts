@@ -17,8 +17,8 @@ import { encodeBase32 } from '../src/store/base32.js';
 import { makeDerivation, type MadeDerivation } from '../src/store/make-derivation.js';
 import { renderNarInfo } from '../src/store/narinfo.js';
 import { generateNixKey, renderNixPublicKey, signNarInfo, type NixSecretKey } from '../src/store/nix-signature.js';
-import { startCoordinatorProcess } from './coordinator-process.js';
-import { createDatabase, dropDatabase, freePort, startPostgres } from './postgres-server.js';
+import { startCoordinatorProcess } from '../test/helpers/coordinator-process.js';
+import { createDatabase, dropDatabase, freePort, startPostgres } from '../test/helpers/postgres-server.js';
 
 export type UpstreamEngine = 'pglite' | 'postgres';
 

@@ -31,6 +31,8 @@ import type { LogStorage } from '../storage/log-storage.js';
 import type { Logger } from '../logger.js';
 import type { RetentionRules } from '../substitutes/retention.js';
 import type { PathSigner } from '../substitutes/narinfo-signer.js';
+import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
+import type { RestoreDerivationFiles } from '../scheduler/derivation-files.js';
 import type { InputLimits } from '../protocol/limits.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
@@ -153,6 +155,7 @@ export function adminService(
   notify: AdminNotifications,
   live: { sessions: AgentSessions; telemetry?: BuildTelemetry; logs: LogStorage },
 ): ServiceImpl<typeof AdminService> {
+  const restoreDerivationFiles: RestoreDerivationFiles = (tx, roots) => restoreDerivationNars(tx, storage, roots, farm.sign);
   return {
     ...buildLogs({ db, logs: live.logs }),
     ...sourceUploads({ db, storage, sign: farm.sign, sourceStored: () => notify.buildsChanged(), telemetry: live.telemetry }),
@@ -162,14 +165,14 @@ export function adminService(
     async submitBuild(req) {
       const startedAt = performance.now();
       const input = submission(req, farm);
-      const result = await submitBuild(db, storage, farm.byPath ? await farm.byPath(input) : input, farm.limits, farm.sign, farm.upstreamHas);
+      const result = await submitBuild(db, restoreDerivationFiles, farm.byPath ? await farm.byPath(input) : input, farm.limits, farm.upstreamHas);
       live.telemetry?.submitted(result.created, startedAt);
       notify.buildsSubmitted(result.created);
       return submitResponse(result);
     },
     async submitBuilds(req) {
       const inputs = req.builds.map((b) => submission(b, farm));
-      const result = await submitBuilds(db, storage, farm.byPath ? await Promise.all(inputs.map(farm.byPath)) : inputs, farm.limits, farm.sign, farm.upstreamHas);
+      const result = await submitBuilds(db, restoreDerivationFiles, farm.byPath ? await Promise.all(inputs.map(farm.byPath)) : inputs, farm.limits, farm.upstreamHas);
       notify.buildsSubmitted(result.created);
       return { builds: result.builds.map(submitResponse) };
     },
@@ -231,7 +234,7 @@ export function adminService(
       return { retried };
     },
     async retryBuild(req) {
-      const build = await retryBuild(db, storage, req.id, farm.sign);
+      const build = await retryBuild(db, restoreDerivationFiles, req.id);
       notify.buildsChanged();
       return { build: buildToProto(build) };
     },

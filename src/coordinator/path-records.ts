@@ -1,5 +1,5 @@
 // Putting received NARs into the cache: each file is renamed into place and its store
-// path recorded while the cache lock is held (cache-lock.ts), so that garbage collection
+// path recorded while the cache lock is held (db/cache-lock.ts), so that garbage collection
 // never sees one without the other. Uploads that finish together share the transaction
 // (group commit, batcher.ts): a farm's stream of small outputs costs a few round trips a
 // second instead of four per output. Each upload still hears only of its own outcome: a
@@ -8,7 +8,7 @@ import { Batcher, batcherPer } from '../batcher.js';
 import type { Database } from '../db/connection.js';
 import { sql } from 'drizzle-orm';
 import { pendingOutputs, storePaths } from '../db/schema.js';
-import { holdCacheShared } from '../substitutes/cache-lock.js';
+import { holdCacheShared } from '../db/cache-lock.js';
 
 /** A row of store_paths, as an upload records it. */
 export type StorePathRow = typeof storePaths.$inferInsert;

@@ -13,13 +13,13 @@
 //
 // Garbage collection removes paths, so a wait is only ever released by a path that is in
 // the cache when the release runs, and a build that counts its inputs holds the cache
-// lock (substitutes/cache-lock.ts) so that gc cannot remove one it counted as present
+// lock (db/cache-lock.ts) so that gc cannot remove one it counted as present
 // before the build is committed (after that, gc keeps what unfinished builds need).
 import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { Batcher, batcherPer } from '../batcher.js';
 import { rowsOf } from '../db/rows.js';
-import { holdCacheShared } from '../substitutes/cache-lock.js';
+import { holdCacheShared } from '../db/cache-lock.js';
 import { retryingTransient } from '../db/transient.js';
 import { reviveDependents } from './dependency-failures.js';
 import { pathAvailable, upstreamHas } from './upstream-waits.js';

@@ -4,9 +4,7 @@ import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { buildAttempts, builds, buildTags, buildWaits, events } from '../db/schema.js';
 import { KilnError } from '../errors.js';
-import type { NarStorage } from '../storage/nar-storage.js';
-import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
-import type { PathSigner } from '../substitutes/narinfo-signer.js';
+import type { RestoreDerivationFiles } from './derivation-files.js';
 import { addWaits, settleWaits } from './availability.js';
 import { dropPending } from './pending-outputs.js';
 import { failDependentsOf, failDoomed, outputPathsOf, reviveDependents } from './dependency-failures.js';
@@ -78,7 +76,7 @@ export async function setBuildPriority(db: Database, id: string, priority: numbe
  * for whatever of its inputs is not in the cache now (sources garbage collection removed
  * come back when the derivation is submitted again).
  */
-export async function retryBuild(db: Database, storage: NarStorage, id: string, sign?: PathSigner): Promise<BuildRecord> {
+export async function retryBuild(db: Database, restoreDerivationFiles: RestoreDerivationFiles, id: string): Promise<BuildRecord> {
   const build = await getBuild(db, id);
   if (build.state !== 'failed' && build.state !== 'canceled') {
     throw new KilnError('failed_precondition', `build ${id} is ${build.state}; only failed or canceled builds can be retried`);
@@ -101,7 +99,7 @@ export async function retryBuild(db: Database, storage: NarStorage, id: string, 
       .returning({ id: builds.id });
     if (rows.length === 0) return false;
     // Its .drv files may have been collected since it finished.
-    await restoreDerivationNars(tx, storage, [build.derivationPath], sign);
+    await restoreDerivationFiles(tx, [build.derivationPath]);
     await addWaits(tx, id);
     await raiseInputs(tx, [id]);
     await tx.insert(events).values({ type: 'build-retried', buildId: id, payload: { previousState: build.state } });
@@ -112,7 +110,7 @@ export async function retryBuild(db: Database, storage: NarStorage, id: string, 
     await failDoomed(tx, [id]);
     return true;
   });
-  if (!retried) return retryBuild(db, storage, id, sign); // it changed meanwhile: report truthfully
+  if (!retried) return retryBuild(db, restoreDerivationFiles, id); // it changed meanwhile: report truthfully
   await settleWaits(db, [id]);
   return getBuild(db, id);
 }

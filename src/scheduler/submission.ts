@@ -8,9 +8,7 @@ import type { Database } from '../db/connection.js';
 import { builds, derivationOutputs, derivations, storePaths } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
-import type { NarStorage } from '../storage/nar-storage.js';
-import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
-import type { PathSigner } from '../substitutes/narinfo-signer.js';
+import type { RestoreDerivationFiles } from './derivation-files.js';
 import { isUuid } from '../uuid.js';
 import { settleWaits } from './availability.js';
 import { getBuilds, type BuildRecord } from './build-queries.js';
@@ -63,13 +61,12 @@ export type UpstreamHas = (paths: string[]) => Promise<ReadonlySet<string>>;
 
 export async function submitBuild(
   db: Database,
-  storage: NarStorage,
+  restoreDerivationFiles: RestoreDerivationFiles,
   input: SubmitBuildInput,
   limits: InputLimits = DEFAULT_INPUT_LIMITS,
-  sign?: PathSigner,
   upstreamHas?: UpstreamHas,
 ): Promise<SubmitBuildResult> {
-  const { builds: [result], created } = await submitBuilds(db, storage, [input], limits, sign, upstreamHas);
+  const { builds: [result], created } = await submitBuilds(db, restoreDerivationFiles, [input], limits, upstreamHas);
   return { ...result!, created };
 }
 
@@ -83,16 +80,15 @@ export interface SubmitBuildsResult {
 /**
  * Submits several builds in one transaction: all are made, or none (the error names the
  * one at fault as builds[i]). A build may use derivations that others in the same call
- * carry, and may wait on builds made by the same call. `sign` signs the narinfos of the
- * .drv files it puts into the cache. `upstreamHas` answers for the builds asked with
+ * carry, and may wait on builds made by the same call. `restoreDerivationFiles` puts
+ * their .drv files into the cache. `upstreamHas` answers for the builds asked with
  * ignoreIfUpstreamHasOutputs (without it, no upstream has anything).
  */
 export async function submitBuilds(
   db: Database,
-  storage: NarStorage,
+  restoreDerivationFiles: RestoreDerivationFiles,
   inputs: SubmitBuildInput[],
   limits: InputLimits = DEFAULT_INPUT_LIMITS,
-  sign?: PathSigner,
   upstreamHas?: UpstreamHas,
 ): Promise<SubmitBuildsResult> {
   if (inputs.length === 0) return { builds: [], created: [] };
@@ -133,7 +129,7 @@ export async function submitBuilds(
       if (clash[0]) throw new KilnError('already_exists', `a build with id ${clash[0].id} exists already`);
       await storeDerivations(tx as unknown as Database, fresh);
       // Content-addressed files: a failed submission leaves at most unreferenced ones for gc.
-      await restoreDerivationNars(tx, storage, inputs.map((input) => input.derivationPath), sign);
+      await restoreDerivationFiles(tx, inputs.map((input) => input.derivationPath));
       const { existing, upstream } = await existingBuilds(tx as unknown as Database, inputs, ids, outputsOf, onUpstream);
       const created = await insertBuilds(
         tx,

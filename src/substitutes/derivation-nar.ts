@@ -9,7 +9,7 @@ import { compressLz4Frame } from '../store/lz4-frames.js';
 import { narOfFile } from '../store/nar-file.js';
 import { parseStorePath } from '../store/store-path.js';
 import type { NarStorage } from '../storage/nar-storage.js';
-import { holdCacheShared } from './cache-lock.js';
+import { holdCacheShared } from '../db/cache-lock.js';
 import type { PathSigner } from './narinfo-signer.js';
 
 interface DerivationFile {

@@ -2,11 +2,11 @@
 // its NAR files in every compression. Rows first, then files, so that a narinfo never
 // points at a missing NAR: a crash in between leaves files no row names, which the next
 // collection removes (the sweep of nar/). Both steps hold the cache lock exclusively
-// (cache-lock.ts), so no upload, publish or submission interleaves with them.
+// (db/cache-lock.ts), so no upload, publish or submission interleaves with them.
 import type { Database } from '../db/connection.js';
 import type { Logger } from '../logger.js';
 import type { NarStorage } from '../storage/nar-storage.js';
-import { holdCacheExclusive } from './cache-lock.js';
+import { holdCacheExclusive } from '../db/cache-lock.js';
 import { deleteStalePending, deleteUnkept, endedAttempts, findUnkept, unreferencedFiles } from './garbage-queries.js';
 import type { RetentionRules } from './retention.js';
 

@@ -11,7 +11,7 @@ import { rowsOf } from '../db/rows.js';
 import { narFiles, storePaths } from '../db/schema.js';
 import type { Hook, HookContext } from '../hooks/hook.js';
 import type { NarStorage } from '../storage/nar-storage.js';
-import { holdCacheShared } from './cache-lock.js';
+import { holdCacheShared } from '../db/cache-lock.js';
 import type { CacheKeys } from './cache-keys.js';
 import { makeCompressedNar, type CompressedNar } from './compressed-nar.js';
 import { UPLOADED, type Compression } from './compressions.js';

@@ -15,7 +15,7 @@ import { instantiate, nix, NIX_CONFIG } from '../helpers/nix.js';
 import { shDrv } from '../helpers/derivations.js';
 import { freePort } from '../helpers/postgres-server.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
-import { waitForBuilds } from '../helpers/wait.js';
+import { waitForBuilds, waitUntil } from '../helpers/wait.js';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { closureOf } from '../helpers/derivations.js';
 
@@ -59,15 +59,19 @@ async function startFarmOfOne(env: NodeJS.ProcessEnv, listen: string, extra: str
  * here (as the README runs it), with no event bus for the test to wait on.
  */
 async function showUntil(env: NodeJS.ProcessEnv, id: string, done: (b: { state: string; waitReason?: { text: string } }) => boolean): Promise<{ state: string; waitReason?: { text: string } }> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const shown = await runCli(['build', 'show', id, '--json'], env);
-    if (shown.code !== 0) throw new Error(`kiln build show failed: ${shown.stderr}`);
-    const b = JSON.parse(shown.stdout) as { state: string; waitReason?: { text: string } };
-    if (done(b)) return b;
-    if (Date.now() > deadline) throw new Error(`build ${id} is still ${b.state}: ${b.waitReason?.text ?? ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  let b: { state: string; waitReason?: { text: string } } = { state: 'unknown' };
+  await waitUntil(
+    async () => {
+      const shown = await runCli(['build', 'show', id, '--json'], env);
+      if (shown.code !== 0) throw new Error(`kiln build show failed: ${shown.stderr}`);
+      b = JSON.parse(shown.stdout) as typeof b;
+      return done(b);
+    },
+    WAIT_MS,
+    () => `build ${id} is still ${b.state}: ${b.waitReason?.text ?? ''}`,
+    250,
+  );
+  return b;
 }
 
 describe('the README farm of one, with the machine\'s Nix', () => {

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { SimulatedAgent } from '../../bench/simulated-agent.js';
+import { SimulatedAgent } from '../helpers/simulated-agent.js';
 import { createAdminClient, type AdminClient } from '../../sdk/typescript/src/index.js';
 import { makeDerivation, type MadeDerivation } from '../../src/store/make-derivation.js';
 import type { Derivation } from '../../src/store/derivation.js';

@@ -1,6 +1,6 @@
 // Uploading small stand-in outputs for a build assigned to a hand-driven test agent.
 import type { AssignBuild } from '../../gen/kiln/v1/agent_pb.js';
-import { uploadTinyOutput } from '../../bench/simulated-agent.js';
+import { uploadTinyOutput } from './simulated-agent.js';
 import { agentClient } from '../../src/agent/agent.js';
 import type { TestAgentStream } from './agent-stream.js';
 import type { TestCoordinator } from './coordinator.js';

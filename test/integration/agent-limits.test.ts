@@ -8,6 +8,7 @@ import { makeDerivation } from '../../src/store/make-derivation.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { connectTestAgent } from '../helpers/agent-stream.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SYSTEM = 'x86_64-linux';
 const GiB = 2n ** 30n;
@@ -35,11 +36,12 @@ describe.each(DATABASE_KINDS)('agent load limits and deactivation on %s', (kind)
    * travels on the agent's stream, the submission on another connection.
    */
   async function applied(agentId: string, overloaded: boolean): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    while (t.coordinator.sessions.get(agentId)?.overloaded() !== overloaded) {
-      if (Date.now() > deadline) throw new Error(`the coordinator did not take the load report in (overloaded should be ${overloaded})`);
-      await new Promise((r) => setImmediate(r));
-    }
+    await waitUntil(
+      () => t.coordinator.sessions.get(agentId)?.overloaded() === overloaded,
+      10_000,
+      () => `the coordinator did not take the load report in (overloaded should be ${overloaded})`,
+      1,
+    );
   }
   const stateOf = async (id: string) => (await t.admin.getBuild({ id })).build!.state;
 

@@ -7,6 +7,7 @@ import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { openDatabase } from '../../src/db/connection.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';
+import { waitUntil } from '../helpers/wait.js';
 
 describe('closing the PostgreSQL database', () => {
   let database: TestDatabase;
@@ -32,9 +33,7 @@ describe('closing the PostgreSQL database', () => {
     await handle.close();
     expect((await Promise.all(queries)).length).toBe(30);
     // The server drops a session when its socket closes: wait for that, with a bound.
-    const deadline = Date.now() + 10_000;
-    while ((await sessions()) > 0 && Date.now() < deadline) await new Promise<void>((resolve) => setImmediate(resolve));
-    expect(await sessions()).toBe(0);
+    await waitUntil(async () => (await sessions()) === 0, 10_000, async () => `${await sessions()} sessions still open`, 1);
     await expect(handle.db.execute(sql`select 1`)).rejects.toThrow();
   });
 });

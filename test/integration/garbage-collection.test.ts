@@ -22,12 +22,13 @@ import type { MadeDerivation } from '../../src/store/make-derivation.js';
 import { parseNarInfo } from '../../src/store/narinfo.js';
 import { parseStorePath } from '../../src/store/store-path.js';
 import { NarStorage } from '../../src/storage/nar-storage.js';
-import { holdCacheExclusive } from '../../src/substitutes/cache-lock.js';
+import { holdCacheExclusive } from '../../src/db/cache-lock.js';
 import { parseCompressions } from '../../src/substitutes/compressions.js';
 import { ORPHAN_GRACE_MS } from '../../src/substitutes/garbage-collection.js';
 import { parseRetention } from '../../src/substitutes/retention.js';
 import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
 import { substituteFromCache } from '../helpers/build-loop.js';
+import { waitUntil } from '../helpers/wait.js';
 import { cliEnv, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { buildByHand, DerivationMaker } from '../helpers/hand-builds.js';
@@ -226,10 +227,15 @@ describe.each(DATABASE_KINDS)('garbage collection on %s', (kind) => {
       const client = agentClient(t.coordinator.url, agent.agentId, agent.password);
       const upload = uploadOutput({ client, signal: new AbortController().signal, log: silentLogger() }, build!.id, { name: 'out', storePath: out(d), diskPath: file, references: [] });
       // The upload has staged everything and waits for the lock before its file goes into place.
-      await waitFor(async () => {
-        const rows = rowsOf<{ n: number }>(await holder.db.execute(sql`select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`));
-        return Number(rows[0]!.n) > 0;
-      });
+      await waitUntil(
+        async () => {
+          const rows = rowsOf<{ n: number }>(await holder.db.execute(sql`select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`));
+          return Number(rows[0]!.n) > 0;
+        },
+        20_000,
+        () => 'the upload does not wait for the cache lock',
+        10,
+      );
       expect(await status(narinfoUrl(out(d)))).toBe(404);
       release();
       await gc;
@@ -237,7 +243,7 @@ describe.each(DATABASE_KINDS)('garbage collection on %s', (kind) => {
       // Stored, and served once the build's success is taken.
       expect(await status(narinfoUrl(out(d)))).toBe(404);
       agent.send({ case: 'buildFinished', value: { buildId: build!.id, result: BuildResult.SUCCESS, outputs: [output], message: '' } });
-      await waitFor(async () => (await status(narinfoUrl(out(d)))) === 200);
+      await waitUntil(async () => (await status(narinfoUrl(out(d)))) === 200, 20_000, () => `${out(d)} is not served`, 10);
       const [row] = await t.coordinator.database.db.select().from(storePaths).where(inArray(storePaths.path, [out(d)]));
       expect(await storage.size(row!.fileName)).toBe(row!.fileSize);
     } finally {
@@ -248,11 +254,3 @@ describe.each(DATABASE_KINDS)('garbage collection on %s', (kind) => {
     }
   });
 });
-
-/** Resolves once `check` holds, trying again as soon as the last try ended; rejects after the bound. */
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not reached within ${timeoutMs} ms`);
-  }
-}

@@ -12,6 +12,7 @@ import { dealSlots, priorityFirst } from '../../src/scheduler/allocation.js';
 import { NO_FEATURES } from '../../src/scheduler/placement.js';
 import { submitBuilds } from '../../src/scheduler/submission.js';
 import { NarStorage } from '../../src/storage/nar-storage.js';
+import { restoreDerivationNars } from '../../src/substitutes/derivation-nar.js';
 import { makeDerivation } from '../../src/store/make-derivation.js';
 import { createTestDatabase, DATABASE_KINDS, type TestDatabase } from '../helpers/databases.js';
 
@@ -46,7 +47,7 @@ describe.each(DATABASE_KINDS)('group claims on %s', (kind) => {
     const made = priorities.map((_, i) => makeDerivation({ name: `g${i}`, system, builder: '/bin/sh' }, '/nix/store', new Map()));
     const { builds } = await submitBuilds(
       handle.db,
-      storage,
+      (tx, roots) => restoreDerivationNars(tx, storage, roots),
       made.map((m, i) => ({ derivationPath: m.path, derivations: [{ path: m.path, text: Buffer.from(m.text) }], priority: priorities[i]!, tags: [], ignoreIfOutputExists: false })),
     );
     return { system, ids: builds.map((b) => b.build!.id) };

@@ -25,6 +25,7 @@ import { fairShareByTag } from '../../src/scheduler/fair-share.js';
 import { DEFAULT_RETRY_POLICY } from '../../src/scheduler/retry-policy.js';
 import { submitBuild } from '../../src/scheduler/submission.js';
 import { NarStorage } from '../../src/storage/nar-storage.js';
+import { restoreDerivationNars } from '../../src/substitutes/derivation-nar.js';
 import { makeDerivation, type MadeDerivation } from '../../src/store/make-derivation.js';
 import { parseStorePath } from '../../src/store/store-path.js';
 import type { Derivation } from '../../src/store/derivation.js';
@@ -204,7 +205,7 @@ async function runScenario(
   const indices = nodes.map((_, i) => i);
   const rotated = [...indices.slice(order % nodes.length), ...indices.slice(0, order % nodes.length)];
   for (const i of rotated) {
-    const { build } = await submitBuild(db, storage, {
+    const { build } = await submitBuild(db, (tx, roots) => restoreDerivationNars(tx, storage, roots), {
       derivationPath: made[i]!.path,
       derivations: closure(i).map((d) => ({ path: d.path, text: Buffer.from(d.text) })),
       priority: nodes[i]!.priority,

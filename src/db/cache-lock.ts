@@ -8,7 +8,7 @@
 // lock, so it holds across replicas and is let go when the transaction ends, whatever
 // happens to the process.
 import { sql } from 'drizzle-orm';
-import type { Database } from '../db/connection.js';
+import type { Database } from './connection.js';
 
 type Executor = Pick<Database, 'execute'>;
 

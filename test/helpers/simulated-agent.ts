@@ -9,11 +9,11 @@ import { createHash } from 'node:crypto';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import type { Client } from '@connectrpc/connect';
 import { compressFrame } from 'lz4-napi';
-import { AgentService, BuildResult, ConnectRequestSchema, type AssignBuild, type ConnectRequest } from '../gen/kiln/v1/agent_pb.js';
-import { agentClient } from '../src/agent/agent.js';
-import { AsyncQueue } from '../src/async-queue.js';
-import { encodeBase32 } from '../src/store/base32.js';
-import { narOfFile } from '../src/store/nar-file.js';
+import { AgentService, BuildResult, ConnectRequestSchema, type AssignBuild, type ConnectRequest } from '../../gen/kiln/v1/agent_pb.js';
+import { agentClient } from '../../src/agent/agent.js';
+import { AsyncQueue } from '../../src/async-queue.js';
+import { encodeBase32 } from '../../src/store/base32.js';
+import { narOfFile } from '../../src/store/nar-file.js';
 
 export interface SimulatedAgentOptions {
   url: string;
