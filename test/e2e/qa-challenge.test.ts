@@ -47,7 +47,7 @@ describe.each(DATABASE_KINDS)('kiln qa challenge against a nix copy cache (%s)',
     const { agent: a } = await t.admin.createAgent({ name: 'builder' });
     const { password } = await t.admin.createAgentPassword({ agentId: a!.id });
     agent = startAgentProcess({ coordinatorUrl: t.coordinator.url, id: a!.id, password, store: join(root, 'agent'), builder: 'local', extraArgs: ['--tag', 'qa=yes'] });
-    const submitted = [];
+    const submitted: string[] = [];
     for (const [drv, tags] of [[same, [{ key: 'qa', value: 'yes' }]], [differs, [{ key: 'qa', value: 'yes' }]], [missing, []]] as const) {
       submitted.push((await t.admin.submitBuild({ derivationPath: drv, derivations: closureOf(drv), tags: [...tags] })).build!.id);
     }
