@@ -10,6 +10,8 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
+import { Code } from '@connectrpc/connect';
+import { createAdminClient } from '../../src/cli/admin-client.js';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { FixedOutputCheckOutcome } from '../../gen/kiln/v1/admin_pb.js';
 import { builds, storePaths } from '../../src/db/schema.js';
@@ -171,6 +173,10 @@ describe.each(DATABASE_KINDS)('fixed-output re-checks, local builder (%s)', (kin
     // Only the latest check of the derivation, by the API.
     const { checks } = await t.admin.listFixedOutputChecks({ latestOnly: true });
     expect(checks.map((c) => [c.buildId, c.outcome])).toEqual([[r.checks[0]!.buildId, FixedOutputCheckOutcome.FAILED]]);
+    // The dashboard's read-only token may list the checks, not submit them.
+    const readOnly = createAdminClient(t.coordinator.url, t.coordinator.dashboardToken);
+    expect((await readOnly.listFixedOutputChecks({ latestOnly: true })).checks).toHaveLength(1);
+    await expect(readOnly.checkFixedOutputs({})).rejects.toMatchObject({ code: Code.PermissionDenied });
   }, 120_000);
 
   test('filters: a name matched with *, an age, a tag; nothing selected is said so', async () => {
