@@ -254,3 +254,64 @@ describe('fixed-output re-checks on the configured schedule (pglite)', () => {
     expect(ms(await allocated(laterBuild!.id))).toBeLessThan(ms(await allocated(waiting.buildId)));
   }, 180_000);
 });
+
+describe('fixed-output re-checks, nix builder with builtin:fetchurl (pglite)', () => {
+  let root: string;
+  let source: SourceServer;
+  let t: TestCoordinator;
+  let agent: AgentProcess;
+  let drv: string;
+  let output: string;
+  let served: { narHash: string; narSize: number };
+  const nonce = randomUUID().slice(0, 8);
+  const fodCheck = async () => {
+    const r = await runCli(['qa', 'fod-check', '--wait', '--json'], cliEnv(t));
+    expect(r.stderr).toBe('');
+    return { code: r.code, ...(JSON.parse(r.stdout) as { checks: CheckJson[] }) };
+  };
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'kiln-fod-nix-'));
+    source = new SourceServer(await freePort());
+    source.content = `fetched by Nix for ${nonce}\n`;
+    await source.start();
+    const sha256 = createHash('sha256').update(source.content).digest('hex');
+    [drv] = instantiate(`import <nix/fetchurl.nix> { url = ${JSON.stringify(source.url)}; sha256 = "${sha256}"; name = "nix-source-${nonce}"; }`) as [string];
+    output = nix('nix-store', ['--query', '--outputs', drv]).toString().trim();
+    t = await startTestCoordinator('pglite');
+    const { agent: a } = await t.admin.createAgent({ name: 'nix-fetcher' });
+    const { password } = await t.admin.createAgentPassword({ agentId: a!.id });
+    // builtin:fetchurl's derivations are of the system "builtin".
+    agent = startAgentProcess({ coordinatorUrl: t.coordinator.url, id: a!.id, password, store: join(root, 'agent'), builder: 'nix', maxParallel: 1, extraArgs: ['--system', 'builtin'] });
+    const { build } = await t.admin.submitBuild({ derivationPath: drv, derivations: closureOf(drv) });
+    const state = async () => (await t.admin.getBuild({ id: build!.id })).build!.state;
+    await waitForBuilds(t.coordinator, async () => FINAL.includes(await state()), 120_000, async () => `the fetch is ${BuildState[await state()]}\n${agent.output().slice(-3000)}`);
+    expect(BuildState[await state()]).toBe('SUCCEEDED');
+    served = await checkServedNar(t.coordinator.url, output);
+  }, 180_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    await t?.stop();
+    await source?.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  test('Nix fetches again and passes; then reports the changed content as a hash mismatch, then the server down; the first output stays served', async () => {
+    const before = source.requests;
+    const passed = await fodCheck();
+    expect({ code: passed.code, outcome: passed.checks[0]?.outcome }).toEqual({ code: 0, outcome: 'FIXED_OUTPUT_CHECK_OUTCOME_PASSED' });
+    expect(source.requests).toBeGreaterThan(before);
+
+    source.content = `other bytes for ${nonce}\n`;
+    const changed = await fodCheck();
+    expect({ code: changed.code, outcome: changed.checks[0]?.outcome }).toEqual({ code: 1, outcome: 'FIXED_OUTPUT_CHECK_OUTCOME_FAILED' });
+    expect(changed.checks[0]!.message).toContain(`hash mismatch in fixed-output derivation '${drv}'`);
+
+    await source.stop();
+    const down = await fodCheck();
+    expect({ code: down.code, outcome: down.checks[0]?.outcome }).toEqual({ code: 1, outcome: 'FIXED_OUTPUT_CHECK_OUTCOME_FAILED' });
+    expect(down.checks[0]!.message).toMatch(new RegExp(`unable to download '${source.url}'.*(Couldn't connect|Connection refused)`));
+    expect(await checkServedNar(t.coordinator.url, output)).toEqual(served);
+  }, 240_000);
+});
