@@ -220,7 +220,7 @@ describe('fixed-output re-checks on the configured schedule (pglite)', () => {
 
   test('checks come by themselves, one at a time, and a check waiting for the agent goes after an ordinary build submitted later', async () => {
     const drv = fetchDerivation(`scheduled-${nonce}.txt`, source.url, source.content);
-    await t.admin.submitBuild({ derivationPath: drv, derivations: closureOf(drv) });
+    const { build: first } = await t.admin.submitBuild({ derivationPath: drv, derivations: closureOf(drv) });
     const checks = () => t.admin.listFixedOutputChecks({ pageSize: 1000 });
     const passed = async () => (await checks()).checks.filter((c) => c.outcome === FixedOutputCheckOutcome.PASSED).length;
     await waitForBuilds(t.coordinator, async () => (await passed()) >= 2, 60_000, async () => `checks: ${JSON.stringify((await checks()).checks.map((c) => FixedOutputCheckOutcome[c.outcome]))}\n${agent.output().slice(-2000)}`);
@@ -242,6 +242,9 @@ describe('fixed-output re-checks on the configured schedule (pglite)', () => {
     await waitForBuilds(t.coordinator, async () => (await open()) !== undefined, 30_000, async () => 'no check came due while the slow build ran');
     const waiting = (await open())!;
     expect((await stateOf(slowBuild!.id)).state).toBe(BuildState.STARTED);
+    // A submission that asks for an existing build of the outputs gets the first build, never the check.
+    const again = await t.admin.submitBuild({ derivationPath: drv, ignoreIfOutputExists: true });
+    expect({ existing: again.existing, id: again.build!.id }).toEqual({ existing: true, id: first!.id });
     const { build: laterBuild } = await t.admin.submitBuild({ derivationPath: later, derivations: closureOf(later) });
     await waitForBuilds(
       t.coordinator,
