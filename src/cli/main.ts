@@ -5,6 +5,7 @@ import { agentCommand } from './commands/agent.js';
 import { buildCommand } from './commands/build.js';
 import { cacheCommand } from './commands/cache.js';
 import { coordinatorCommand } from './commands/coordinator.js';
+import { qaCommand } from './commands/qa.js';
 import { UsageError } from './usage-error.js';
 import { USAGE, usageFor } from './usage.js';
 
@@ -13,6 +14,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   agent: agentCommand,
   build: buildCommand,
   cache: cacheCommand,
+  qa: qaCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

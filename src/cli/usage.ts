@@ -38,6 +38,10 @@ export const USAGE = `usage: kiln <command> [options]
   kiln build tag <build-id> [k=v]... [--remove KEY]...
   kiln cache gc [--dry-run]
   kiln cache public-key [--guix]
+  kiln qa challenge [--upstream URL]... [--tag k=v]... [--limit N]
+  kiln qa fod-check [--tag k=v]... [--name NAME] [--older-than 7d] [--priority N]
+                    [--limit N] [--wait]
+  kiln qa fod-checks [--derivation DRV]... [--failed] [--latest] [--limit N]
 
 Client commands (all but \`kiln coordinator\` and \`kiln agent run\`) talk to
 --coordinator URL (or $KILN_COORDINATOR, default http://127.0.0.1:8745) and print

@@ -26,6 +26,8 @@ import type { WaitReason } from '../scheduler/wait-reasons.js';
 import { buildTraceId } from '../telemetry/build-trace.js';
 import type { BuildTelemetry } from '../telemetry/build-telemetry.js';
 import { cacheAdmin } from './cache-admin.js';
+import { qaAdmin } from './qa-admin.js';
+import type { Upstream } from '../cache/upstreams/upstream-list.js';
 import { buildLogs } from './build-logs.js';
 import type { LogStorage } from '../storage/log-storage.js';
 import type { Logger } from '../logger.js';
@@ -151,7 +153,7 @@ function submitResponse(r: Omit<SubmitBuildResult, 'created'>): SubmitBuildRespo
 export function adminService(
   db: Database,
   storage: NarStorage,
-  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner; upstreamHas?: UpstreamHas },
+  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner; upstreamHas?: UpstreamHas; upstreams?: readonly Upstream[] },
   notify: AdminNotifications,
   live: { sessions: AgentSessions; telemetry?: BuildTelemetry; logs: LogStorage },
 ): ServiceImpl<typeof AdminService> {
@@ -162,6 +164,7 @@ export function adminService(
     ...queueStatus({ db, sessions: live.sessions }),
     ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),
     ...registrationTokensAdmin(db),
+    ...qaAdmin({ db, storage, sign: farm.sign, upstreams: farm.upstreams ?? [], submitted: (ids) => notify.buildsSubmitted(ids) }),
     async submitBuild(req) {
       const startedAt = performance.now();
       const input = submission(req, farm);

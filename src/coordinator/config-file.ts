@@ -13,6 +13,10 @@ import type { CoordinatorOptions } from './coordinator.js';
 import { DEFAULT_INPUT_LIMITS, inputLimits, type DerivationLimits } from '../protocol/limits.js';
 import { parseUpstreams, type UpstreamSpec } from '../cache/upstreams/upstream-list.js';
 import { parseByteSize } from '../byte-sizes.js';
+import { DURATION_EXAMPLES, parseDuration } from '../durations.js';
+import { DEFAULT_FOD_CHECK_SCHEDULE } from '../qa/fod-check-schedule.js';
+import { validatePriority } from '../scheduler/build-changes.js';
+import { parseTag, validateTags } from '../scheduler/tags.js';
 
 export interface KilnConfig {
   scheduling?: {
@@ -65,6 +69,15 @@ export interface KilnConfig {
   upstreams?: UpstreamSpec[];
   /** How long upstreams' answers are remembered (defaults 86400, 600 and 60 seconds). */
   upstreamLookups?: { hitSeconds?: number; missSeconds?: number; errorSeconds?: number };
+  /** Quality assurance. */
+  qa?: {
+    /**
+     * Fixed-output derivations re-checked on a schedule: each one whose last check is
+     * older than `every` ('7d'), of builds carrying every tag of `tags` ('k=v'), at most
+     * `concurrency` at once (default 1), at `priority` (default -1000000, the lowest).
+     */
+    fodCheck?: { every: string; tags?: string[]; concurrency?: number; priority?: number };
+  };
 }
 
 const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
@@ -78,7 +91,9 @@ const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
   limits: ['messageBytes', 'defaultMessageBytes', 'derivation', 'tagsPerBuild', 'tagsPerAgent'],
   upstreams: [],
   upstreamLookups: ['hitSeconds', 'missSeconds', 'errorSeconds'],
+  qa: ['fodCheck'],
 };
+const FOD_CHECK_SETTINGS = ['every', 'tags', 'concurrency', 'priority'];
 const DERIVATION_LIMITS = Object.keys(DEFAULT_INPUT_LIMITS.derivation);
 const PUBLISH_LIMITS = ['concurrency', 'maxAttempts', 'timeoutSeconds'];
 
@@ -129,7 +144,7 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
   for (const key of Object.keys(config)) {
     if (!(key in SECTIONS)) fail(key, `is not a setting (known: ${Object.keys(SECTIONS).join(', ')})`);
   }
-  for (const section of ['scheduling', 'retry', 'builtinHooks', 'cache', 'limits', 'upstreamLookups', 'storage'] as const) {
+  for (const section of ['scheduling', 'retry', 'builtinHooks', 'cache', 'limits', 'upstreamLookups', 'storage', 'qa'] as const) {
     const value = config[section];
     if (value === undefined) continue;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(section, 'must be an object');
@@ -218,6 +233,7 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
       if (!Number.isInteger(value) || (value as number) < 1) fail(`builtinHooks.publish.${key}`, 'must be a whole number of at least 1');
     }
   }
+  checkFodCheck((config.qa as Record<string, unknown> | undefined)?.fodCheck, fail);
   try {
     const compressions = (config.cache as Record<string, unknown> | undefined)?.compressions;
     if (compressions !== undefined) parseCompressions(compressions, `${where}: cache.compressions`);
@@ -226,6 +242,43 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
     throw new ConfigError((err as Error).message);
   }
   return config as KilnConfig;
+}
+
+function checkFodCheck(value: unknown, fail: (at: string, what: string) => never): void {
+  if (value === undefined) return;
+  const at = 'qa.fodCheck';
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(at, "must be an object { every: '7d', tags, concurrency, priority }");
+  const f = value as Record<string, unknown>;
+  for (const key of Object.keys(f)) if (!FOD_CHECK_SETTINGS.includes(key)) fail(`${at}.${key}`, `is not a setting (known: ${FOD_CHECK_SETTINGS.join(', ')})`);
+  if (typeof f.every !== 'string' || !(parseDuration(f.every)! > 0)) fail(`${at}.every`, `must be a length of time above 0: ${DURATION_EXAMPLES}`);
+  if (f.tags !== undefined && (!Array.isArray(f.tags) || f.tags.some((t) => typeof t !== 'string'))) fail(`${at}.tags`, 'must be a list of KEY=VALUE');
+  try {
+    validateTags(((f.tags ?? []) as string[]).map(parseTag), `${at}.tags`);
+  } catch (err) {
+    fail(`${at}.tags`, (err as Error).message);
+  }
+  if (f.concurrency !== undefined && (!Number.isInteger(f.concurrency) || (f.concurrency as number) < 1)) fail(`${at}.concurrency`, 'must be a whole number of at least 1');
+  if (f.priority !== undefined) {
+    try {
+      validatePriority(f.priority as number);
+    } catch (err) {
+      fail(`${at}.priority`, (err as Error).message);
+    }
+  }
+}
+
+/** The schedule of fixed-output re-checks as coordinator options; the config was checked. */
+export function qaOptions(config: KilnConfig): Pick<CoordinatorOptions, 'fodCheck'> {
+  const f = config.qa?.fodCheck;
+  if (!f) return {};
+  return {
+    fodCheck: {
+      everyMs: parseDuration(f.every)!,
+      tags: (f.tags ?? []).map(parseTag),
+      concurrency: f.concurrency ?? DEFAULT_FOD_CHECK_SCHEDULE.concurrency,
+      priority: f.priority ?? DEFAULT_FOD_CHECK_SCHEDULE.priority,
+    },
+  };
 }
 
 /** The request limits as coordinator options; the config was checked. */

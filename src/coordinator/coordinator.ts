@@ -57,6 +57,8 @@ import type { Upstream } from '../cache/upstreams/upstream-list.js';
 import { storeUpstreamList } from '../cache/upstreams/lookup-records.js';
 import { derivationsByPath } from './derivations-by-path.js';
 import { DEFAULT_LOOKUP_LIFETIMES, UpstreamLookups, type LookupLifetimes } from './upstream-lookups.js';
+import { fodCheckHook } from '../qa/fod-check-results.js';
+import { FodCheckScheduler, type FodCheckSchedule } from '../qa/fod-check-schedule.js';
 
 export const DEFAULT_PORT = 8745;
 export const COORDINATOR_VERSION = '0.1.0';
@@ -129,6 +131,10 @@ export interface CoordinatorOptions {
   upstreamLifetimes?: Partial<LookupLifetimes>;
   /** How often upstream lookups look for paths unprompted (default 5 s). */
   upstreamPollMs?: number;
+  /** Fixed-output re-checks on a schedule (qa.fodCheck); none when unset. */
+  fodCheck?: FodCheckSchedule;
+  /** How often the schedule looks for due checks unprompted (default a minute, or `every` if shorter). */
+  fodCheckPollMs?: number;
 }
 
 export type CoordinatorState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -216,7 +222,26 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     if (change.kind === 'submitted' || change.kind === 'requeued') lookups.poke();
   });
   let url = '';
-  const builtIn = opts.publish === false ? [] : [publishHook({ db, storage, keys, compressions }, { ...DEFAULT_PUBLISH_LIMITS, ...opts.publish })];
+  const fodSchedule = opts.fodCheck
+    ? new FodCheckScheduler({
+        deps: { db, storage, sign },
+        schedule: opts.fodCheck,
+        log: log.child({ part: 'fod-checks' }),
+        pollMs: opts.fodCheckPollMs,
+        submitted: (buildIds) => {
+          for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
+          dispatcher.workAvailable();
+        },
+      })
+    : undefined;
+  const fodChecks = fodCheckHook(db, (check) => {
+    metrics.fodChecks.inc({ outcome: check.outcome });
+    log.info({ buildId: check.buildId, derivation: check.derivationPath, outcome: check.outcome, message: check.message }, 'fixed-output re-check ended');
+    // Its events are for the operators' hooks; the schedule may start the next check.
+    hooks.poke();
+    fodSchedule?.poke();
+  });
+  const builtIn = [...(opts.publish === false ? [] : [publishHook({ db, storage, keys, compressions }, { ...DEFAULT_PUBLISH_LIMITS, ...opts.publish })]), fodChecks];
   // Module hooks get an AdminService client of this coordinator, once it listens.
   const operators = await hooksFromSpecs(opts.hooks ?? [], () => createAdminClient(url, adminToken), builtIn.map((h) => h.name)).catch(async (err: unknown) => {
     await dispatcher.stop();
@@ -240,7 +265,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       router,
       limits,
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits, byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths) }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits, byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths), upstreams }, {
         buildsChanged: () => dispatcher.workAvailable(),
         buildsSubmitted: (buildIds) => {
           for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
@@ -321,6 +346,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   state = 'running';
   hooks.start();
   lookups.start();
+  fodSchedule?.start();
   // PostgreSQL's autovacuum does this for a server; PGlite has none.
   const maintenance = database.kind === 'pglite' ? startEmbeddedMaintenance(db, log.child({ part: 'maintenance' })) : undefined;
   // Paths stored before signatures were (or under other keys): until signed, a miss.
@@ -351,6 +377,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         await dispatcher.stop();
         log.info('stopping: signature backfill');
         await backfill.stop();
+        log.info('stopping: fixed-output re-check schedule');
+        await fodSchedule?.stop();
         log.info('stopping: upstream lookups');
         await lookups.close();
         log.info('stopping: hook deliveries');

@@ -411,3 +411,29 @@ export const narFiles = pgTable(
   },
   (t) => [primaryKey({ columns: [t.path, t.compression] }), index('nar_files_file_name').on(t.fileName)],
 );
+
+/**
+ * Re-checks of fixed-output derivations (qa/fod-checks.ts): each is a build of the
+ * derivation, run with its outputs deleted on the agent so that the source is fetched
+ * again and its hash checked. The check's build never replaces the served output (a path
+ * served keeps its row); its outcome is recorded here when the build ends.
+ */
+export const fodChecks = pgTable(
+  'fod_checks',
+  {
+    buildId: uuid('build_id').primaryKey().references(() => builds.id, { onDelete: 'cascade' }),
+    derivationPath: text('derivation_path').notNull().references(() => derivations.path),
+    requestedAt: timestamp('requested_at', { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+    /** null while the build runs; 'passed', 'failed' or 'canceled' once it ended. */
+    outcome: text('outcome'),
+    /** For a failure: the fetcher's message (the attempt's). */
+    message: text('message').notNull().default(''),
+  },
+  (t) => [
+    // The last check of each derivation: what the age filter and the schedule read.
+    index('fod_checks_derivation').on(t.derivationPath, t.requestedAt),
+    // Checks still running: what the schedule's concurrency counts.
+    index('fod_checks_open').on(t.requestedAt).where(sql`${t.outcome} is null`),
+  ],
+);

@@ -15,6 +15,9 @@ export const EVENT_TYPES = [
   'build-retried',
   'agent-connected',
   'agent-lost',
+  // QA: a fixed-output re-check ended (qa/fod-check-results.ts).
+  'fod-check-passed',
+  'fod-check-failed',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

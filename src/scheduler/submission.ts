@@ -3,9 +3,9 @@
 // stored; then the derivations and the builds (new-builds.ts) are written in one
 // transaction.
 import { randomUUID } from 'node:crypto';
-import { and, eq, exists, inArray, ne, notInArray, or, sql } from 'drizzle-orm';
+import { and, eq, exists, inArray, ne, notExists, notInArray, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { builds, derivationOutputs, derivations, storePaths } from '../db/schema.js';
+import { builds, derivationOutputs, derivations, fodChecks, storePaths } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import { checkDerivationClosure, type CheckedDerivation } from './derivation-check.js';
 import type { RestoreDerivationFiles } from './derivation-files.js';
@@ -221,6 +221,8 @@ async function existingBuilds(
           and(
             inArray(derivationOutputs.path, outputs),
             notInArray(builds.state, ['failed', 'canceled']),
+            // A fixed-output re-check (qa/fod-checks.ts) is no build of the outputs to wait on.
+            notExists(db.select({ one: sql`1` }).from(fodChecks).where(eq(fodChecks.buildId, builds.id))),
             or(ne(builds.state, 'succeeded'), exists(db.select({ one: sql`1` }).from(storePaths).where(eq(storePaths.path, derivationOutputs.path)))),
           ),
         )

@@ -43,6 +43,12 @@ export class CoordinatorMetrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+  readonly fodChecks = new Counter({
+    name: 'kiln_fod_checks_total',
+    help: 'Fixed-output re-checks whose end this coordinator recorded, by outcome (passed, failed, canceled).',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   readonly agentFaults = new Counter({
     name: 'kiln_agent_false_missing_inputs_total',
     help: 'Setup failures in which an agent called inputs missing that the cache holds (counted as setup failures, and told to the agent), by agent.',

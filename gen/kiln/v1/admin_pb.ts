@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIqUCChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIyChBleGlzdGluZ19vdXRwdXRzGAkgASgOMhgua2lsbi52MS5FeGlzdGluZ091dHB1dHMiYgoTU3VibWl0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSEAoIZXhpc3RpbmcYAiABKAgSGgoSYXZhaWxhYmxlX3Vwc3RyZWFtGAMgASgIIkIKE1N1Ym1pdEJ1aWxkc1JlcXVlc3QSKwoGYnVpbGRzGAEgAygLMhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QiRAoUU3VibWl0QnVpbGRzUmVzcG9uc2USLAoGYnVpbGRzGAEgAygLMhwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlIh0KD0dldEJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSIxChBHZXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCIxChJHZXRCdWlsZExvZ1JlcXVlc3QSCgoCaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBSI1ChNHZXRCdWlsZExvZ1Jlc3BvbnNlEg8KB2F0dGVtcHQYASABKAUSDQoFY2h1bmsYAiABKAwilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEIuIBChFSZWdpc3RyYXRpb25Ub2tlbhIKCgJpZBgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVnaXN0cmF0aW9ucxgGIAEoBSJsCh5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSGgoEdGFncxgBIAMoCzIMLmtpbG4udjEuVGFnEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlwKH0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuEg4KBnNlY3JldBgCIAEoCSIfCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdCJMCh5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiIsCh5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkiTAofUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4qbQoPRXhpc3RpbmdPdXRwdXRzEiAKHEVYSVNUSU5HX09VVFBVVFNfVU5TUEVDSUZJRUQQABIZChVFWElTVElOR19PVVRQVVRTX0tJTE4QARIdChlFWElTVElOR19PVVRQVVRTX1VQU1RSRUFNEAIy7w4KDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEksKDFN1Ym1pdEJ1aWxkcxIcLmtpbG4udjEuU3VibWl0QnVpbGRzUmVxdWVzdBodLmtpbG4udjEuU3VibWl0QnVpbGRzUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJKCgtHZXRCdWlsZExvZxIbLmtpbG4udjEuR2V0QnVpbGRMb2dSZXF1ZXN0Ghwua2lsbi52MS5HZXRCdWlsZExvZ1Jlc3BvbnNlMAESRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZRJaChFRdWVyeU1pc3NpbmdQYXRocxIhLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0GiIua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEk0KDFVwbG9hZFNvdXJjZRIcLmtpbG4udjEuVXBsb2FkU291cmNlUmVxdWVzdBodLmtpbG4udjEuVXBsb2FkU291cmNlUmVzcG9uc2UoARJUCg9HZXRRdWV1ZVN1bW1hcnkSHy5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlcXVlc3QaIC5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlc3BvbnNlEkUKCkxpc3RFdmVudHMSGi5raWxuLnYxLkxpc3RFdmVudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0RXZlbnRzUmVzcG9uc2USRQoKUmV0cnlFdmVudBIaLmtpbG4udjEuUmV0cnlFdmVudFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5RXZlbnRSZXNwb25zZRJRCg5Db2xsZWN0R2FyYmFnZRIeLmtpbG4udjEuQ29sbGVjdEdhcmJhZ2VSZXF1ZXN0Gh8ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlc3BvbnNlEmwKF0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuEicua2lsbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaKC5raWxuLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USaQoWTGlzdFJlZ2lzdHJhdGlvblRva2VucxImLmtpbG4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1JlcXVlc3QaJy5raWxuLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRJsChdSZXZva2VSZWdpc3RyYXRpb25Ub2tlbhInLmtpbG4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0Gigua2lsbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIqUCChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIyChBleGlzdGluZ19vdXRwdXRzGAkgASgOMhgua2lsbi52MS5FeGlzdGluZ091dHB1dHMiYgoTU3VibWl0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSEAoIZXhpc3RpbmcYAiABKAgSGgoSYXZhaWxhYmxlX3Vwc3RyZWFtGAMgASgIIkIKE1N1Ym1pdEJ1aWxkc1JlcXVlc3QSKwoGYnVpbGRzGAEgAygLMhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QiRAoUU3VibWl0QnVpbGRzUmVzcG9uc2USLAoGYnVpbGRzGAEgAygLMhwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlIh0KD0dldEJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSIxChBHZXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCIxChJHZXRCdWlsZExvZ1JlcXVlc3QSCgoCaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBSI1ChNHZXRCdWlsZExvZ1Jlc3BvbnNlEg8KB2F0dGVtcHQYASABKAUSDQoFY2h1bmsYAiABKAwilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEIuIBChFSZWdpc3RyYXRpb25Ub2tlbhIKCgJpZBgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVnaXN0cmF0aW9ucxgGIAEoBSJsCh5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSGgoEdGFncxgBIAMoCzIMLmtpbG4udjEuVGFnEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlwKH0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuEg4KBnNlY3JldBgCIAEoCSIfCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdCJMCh5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiIsCh5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkiTAofUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4iUwoWQ2hhbGxlbmdlQ2FjaGVzUmVxdWVzdBIOCgZjYWNoZXMYASADKAkSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnEg0KBWxpbWl0GAMgASgFIo4BCgxDYWNoZVZlcmRpY3QSDQoFY2FjaGUYASABKAkSKgoHdmVyZGljdBgCIAEoDjIZLmtpbG4udjEuQ2hhbGxlbmdlVmVyZGljdBIQCghuYXJfaGFzaBgDIAEoCRIQCghuYXJfc2l6ZRgEIAEoBBIPCgd0cnVzdGVkGAUgASgIEg4KBnJlYXNvbhgGIAEoCSKcAQoOQ2hhbGxlbmdlZFBhdGgSEgoKc3RvcmVfcGF0aBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSEAoIYnVpbGRfaWQYAyABKAkSEAoIbmFyX2hhc2gYBCABKAkSEAoIbmFyX3NpemUYBSABKAQSJwoIdmVyZGljdHMYBiADKAsyFS5raWxuLnYxLkNhY2hlVmVyZGljdCJnChBDaGFsbGVuZ2VTdW1tYXJ5Eg0KBWNhY2hlGAEgASgJEg8KB21hdGNoZXMYAiABKA0SEgoKbWlzbWF0Y2hlcxgDIAEoDRIPCgdtaXNzaW5nGAQgASgNEg4KBmVycm9ycxgFIAEoDSJvChdDaGFsbGVuZ2VDYWNoZXNSZXNwb25zZRImCgVwYXRocxgBIAMoCzIXLmtpbG4udjEuQ2hhbGxlbmdlZFBhdGgSLAoJc3VtbWFyaWVzGAIgAygLMhkua2lsbi52MS5DaGFsbGVuZ2VTdW1tYXJ5IpMBChhDaGVja0ZpeGVkT3V0cHV0c1JlcXVlc3QSGgoEdGFncxgBIAMoCzIMLmtpbG4udjEuVGFnEgwKBG5hbWUYAiABKAkSGgoSb2xkZXJfdGhhbl9zZWNvbmRzGAMgASgEEhUKCHByaW9yaXR5GAQgASgFSACIAQESDQoFbGltaXQYBSABKAVCCwoJX3ByaW9yaXR5IuQBChBGaXhlZE91dHB1dENoZWNrEhAKCGJ1aWxkX2lkGAEgASgJEhcKD2Rlcml2YXRpb25fcGF0aBgCIAEoCRIwCgxyZXF1ZXN0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCgdvdXRjb21lGAUgASgOMiAua2lsbi52MS5GaXhlZE91dHB1dENoZWNrT3V0Y29tZRIPCgdtZXNzYWdlGAYgASgJImAKGUNoZWNrRml4ZWRPdXRwdXRzUmVzcG9uc2USKQoGY2hlY2tzGAEgAygLMhkua2lsbi52MS5GaXhlZE91dHB1dENoZWNrEhgKEGFscmVhZHlfY2hlY2tpbmcYAiADKAkilAEKHExpc3RGaXhlZE91dHB1dENoZWNrc1JlcXVlc3QSGAoQZGVyaXZhdGlvbl9wYXRocxgBIAMoCRIyCghvdXRjb21lcxgCIAMoDjIgLmtpbG4udjEuRml4ZWRPdXRwdXRDaGVja091dGNvbWUSEwoLbGF0ZXN0X29ubHkYAyABKAgSEQoJcGFnZV9zaXplGAQgASgFIkoKHUxpc3RGaXhlZE91dHB1dENoZWNrc1Jlc3BvbnNlEikKBmNoZWNrcxgBIAMoCzIZLmtpbG4udjEuRml4ZWRPdXRwdXRDaGVjayptCg9FeGlzdGluZ091dHB1dHMSIAocRVhJU1RJTkdfT1VUUFVUU19VTlNQRUNJRklFRBAAEhkKFUVYSVNUSU5HX09VVFBVVFNfS0lMThABEh0KGUVYSVNUSU5HX09VVFBVVFNfVVBTVFJFQU0QAiquAQoQQ2hhbGxlbmdlVmVyZGljdBIhCh1DSEFMTEVOR0VfVkVSRElDVF9VTlNQRUNJRklFRBAAEhsKF0NIQUxMRU5HRV9WRVJESUNUX01BVENIEAESHgoaQ0hBTExFTkdFX1ZFUkRJQ1RfTUlTTUFUQ0gQAhIdChlDSEFMTEVOR0VfVkVSRElDVF9NSVNTSU5HEAMSGwoXQ0hBTExFTkdFX1ZFUkRJQ1RfRVJST1IQBCrkAQoXRml4ZWRPdXRwdXRDaGVja091dGNvbWUSKgomRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfVU5TUEVDSUZJRUQQABImCiJGSVhFRF9PVVRQVVRfQ0hFQ0tfT1VUQ09NRV9QRU5ESU5HEAESJQohRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfUEFTU0VEEAISJQohRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfRkFJTEVEEAMSJwojRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfQ0FOQ0VMRUQQBDKJEQoMQWRtaW5TZXJ2aWNlEkgKC1N1Ym1pdEJ1aWxkEhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QaHC5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVzcG9uc2USSwoMU3VibWl0QnVpbGRzEhwua2lsbi52MS5TdWJtaXRCdWlsZHNSZXF1ZXN0Gh0ua2lsbi52MS5TdWJtaXRCdWlsZHNSZXNwb25zZRI/CghHZXRCdWlsZBIYLmtpbG4udjEuR2V0QnVpbGRSZXF1ZXN0Ghkua2lsbi52MS5HZXRCdWlsZFJlc3BvbnNlEkoKC0dldEJ1aWxkTG9nEhsua2lsbi52MS5HZXRCdWlsZExvZ1JlcXVlc3QaHC5raWxuLnYxLkdldEJ1aWxkTG9nUmVzcG9uc2UwARJFCgpMaXN0QnVpbGRzEhoua2lsbi52MS5MaXN0QnVpbGRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEkgKC0NhbmNlbEJ1aWxkEhsua2lsbi52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHC5raWxuLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USVwoQU2V0QnVpbGRQcmlvcml0eRIgLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QaIS5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRJUCg9VcGRhdGVCdWlsZFRhZ3MSHy5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QaIC5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEkgKC0NyZWF0ZUFnZW50Ehsua2lsbi52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHC5raWxuLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USYAoTQ3JlYXRlQWdlbnRQYXNzd29yZBIjLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QaJC5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRJFCgpMaXN0QWdlbnRzEhoua2lsbi52MS5MaXN0QWdlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkUKClJldHJ5QnVpbGQSGi5raWxuLnYxLlJldHJ5QnVpbGRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUJ1aWxkUmVzcG9uc2USRQoKRHJhaW5BZ2VudBIaLmtpbG4udjEuRHJhaW5BZ2VudFJlcXVlc3QaGy5raWxuLnYxLkRyYWluQWdlbnRSZXNwb25zZRJRCg5TZXRBZ2VudEFjdGl2ZRIeLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXF1ZXN0Gh8ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlc3BvbnNlEloKEVF1ZXJ5TWlzc2luZ1BhdGhzEiEua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QaIi5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USTQoMVXBsb2FkU291cmNlEhwua2lsbi52MS5VcGxvYWRTb3VyY2VSZXF1ZXN0Gh0ua2lsbi52MS5VcGxvYWRTb3VyY2VSZXNwb25zZSgBElQKD0dldFF1ZXVlU3VtbWFyeRIfLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVxdWVzdBogLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USRQoKTGlzdEV2ZW50cxIaLmtpbG4udjEuTGlzdEV2ZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RFdmVudHNSZXNwb25zZRJFCgpSZXRyeUV2ZW50Ehoua2lsbi52MS5SZXRyeUV2ZW50UmVxdWVzdBobLmtpbG4udjEuUmV0cnlFdmVudFJlc3BvbnNlElEKDkNvbGxlY3RHYXJiYWdlEh4ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlcXVlc3QaHy5raWxuLnYxLkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USbAoXQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW4SJy5raWxuLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBooLmtpbG4udjEuQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRJpChZMaXN0UmVnaXN0cmF0aW9uVG9rZW5zEiYua2lsbi52MS5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBonLmtpbG4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlEmwKF1Jldm9rZVJlZ2lzdHJhdGlvblRva2VuEicua2lsbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaKC5raWxuLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USVAoPQ2hhbGxlbmdlQ2FjaGVzEh8ua2lsbi52MS5DaGFsbGVuZ2VDYWNoZXNSZXF1ZXN0GiAua2lsbi52MS5DaGFsbGVuZ2VDYWNoZXNSZXNwb25zZRJaChFDaGVja0ZpeGVkT3V0cHV0cxIhLmtpbG4udjEuQ2hlY2tGaXhlZE91dHB1dHNSZXF1ZXN0GiIua2lsbi52MS5DaGVja0ZpeGVkT3V0cHV0c1Jlc3BvbnNlEmYKFUxpc3RGaXhlZE91dHB1dENoZWNrcxIlLmtpbG4udjEuTGlzdEZpeGVkT3V0cHV0Q2hlY2tzUmVxdWVzdBomLmtpbG4udjEuTGlzdEZpeGVkT3V0cHV0Q2hlY2tzUmVzcG9uc2ViBnByb3RvMw", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -1220,6 +1220,373 @@ export const RevokeRegistrationTokenResponseSchema: GenMessage<RevokeRegistratio
   messageDesc(file_kiln_v1_admin, 49);
 
 /**
+ * @generated from message kiln.v1.ChallengeCachesRequest
+ */
+export type ChallengeCachesRequest = Message<"kiln.v1.ChallengeCachesRequest"> & {
+  /**
+   * Base URLs of the caches to compare with; empty: the upstreams configured for outputs.
+   *
+   * @generated from field: repeated string caches = 1;
+   */
+  caches: string[];
+
+  /**
+   * Only paths built by builds carrying every one of these tags.
+   *
+   * @generated from field: repeated kiln.v1.Tag tags = 2;
+   */
+  tags: Tag[];
+
+  /**
+   * At most this many paths, the most recently built first (default 1000, at most 10,000).
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message kiln.v1.ChallengeCachesRequest.
+ * Use `create(ChallengeCachesRequestSchema)` to create a new message.
+ */
+export const ChallengeCachesRequestSchema: GenMessage<ChallengeCachesRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 50);
+
+/**
+ * @generated from message kiln.v1.CacheVerdict
+ */
+export type CacheVerdict = Message<"kiln.v1.CacheVerdict"> & {
+  /**
+   * @generated from field: string cache = 1;
+   */
+  cache: string;
+
+  /**
+   * @generated from field: kiln.v1.ChallengeVerdict verdict = 2;
+   */
+  verdict: ChallengeVerdict;
+
+  /**
+   * The other cache's NAR hash (MATCH and MISMATCH).
+   *
+   * @generated from field: string nar_hash = 3;
+   */
+  narHash: string;
+
+  /**
+   * @generated from field: uint64 nar_size = 4;
+   */
+  narSize: bigint;
+
+  /**
+   * For a configured upstream: its narinfo is signed by a key trusted for it.
+   *
+   * @generated from field: bool trusted = 5;
+   */
+  trusted: boolean;
+
+  /**
+   * Why ERROR (or what MISSING was told).
+   *
+   * @generated from field: string reason = 6;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message kiln.v1.CacheVerdict.
+ * Use `create(CacheVerdictSchema)` to create a new message.
+ */
+export const CacheVerdictSchema: GenMessage<CacheVerdict> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 51);
+
+/**
+ * @generated from message kiln.v1.ChallengedPath
+ */
+export type ChallengedPath = Message<"kiln.v1.ChallengedPath"> & {
+  /**
+   * @generated from field: string store_path = 1;
+   */
+  storePath: string;
+
+  /**
+   * @generated from field: string derivation_path = 2;
+   */
+  derivationPath: string;
+
+  /**
+   * @generated from field: string build_id = 3;
+   */
+  buildId: string;
+
+  /**
+   * kiln's NAR hash, as its narinfo says (sha256:<nix base32>).
+   *
+   * @generated from field: string nar_hash = 4;
+   */
+  narHash: string;
+
+  /**
+   * @generated from field: uint64 nar_size = 5;
+   */
+  narSize: bigint;
+
+  /**
+   * One per cache, in the order of the caches.
+   *
+   * @generated from field: repeated kiln.v1.CacheVerdict verdicts = 6;
+   */
+  verdicts: CacheVerdict[];
+};
+
+/**
+ * Describes the message kiln.v1.ChallengedPath.
+ * Use `create(ChallengedPathSchema)` to create a new message.
+ */
+export const ChallengedPathSchema: GenMessage<ChallengedPath> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 52);
+
+/**
+ * @generated from message kiln.v1.ChallengeSummary
+ */
+export type ChallengeSummary = Message<"kiln.v1.ChallengeSummary"> & {
+  /**
+   * @generated from field: string cache = 1;
+   */
+  cache: string;
+
+  /**
+   * @generated from field: uint32 matches = 2;
+   */
+  matches: number;
+
+  /**
+   * @generated from field: uint32 mismatches = 3;
+   */
+  mismatches: number;
+
+  /**
+   * @generated from field: uint32 missing = 4;
+   */
+  missing: number;
+
+  /**
+   * @generated from field: uint32 errors = 5;
+   */
+  errors: number;
+};
+
+/**
+ * Describes the message kiln.v1.ChallengeSummary.
+ * Use `create(ChallengeSummarySchema)` to create a new message.
+ */
+export const ChallengeSummarySchema: GenMessage<ChallengeSummary> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 53);
+
+/**
+ * @generated from message kiln.v1.ChallengeCachesResponse
+ */
+export type ChallengeCachesResponse = Message<"kiln.v1.ChallengeCachesResponse"> & {
+  /**
+   * @generated from field: repeated kiln.v1.ChallengedPath paths = 1;
+   */
+  paths: ChallengedPath[];
+
+  /**
+   * One per cache, in the order of the caches.
+   *
+   * @generated from field: repeated kiln.v1.ChallengeSummary summaries = 2;
+   */
+  summaries: ChallengeSummary[];
+};
+
+/**
+ * Describes the message kiln.v1.ChallengeCachesResponse.
+ * Use `create(ChallengeCachesResponseSchema)` to create a new message.
+ */
+export const ChallengeCachesResponseSchema: GenMessage<ChallengeCachesResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 54);
+
+/**
+ * @generated from message kiln.v1.CheckFixedOutputsRequest
+ */
+export type CheckFixedOutputsRequest = Message<"kiln.v1.CheckFixedOutputsRequest"> & {
+  /**
+   * Only derivations with a successful build carrying every one of these tags.
+   *
+   * @generated from field: repeated kiln.v1.Tag tags = 1;
+   */
+  tags: Tag[];
+
+  /**
+   * Only derivations of this name (as in the .drv's file name after the hash); `*` matches any characters.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Only derivations whose last check (never checked: whose last successful build)
+   * is older than this many seconds; 0: every one.
+   *
+   * @generated from field: uint64 older_than_seconds = 3;
+   */
+  olderThanSeconds: bigint;
+
+  /**
+   * The checks' priority; unset: -1000000, the lowest, so that they go only when no
+   * other build is ready for the agent.
+   *
+   * @generated from field: optional int32 priority = 4;
+   */
+  priority?: number | undefined;
+
+  /**
+   * At most this many checks (default 100, at most 10,000).
+   *
+   * @generated from field: int32 limit = 5;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message kiln.v1.CheckFixedOutputsRequest.
+ * Use `create(CheckFixedOutputsRequestSchema)` to create a new message.
+ */
+export const CheckFixedOutputsRequestSchema: GenMessage<CheckFixedOutputsRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 55);
+
+/**
+ * @generated from message kiln.v1.FixedOutputCheck
+ */
+export type FixedOutputCheck = Message<"kiln.v1.FixedOutputCheck"> & {
+  /**
+   * The check's build (kiln build show / log).
+   *
+   * @generated from field: string build_id = 1;
+   */
+  buildId: string;
+
+  /**
+   * @generated from field: string derivation_path = 2;
+   */
+  derivationPath: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp requested_at = 3;
+   */
+  requestedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 4;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: kiln.v1.FixedOutputCheckOutcome outcome = 5;
+   */
+  outcome: FixedOutputCheckOutcome;
+
+  /**
+   * For a failure: the fetcher's message (the last lines of the build's log).
+   *
+   * @generated from field: string message = 6;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message kiln.v1.FixedOutputCheck.
+ * Use `create(FixedOutputCheckSchema)` to create a new message.
+ */
+export const FixedOutputCheckSchema: GenMessage<FixedOutputCheck> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 56);
+
+/**
+ * @generated from message kiln.v1.CheckFixedOutputsResponse
+ */
+export type CheckFixedOutputsResponse = Message<"kiln.v1.CheckFixedOutputsResponse"> & {
+  /**
+   * The checks submitted.
+   *
+   * @generated from field: repeated kiln.v1.FixedOutputCheck checks = 1;
+   */
+  checks: FixedOutputCheck[];
+
+  /**
+   * Derivations the filters selected that were not submitted again: a check of theirs
+   * has not ended yet.
+   *
+   * @generated from field: repeated string already_checking = 2;
+   */
+  alreadyChecking: string[];
+};
+
+/**
+ * Describes the message kiln.v1.CheckFixedOutputsResponse.
+ * Use `create(CheckFixedOutputsResponseSchema)` to create a new message.
+ */
+export const CheckFixedOutputsResponseSchema: GenMessage<CheckFixedOutputsResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 57);
+
+/**
+ * @generated from message kiln.v1.ListFixedOutputChecksRequest
+ */
+export type ListFixedOutputChecksRequest = Message<"kiln.v1.ListFixedOutputChecksRequest"> & {
+  /**
+   * Only checks of these derivations.
+   *
+   * @generated from field: repeated string derivation_paths = 1;
+   */
+  derivationPaths: string[];
+
+  /**
+   * Only checks with one of these outcomes.
+   *
+   * @generated from field: repeated kiln.v1.FixedOutputCheckOutcome outcomes = 2;
+   */
+  outcomes: FixedOutputCheckOutcome[];
+
+  /**
+   * Only each derivation's latest check.
+   *
+   * @generated from field: bool latest_only = 3;
+   */
+  latestOnly: boolean;
+
+  /**
+   * At most this many (default 100, at most 1000).
+   *
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message kiln.v1.ListFixedOutputChecksRequest.
+ * Use `create(ListFixedOutputChecksRequestSchema)` to create a new message.
+ */
+export const ListFixedOutputChecksRequestSchema: GenMessage<ListFixedOutputChecksRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 58);
+
+/**
+ * @generated from message kiln.v1.ListFixedOutputChecksResponse
+ */
+export type ListFixedOutputChecksResponse = Message<"kiln.v1.ListFixedOutputChecksResponse"> & {
+  /**
+   * @generated from field: repeated kiln.v1.FixedOutputCheck checks = 1;
+   */
+  checks: FixedOutputCheck[];
+};
+
+/**
+ * Describes the message kiln.v1.ListFixedOutputChecksResponse.
+ * Use `create(ListFixedOutputChecksResponseSchema)` to create a new message.
+ */
+export const ListFixedOutputChecksResponseSchema: GenMessage<ListFixedOutputChecksResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 59);
+
+/**
  * @generated from enum kiln.v1.ExistingOutputs
  */
 export enum ExistingOutputs {
@@ -1254,6 +1621,92 @@ export enum ExistingOutputs {
  */
 export const ExistingOutputsSchema: GenEnum<ExistingOutputs> = /*@__PURE__*/
   enumDesc(file_kiln_v1_admin, 0);
+
+/**
+ * @generated from enum kiln.v1.ChallengeVerdict
+ */
+export enum ChallengeVerdict {
+  /**
+   * @generated from enum value: CHALLENGE_VERDICT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The other cache's narinfo gives the same NAR hash.
+   *
+   * @generated from enum value: CHALLENGE_VERDICT_MATCH = 1;
+   */
+  MATCH = 1,
+
+  /**
+   * It gives another NAR hash: the output is not reproducible (or one cache is wrong).
+   *
+   * @generated from enum value: CHALLENGE_VERDICT_MISMATCH = 2;
+   */
+  MISMATCH = 2,
+
+  /**
+   * The other cache has no narinfo for the path.
+   *
+   * @generated from enum value: CHALLENGE_VERDICT_MISSING = 3;
+   */
+  MISSING = 3,
+
+  /**
+   * The other cache could not tell (down, 5xx, an answer that is no narinfo).
+   *
+   * @generated from enum value: CHALLENGE_VERDICT_ERROR = 4;
+   */
+  ERROR = 4,
+}
+
+/**
+ * Describes the enum kiln.v1.ChallengeVerdict.
+ */
+export const ChallengeVerdictSchema: GenEnum<ChallengeVerdict> = /*@__PURE__*/
+  enumDesc(file_kiln_v1_admin, 1);
+
+/**
+ * @generated from enum kiln.v1.FixedOutputCheckOutcome
+ */
+export enum FixedOutputCheckOutcome {
+  /**
+   * @generated from enum value: FIXED_OUTPUT_CHECK_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Its build has not ended yet.
+   *
+   * @generated from enum value: FIXED_OUTPUT_CHECK_OUTCOME_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * The source was fetched again and has the derivation's hash.
+   *
+   * @generated from enum value: FIXED_OUTPUT_CHECK_OUTCOME_PASSED = 2;
+   */
+  PASSED = 2,
+
+  /**
+   * The fetch failed (the URL is gone) or the content's hash differs; see message.
+   *
+   * @generated from enum value: FIXED_OUTPUT_CHECK_OUTCOME_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * @generated from enum value: FIXED_OUTPUT_CHECK_OUTCOME_CANCELED = 4;
+   */
+  CANCELED = 4,
+}
+
+/**
+ * Describes the enum kiln.v1.FixedOutputCheckOutcome.
+ */
+export const FixedOutputCheckOutcomeSchema: GenEnum<FixedOutputCheckOutcome> = /*@__PURE__*/
+  enumDesc(file_kiln_v1_admin, 2);
 
 /**
  * What operators and their scripts use: submit and steer builds, manage agents.
@@ -1490,6 +1943,41 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof RevokeRegistrationTokenRequestSchema;
     output: typeof RevokeRegistrationTokenResponseSchema;
+  },
+  /**
+   * Compares, for the store paths kiln built, the NAR hash of kiln's narinfo with the one
+   * other caches' narinfos give (as `guix challenge` does): a match, a mismatch, or
+   * missing there. Asks the caches named, or the upstreams configured for outputs.
+   *
+   * @generated from rpc kiln.v1.AdminService.ChallengeCaches
+   */
+  challengeCaches: {
+    methodKind: "unary";
+    input: typeof ChallengeCachesRequestSchema;
+    output: typeof ChallengeCachesResponseSchema;
+  },
+  /**
+   * Submits a re-check of each fixed-output derivation kiln built that the filters
+   * select: a build at a low priority, run with the outputs deleted on the agent, so
+   * that the source is fetched again and its hash checked. The served output is never
+   * replaced; a failed re-check is recorded with the fetcher's message and an event.
+   *
+   * @generated from rpc kiln.v1.AdminService.CheckFixedOutputs
+   */
+  checkFixedOutputs: {
+    methodKind: "unary";
+    input: typeof CheckFixedOutputsRequestSchema;
+    output: typeof CheckFixedOutputsResponseSchema;
+  },
+  /**
+   * Re-checks of fixed-output derivations, newest first.
+   *
+   * @generated from rpc kiln.v1.AdminService.ListFixedOutputChecks
+   */
+  listFixedOutputChecks: {
+    methodKind: "unary";
+    input: typeof ListFixedOutputChecksRequestSchema;
+    output: typeof ListFixedOutputChecksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_v1_admin, 0);

@@ -19,11 +19,20 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 
 /** Looks `storePath` up on `upstream` (Node's fetch keeps connections alive between calls). */
 export async function lookUp(upstream: Upstream, storePath: string, signal?: AbortSignal, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<LookupOutcome> {
-  const url = `${upstream.url}/${parseStorePath(storePath).hashPart}.narinfo`;
-  const text = await fetchText(url, signal, timeoutMs);
+  const text = await fetchNarInfoText(upstream.url, storePath, signal, timeoutMs);
   if (text.kind !== 'text') return text.kind === 'absent' ? { outcome: 'miss', reason: 'no narinfo (404)' } : { outcome: 'error', reason: text.reason };
   const judged = judgeNarInfo(text.text, storePath, upstream.keys);
-  return judged.trusted ? { outcome: 'hit', info: judged.info } : { outcome: 'miss', reason: `${url}: ${judged.reason}` };
+  return judged.trusted ? { outcome: 'hit', info: judged.info } : { outcome: 'miss', reason: `${text.url}: ${judged.reason}` };
+}
+
+/** A narinfo as a cache answered: its text (empty when too big to be one), none, or no answer. */
+export type NarInfoFetch = { kind: 'text'; text: string; url: string } | { kind: 'absent' } | { kind: 'error'; reason: string };
+
+/** Fetches the narinfo of `storePath` from the cache at `baseUrl` (no trailing slash), judged by no one. */
+export async function fetchNarInfoText(baseUrl: string, storePath: string, signal?: AbortSignal, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<NarInfoFetch> {
+  const url = `${baseUrl}/${parseStorePath(storePath).hashPart}.narinfo`;
+  const fetched = await fetchText(url, signal, timeoutMs);
+  return fetched.kind === 'text' ? { ...fetched, url } : fetched;
 }
 
 type Fetched = { kind: 'text'; text: string } | { kind: 'absent' } | { kind: 'error'; reason: string };

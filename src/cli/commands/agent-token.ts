@@ -5,13 +5,12 @@ import { adminClientFor } from '../admin-client.js';
 import { printJson } from '../output.js';
 import { CLIENT_OPTIONS, exactlyOne, parse, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
-
-const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
+import { parseDuration } from '../../durations.js';
 
 /** `--expires`: a time from now (30m, 12h, 7d) or an ISO 8601 date. */
 export function expiryFrom(text: string, now: Date = new Date()): Date {
-  const relative = /^(\d+)([mhd])$/.exec(text);
-  if (relative) return new Date(now.getTime() + Number(relative[1]) * UNIT_MS[relative[2]!]!);
+  const relative = parseDuration(text);
+  if (relative !== undefined) return new Date(now.getTime() + relative);
   const date = /^\d{4}-\d\d-\d\d/.test(text) ? new Date(text) : new Date(NaN);
   if (Number.isNaN(date.getTime())) throw new UsageError(`--expires ${JSON.stringify(text)}: give a time from now (30m, 12h, 7d) or a date (2026-12-31T00:00:00Z)`);
   if (date <= now) throw new UsageError(`--expires ${text} has passed`);

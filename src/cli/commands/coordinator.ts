@@ -9,7 +9,7 @@ import type { Tag } from '../../scheduler/tags.js';
 import { priorityFirst, type AllocationPolicy } from '../../scheduler/allocation.js';
 import { fairShareByTag } from '../../scheduler/fair-share.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
-import { cacheOptions, configAsFlags, limitOptions, loadConfig, upstreamOptions, type KilnConfig } from '../../coordinator/config-file.js';
+import { cacheOptions, configAsFlags, limitOptions, loadConfig, qaOptions, upstreamOptions, type KilnConfig } from '../../coordinator/config-file.js';
 import { parseUpstreams } from '../../cache/upstreams/upstream-list.js';
 import { parse, secondsFrom, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
@@ -83,6 +83,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     ...storageOptions(settings),
     ...cacheOptions(config, configPath ?? ''),
     ...limitOptions(config),
+    ...qaOptions(config),
     ...upstreamSettings(config, values),
     hooks: config.hooks,
   });

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, test } from '@jest/globals';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cacheOptions, configAsFlags, loadConfig } from '../../../src/coordinator/config-file.js';
+import { cacheOptions, checkConfig, configAsFlags, loadConfig, qaOptions } from '../../../src/coordinator/config-file.js';
 import { DEFAULT_RETENTION, keptSince } from '../../../src/substitutes/retention.js';
 import { schedulingOptions, storageOptions } from '../../../src/cli/commands/coordinator.js';
 
@@ -51,7 +51,7 @@ describe('kiln coordinator --config', () => {
   });
 
   test.each([
-    ['{"schedule": {}}', /schedule: is not a setting \(known: scheduling, retry, hooks, builtinHooks, cache, storage, retention, limits, upstreams, upstreamLookups\)/],
+    ['{"schedule": {}}', /schedule: is not a setting \(known: scheduling, retry, hooks, builtinHooks, cache, storage, retention, limits, upstreams, upstreamLookups, qa\)/],
     ['{"storage": {"minFreeNarGiB": -1}}', /storage.minFreeNarGiB: must be a number of at least 0/],
     ['{"cache": {"compressions": ["lz4", "brotli"]}}', /: cache.compressions\[1\]: "brotli" is not a compression the cache can keep \(lz4, zstd, gzip/],
     ['{"cache": {"compressions": ["lz4", "zstd:25"]}}', /: cache.compressions\[1\]: zstd levels go from 1 to 19, not 25/],
@@ -107,5 +107,23 @@ describe('kiln coordinator --config', () => {
 
   test('an unknown kind of file is refused', async () => {
     await expect(loadConfig(file('kiln.yaml', 'a: 1'))).rejects.toThrow(/use .json, .ts, .js or .mjs/);
+  });
+
+  test('qa.fodCheck becomes the schedule of fixed-output re-checks, the lowest priority and one at a time by default', () => {
+    const config = checkConfig({ qa: { fodCheck: { every: '7d', tags: ['team=web'] } } }, 'kiln.json');
+    expect(qaOptions(config)).toEqual({ fodCheck: { everyMs: 7 * 86_400_000, tags: [{ key: 'team', value: 'web' }], concurrency: 1, priority: -1_000_000 } });
+    expect(qaOptions(checkConfig({ qa: { fodCheck: { every: '12h', concurrency: 3, priority: -50 } } }, 'k')).fodCheck).toMatchObject({ everyMs: 43_200_000, concurrency: 3, priority: -50 });
+    expect(qaOptions(checkConfig({}, 'k'))).toEqual({});
+  });
+
+  test('a mistake in qa.fodCheck is named with its place', () => {
+    const mistake = (fodCheck: unknown) => () => checkConfig({ qa: { fodCheck } }, 'kiln.json');
+    expect(mistake({ every: 'weekly' })).toThrow("kiln.json: qa.fodCheck.every: must be a length of time above 0: 30s, 30m, 12h, 7d or 2w");
+    expect(mistake({ every: '0d' })).toThrow('qa.fodCheck.every: must be a length of time above 0');
+    expect(mistake({ every: '7d', tags: ['nokey'] })).toThrow('qa.fodCheck.tags: tag "nokey" is not of the form key=value');
+    expect(mistake({ every: '7d', concurrency: 0 })).toThrow('qa.fodCheck.concurrency: must be a whole number of at least 1');
+    expect(mistake({ every: '7d', priority: -2_000_000 })).toThrow('qa.fodCheck.priority: priority -2000000 is outside');
+    expect(mistake({ every: '7d', often: true })).toThrow('qa.fodCheck.often: is not a setting (known: every, tags, concurrency, priority)');
+    expect(() => checkConfig({ qa: { fodChecks: {} } }, 'k')).toThrow('qa.fodChecks: is not a setting (known: fodCheck)');
   });
 });

@@ -7,10 +7,36 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
+CHALLENGE_VERDICT_ERROR: ChallengeVerdict
+CHALLENGE_VERDICT_MATCH: ChallengeVerdict
+CHALLENGE_VERDICT_MISMATCH: ChallengeVerdict
+CHALLENGE_VERDICT_MISSING: ChallengeVerdict
+CHALLENGE_VERDICT_UNSPECIFIED: ChallengeVerdict
 DESCRIPTOR: _descriptor.FileDescriptor
 EXISTING_OUTPUTS_KILN: ExistingOutputs
 EXISTING_OUTPUTS_UNSPECIFIED: ExistingOutputs
 EXISTING_OUTPUTS_UPSTREAM: ExistingOutputs
+FIXED_OUTPUT_CHECK_OUTCOME_CANCELED: FixedOutputCheckOutcome
+FIXED_OUTPUT_CHECK_OUTCOME_FAILED: FixedOutputCheckOutcome
+FIXED_OUTPUT_CHECK_OUTCOME_PASSED: FixedOutputCheckOutcome
+FIXED_OUTPUT_CHECK_OUTCOME_PENDING: FixedOutputCheckOutcome
+FIXED_OUTPUT_CHECK_OUTCOME_UNSPECIFIED: FixedOutputCheckOutcome
+
+class CacheVerdict(_message.Message):
+    __slots__ = ["cache", "nar_hash", "nar_size", "reason", "trusted", "verdict"]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
+    NAR_HASH_FIELD_NUMBER: _ClassVar[int]
+    NAR_SIZE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    cache: str
+    nar_hash: str
+    nar_size: int
+    reason: str
+    trusted: bool
+    verdict: ChallengeVerdict
+    def __init__(self, cache: _Optional[str] = ..., verdict: _Optional[_Union[ChallengeVerdict, str]] = ..., nar_hash: _Optional[str] = ..., nar_size: _Optional[int] = ..., trusted: bool = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CancelBuildRequest(_message.Message):
     __slots__ = ["id"]
@@ -23,6 +49,76 @@ class CancelBuildResponse(_message.Message):
     BUILD_FIELD_NUMBER: _ClassVar[int]
     build: _types_pb2.Build
     def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ...) -> None: ...
+
+class ChallengeCachesRequest(_message.Message):
+    __slots__ = ["caches", "limit", "tags"]
+    CACHES_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    caches: _containers.RepeatedScalarFieldContainer[str]
+    limit: int
+    tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
+    def __init__(self, caches: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ChallengeCachesResponse(_message.Message):
+    __slots__ = ["paths", "summaries"]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    paths: _containers.RepeatedCompositeFieldContainer[ChallengedPath]
+    summaries: _containers.RepeatedCompositeFieldContainer[ChallengeSummary]
+    def __init__(self, paths: _Optional[_Iterable[_Union[ChallengedPath, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[ChallengeSummary, _Mapping]]] = ...) -> None: ...
+
+class ChallengeSummary(_message.Message):
+    __slots__ = ["cache", "errors", "matches", "mismatches", "missing"]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    cache: str
+    errors: int
+    matches: int
+    mismatches: int
+    missing: int
+    def __init__(self, cache: _Optional[str] = ..., matches: _Optional[int] = ..., mismatches: _Optional[int] = ..., missing: _Optional[int] = ..., errors: _Optional[int] = ...) -> None: ...
+
+class ChallengedPath(_message.Message):
+    __slots__ = ["build_id", "derivation_path", "nar_hash", "nar_size", "store_path", "verdicts"]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    NAR_HASH_FIELD_NUMBER: _ClassVar[int]
+    NAR_SIZE_FIELD_NUMBER: _ClassVar[int]
+    STORE_PATH_FIELD_NUMBER: _ClassVar[int]
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    build_id: str
+    derivation_path: str
+    nar_hash: str
+    nar_size: int
+    store_path: str
+    verdicts: _containers.RepeatedCompositeFieldContainer[CacheVerdict]
+    def __init__(self, store_path: _Optional[str] = ..., derivation_path: _Optional[str] = ..., build_id: _Optional[str] = ..., nar_hash: _Optional[str] = ..., nar_size: _Optional[int] = ..., verdicts: _Optional[_Iterable[_Union[CacheVerdict, _Mapping]]] = ...) -> None: ...
+
+class CheckFixedOutputsRequest(_message.Message):
+    __slots__ = ["limit", "name", "older_than_seconds", "priority", "tags"]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OLDER_THAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    name: str
+    older_than_seconds: int
+    priority: int
+    tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
+    def __init__(self, tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., name: _Optional[str] = ..., older_than_seconds: _Optional[int] = ..., priority: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class CheckFixedOutputsResponse(_message.Message):
+    __slots__ = ["already_checking", "checks"]
+    ALREADY_CHECKING_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    already_checking: _containers.RepeatedScalarFieldContainer[str]
+    checks: _containers.RepeatedCompositeFieldContainer[FixedOutputCheck]
+    def __init__(self, checks: _Optional[_Iterable[_Union[FixedOutputCheck, _Mapping]]] = ..., already_checking: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CollectGarbageRequest(_message.Message):
     __slots__ = ["dry_run"]
@@ -93,6 +189,22 @@ class DrainAgentRequest(_message.Message):
 class DrainAgentResponse(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
+
+class FixedOutputCheck(_message.Message):
+    __slots__ = ["build_id", "derivation_path", "finished_at", "message", "outcome", "requested_at"]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    build_id: str
+    derivation_path: str
+    finished_at: _timestamp_pb2.Timestamp
+    message: str
+    outcome: FixedOutputCheckOutcome
+    requested_at: _timestamp_pb2.Timestamp
+    def __init__(self, build_id: _Optional[str] = ..., derivation_path: _Optional[str] = ..., requested_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[FixedOutputCheckOutcome, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class GetBuildLogRequest(_message.Message):
     __slots__ = ["attempt", "id"]
@@ -189,6 +301,24 @@ class ListEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[_types_pb2.Event]
     next_page_token: str
     def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.Event, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListFixedOutputChecksRequest(_message.Message):
+    __slots__ = ["derivation_paths", "latest_only", "outcomes", "page_size"]
+    DERIVATION_PATHS_FIELD_NUMBER: _ClassVar[int]
+    LATEST_ONLY_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    derivation_paths: _containers.RepeatedScalarFieldContainer[str]
+    latest_only: bool
+    outcomes: _containers.RepeatedScalarFieldContainer[FixedOutputCheckOutcome]
+    page_size: int
+    def __init__(self, derivation_paths: _Optional[_Iterable[str]] = ..., outcomes: _Optional[_Iterable[_Union[FixedOutputCheckOutcome, str]]] = ..., latest_only: bool = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListFixedOutputChecksResponse(_message.Message):
+    __slots__ = ["checks"]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    checks: _containers.RepeatedCompositeFieldContainer[FixedOutputCheck]
+    def __init__(self, checks: _Optional[_Iterable[_Union[FixedOutputCheck, _Mapping]]] = ...) -> None: ...
 
 class ListRegistrationTokensRequest(_message.Message):
     __slots__ = []
@@ -405,4 +535,10 @@ class UploadSourceResponse(_message.Message):
     def __init__(self, file_hash: _Optional[str] = ..., file_size: _Optional[int] = ...) -> None: ...
 
 class ExistingOutputs(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class ChallengeVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class FixedOutputCheckOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

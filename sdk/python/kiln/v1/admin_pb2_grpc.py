@@ -131,6 +131,21 @@ class AdminServiceStub(object):
                 request_serializer=kiln_dot_v1_dot_admin__pb2.RevokeRegistrationTokenRequest.SerializeToString,
                 response_deserializer=kiln_dot_v1_dot_admin__pb2.RevokeRegistrationTokenResponse.FromString,
                 )
+        self.ChallengeCaches = channel.unary_unary(
+                '/kiln.v1.AdminService/ChallengeCaches',
+                request_serializer=kiln_dot_v1_dot_admin__pb2.ChallengeCachesRequest.SerializeToString,
+                response_deserializer=kiln_dot_v1_dot_admin__pb2.ChallengeCachesResponse.FromString,
+                )
+        self.CheckFixedOutputs = channel.unary_unary(
+                '/kiln.v1.AdminService/CheckFixedOutputs',
+                request_serializer=kiln_dot_v1_dot_admin__pb2.CheckFixedOutputsRequest.SerializeToString,
+                response_deserializer=kiln_dot_v1_dot_admin__pb2.CheckFixedOutputsResponse.FromString,
+                )
+        self.ListFixedOutputChecks = channel.unary_unary(
+                '/kiln.v1.AdminService/ListFixedOutputChecks',
+                request_serializer=kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksRequest.SerializeToString,
+                response_deserializer=kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksResponse.FromString,
+                )
 
 
 class AdminServiceServicer(object):
@@ -305,6 +320,34 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChallengeCaches(self, request, context):
+        """QA: fixed-output re-checks and challenges against other caches.
+
+        Compares, for the store paths kiln built, the NAR hash of kiln's narinfo with the one
+        other caches' narinfos give (as `guix challenge` does): a match, a mismatch, or
+        missing there. Asks the caches named, or the upstreams configured for outputs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckFixedOutputs(self, request, context):
+        """Submits a re-check of each fixed-output derivation kiln built that the filters
+        select: a build at a low priority, run with the outputs deleted on the agent, so
+        that the source is fetched again and its hash checked. The served output is never
+        replaced; a failed re-check is recorded with the fetcher's message and an event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFixedOutputChecks(self, request, context):
+        """Re-checks of fixed-output derivations, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -422,6 +465,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeRegistrationToken,
                     request_deserializer=kiln_dot_v1_dot_admin__pb2.RevokeRegistrationTokenRequest.FromString,
                     response_serializer=kiln_dot_v1_dot_admin__pb2.RevokeRegistrationTokenResponse.SerializeToString,
+            ),
+            'ChallengeCaches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChallengeCaches,
+                    request_deserializer=kiln_dot_v1_dot_admin__pb2.ChallengeCachesRequest.FromString,
+                    response_serializer=kiln_dot_v1_dot_admin__pb2.ChallengeCachesResponse.SerializeToString,
+            ),
+            'CheckFixedOutputs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckFixedOutputs,
+                    request_deserializer=kiln_dot_v1_dot_admin__pb2.CheckFixedOutputsRequest.FromString,
+                    response_serializer=kiln_dot_v1_dot_admin__pb2.CheckFixedOutputsResponse.SerializeToString,
+            ),
+            'ListFixedOutputChecks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFixedOutputChecks,
+                    request_deserializer=kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksRequest.FromString,
+                    response_serializer=kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -823,5 +881,56 @@ class AdminService(object):
         return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/RevokeRegistrationToken',
             kiln_dot_v1_dot_admin__pb2.RevokeRegistrationTokenRequest.SerializeToString,
             kiln_dot_v1_dot_admin__pb2.RevokeRegistrationTokenResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ChallengeCaches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/ChallengeCaches',
+            kiln_dot_v1_dot_admin__pb2.ChallengeCachesRequest.SerializeToString,
+            kiln_dot_v1_dot_admin__pb2.ChallengeCachesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CheckFixedOutputs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/CheckFixedOutputs',
+            kiln_dot_v1_dot_admin__pb2.CheckFixedOutputsRequest.SerializeToString,
+            kiln_dot_v1_dot_admin__pb2.CheckFixedOutputsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListFixedOutputChecks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/ListFixedOutputChecks',
+            kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksRequest.SerializeToString,
+            kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
