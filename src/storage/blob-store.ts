@@ -102,6 +102,8 @@ export interface BlobStore {
   resumeStaged(key: string, opts?: { partSize?: number }): Promise<StagedBlob | undefined>;
   /** Staged uploads under a key prefix not yet completed or aborted. */
   listStaged(prefix: string): AsyncIterable<StagedInfo>;
+  /** Lets go of what the store holds open (connections); nothing may be asked after. */
+  close(): void;
 }
 
 /** S3's least part size (every part but the last); the filesystem keeps the same rule. */
@@ -136,11 +138,97 @@ export function checkRange(key: string, range: ByteRange | undefined, size: numb
   if (range.start >= size) throw new BlobStoreError('out_of_range', `range ${range.start}-${range.end} starts past the end of ${key} (${size} bytes)`);
 }
 
+/** The one writer per staged upload in this process: a second is refused as in_use. */
+export class WriterGuard {
+  private readonly held = new Set<string>();
+
+  hold(key: string): void {
+    checkKey(key);
+    if (this.held.has(key)) throw new BlobStoreError('in_use', `the staged upload of ${key} is being written by another writer`);
+    this.held.add(key);
+  }
+
+  release(key: string): void {
+    this.held.delete(key);
+  }
+}
+
+/**
+ * What both staged uploads share: bytes buffered into parts, each sent by `sendPart`;
+ * one ending (complete, abort or release) after which nothing more is taken, and the
+ * writer's hold on the key let go whatever the ending did.
+ */
+export abstract class PartedUpload implements StagedBlob {
+  private readonly buffer: PartBuffer;
+  private ended = false;
+
+  constructor(
+    readonly key: string,
+    readonly uploadId: string,
+    partSize: number,
+    private readonly letGo: () => void,
+  ) {
+    this.buffer = new PartBuffer(partSize, (part) => this.sendPart(part));
+  }
+
+  abstract readonly size: number;
+  abstract readonly parts: readonly number[];
+  /** Stores the next whole part. */
+  protected abstract storePart(part: Buffer): Promise<void>;
+  /** Makes the blob of the stored parts visible under its key. */
+  protected abstract publish(): Promise<void>;
+  /** Removes every stored part. */
+  protected abstract drop(): Promise<void>;
+  /** Lets go of what the upload holds open (files), before any ending's work. */
+  protected async closeHandles(): Promise<void> {}
+
+  private async sendPart(part: Buffer): Promise<void> {
+    this.live();
+    await this.storePart(part);
+  }
+
+  private live(): void {
+    if (this.ended) throw new Error(`the staged upload of ${this.key} has ended`);
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    this.live();
+    return this.buffer.write(bytes);
+  }
+
+  async complete(): Promise<void> {
+    const last = this.buffer.take();
+    if (last.length > 0 || this.parts.length === 0) await this.sendPart(last);
+    await this.end(() => this.publish());
+  }
+
+  abort(): Promise<void> {
+    return this.end(() => this.drop());
+  }
+
+  release(): Promise<void> {
+    this.buffer.take();
+    return this.end(async () => undefined);
+  }
+
+  /** Ends the upload once: closes what it holds, does `then` while still holding the key, then lets it go. */
+  protected async end(then: () => Promise<void>): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    try {
+      await this.closeHandles();
+      await then();
+    } finally {
+      this.letGo();
+    }
+  }
+}
+
 /**
  * The buffering both staged uploads share: bytes gather until a part is full, then
  * `upload` sends it; complete sends the rest as the last part.
  */
-export class PartBuffer {
+class PartBuffer {
   private chunks: Uint8Array[] = [];
   private buffered = 0;
 

@@ -13,7 +13,8 @@ import {
   checkPartSize,
   checkPrefix,
   checkRange,
-  PartBuffer,
+  PartedUpload,
+  WriterGuard,
   type BlobInfo,
   type BlobStore,
   type ByteRange,
@@ -27,8 +28,7 @@ const JOURNAL_ENTRY = 8; // one little-endian u64 per complete part
 const STAGED_FILE = /^([A-Za-z0-9_-]+)\.([0-9a-f-]{36})\.(data|parts)$/;
 
 export class FsBlobStore implements BlobStore {
-  /** Keys whose staged upload a writer of this process holds. */
-  private readonly writing = new Set<string>();
+  private readonly writers = new WriterGuard();
 
   private constructor(readonly root: string) {}
 
@@ -139,21 +139,17 @@ export class FsBlobStore implements BlobStore {
     return undefined;
   }
 
+  close(): void {}
+
   private async stagedOf(key: string): Promise<StagedInfo[]> {
     const found: StagedInfo[] = [];
     for await (const s of this.listStaged('')) if (s.key === key) found.push(s);
     return found;
   }
 
-  private hold(key: string): void {
-    checkKey(key);
-    if (this.writing.has(key)) throw new BlobStoreError('in_use', `the staged upload of ${key} is being written by another writer`);
-    this.writing.add(key);
-  }
-
   async startStaged(key: string, opts: { partSize?: number } = {}): Promise<StagedBlob> {
     const partSize = checkPartSize(opts.partSize);
-    this.hold(key);
+    this.writers.hold(key);
     try {
       for (const old of await this.stagedOf(key)) await this.removeStaged(key, old.uploadId);
       const uploadId = randomUUID();
@@ -165,18 +161,18 @@ export class FsBlobStore implements BlobStore {
       });
       return new FsStagedBlob(this, key, uploadId, data, journal, [], partSize);
     } catch (err) {
-      this.writing.delete(key);
+      this.writers.release(key);
       throw this.failure(err, `the staged upload of ${key}`);
     }
   }
 
   async resumeStaged(key: string, opts: { partSize?: number } = {}): Promise<StagedBlob | undefined> {
     const partSize = checkPartSize(opts.partSize);
-    this.hold(key);
+    this.writers.hold(key);
     try {
       const [found] = await this.stagedOf(key);
       if (!found) {
-        this.writing.delete(key);
+        this.writers.release(key);
         return undefined;
       }
       const paths = this.stagedPaths(key, found.uploadId);
@@ -186,14 +182,14 @@ export class FsBlobStore implements BlobStore {
       if ((existing?.size ?? 0) < size) {
         // The journal names bytes the data file lacks: neither can be trusted.
         await this.removeStaged(key, found.uploadId);
-        this.writing.delete(key);
+        this.writers.release(key);
         return undefined;
       }
       // A part cut off half way (written, never journaled) is dropped.
       if (existing && existing.size > size) await truncate(paths.data, size);
       return new FsStagedBlob(this, key, found.uploadId, await open(paths.data, 'a'), await open(paths.parts, 'a'), parts, partSize);
     } catch (err) {
-      this.writing.delete(key);
+      this.writers.release(key);
       throw err;
     }
   }
@@ -232,7 +228,7 @@ export class FsBlobStore implements BlobStore {
 
   /** @internal for FsStagedBlob */
   release(key: string): void {
-    this.writing.delete(key);
+    this.writers.release(key);
   }
 
   /** @internal for FsStagedBlob */
@@ -262,24 +258,22 @@ async function readJournal(path: string): Promise<number[]> {
   return parts;
 }
 
-class FsStagedBlob implements StagedBlob {
+class FsStagedBlob extends PartedUpload {
   private readonly sizes: number[];
   private total: number;
-  private readonly buffer: PartBuffer;
-  private ended = false;
 
   constructor(
     private readonly store: FsBlobStore,
-    readonly key: string,
-    readonly uploadId: string,
+    key: string,
+    uploadId: string,
     private readonly data: FileHandle,
     private readonly journal: FileHandle,
     parts: number[],
     partSize: number,
   ) {
+    super(key, uploadId, partSize, () => store.release(key));
     this.sizes = [...parts];
     this.total = parts.reduce((n, p) => n + p, 0);
-    this.buffer = new PartBuffer(partSize, (part) => this.appendPart(part));
   }
 
   get size(): number {
@@ -290,8 +284,7 @@ class FsStagedBlob implements StagedBlob {
     return this.sizes;
   }
 
-  private async appendPart(part: Buffer): Promise<void> {
-    this.live();
+  protected async storePart(part: Buffer): Promise<void> {
     try {
       await writeAll(this.data, part);
       // The part's bytes are written before the journal names them.
@@ -300,46 +293,22 @@ class FsStagedBlob implements StagedBlob {
       await writeAll(this.journal, entry);
     } catch (err) {
       // Out of space: the parts kept would keep the disk full, so nothing is kept.
-      if (isOutOfSpace(err)) await this.end(() => this.store.removeStaged(this.key, this.uploadId));
+      if (isOutOfSpace(err)) await this.end(() => this.drop());
       throw this.store.outOfSpace(err, this.key);
     }
     this.sizes.push(part.length);
     this.total += part.length;
   }
 
-  private live(): void {
-    if (this.ended) throw new Error(`the staged upload of ${this.key} has ended`);
+  protected publish(): Promise<void> {
+    return this.store.publishStaged(this.key, this.uploadId);
   }
 
-  write(bytes: Uint8Array): Promise<void> {
-    this.live();
-    return this.buffer.write(bytes);
+  protected drop(): Promise<void> {
+    return this.store.removeStaged(this.key, this.uploadId);
   }
 
-  async complete(): Promise<void> {
-    const last = this.buffer.take();
-    if (last.length > 0 || this.sizes.length === 0) await this.appendPart(last);
-    await this.end(() => this.store.publishStaged(this.key, this.uploadId));
-  }
-
-  abort(): Promise<void> {
-    return this.end(() => this.store.removeStaged(this.key, this.uploadId));
-  }
-
-  release(): Promise<void> {
-    this.buffer.take();
-    return this.end(async () => undefined);
-  }
-
-  /** Closes the files (once), does `then` while still holding the key, then lets it go. */
-  private async end(then: () => Promise<void>): Promise<void> {
-    if (this.ended) return;
-    this.ended = true;
-    try {
-      await Promise.all([this.data.close(), this.journal.close()]);
-      await then();
-    } finally {
-      this.store.release(this.key);
-    }
+  protected override async closeHandles(): Promise<void> {
+    await Promise.all([this.data.close(), this.journal.close()]);
   }
 }

@@ -27,7 +27,8 @@ import {
   checkPrefix,
   checkRange,
   MIN_PART_SIZE,
-  PartBuffer,
+  PartedUpload,
+  WriterGuard,
   type BlobInfo,
   type BlobStore,
   type ByteRange,
@@ -51,8 +52,7 @@ export class S3BlobStore implements BlobStore {
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
-  /** Keys whose staged upload a writer of this process holds. */
-  private readonly writing = new Set<string>();
+  private readonly writers = new WriterGuard();
 
   constructor(opts: S3BlobStoreOptions) {
     this.bucket = opts.bucket;
@@ -164,12 +164,6 @@ export class S3BlobStore implements BlobStore {
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { expiresIn: expiresInSeconds });
   }
 
-  private hold(key: string): void {
-    checkKey(key);
-    if (this.writing.has(key)) throw new BlobStoreError('in_use', `the staged upload of ${key} is being written by another writer`);
-    this.writing.add(key);
-  }
-
   /** The multipart uploads open for exactly `key`, oldest first. */
   private async uploadsOf(key: string): Promise<StagedInfo[]> {
     const found: StagedInfo[] = [];
@@ -179,12 +173,12 @@ export class S3BlobStore implements BlobStore {
 
   async startStaged(key: string, opts: { partSize?: number } = {}): Promise<StagedBlob> {
     const partSize = checkPartSize(opts.partSize);
-    this.hold(key);
+    this.writers.hold(key);
     try {
       for (const old of await this.uploadsOf(key)) await this.abortUpload(key, old.uploadId);
       return await this.createStaged(key, partSize, true);
     } catch (err) {
-      this.writing.delete(key);
+      this.writers.release(key);
       throw err;
     }
   }
@@ -196,27 +190,27 @@ export class S3BlobStore implements BlobStore {
     );
     if (!res.UploadId) throw new BlobStoreError('unavailable', `starting an upload of ${key} in ${this.location}: the server returned no upload id`);
     return new S3StagedBlob(this.client, this.bucket, this.objectKey(key), key, res.UploadId, [], partSize, (what, run) => this.send(what, run), () => {
-      if (held) this.writing.delete(key);
+      if (held) this.writers.release(key);
     });
   }
 
   async resumeStaged(key: string, opts: { partSize?: number } = {}): Promise<StagedBlob | undefined> {
     const partSize = checkPartSize(opts.partSize);
-    this.hold(key);
+    this.writers.hold(key);
     try {
       const uploads = await this.uploadsOf(key);
       const latest = uploads.pop();
       for (const old of uploads) await this.abortUpload(key, old.uploadId);
       if (!latest) {
-        this.writing.delete(key);
+        this.writers.release(key);
         return undefined;
       }
       const parts = await this.listParts(key, latest.uploadId);
       return new S3StagedBlob(this.client, this.bucket, this.objectKey(key), key, latest.uploadId, parts, partSize, (what, run) => this.send(what, run), () =>
-        this.writing.delete(key),
+        this.writers.release(key),
       );
     } catch (err) {
-      this.writing.delete(key);
+      this.writers.release(key);
       throw err;
     }
   }
@@ -275,8 +269,7 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  /** Closes the client's connections. */
-  destroy(): void {
+  close(): void {
     this.client.destroy();
   }
 }
@@ -289,24 +282,22 @@ interface ListedPart {
 
 type Send = <T>(what: string, run: () => Promise<T>) => Promise<T>;
 
-class S3StagedBlob implements StagedBlob {
+class S3StagedBlob extends PartedUpload {
   private readonly listed: ListedPart[];
-  private readonly buffer: PartBuffer;
-  private ended = false;
 
   constructor(
     private readonly client: S3Client,
     private readonly bucket: string,
     private readonly objectKey: string,
-    readonly key: string,
-    readonly uploadId: string,
+    key: string,
+    uploadId: string,
     parts: ListedPart[],
     partSize: number,
     private readonly send: Send,
-    private readonly letGo: () => void,
+    letGo: () => void,
   ) {
+    super(key, uploadId, partSize, letGo);
     this.listed = [...parts];
-    this.buffer = new PartBuffer(partSize, (part) => this.uploadPart(part));
   }
 
   get size(): number {
@@ -317,8 +308,7 @@ class S3StagedBlob implements StagedBlob {
     return this.listed.map((p) => p.size);
   }
 
-  private async uploadPart(part: Buffer): Promise<void> {
-    this.live();
+  protected async storePart(part: Buffer): Promise<void> {
     const number = this.listed.length + 1;
     const res = await this.send(`uploading part ${number} of ${this.key}`, () =>
       this.client.send(
@@ -329,47 +319,17 @@ class S3StagedBlob implements StagedBlob {
     this.listed.push({ number, etag: res.ETag, size: part.length });
   }
 
-  private live(): void {
-    if (this.ended) throw new Error(`the staged upload of ${this.key} has ended`);
-  }
-
-  write(bytes: Uint8Array): Promise<void> {
-    this.live();
-    return this.buffer.write(bytes);
-  }
-
-  async complete(): Promise<void> {
-    const last = this.buffer.take();
-    if (last.length > 0 || this.listed.length === 0) await this.uploadPart(last);
+  protected async publish(): Promise<void> {
     const Parts: CompletedPart[] = this.listed.map((p) => ({ PartNumber: p.number, ETag: p.etag }));
-    await this.end(() =>
-      this.send(`completing the upload of ${this.key}`, () =>
-        this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey, UploadId: this.uploadId, MultipartUpload: { Parts } })),
-      ),
+    await this.send(`completing the upload of ${this.key}`, () =>
+      this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey, UploadId: this.uploadId, MultipartUpload: { Parts } })),
     );
   }
 
-  abort(): Promise<void> {
-    return this.end(() =>
-      this.send(`aborting the upload of ${this.key}`, () =>
-        this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey, UploadId: this.uploadId })),
-      ),
+  protected async drop(): Promise<void> {
+    await this.send(`aborting the upload of ${this.key}`, () =>
+      this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey, UploadId: this.uploadId })),
     );
-  }
-
-  release(): Promise<void> {
-    this.buffer.take();
-    return this.end(async () => undefined);
-  }
-
-  private async end(then: () => Promise<unknown>): Promise<void> {
-    if (this.ended) return;
-    this.ended = true;
-    try {
-      await then();
-    } finally {
-      this.letGo();
-    }
   }
 }
 
