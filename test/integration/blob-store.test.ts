@@ -143,9 +143,7 @@ describe.each([
     store = await backend.open();
   });
 
-  afterAll(() => {
-    if (store instanceof S3BlobStore) store.destroy();
-  });
+  afterAll(() => store?.close());
 
   test('puts a blob from a stream and reads it whole and by ranges', async () => {
     const bytes = randomBytes(PART + 123_457); // past one part: S3 takes it as a multipart upload
@@ -304,7 +302,7 @@ describe('S3 specifics (radosgw)', () => {
     const part = await fetch(url, { headers: { range: 'bytes=100-199' } });
     expect(part.status).toBe(206);
     expect(Buffer.from(await part.arrayBuffer())).toEqual(bytes.subarray(100, 200));
-    store.destroy();
+    store.close();
   });
 
   test('the filesystem has no URL of its own', async () => {
@@ -330,17 +328,17 @@ describe('S3 specifics (radosgw)', () => {
       await rgw.resume();
     }
     expect((await bytesOf(await store.read('nar/before.nar'))).toString()).toBe('before');
-    store.destroy();
+    store.close();
   });
 
   test('a missing bucket or a wrong secret is misconfigured, not unavailable', async () => {
     const location = parseBlobStoreLocation(`s3://no-such-bucket/x?endpoint=${rgw.endpoint}`) as { kind: 's3' } & ConstructorParameters<typeof S3BlobStore>[0];
     const noBucket = new S3BlobStore({ ...location, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } });
     expect((await rejection(noBucket.put('nar/x.nar', Buffer.from('x')))).kind).toBe('misconfigured');
-    noBucket.destroy();
+    noBucket.close();
     const wrong = new S3BlobStore({ ...location, bucket: BUCKET, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: 'not-the-secret' } });
     expect((await rejection(wrong.put('nar/x.nar', Buffer.from('x')))).kind).toBe('misconfigured');
-    wrong.destroy();
+    wrong.close();
   });
 });
 
