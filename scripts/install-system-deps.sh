@@ -3,9 +3,11 @@
 # (nix-bin), Guile with libgcrypt bindings (to check Guix-style signatures as guix does),
 # PostgreSQL 15 (the tests start a private server of their own), Chromium (the
 # dashboard test drives it headless through playwright-core), systemd-analyze (the
-# units in contrib/systemd are checked with it), and for the Python SDK: protoc and the
-# gRPC Python plugin that generate it, and the python3-protobuf and python3-grpcio
-# runtime its test runs on (all of one Debian release, so that the versions agree).
+# units in contrib/systemd are checked with it), Ceph's monitor, OSD and radosgw (the
+# blob store's S3 tests start a one-OSD cluster on memstore and its S3 gateway), and for
+# the Python SDK: protoc and the gRPC Python plugin that generate it, and the
+# python3-protobuf and python3-grpcio runtime its test runs on (all of one Debian
+# release, so that the versions agree).
 set -euo pipefail
 need=()
 command -v nix-store >/dev/null || need+=(nix-bin)
@@ -22,6 +24,9 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v grpc_python_plugin >/dev/null || need+=(protobuf-compiler-grpc)
 /usr/bin/python3 -c 'import google.protobuf' >/dev/null 2>&1 || need+=(python3-protobuf)
 /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need+=(python3-grpcio)
+command -v radosgw >/dev/null || need+=(radosgw)
+command -v ceph-mon >/dev/null || need+=(ceph-mon)
+command -v ceph-osd >/dev/null || need+=(ceph-osd)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

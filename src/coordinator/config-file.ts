@@ -53,6 +53,12 @@ export interface KilnConfig {
     maxOutputSize?: number | string;
     /** The longest build log taken (`--max-log-size`): bytes, or a size such as "64M" (default 64 MiB; 0: none). */
     maxLogSize?: number | string;
+    /** Where finished NARs live (`--nar-store`): a directory, or s3://BUCKET/PREFIX?endpoint=URL&region=R. */
+    narStore?: string;
+    /** Seconds a redirect of a NAR download to the store's presigned URL lasts (`--nar-redirect-seconds`; 0: kiln streams it). */
+    narRedirectSeconds?: number;
+    /** Credentials for an s3:// narStore (without them: the AWS_* variables, then ~/.aws). */
+    s3?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   };
   /** What `kiln cache gc` keeps. */
   retention?: RetentionConfig;
@@ -86,7 +92,7 @@ const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
   hooks: [],
   builtinHooks: ['publish'],
   cache: ['compressions'],
-  storage: ['minFreeNarGiB', 'maxOutputSize', 'maxLogSize'],
+  storage: ['minFreeNarGiB', 'maxOutputSize', 'maxLogSize', 'narStore', 'narRedirectSeconds', 's3'],
   retention: [],
   limits: ['messageBytes', 'defaultMessageBytes', 'derivation', 'tagsPerBuild', 'tagsPerAgent'],
   upstreams: [],
@@ -157,7 +163,15 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
     if (s[key] !== undefined && (typeof s[key] !== 'number' || !(s[key] >= 0))) fail(`scheduling.${key}`, 'must be a number of at least 0');
   }
   const st = (config.storage ?? {}) as Record<string, unknown>;
-  for (const key of ['minFreeNarGiB'] as const) {
+  if (st.narStore !== undefined && typeof st.narStore !== 'string') fail('storage.narStore', 'must be a string (a directory or s3://BUCKET/PREFIX)');
+  if (st.s3 !== undefined) {
+    const c = st.s3 as Record<string, unknown>;
+    if (typeof c !== 'object' || c === null || typeof c.accessKeyId !== 'string' || typeof c.secretAccessKey !== 'string') {
+      fail('storage.s3', 'must be { accessKeyId, secretAccessKey } (strings; sessionToken optional)');
+    }
+    for (const key of Object.keys(c)) if (!['accessKeyId', 'secretAccessKey', 'sessionToken'].includes(key)) fail(`storage.s3.${key}`, 'is not a setting (known: accessKeyId, secretAccessKey, sessionToken)');
+  }
+  for (const key of ['minFreeNarGiB', 'narRedirectSeconds'] as const) {
     if (st[key] !== undefined && (typeof st[key] !== 'number' || !(st[key] >= 0))) fail(`storage.${key}`, 'must be a number of at least 0');
   }
   for (const key of ['maxOutputSize', 'maxLogSize'] as const) {
@@ -336,6 +350,8 @@ export function configAsFlags(config: KilnConfig): Record<string, string | strin
     'min-free-nar-gib': str(st.minFreeNarGiB),
     'max-output-size': st.maxOutputSize === undefined ? undefined : String(st.maxOutputSize),
     'max-log-size': st.maxLogSize === undefined ? undefined : String(st.maxLogSize),
+    'nar-store': st.narStore,
+    'nar-redirect-seconds': str(st.narRedirectSeconds),
     retries: str(r.retries),
     'retry-on': r.on?.join(','),
     'retry-backoff': str(r.backoffSeconds),

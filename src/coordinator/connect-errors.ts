@@ -4,6 +4,7 @@
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { isDatabaseUnavailable } from '../db/transient.js';
 import { KilnError, type ErrorKind } from '../errors.js';
+import { BlobStoreError, type BlobErrorKind } from '../storage/blob-store.js';
 import type { Logger } from '../logger.js';
 import { parseRefusal } from './parse-errors.js';
 
@@ -18,10 +19,24 @@ const CODES: Record<ErrorKind, Code> = {
   resource_exhausted: Code.ResourceExhausted,
 };
 
+/**
+ * Storage's kinds: a store away or refusing as configured is for the caller to retry once
+ * it is back (or fixed), as the message says.
+ */
+const BLOB_CODES: Record<BlobErrorKind, Code> = {
+  not_found: Code.NotFound,
+  unavailable: Code.Unavailable,
+  out_of_space: Code.ResourceExhausted,
+  misconfigured: Code.Unavailable,
+  out_of_range: Code.OutOfRange,
+  in_use: Code.Aborted,
+};
+
 /** The status of an error kiln raised on purpose (a refusal); undefined for anything else. */
 export function refusalError(err: unknown): ConnectError | undefined {
   if (err instanceof ConnectError) return parseRefusal(err) ?? err;
   if (err instanceof KilnError) return new ConnectError(err.message, CODES[err.kind]);
+  if (err instanceof BlobStoreError) return new ConnectError(`NAR storage: ${err.message}`, BLOB_CODES[err.kind]);
   return undefined;
 }
 

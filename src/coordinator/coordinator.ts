@@ -18,6 +18,7 @@ import { signatureCount } from '../substitutes/narinfo-text.js';
 import { Counter } from 'prom-client';
 import { cacheRoutes } from '../substitutes/cache-routes.js';
 import { NarStorage } from '../storage/nar-storage.js';
+import { openBlobStore, type BlobStoreLocation, type S3Credentials } from '../storage/blob-store-url.js';
 import { createLogger, type Logger } from '../logger.js';
 import { loadOrCreateAdminToken, loadOrCreateDashboardToken } from './admin-token.js';
 import { adminService } from './admin-service.js';
@@ -69,8 +70,14 @@ export interface CoordinatorOptions {
   database: DatabaseOptions;
   /** Where the admin token, keys, logs and (by default) NARs live. */
   dataDir: string;
-  /** Where NARs live (default: DATA_DIR/nars). */
+  /** Where NARs live (default: DATA_DIR/nars); with an s3:// narStore, where uploads are staged. */
   narDir?: string;
+  /** Where finished NARs live: a directory (as narDir), or S3-compatible object storage. */
+  narStore?: BlobStoreLocation;
+  /** Credentials for an s3:// narStore (the configuration file's); without them the AWS_* variables. */
+  narStoreCredentials?: S3Credentials;
+  /** Seconds a NAR download redirected to the store's presigned URL may use it (default 0: kiln streams NARs). */
+  narRedirectSeconds?: number;
   /** Uploads are refused while the NAR directory's filesystem has less free than this (default 0: never). */
   minFreeNarBytes?: number;
   /** The largest NAR of one output taken, uncompressed (default DEFAULT_SIZE_LIMITS, 2 GiB; 0: no limit). */
@@ -174,7 +181,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   if (opts.publish !== false) await checkCompressionTools(compressions);
   const database = await openDatabase(opts.database);
   const { db } = database;
-  const storage = await NarStorage.open(opts.narDir ?? join(opts.dataDir, 'nars'), { minFreeBytes: opts.minFreeNarBytes });
+  const narBlobs = opts.narStore?.kind === 's3' ? await openBlobStore(opts.narStore, { credentials: opts.narStoreCredentials }) : undefined;
+  const narDir = opts.narStore?.kind === 'fs' ? opts.narStore.dir : (opts.narDir ?? join(opts.dataDir, 'nars'));
+  const storage = await NarStorage.open(narDir, { minFreeBytes: opts.minFreeNarBytes, blobs: narBlobs, redirectSeconds: opts.narRedirectSeconds });
   const logs = await LogStorage.open(join(opts.dataDir, 'logs'));
   const sessions = new AgentSessions();
   const events = new BuildEvents();
@@ -394,6 +403,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         log.info('stopping: database');
         await maintenance?.stop();
         await database.close();
+        narBlobs?.close();
         state = 'stopped';
         log.info('coordinator stopped');
       })();

@@ -15,11 +15,17 @@
 // kept for a resume: what the upload staged is removed at once, so that a full disk is
 // not kept full by the upload that filled it, and no empty staging file stays behind.
 // Below a floor of free space (minFreeBytes) uploads are refused before they start.
-import { createReadStream, renameSync, rmSync, writeFileSync, type ReadStream } from 'node:fs';
+//
+// Finished NARs may live elsewhere: given a blob store (S3), staging stays in this
+// directory and a checked upload is copied into the store, then its staged files go; every
+// read, listing and removal goes to the store. Without one, nar/ is the store.
+import { createReadStream, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, opendir, readdir, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import { KilnError } from '../errors.js';
+import type { BlobStore } from './blob-store.js';
 import { formatBytes } from '../byte-sizes.js';
 import { freeBytes, isOutOfSpace, outOfSpaceError, shortWrite } from './disk-space.js';
 
@@ -71,7 +77,14 @@ const STAGING_FILE = /\.(part|frames)$/;
 export interface NarStorageOptions {
   /** Uploads are refused while the directory's filesystem has less free than this (0: never). */
   minFreeBytes?: number;
+  /** Where finished NARs live, when not in the directory's nar/ (S3): keys nar/<file name>. */
+  blobs?: BlobStore;
+  /** How long a redirect to the blob store's own URL for a NAR is good for (0 or none: kiln streams every NAR). */
+  redirectSeconds?: number;
 }
+
+/** The blob store's key for a NAR file. */
+const blobKey = (fileName: string) => `nar/${fileName}`;
 
 /**
  * How old a reading of the free space may be when an upload asks for room: a farm stores
@@ -99,6 +112,9 @@ export class NarStorage {
     readonly root: string,
     stagedKeys: Iterable<string>,
     private readonly minFreeBytes: number,
+    /** The blob store finished NARs go to; undefined: nar/ under root. */
+    private readonly blobs: BlobStore | undefined,
+    private readonly redirectSeconds: number,
   ) {
     this.mayHaveFiles = new Set(stagedKeys);
   }
@@ -107,7 +123,7 @@ export class NarStorage {
     await mkdir(join(root, 'nar'), { recursive: true });
     await mkdir(join(root, 'staging'), { recursive: true });
     const keys = (await readdir(join(root, 'staging'))).filter((f) => STAGING_FILE.test(f)).map((f) => f.replace(STAGING_FILE, ''));
-    return new NarStorage(root, keys, opts.minFreeBytes ?? 0);
+    return new NarStorage(root, keys, opts.minFreeBytes ?? 0, opts.blobs, opts.redirectSeconds ?? 0);
   }
 
   /** Bytes free on the filesystem that holds the NARs, read now. */
@@ -178,6 +194,12 @@ export class NarStorage {
         },
         commitWhole: async (frame, fileName) => {
           const leftovers = this.mayHaveFiles.has(key) ? [paths.data, paths.journal] : [];
+          if (this.blobs) {
+            await this.blobs.put(blobKey(fileName), frame);
+            for (const path of leftovers) await rm(path, { force: true });
+            this.mayHaveFiles.delete(key);
+            return;
+          }
           try {
             this.putSmall(fileName, frame, leftovers);
           } catch (err) {
@@ -242,7 +264,13 @@ export class NarStorage {
 
   private async commit(key: string, fileName: string): Promise<void> {
     const paths = this.stagingPaths(key);
-    await rename(paths.data, this.filePath(fileName));
+    // Into the blob store whole before the staged files go: a failure keeps them for a retry.
+    if (this.blobs) {
+      await this.blobs.put(blobKey(this.checkName(fileName)), createReadStream(paths.data));
+      await rm(paths.data, { force: true });
+    } else {
+      await rename(paths.data, this.filePath(fileName));
+    }
     await rm(paths.journal, { force: true });
     this.mayHaveFiles.delete(key);
   }
@@ -255,6 +283,7 @@ export class NarStorage {
   /** Stores a small file whole (written aside, then renamed into place). */
   async put(fileName: string, bytes: Uint8Array): Promise<void> {
     const final = this.filePath(fileName);
+    if (this.blobs) return this.blobs.put(blobKey(fileName), bytes);
     const temp = this.putPath(fileName);
     try {
       await writeFile(temp, bytes);
@@ -303,11 +332,25 @@ export class NarStorage {
 
   /** Moves a file written at a temporaryPath into place under its final name (atomic rename). */
   async adopt(temporary: string, fileName: string): Promise<void> {
-    await rename(temporary, this.filePath(fileName));
+    if (!this.blobs) return rename(temporary, this.filePath(fileName));
+    await this.blobs.put(blobKey(this.checkName(fileName)), createReadStream(temporary));
+    await rm(temporary, { force: true });
+  }
+
+  private checkName(fileName: string): string {
+    this.filePath(fileName);
+    return fileName;
   }
 
   /** Every stored file under nar/, with its size and when it was last written (for garbage collection). */
   async *files(): AsyncGenerator<{ fileName: string; size: number; modifiedMs: number }> {
+    if (this.blobs) {
+      for await (const b of this.blobs.list('nar/')) {
+        const fileName = b.key.slice('nar/'.length);
+        if (FILE_NAME.test(fileName)) yield { fileName, size: b.size, modifiedMs: b.modifiedMs };
+      }
+      return;
+    }
     const dir = await opendir(join(this.root, 'nar'));
     for await (const entry of dir) {
       if (!entry.isFile() || !FILE_NAME.test(entry.name)) continue;
@@ -317,16 +360,35 @@ export class NarStorage {
   }
 
   async size(fileName: string): Promise<number | undefined> {
+    if (this.blobs) return (await this.blobs.stat(blobKey(this.checkName(fileName))))?.size;
     const s = await stat(this.filePath(fileName)).catch(() => undefined);
     return s?.isFile() ? s.size : undefined;
   }
 
   /** Streams a stored file, or a byte range of it (inclusive end, as HTTP ranges are). */
-  read(fileName: string, range?: { start: number; end: number }): ReadStream {
-    return createReadStream(this.filePath(fileName), range ? { start: range.start, end: range.end } : {});
+  read(fileName: string, range?: { start: number; end: number }): Readable {
+    const path = this.filePath(fileName);
+    if (!this.blobs) return createReadStream(path, range ? { start: range.start, end: range.end } : {});
+    // The store answers asynchronously; its failure (not found, unreachable) is the stream's.
+    const out = new PassThrough();
+    this.blobs.read(blobKey(fileName), range).then(
+      (source) => pipeline(source, out, () => undefined),
+      (err: unknown) => out.destroy(err as Error),
+    );
+    return out;
+  }
+
+  /**
+   * A URL of the blob store's own that serves the file for a while (S3's presigned GET),
+   * when the coordinator is set to redirect NAR downloads there; undefined: serve it here.
+   */
+  async readUrl(fileName: string): Promise<string | undefined> {
+    if (!this.blobs || this.redirectSeconds <= 0) return undefined;
+    return this.blobs.readUrl(blobKey(this.checkName(fileName)), this.redirectSeconds);
   }
 
   async remove(fileName: string): Promise<void> {
+    if (this.blobs) return this.blobs.delete(blobKey(this.checkName(fileName)));
     await rm(this.filePath(fileName), { force: true });
   }
 }

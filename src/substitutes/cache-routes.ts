@@ -99,6 +99,13 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
       const fileName = m[1]!;
       const size = await deps.storage.size(fileName);
       if (size === undefined) return notFound(req, res, 'NAR');
+      // Set to redirect (an S3 store's presigned URL): the client downloads from the store.
+      const redirect = await deps.storage.readUrl(fileName);
+      if (redirect) {
+        res.writeHead(302, { location: redirect, 'cache-control': 'no-store' });
+        res.end();
+        return true;
+      }
       const range = parseRange(req.headers.range, size);
       const common = { 'content-type': 'application/x-nix-nar', 'cache-control': IMMUTABLE, 'accept-ranges': 'bytes' };
       if (range === 'bad') {

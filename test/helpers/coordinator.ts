@@ -25,7 +25,7 @@ export interface TestCoordinator {
 
 export async function startTestCoordinator(
   kind: DatabaseKind,
-  overrides: Partial<Pick<CoordinatorOptions, 'leaseMs' | 'narDir' | 'minFreeNarBytes' | 'maxOutputBytes' | 'maxLogBytes' | 'dispatchIntervalMs' | 'submitMissingInputs' | 'retryPolicy' | 'loadLimits' | 'defaultLimits' | 'allocationPolicy' | 'hooks' | 'hookPollMs' | 'hookLeaseMs' | 'compressions' | 'publish' | 'retention' | 'limits' | 'idleTimeouts' | 'loginThrottle' | 'upstreams' | 'upstreamLifetimes' | 'upstreamPollMs' | 'storeDir' | 'fodCheck' | 'fodCheckPollMs'>> = {},
+  overrides: Partial<Pick<CoordinatorOptions, 'leaseMs' | 'narDir' | 'narStore' | 'narStoreCredentials' | 'narRedirectSeconds' | 'minFreeNarBytes' | 'maxOutputBytes' | 'maxLogBytes' | 'dispatchIntervalMs' | 'submitMissingInputs' | 'retryPolicy' | 'loadLimits' | 'defaultLimits' | 'allocationPolicy' | 'hooks' | 'hookPollMs' | 'hookLeaseMs' | 'compressions' | 'publish' | 'retention' | 'limits' | 'idleTimeouts' | 'loginThrottle' | 'upstreams' | 'upstreamLifetimes' | 'upstreamPollMs' | 'storeDir' | 'fodCheck' | 'fodCheckPollMs'>> = {},
 ): Promise<TestCoordinator> {
   const database = await createTestDatabase(kind);
   const dataDir = mkdtempSync(join(tmpdir(), 'kiln-coord-'));

@@ -15,6 +15,7 @@ import { parse, secondsFrom, tagsFrom } from '../options.js';
 import { UsageError } from '../usage-error.js';
 import { parseByteSize } from '../../byte-sizes.js';
 import { startTracing } from '../../telemetry/tracing.js';
+import { parseBlobStoreLocation, type BlobStoreLocation } from '../../storage/blob-store-url.js';
 
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
@@ -30,6 +31,8 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     database: { type: 'string' },
     'data-dir': { type: 'string' },
     'nar-dir': { type: 'string' },
+    'nar-store': { type: 'string' },
+    'nar-redirect-seconds': { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'local-agent': { type: 'boolean', default: false },
@@ -56,6 +59,9 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
   });
   if (positionals.length) throw new UsageError(`kiln coordinator takes no arguments, got ${positionals.join(' ')}`);
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
+  if (values['nar-dir'] && values['nar-store'] && !values['nar-store'].startsWith('s3:')) {
+    throw new UsageError('--nar-dir and a directory --nar-store name the same thing: give one (with s3://, --nar-dir is where uploads are staged)');
+  }
   const localAgentTags = tagsFrom(values['local-agent-tag']);
   if (localAgentTags.length > 0 && !values['local-agent']) throw new UsageError('--local-agent-tag is for the agent --local-agent starts');
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
@@ -81,6 +87,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
     ...schedulingOptions(settings),
     ...storageOptions(settings),
+    narStoreCredentials: config.storage?.s3,
     ...cacheOptions(config, configPath ?? ''),
     ...limitOptions(config),
     ...qaOptions(config),
@@ -210,8 +217,20 @@ export function storageOptions(values: {
   'min-free-nar-gib'?: string;
   'max-output-size'?: string;
   'max-log-size'?: string;
-}): Pick<CoordinatorOptions, 'minFreeNarBytes' | 'maxOutputBytes' | 'maxLogBytes'> {
+  'nar-store'?: string;
+  'nar-redirect-seconds'?: string;
+}): Pick<CoordinatorOptions, 'minFreeNarBytes' | 'maxOutputBytes' | 'maxLogBytes' | 'narStore' | 'narRedirectSeconds'> {
+  let narStore: BlobStoreLocation | undefined;
+  try {
+    narStore = values['nar-store'] === undefined ? undefined : parseBlobStoreLocation(values['nar-store']);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const redirect = values['nar-redirect-seconds'];
+  if (redirect !== undefined && narStore?.kind !== 's3') throw new UsageError('--nar-redirect-seconds is for an s3:// --nar-store (a directory is served by kiln)');
   return {
+    narStore,
+    narRedirectSeconds: redirect === undefined ? undefined : numberFrom(redirect, '--nar-redirect-seconds'),
     minFreeNarBytes: Math.round(numberFrom(values['min-free-nar-gib'], '--min-free-nar-gib') * 2 ** 30),
     maxOutputBytes: sizeFrom(values['max-output-size'], '--max-output-size'),
     maxLogBytes: sizeFrom(values['max-log-size'], '--max-log-size'),

@@ -50,9 +50,23 @@ describe('kiln coordinator --config', () => {
     expect(storageOptions({})).toEqual({ minFreeNarBytes: 0 });
   });
 
+  test('storage.narStore and narRedirectSeconds become the NAR store, as --nar-store and --nar-redirect-seconds do', async () => {
+    const storage = { narStore: 's3://kiln-nars/farm?endpoint=http://127.0.0.1:7480', narRedirectSeconds: 600, s3: { accessKeyId: 'AK', secretAccessKey: 'SK' } };
+    const config = await loadConfig(file('s3.json', JSON.stringify({ storage })));
+    expect(config.storage?.s3).toEqual({ accessKeyId: 'AK', secretAccessKey: 'SK' });
+    expect(storageOptions(configAsFlags(config))).toMatchObject({
+      narStore: { kind: 's3', bucket: 'kiln-nars', prefix: 'farm/', endpoint: 'http://127.0.0.1:7480', pathStyle: true },
+      narRedirectSeconds: 600,
+    });
+    expect(() => storageOptions({ 'nar-store': 'ftp://x/y' })).toThrow(/--nar-store ftp:\/\/x\/y: unknown scheme/);
+    expect(() => storageOptions({ 'nar-store': '/srv/nars', 'nar-redirect-seconds': '60' })).toThrow(/--nar-redirect-seconds is for an s3:\/\/ --nar-store/);
+  });
+
   test.each([
     ['{"schedule": {}}', /schedule: is not a setting \(known: scheduling, retry, hooks, builtinHooks, cache, storage, retention, limits, upstreams, upstreamLookups, qa\)/],
     ['{"storage": {"minFreeNarGiB": -1}}', /storage.minFreeNarGiB: must be a number of at least 0/],
+    ['{"storage": {"s3": {"accessKeyId": "AK"}}}', /storage.s3: must be \{ accessKeyId, secretAccessKey \}/],
+    ['{"storage": {"narStore": 5}}', /storage.narStore: must be a string/],
     ['{"cache": {"compressions": ["lz4", "brotli"]}}', /: cache.compressions\[1\]: "brotli" is not a compression the cache can keep \(lz4, zstd, gzip/],
     ['{"cache": {"compressions": ["lz4", "zstd:25"]}}', /: cache.compressions\[1\]: zstd levels go from 1 to 19, not 25/],
     ['{"cache": {"compressions": ["zstd"]}}', /: cache.compressions: must include lz4: agents upload NARs as lz4/],
