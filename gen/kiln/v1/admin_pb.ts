@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIqUCChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIyChBleGlzdGluZ19vdXRwdXRzGAkgASgOMhgua2lsbi52MS5FeGlzdGluZ091dHB1dHMiYgoTU3VibWl0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSEAoIZXhpc3RpbmcYAiABKAgSGgoSYXZhaWxhYmxlX3Vwc3RyZWFtGAMgASgIIkIKE1N1Ym1pdEJ1aWxkc1JlcXVlc3QSKwoGYnVpbGRzGAEgAygLMhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QiRAoUU3VibWl0QnVpbGRzUmVzcG9uc2USLAoGYnVpbGRzGAEgAygLMhwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlIh0KD0dldEJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSIxChBHZXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCIxChJHZXRCdWlsZExvZ1JlcXVlc3QSCgoCaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBSI1ChNHZXRCdWlsZExvZ1Jlc3BvbnNlEg8KB2F0dGVtcHQYASABKAUSDQoFY2h1bmsYAiABKAwilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEIuIBChFSZWdpc3RyYXRpb25Ub2tlbhIKCgJpZBgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVnaXN0cmF0aW9ucxgGIAEoBSJsCh5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSGgoEdGFncxgBIAMoCzIMLmtpbG4udjEuVGFnEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlwKH0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuEg4KBnNlY3JldBgCIAEoCSIfCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdCJMCh5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiIsCh5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkiTAofUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4qbQoPRXhpc3RpbmdPdXRwdXRzEiAKHEVYSVNUSU5HX09VVFBVVFNfVU5TUEVDSUZJRUQQABIZChVFWElTVElOR19PVVRQVVRTX0tJTE4QARIdChlFWElTVElOR19PVVRQVVRTX1VQU1RSRUFNEAIy7w4KDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEksKDFN1Ym1pdEJ1aWxkcxIcLmtpbG4udjEuU3VibWl0QnVpbGRzUmVxdWVzdBodLmtpbG4udjEuU3VibWl0QnVpbGRzUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJKCgtHZXRCdWlsZExvZxIbLmtpbG4udjEuR2V0QnVpbGRMb2dSZXF1ZXN0Ghwua2lsbi52MS5HZXRCdWlsZExvZ1Jlc3BvbnNlMAESRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZRJaChFRdWVyeU1pc3NpbmdQYXRocxIhLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0GiIua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEk0KDFVwbG9hZFNvdXJjZRIcLmtpbG4udjEuVXBsb2FkU291cmNlUmVxdWVzdBodLmtpbG4udjEuVXBsb2FkU291cmNlUmVzcG9uc2UoARJUCg9HZXRRdWV1ZVN1bW1hcnkSHy5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlcXVlc3QaIC5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlc3BvbnNlEkUKCkxpc3RFdmVudHMSGi5raWxuLnYxLkxpc3RFdmVudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0RXZlbnRzUmVzcG9uc2USRQoKUmV0cnlFdmVudBIaLmtpbG4udjEuUmV0cnlFdmVudFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5RXZlbnRSZXNwb25zZRJRCg5Db2xsZWN0R2FyYmFnZRIeLmtpbG4udjEuQ29sbGVjdEdhcmJhZ2VSZXF1ZXN0Gh8ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlc3BvbnNlEmwKF0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuEicua2lsbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaKC5raWxuLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USaQoWTGlzdFJlZ2lzdHJhdGlvblRva2VucxImLmtpbG4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1JlcXVlc3QaJy5raWxuLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRJsChdSZXZva2VSZWdpc3RyYXRpb25Ub2tlbhInLmtpbG4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0Gigua2lsbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIuACChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIyChBleGlzdGluZ19vdXRwdXRzGAkgASgOMhgua2lsbi52MS5FeGlzdGluZ091dHB1dHMSGgoSY2hlY2tfcmVwcm9kdWNpYmxlGAogASgNEh0KFWNoZWNrX3JlcHJvZHVjaWJsZV9ieRgLIAEoCSJiChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCBIaChJhdmFpbGFibGVfdXBzdHJlYW0YAyABKAgiQgoTU3VibWl0QnVpbGRzUmVxdWVzdBIrCgZidWlsZHMYASADKAsyGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdCJEChRTdWJtaXRCdWlsZHNSZXNwb25zZRIsCgZidWlsZHMYASADKAsyHC5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVzcG9uc2UiHQoPR2V0QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJImQKEEdldEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkEjEKD3JlcHJvZHVjaWJpbGl0eRgCIAEoCzIYLmtpbG4udjEuUmVwcm9kdWNpYmlsaXR5IjEKEkdldEJ1aWxkTG9nUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFIjUKE0dldEJ1aWxkTG9nUmVzcG9uc2USDwoHYXR0ZW1wdBgBIAEoBRINCgVjaHVuaxgCIAEoDCKUAQoRTGlzdEJ1aWxkc1JlcXVlc3QSIwoGc3RhdGVzGAEgAygOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYAiADKAsyDC5raWxuLnYxLlRhZxIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiTQoSTGlzdEJ1aWxkc1Jlc3BvbnNlEh4KBmJ1aWxkcxgBIAMoCzIOLmtpbG4udjEuQnVpbGQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiAKEkNhbmNlbEJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSI0ChNDYW5jZWxCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI3ChdTZXRCdWlsZFByaW9yaXR5UmVxdWVzdBIKCgJpZBgBIAEoCRIQCghwcmlvcml0eRgCIAEoBSI5ChhTZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIlQKFlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QSCgoCaWQYASABKAkSGQoDc2V0GAIgAygLMgwua2lsbi52MS5UYWcSEwoLcmVtb3ZlX2tleXMYAyADKAkiOAoXVXBkYXRlQnVpbGRUYWdzUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIj4KEkNyZWF0ZUFnZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhoKBHRhZ3MYAiADKAsyDC5raWxuLnYxLlRhZyI0ChNDcmVhdGVBZ2VudFJlc3BvbnNlEh0KBWFnZW50GAEgASgLMg4ua2lsbi52MS5BZ2VudCIuChpDcmVhdGVBZ2VudFBhc3N3b3JkUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSIvChtDcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USEAoIcGFzc3dvcmQYASABKAkiEwoRTGlzdEFnZW50c1JlcXVlc3QiNAoSTGlzdEFnZW50c1Jlc3BvbnNlEh4KBmFnZW50cxgBIAMoCzIOLmtpbG4udjEuQWdlbnQiHwoRUmV0cnlCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMwoSUmV0cnlCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCIlChFEcmFpbkFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSIUChJEcmFpbkFnZW50UmVzcG9uc2UiOQoVU2V0QWdlbnRBY3RpdmVSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEg4KBmFjdGl2ZRgCIAEoCCI3ChZTZXRBZ2VudEFjdGl2ZVJlc3BvbnNlEh0KBWFnZW50GAEgASgLMg4ua2lsbi52MS5BZ2VudCIpChhRdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QSDQoFcGF0aHMYASADKAkiLAoZUXVlcnlNaXNzaW5nUGF0aHNSZXNwb25zZRIPCgdtaXNzaW5nGAEgAygJIlwKDFNvdXJjZUhlYWRlchISCgpzdG9yZV9wYXRoGAEgASgJEhIKCnJlZmVyZW5jZXMYAiADKAkSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEgsKA3ZpYRgEIAMoCSKFAQoTVXBsb2FkU291cmNlUmVxdWVzdBInCgZoZWFkZXIYASABKAsyFS5raWxuLnYxLlNvdXJjZUhlYWRlckgAEg8KBWNodW5rGAIgASgMSAASKQoHdHJhaWxlchgDIAEoCzIWLmtpbG4udjEuVXBsb2FkVHJhaWxlckgAQgkKB21lc3NhZ2UiPAoUVXBsb2FkU291cmNlUmVzcG9uc2USEQoJZmlsZV9oYXNoGAEgASgJEhEKCWZpbGVfc2l6ZRgCIAEoBCIYChZHZXRRdWV1ZVN1bW1hcnlSZXF1ZXN0Ik8KClF1ZXVlQ291bnQSIgoFc3RhdGUYASABKA4yEy5raWxuLnYxLkJ1aWxkU3RhdGUSDgoGc3lzdGVtGAIgASgJEg0KBWNvdW50GAMgASgNImIKClJlYWR5UXVldWUSDgoGc3lzdGVtGAEgASgJEg0KBWNvdW50GAIgASgNEjUKEW9sZGVzdF9jcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ8ChdHZXRRdWV1ZVN1bW1hcnlSZXNwb25zZRIjCgZjb3VudHMYASADKAsyEy5raWxuLnYxLlF1ZXVlQ291bnQSIgoFcmVhZHkYAiADKAsyEy5raWxuLnYxLlJlYWR5UXVldWUSGAoQY29ubmVjdGVkX2FnZW50cxgDIAEoDSJ0ChFMaXN0RXZlbnRzUmVxdWVzdBINCgV0eXBlcxgBIAMoCRIQCghidWlsZF9pZBgCIAEoCRIXCg9kZWxpdmVyeV9zdGF0ZXMYAyADKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiTQoSTGlzdEV2ZW50c1Jlc3BvbnNlEh4KBmV2ZW50cxgBIAMoCzIOLmtpbG4udjEuRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KEVJldHJ5RXZlbnRSZXF1ZXN0EgoKAmlkGAEgASgDEgwKBGhvb2sYAiABKAkiJQoSUmV0cnlFdmVudFJlc3BvbnNlEg8KB3JldHJpZWQYASABKAUiKAoVQ29sbGVjdEdhcmJhZ2VSZXF1ZXN0Eg8KB2RyeV9ydW4YASABKAgiWwoWQ29sbGVjdEdhcmJhZ2VSZXNwb25zZRINCgVwYXRocxgBIAMoCRINCgVmaWxlcxgCIAEoBBIUCgxvcnBoYW5fZmlsZXMYAyABKAQSDQoFYnl0ZXMYBCABKAQi4gEKEVJlZ2lzdHJhdGlvblRva2VuEgoKAmlkGAEgASgJEhoKBHRhZ3MYAiADKAsyDC5raWxuLnYxLlRhZxIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWdpc3RyYXRpb25zGAYgASgFImwKHkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBIaCgR0YWdzGAEgAygLMgwua2lsbi52MS5UYWcSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXAofQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4SDgoGc2VjcmV0GAIgASgJIh8KHUxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXF1ZXN0IkwKHkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRIqCgZ0b2tlbnMYASADKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuIiwKHlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCSJMCh9SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEikKBXRva2VuGAEgASgLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiJFChFDaGVja0J1aWxkUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRIOCgZhZ2VudHMYAiABKA0SDgoGYnlfdGFnGAMgASgJImYKEkNoZWNrQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSMQoPcmVwcm9kdWNpYmlsaXR5GAIgASgLMhgua2lsbi52MS5SZXByb2R1Y2liaWxpdHki4gEKD1JlcHJvZHVjaWJpbGl0eRIsCgVzdGF0ZRgBIAEoDjIdLmtpbG4udjEuUmVwcm9kdWNpYmlsaXR5U3RhdGUSDgoGYWdlbnRzGAIgASgNEg4KBmJ5X3RhZxgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEi4KCmRlY2lkZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKB291dHB1dHMYBiADKAsyFi5raWxuLnYxLkNoZWNrZWRPdXRwdXQSFwoPY2hlY2tfYnVpbGRfaWRzGAcgAygJIrABCg1DaGVja2VkT3V0cHV0EgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRIUCgxyZXByb2R1Y2libGUYAyABKAgSJQoHcmVzdWx0cxgEIAMoCzIULmtpbG4udjEuQ2hlY2tSZXN1bHQSKwoLZGlmZmVyZW5jZXMYBSADKAsyFi5raWxuLnYxLkRpZmZlcmluZ0ZpbGUSGQoRZGlmZmVyZW5jZXNfZXJyb3IYBiABKAkiiwEKC0NoZWNrUmVzdWx0EhAKCHBvc2l0aW9uGAEgASgNEhAKCGJ1aWxkX2lkGAIgASgJEhAKCGFnZW50X2lkGAMgASgJEhEKCXRhZ192YWx1ZRgEIAEoCRIQCghuYXJfaGFzaBgFIAEoCRIQCghuYXJfc2l6ZRgGIAEoBBIPCgduYXJfdXJsGAcgASgJIkUKDURpZmZlcmluZ0ZpbGUSDAoEcGF0aBgBIAEoCRImCgh2ZXJzaW9ucxgCIAMoCzIULmtpbG4udjEuRmlsZVZlcnNpb24idgoLRmlsZVZlcnNpb24SEAoIcG9zaXRpb24YASABKA0SDAoEdHlwZRgCIAEoCRIMCgRzaXplGAMgASgEEg4KBnNoYTI1NhgEIAEoCRIYChBmaXJzdF9kaWZmZXJlbmNlGAUgASgDEg8KB2V4Y2VycHQYBiABKAkqbQoPRXhpc3RpbmdPdXRwdXRzEiAKHEVYSVNUSU5HX09VVFBVVFNfVU5TUEVDSUZJRUQQABIZChVFWElTVElOR19PVVRQVVRTX0tJTE4QARIdChlFWElTVElOR19PVVRQVVRTX1VQU1RSRUFNEAIq1AEKFFJlcHJvZHVjaWJpbGl0eVN0YXRlEiUKIVJFUFJPRFVDSUJJTElUWV9TVEFURV9VTlNQRUNJRklFRBAAEiEKHVJFUFJPRFVDSUJJTElUWV9TVEFURV9QRU5ESU5HEAESJgoiUkVQUk9EVUNJQklMSVRZX1NUQVRFX1JFUFJPRFVDSUJMRRACEigKJFJFUFJPRFVDSUJJTElUWV9TVEFURV9VTlJFUFJPRFVDSUJMRRADEiAKHFJFUFJPRFVDSUJJTElUWV9TVEFURV9GQUlMRUQQBDK2DwoMQWRtaW5TZXJ2aWNlEkgKC1N1Ym1pdEJ1aWxkEhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QaHC5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVzcG9uc2USSwoMU3VibWl0QnVpbGRzEhwua2lsbi52MS5TdWJtaXRCdWlsZHNSZXF1ZXN0Gh0ua2lsbi52MS5TdWJtaXRCdWlsZHNSZXNwb25zZRI/CghHZXRCdWlsZBIYLmtpbG4udjEuR2V0QnVpbGRSZXF1ZXN0Ghkua2lsbi52MS5HZXRCdWlsZFJlc3BvbnNlEkoKC0dldEJ1aWxkTG9nEhsua2lsbi52MS5HZXRCdWlsZExvZ1JlcXVlc3QaHC5raWxuLnYxLkdldEJ1aWxkTG9nUmVzcG9uc2UwARJFCgpMaXN0QnVpbGRzEhoua2lsbi52MS5MaXN0QnVpbGRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEkgKC0NhbmNlbEJ1aWxkEhsua2lsbi52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHC5raWxuLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USVwoQU2V0QnVpbGRQcmlvcml0eRIgLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QaIS5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRJUCg9VcGRhdGVCdWlsZFRhZ3MSHy5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QaIC5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEkgKC0NyZWF0ZUFnZW50Ehsua2lsbi52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHC5raWxuLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USYAoTQ3JlYXRlQWdlbnRQYXNzd29yZBIjLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QaJC5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRJFCgpMaXN0QWdlbnRzEhoua2lsbi52MS5MaXN0QWdlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkUKClJldHJ5QnVpbGQSGi5raWxuLnYxLlJldHJ5QnVpbGRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUJ1aWxkUmVzcG9uc2USRQoKRHJhaW5BZ2VudBIaLmtpbG4udjEuRHJhaW5BZ2VudFJlcXVlc3QaGy5raWxuLnYxLkRyYWluQWdlbnRSZXNwb25zZRJRCg5TZXRBZ2VudEFjdGl2ZRIeLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXF1ZXN0Gh8ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlc3BvbnNlEloKEVF1ZXJ5TWlzc2luZ1BhdGhzEiEua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QaIi5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USTQoMVXBsb2FkU291cmNlEhwua2lsbi52MS5VcGxvYWRTb3VyY2VSZXF1ZXN0Gh0ua2lsbi52MS5VcGxvYWRTb3VyY2VSZXNwb25zZSgBElQKD0dldFF1ZXVlU3VtbWFyeRIfLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVxdWVzdBogLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USRQoKTGlzdEV2ZW50cxIaLmtpbG4udjEuTGlzdEV2ZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RFdmVudHNSZXNwb25zZRJFCgpSZXRyeUV2ZW50Ehoua2lsbi52MS5SZXRyeUV2ZW50UmVxdWVzdBobLmtpbG4udjEuUmV0cnlFdmVudFJlc3BvbnNlElEKDkNvbGxlY3RHYXJiYWdlEh4ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlcXVlc3QaHy5raWxuLnYxLkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USbAoXQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW4SJy5raWxuLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBooLmtpbG4udjEuQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRJpChZMaXN0UmVnaXN0cmF0aW9uVG9rZW5zEiYua2lsbi52MS5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBonLmtpbG4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlEmwKF1Jldm9rZVJlZ2lzdHJhdGlvblRva2VuEicua2lsbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaKC5raWxuLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USRQoKQ2hlY2tCdWlsZBIaLmtpbG4udjEuQ2hlY2tCdWlsZFJlcXVlc3QaGy5raWxuLnYxLkNoZWNrQnVpbGRSZXNwb25zZWIGcHJvdG8z", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -83,6 +83,23 @@ export type SubmitBuildRequest = Message<"kiln.v1.SubmitBuildRequest"> & {
    * @generated from field: kiln.v1.ExistingOutputs existing_outputs = 9;
    */
   existingOutputs: ExistingOutputs;
+
+  /**
+   * Reproducibility check (QA): besides this build, the derivation is built on other
+   * agents until this many distinct agents in all (2 to 16) built it, and the outputs
+   * are compared; 0: no check. With an existing build (existing_outputs), that build
+   * is checked. The cache serves the first success only.
+   *
+   * @generated from field: uint32 check_reproducible = 10;
+   */
+  checkReproducible: number;
+
+  /**
+   * The agents must differ in this tag's value (e.g. "cpu"), not only in their ids.
+   *
+   * @generated from field: string check_reproducible_by = 11;
+   */
+  checkReproducibleBy: string;
 };
 
 /**
@@ -188,6 +205,13 @@ export type GetBuildResponse = Message<"kiln.v1.GetBuildResponse"> & {
    * @generated from field: kiln.v1.Build build = 1;
    */
   build?: Build | undefined;
+
+  /**
+   * Its reproducibility check, when one was asked for.
+   *
+   * @generated from field: kiln.v1.Reproducibility reproducibility = 2;
+   */
+  reproducibility?: Reproducibility | undefined;
 };
 
 /**
@@ -1220,6 +1244,288 @@ export const RevokeRegistrationTokenResponseSchema: GenMessage<RevokeRegistratio
   messageDesc(file_kiln_v1_admin, 49);
 
 /**
+ * @generated from message kiln.v1.CheckBuildRequest
+ */
+export type CheckBuildRequest = Message<"kiln.v1.CheckBuildRequest"> & {
+  /**
+   * @generated from field: string build_id = 1;
+   */
+  buildId: string;
+
+  /**
+   * Distinct agents in all that build it, the build's own included: 2 to 16.
+   *
+   * @generated from field: uint32 agents = 2;
+   */
+  agents: number;
+
+  /**
+   * The agents must differ in this tag's value; empty: distinct agents.
+   *
+   * @generated from field: string by_tag = 3;
+   */
+  byTag: string;
+};
+
+/**
+ * Describes the message kiln.v1.CheckBuildRequest.
+ * Use `create(CheckBuildRequestSchema)` to create a new message.
+ */
+export const CheckBuildRequestSchema: GenMessage<CheckBuildRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 50);
+
+/**
+ * @generated from message kiln.v1.CheckBuildResponse
+ */
+export type CheckBuildResponse = Message<"kiln.v1.CheckBuildResponse"> & {
+  /**
+   * @generated from field: kiln.v1.Build build = 1;
+   */
+  build?: Build | undefined;
+
+  /**
+   * @generated from field: kiln.v1.Reproducibility reproducibility = 2;
+   */
+  reproducibility?: Reproducibility | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.CheckBuildResponse.
+ * Use `create(CheckBuildResponseSchema)` to create a new message.
+ */
+export const CheckBuildResponseSchema: GenMessage<CheckBuildResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 51);
+
+/**
+ * @generated from message kiln.v1.Reproducibility
+ */
+export type Reproducibility = Message<"kiln.v1.Reproducibility"> & {
+  /**
+   * @generated from field: kiln.v1.ReproducibilityState state = 1;
+   */
+  state: ReproducibilityState;
+
+  /**
+   * Distinct agents asked for, the build's own included.
+   *
+   * @generated from field: uint32 agents = 2;
+   */
+  agents: number;
+
+  /**
+   * @generated from field: string by_tag = 3;
+   */
+  byTag: string;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp decided_at = 5;
+   */
+  decidedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated kiln.v1.CheckedOutput outputs = 6;
+   */
+  outputs: CheckedOutput[];
+
+  /**
+   * The check builds made so far, oldest first.
+   *
+   * @generated from field: repeated string check_build_ids = 7;
+   */
+  checkBuildIds: string[];
+};
+
+/**
+ * Describes the message kiln.v1.Reproducibility.
+ * Use `create(ReproducibilitySchema)` to create a new message.
+ */
+export const ReproducibilitySchema: GenMessage<Reproducibility> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 52);
+
+/**
+ * @generated from message kiln.v1.CheckedOutput
+ */
+export type CheckedOutput = Message<"kiln.v1.CheckedOutput"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * Every result has the same NAR hash (so far, while pending).
+   *
+   * @generated from field: bool reproducible = 3;
+   */
+  reproducible: boolean;
+
+  /**
+   * One per agent that built it: position 1 is the build's own, which the cache serves.
+   *
+   * @generated from field: repeated kiln.v1.CheckResult results = 4;
+   */
+  results: CheckResult[];
+
+  /**
+   * For an unreproducible output: the files whose type, size or contents differ.
+   *
+   * @generated from field: repeated kiln.v1.DifferingFile differences = 5;
+   */
+  differences: DifferingFile[];
+
+  /**
+   * Why the differences could not be listed, if they could not (a NAR too large).
+   *
+   * @generated from field: string differences_error = 6;
+   */
+  differencesError: string;
+};
+
+/**
+ * Describes the message kiln.v1.CheckedOutput.
+ * Use `create(CheckedOutputSchema)` to create a new message.
+ */
+export const CheckedOutputSchema: GenMessage<CheckedOutput> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 53);
+
+/**
+ * @generated from message kiln.v1.CheckResult
+ */
+export type CheckResult = Message<"kiln.v1.CheckResult"> & {
+  /**
+   * @generated from field: uint32 position = 1;
+   */
+  position: number;
+
+  /**
+   * The build that made it: the checked build itself, or a check build.
+   *
+   * @generated from field: string build_id = 2;
+   */
+  buildId: string;
+
+  /**
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * The agent's value of the check's by_tag.
+   *
+   * @generated from field: string tag_value = 4;
+   */
+  tagValue: string;
+
+  /**
+   * @generated from field: string nar_hash = 5;
+   */
+  narHash: string;
+
+  /**
+   * @generated from field: uint64 nar_size = 6;
+   */
+  narSize: bigint;
+
+  /**
+   * Where its NAR is served (uncompressed), relative to the coordinator's HTTP root.
+   *
+   * @generated from field: string nar_url = 7;
+   */
+  narUrl: string;
+};
+
+/**
+ * Describes the message kiln.v1.CheckResult.
+ * Use `create(CheckResultSchema)` to create a new message.
+ */
+export const CheckResultSchema: GenMessage<CheckResult> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 54);
+
+/**
+ * @generated from message kiln.v1.DifferingFile
+ */
+export type DifferingFile = Message<"kiln.v1.DifferingFile"> & {
+  /**
+   * Inside the output; empty for the output itself.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * One per result, by position.
+   *
+   * @generated from field: repeated kiln.v1.FileVersion versions = 2;
+   */
+  versions: FileVersion[];
+};
+
+/**
+ * Describes the message kiln.v1.DifferingFile.
+ * Use `create(DifferingFileSchema)` to create a new message.
+ */
+export const DifferingFileSchema: GenMessage<DifferingFile> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 55);
+
+/**
+ * @generated from message kiln.v1.FileVersion
+ */
+export type FileVersion = Message<"kiln.v1.FileVersion"> & {
+  /**
+   * @generated from field: uint32 position = 1;
+   */
+  position: number;
+
+  /**
+   * regular, executable, symlink, directory, or missing.
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * @generated from field: uint64 size = 3;
+   */
+  size: bigint;
+
+  /**
+   * sha256 of a file's contents (base16), or a symlink's target.
+   *
+   * @generated from field: string sha256 = 4;
+   */
+  sha256: string;
+
+  /**
+   * For a small text file that differs: the offset of its first differing byte, and
+   * its text from there (up to 64 bytes).
+   *
+   * @generated from field: int64 first_difference = 5;
+   */
+  firstDifference: bigint;
+
+  /**
+   * @generated from field: string excerpt = 6;
+   */
+  excerpt: string;
+};
+
+/**
+ * Describes the message kiln.v1.FileVersion.
+ * Use `create(FileVersionSchema)` to create a new message.
+ */
+export const FileVersionSchema: GenMessage<FileVersion> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 56);
+
+/**
  * @generated from enum kiln.v1.ExistingOutputs
  */
 export enum ExistingOutputs {
@@ -1254,6 +1560,50 @@ export enum ExistingOutputs {
  */
 export const ExistingOutputsSchema: GenEnum<ExistingOutputs> = /*@__PURE__*/
   enumDesc(file_kiln_v1_admin, 0);
+
+/**
+ * @generated from enum kiln.v1.ReproducibilityState
+ */
+export enum ReproducibilityState {
+  /**
+   * @generated from enum value: REPRODUCIBILITY_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Fewer agents than asked built it so far.
+   *
+   * @generated from enum value: REPRODUCIBILITY_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Every agent's outputs have the same NAR hashes.
+   *
+   * @generated from enum value: REPRODUCIBILITY_STATE_REPRODUCIBLE = 2;
+   */
+  REPRODUCIBLE = 2,
+
+  /**
+   * An output's NAR hash differs between agents.
+   *
+   * @generated from enum value: REPRODUCIBILITY_STATE_UNREPRODUCIBLE = 3;
+   */
+  UNREPRODUCIBLE = 3,
+
+  /**
+   * A check build failed for good or was canceled (message says which).
+   *
+   * @generated from enum value: REPRODUCIBILITY_STATE_FAILED = 4;
+   */
+  FAILED = 4,
+}
+
+/**
+ * Describes the enum kiln.v1.ReproducibilityState.
+ */
+export const ReproducibilityStateSchema: GenEnum<ReproducibilityState> = /*@__PURE__*/
+  enumDesc(file_kiln_v1_admin, 1);
 
 /**
  * What operators and their scripts use: submit and steer builds, manage agents.
@@ -1490,6 +1840,19 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof RevokeRegistrationTokenRequestSchema;
     output: typeof RevokeRegistrationTokenResponseSchema;
+  },
+  /**
+   * Reproducibility checks (QA): the same derivation built on several agents, the
+   * outputs compared by NAR hash. Asks for a check of a build (one that succeeded
+   * already, or one still to run): built on `agents` distinct agents in all, its own
+   * included; GetBuild gives the result. Asking again with more agents adds to it.
+   *
+   * @generated from rpc kiln.v1.AdminService.CheckBuild
+   */
+  checkBuild: {
+    methodKind: "unary";
+    input: typeof CheckBuildRequestSchema;
+    output: typeof CheckBuildResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_v1_admin, 0);
