@@ -90,13 +90,14 @@ export async function findUnkept(db: Executor, rules: RetentionRules, now: Date)
       )
       select f.path, f.file_name, f.file_size,
         exists (select 1 from store_paths s where s.file_name = f.file_name and s.path not in (select path from doomed))
-        or exists (select 1 from nar_files n where n.file_name = f.file_name and n.path not in (select path from doomed)) as shared
+        or exists (select 1 from nar_files n where n.file_name = f.file_name and n.path not in (select path from doomed))
+        or exists (select 1 from check_outputs c where c.file_name = f.file_name) as shared
       from files f`),
   );
   return { paths: groupByPath(rows), freedFiles: new Set(rows.filter((r) => !r.shared).map((r) => r.file_name)) };
 }
 
-/** Of these file names, those no stored path's (or pending output's) row names (any more). Run holding the cache lock exclusively, right before unlinking them. */
+/** Of these file names, those no stored path's (or pending output's, or check result's) row names (any more). Run holding the cache lock exclusively, right before unlinking them. */
 export async function unreferencedFiles(tx: Executor, fileNames: string[]): Promise<string[]> {
   if (fileNames.length === 0) return [];
   const rows = rowsOf<{ name: string }>(
@@ -104,7 +105,9 @@ export async function unreferencedFiles(tx: Executor, fileNames: string[]): Prom
       select n.name from unnest(${sql.param(fileNames)}::text[]) as n(name)
       where not exists (select 1 from store_paths s where s.file_name = n.name)
         and not exists (select 1 from nar_files f where f.file_name = n.name)
-        and not exists (select 1 from pending_outputs p where p.file_name = n.name)`),
+        and not exists (select 1 from pending_outputs p where p.file_name = n.name)
+        -- A reproducibility check's result (scheduler/reproducibility.ts) is kept with its row.
+        and not exists (select 1 from check_outputs c where c.file_name = n.name)`),
   );
   return rows.map((r) => r.name);
 }
