@@ -125,13 +125,13 @@ async function recordServed(tx: Queryable, buildId: string): Promise<boolean> {
   const rows = rowsOf<{ missing: boolean }>(
     await tx.execute(sql`
       with outputs as (
-        select o.name, o.path, s.nar_hash, s.nar_size, s.file_name, s.compression
+        select o.name, o.path, s.nar_hash, s.nar_size, s.file_name, s.compression, s.file_size
         from builds b join derivation_outputs o on o.derivation_path = b.derivation_path
         left join store_paths s on s.path = o.path
         where b.id = ${id}),
       inserted as (
-        insert into check_outputs (build_id, position, check_build_id, agent_id, tag_value, name, path, nar_hash, nar_size, file_name, compression)
-        select ${id}, 1, ${id}, b.agent_id, ${tagValueOf(sql`b.agent_id`, id)}, o.name, o.path, o.nar_hash, o.nar_size, o.file_name, o.compression
+        insert into check_outputs (build_id, position, check_build_id, agent_id, tag_value, name, path, nar_hash, nar_size, file_name, compression, file_size)
+        select ${id}, 1, ${id}, b.agent_id, ${tagValueOf(sql`b.agent_id`, id)}, o.name, o.path, o.nar_hash, o.nar_size, o.file_name, o.compression, o.file_size
         from outputs o cross join builds b
         where b.id = ${id} and not exists (select 1 from outputs where nar_hash is null)
         on conflict do nothing)
@@ -145,9 +145,9 @@ async function keepCheckOutputs(tx: Queryable, checkBuildId: string, checkOf: st
   const of = sql`${checkOf}::uuid`;
   await tx.execute(sql`
     with kept as (
-      insert into check_outputs (build_id, position, check_build_id, agent_id, tag_value, name, path, nar_hash, nar_size, file_name, compression)
+      insert into check_outputs (build_id, position, check_build_id, agent_id, tag_value, name, path, nar_hash, nar_size, file_name, compression, file_size)
       select ${of}, (select coalesce(max(position), 0) + 1 from check_outputs where build_id = ${of}), p.build_id, b.agent_id,
-        ${tagValueOf(sql`b.agent_id`, of)}, p.name, p.path, p.nar_hash, p.nar_size, p.file_name, p.compression
+        ${tagValueOf(sql`b.agent_id`, of)}, p.name, p.path, p.nar_hash, p.nar_size, p.file_name, p.compression, p.file_size
       from pending_outputs p join builds b on b.id = p.build_id
       where p.build_id = ${checkBuildId}::uuid and p.attempt = ${attempt}
       on conflict do nothing)
