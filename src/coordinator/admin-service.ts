@@ -75,6 +75,7 @@ export function buildToProto(b: BuildRecord, wait?: WaitReason): Build {
     failureReason: b.failureReason ?? '',
     failedInput: b.failedInput ?? '',
     failedInputBuildId: b.failedInputBuild ?? '',
+    checkOfBuildId: b.checkOf ?? '',
     attempts: b.attempts.map((a) => ({
       attempt: a.attempt,
       agentId: a.agentId,

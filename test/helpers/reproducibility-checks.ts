@@ -108,6 +108,7 @@ export function reproducibilitySuite(builder: BuilderName): void {
       // The check build is a build of its own, succeeded, pointing at no other outputs.
       const { build: checkBuild } = await farm.t.admin.getBuild({ id: check.checkBuildIds[0]! });
       expect(checkBuild!.state).toBe(BuildState.SUCCEEDED);
+      expect(checkBuild!.checkOfBuildId).toBe(id);
       // The farm's gauge counts it.
       const metrics = await (await fetch(`${farm.t.coordinator.url}/metrics`)).text();
       expect(sampleValue(parsePrometheusText(metrics), 'kiln_reproducibility_checks', { state: 'reproducible' })).toBeGreaterThanOrEqual(1);
