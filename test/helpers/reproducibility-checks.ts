@@ -54,11 +54,14 @@ export function reproducibilitySuite(builder: BuilderName): void {
           startAgentProcess({ coordinatorUrl: t.coordinator.url, id: agent!.id, password, store: join(farm.root, name), builder, extraArgs: ['--tag', `cpu=${cpu}`] }),
         );
       }
-    }, 60_000);
+      // A coordinator on PGlite and three agents take long to start on a busy machine.
+    }, 180_000);
     afterAll(async () => {
-      await Promise.all(farm.agents.map((a) => a.stop()));
-      await farm.t.stop();
-      rmSync(farm.root, { recursive: true, force: true });
+      const started = farm as Farm | undefined; // unset when beforeAll failed
+      if (!started) return;
+      await Promise.all(started.agents.map((a) => a.stop()));
+      await started.t.stop();
+      rmSync(started.root, { recursive: true, force: true });
     });
 
     /** Waits until the build's check is decided; returns it as GetBuild gives it. */
