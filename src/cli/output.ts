@@ -37,6 +37,7 @@ export function buildText(b: Build): string {
     const input = b.failedInput ? `: input ${b.failedInput}${b.failedInputBuildId ? ` (build ${b.failedInputBuildId} failed)` : ''}` : '';
     lines.push(`failed     ${b.failureReason}${input}`);
   }
+  if (b.checkOfBuildId) lines.push(`check of   ${b.checkOfBuildId} (reproducibility check; its outputs are not served)`);
   if (b.timeoutSeconds) lines.push(`timeout    ${b.timeoutSeconds} s`);
   if (b.maxSilentSeconds) lines.push(`max silent ${b.maxSilentSeconds} s`);
   if (b.tags.length) lines.push(`tags       ${tagText(b.tags)}`);

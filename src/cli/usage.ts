@@ -29,8 +29,10 @@ export const USAGE = `usage: kiln <command> [options]
   kiln build submit <drv>... [--priority N] [--tag k=v]... [--id UUID]
                    [--ignore-if-output-exists[=kiln|upstream]]
                    [--timeout SECONDS] [--max-silent-time SECONDS] [--wait]
+                   [--check-reproducible N [--check-reproducible-by TAG]]
   kiln build watch <build-id>...
   kiln build show <build-id>
+  kiln build check <build-id> <agents> [--by TAG]
   kiln build log <build-id> [--attempt N] [--follow]
   kiln build list [--state S]... [--tag k=v]... [--derivation DRV] [--limit N]
   kiln build cancel <build-id>

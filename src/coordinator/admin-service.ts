@@ -36,6 +36,8 @@ import type { PathSigner } from '../substitutes/narinfo-signer.js';
 import { restoreDerivationNars } from '../substitutes/derivation-nar.js';
 import type { RestoreDerivationFiles } from '../scheduler/derivation-files.js';
 import type { InputLimits } from '../protocol/limits.js';
+import { requestCheck } from '../scheduler/reproducibility.js';
+import { reproducibilityOf } from './reproducibility-admin.js';
 
 const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
   scheduled: BuildState.SCHEDULED,
@@ -77,6 +79,7 @@ export function buildToProto(b: BuildRecord, wait?: WaitReason): Build {
     failureReason: b.failureReason ?? '',
     failedInput: b.failedInput ?? '',
     failedInputBuildId: b.failedInputBuild ?? '',
+    checkOfBuildId: b.checkOf ?? '',
     attempts: b.attempts.map((a) => ({
       attempt: a.attempt,
       agentId: a.agentId,
@@ -143,6 +146,7 @@ function submission(req: SubmitBuildRequest, farm: { submitMissingInputs: boolea
     timeoutSeconds: req.timeoutSeconds,
     maxSilentSeconds: req.maxSilentSeconds,
     submitMissingInputs: farm.submitMissingInputs,
+    checkReproducible: { agents: req.checkReproducible, byTag: req.checkReproducibleBy },
   };
 }
 
@@ -179,9 +183,16 @@ export function adminService(
       notify.buildsSubmitted(result.created);
       return { builds: result.builds.map(submitResponse) };
     },
-    async getBuild(req) {
+    async getBuild(req, ctx) {
       const build = await getBuild(db, req.id);
-      return { build: buildToProto(build, await waitReasonOf(db, live.sessions, build)) };
+      const reproducibility = await reproducibilityOf(db, storage, build.id, ctx.signal);
+      return { build: buildToProto(build, await waitReasonOf(db, live.sessions, build)), reproducibility };
+    },
+    async checkBuild(req, ctx) {
+      const effects = await db.transaction((tx) => requestCheck(tx, req.buildId, { agents: req.agents, byTag: req.byTag }));
+      notify.buildsSubmitted(effects.submitted);
+      const build = await getBuild(db, req.buildId);
+      return { build: buildToProto(build), reproducibility: await reproducibilityOf(db, storage, build.id, ctx.signal) };
     },
     async listBuilds(req) {
       const page = await listBuilds(

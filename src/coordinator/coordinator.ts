@@ -17,6 +17,7 @@ import { pathSigner, startSignatureBackfill } from '../substitutes/narinfo-signe
 import { signatureCount } from '../substitutes/narinfo-text.js';
 import { Counter } from 'prom-client';
 import { cacheRoutes } from '../substitutes/cache-routes.js';
+import { checkRoutes } from '../qa/check-routes.js';
 import { NarStorage } from '../storage/nar-storage.js';
 import { openBlobStore, type BlobStoreLocation, type S3Credentials } from '../storage/blob-store-url.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -322,6 +323,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       metricsRoute(metrics),
       dashboardRoute(),
       cacheRoutes({ db, storage, logs, keys, storeDir }),
+      checkRoutes({ db, storage }),
     ],
     (err) => log.error({ err }, 'HTTP route failed'),
   );

@@ -163,6 +163,11 @@ export const builds = pgTable(
     /** For dependency-failed: the input path that will not come, and the build that failed to make it. */
     failedInput: text('failed_input'),
     failedInputBuild: uuid('failed_input_build'),
+    /**
+     * For a reproducibility check's build: the build whose outputs it builds again on
+     * another agent (scheduler/reproducibility.ts). Its outputs are never served.
+     */
+    checkOf: uuid('check_of'),
   },
   (t) => [
     // Dependency-failed builds by the input they wait for: what an input's return revives.
@@ -176,6 +181,7 @@ export const builds = pgTable(
       .on(t.system, t.derivedPriority.desc(), t.seq)
       .where(sql`${t.state} = 'scheduled' and ${t.waiting} = 0`),
     index('builds_agent').on(t.agentId).where(sql`${t.state} in ('allocated', 'started')`),
+    index('builds_check_of').on(t.checkOf).where(sql`${t.checkOf} is not null`),
   ],
 );
 
@@ -435,5 +441,59 @@ export const fodChecks = pgTable(
     index('fod_checks_derivation').on(t.derivationPath, t.requestedAt),
     // Checks still running: what the schedule's concurrency counts.
     index('fod_checks_open').on(t.requestedAt).where(sql`${t.outcome} is null`),
+  ],
+);
+
+export const reproducibilityState = pgEnum('reproducibility_state', ['pending', 'reproducible', 'unreproducible', 'failed']);
+export type ReproducibilityState = (typeof reproducibilityState.enumValues)[number];
+
+/**
+ * A build asked to be built on `wanted` distinct agents in all (itself included), their
+ * outputs compared by NAR hash: distinct agents, or with `by_tag`, agents that differ in
+ * that tag's value. Decided once `wanted` results are in (check_outputs), or failed when
+ * a check build failed for good.
+ */
+export const reproducibilityChecks = pgTable('reproducibility_checks', {
+  buildId: uuid('build_id').primaryKey().references(() => builds.id, { onDelete: 'cascade' }),
+  wanted: integer('wanted').notNull(),
+  byTag: text('by_tag').notNull().default(''),
+  state: reproducibilityState('state').notNull().default('pending'),
+  /** Why a failed check failed, for people. */
+  message: text('message').notNull().default(''),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  decidedAt: timestamp('decided_at', { withTimezone: true }),
+});
+
+/**
+ * The outputs each agent made for a checked build: position 1 is the build's own (what
+ * the cache serves), 2 and on the check builds' in the order they succeeded. A check
+ * build's NAR is under nar/ by its hash like any other, named by no narinfo: it is
+ * reachable at /qa/<build>/<position>/<output>.nar and kept by gc while its row is; the
+ * rows go when gc removes the output's path from the cache.
+ */
+export const checkOutputs = pgTable(
+  'check_outputs',
+  {
+    buildId: uuid('build_id').notNull().references(() => builds.id, { onDelete: 'cascade' }),
+    position: integer('position').notNull(),
+    /** The build that made it: the checked build itself at position 1, else a check build. */
+    checkBuildId: uuid('check_build_id').notNull(),
+    agentId: uuid('agent_id'),
+    /** The agent's value of the check's by_tag when it built it ('' without one). */
+    tagValue: text('tag_value').notNull().default(''),
+    name: text('name').notNull(),
+    path: text('path').notNull(),
+    narHash: text('nar_hash').notNull(),
+    narSize: bigint('nar_size', { mode: 'number' }).notNull(),
+    fileName: text('file_name').notNull(),
+    compression: text('compression').notNull(),
+    fileSize: bigint('file_size', { mode: 'number' }).notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.buildId, t.position, t.name] }),
+    index('check_outputs_file_name').on(t.fileName),
+    // Garbage collection removes a check's results with the checked output's path.
+    index('check_outputs_path').on(t.path),
   ],
 );

@@ -13,6 +13,8 @@ export const EVENT_TYPES = [
   'build-setup-failure',
   'build-agent-lost',
   'build-retried',
+  'build-reproducible',
+  'build-unreproducible',
   'agent-connected',
   'agent-lost',
   // QA: a fixed-output re-check ended (qa/fod-check-results.ts).

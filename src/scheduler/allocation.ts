@@ -86,7 +86,22 @@ function readyFor(agent: Candidate, system: string, extraColumns: SQL = sql``): 
       and b.required_features <@ ${sql.param(agent.features.supported)}::text[]
       ${agent.features.mandatory.length === 0 ? sql`` : sql`and b.required_features @> ${sql.param(agent.features.mandatory)}::text[]`}
       ${agent.agentId === undefined ? sql`` : sql`and not exists (select 1 from build_exclusions x where x.build_id = b.id and x.agent_id = ${agent.agentId})`}
+      and (b.check_of is null or ${checkByTagAllows(agent)})
     order by b.derived_priority desc nulls last, b.seq`;
+}
+
+/**
+ * A reproducibility check by a tag (reproducibility.ts) goes only to an agent whose value
+ * of that tag no result of the check has yet; one by agent is kept from the agents that
+ * built it by exclusions. Agents of a group share their tags, so a group may ask too.
+ */
+function checkByTagAllows(agent: Candidate): SQL {
+  return sql`not exists (
+    select 1 from reproducibility_checks r
+    where r.build_id = b.check_of and r.by_tag <> ''
+      and not exists (
+        select 1 from unnest(${sql.param(agent.tags.map((t) => t.key))}::text[], ${sql.param(agent.tags.map((t) => t.value))}::text[]) as a(k, v)
+        where a.k = r.by_tag and not exists (select 1 from check_outputs c where c.build_id = r.build_id and c.tag_value = a.v)))`;
 }
 
 /** Whose candidates: an agent's, or (no agentId) a group's, whose exclusions are checked apart. */

@@ -12,6 +12,7 @@ import { getBuild, type BuildRecord } from './build-queries.js';
 import { raiseInputs, recomputeBelow } from './priorities.js';
 import { validateTag, validateTags, type Tag } from './tags.js';
 import { MAX_PRIORITY, MIN_PRIORITY } from '../protocol/priority.js';
+import { checkBuildEnded } from './reproducibility.js';
 
 const FINISHED = ['succeeded', 'failed', 'canceled'] as const;
 
@@ -49,6 +50,8 @@ export async function cancelBuild(db: Database, id: string): Promise<BuildRecord
       await dropPending(tx, id);
       // Builds waiting for what it would have made may now wait for nothing that will come.
       await failDependentsOf(tx, [id]);
+      // A check build canceled: its reproducibility check cannot be completed.
+      await checkBuildEnded(tx, id, 'was canceled');
     }
     return rows.length > 0;
   });

@@ -90,7 +90,8 @@ const outputLookups = batcherPer(
       const rows = rowsOf<{ n: number; agent_id: string | null; state: string; derivation_path: string; attempt: number; name: string | null; path: string | null; stored: boolean }>(
         await db.execute(sql`
           select v.n, b.agent_id, b.state, b.derivation_path, b.attempt, o.name, o.path,
-                 exists (select 1 from store_paths s where s.path = o.path)
+                 -- A check build's outputs are its own to upload, whatever the cache serves.
+                 (b.check_of is null and exists (select 1 from store_paths s where s.path = o.path))
                    or exists (select 1 from pending_outputs p where p.build_id = b.id and p.attempt = b.attempt and p.name = o.name) as stored
           from unnest(${sql.param(asked.map((a) => a.buildId))}::uuid[], ${sql.param(asked.map((a) => a.outputName))}::text[]) with ordinality as v(id, name, n)
           join builds b on b.id = v.id

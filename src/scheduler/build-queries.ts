@@ -39,6 +39,8 @@ export interface BuildRecord {
   failureReason: string | null;
   failedInput: string | null;
   failedInputBuild: string | null;
+  /** For a reproducibility check's build: the build it checks (reproducibility.ts). */
+  checkOf: string | null;
   /** Filled by getBuild(s) only. */
   attempts: AttemptRecord[];
 }
@@ -156,6 +158,7 @@ async function loadBuilds(db: Database, where: SQL[], limit: number, opts: { att
     failureReason: build.failureReason,
     failedInput: build.failedInput,
     failedInputBuild: build.failedInputBuild,
+    checkOf: build.checkOf,
     attempts: (attemptsOf.get(build.id) ?? []).map(({ buildId: _, ...a }) => a),
     priority: build.priority,
     state: build.state,

@@ -17,6 +17,7 @@ import { startAllocated, succeedHeld } from './report-statements.js';
 import { decideRetry, ruleFor, type FailureKind, type RetryPolicy } from './retry-policy.js';
 import { submitBuildsForMissing } from './new-builds.js';
 import { distrustUpstreamHits } from './upstream-waits.js';
+import { checkBuildEnded, checkedBuildSucceeded, type CheckEffects } from './reproducibility.js';
 
 /** What the scheduler's reactions to reports depend on. */
 export interface ReportPolicy {
@@ -45,6 +46,8 @@ export interface ReportEffects {
    * failure, retried as the policy says.
    */
   agentFault?: string;
+  /** Reproducibility checks the report decided (scheduler/reproducibility.ts). */
+  checksDecided?: CheckEffects['decided'];
 }
 
 export function noEffects(): ReportEffects {
@@ -228,12 +231,13 @@ export async function recordFinished(
           and(eq(pendingOutputs.buildId, buildId), eq(pendingOutputs.attempt, build.attempt), eq(pendingOutputs.name, derivationOutputs.name)),
         )
         .where(eq(derivationOutputs.derivationPath, build.derivationPath));
-      // What the cache serves for the path, else what this attempt uploaded for it.
+      // What the cache serves for the path, else what this attempt uploaded for it. A
+      // check build's outputs are its own, whatever the cache serves.
       const expected = outputs.map((o) => ({
         name: o.name,
         path: o.path,
         stored:
-          o.narHash !== null && o.narSize !== null
+          o.narHash !== null && o.narSize !== null && !build.checkOf
             ? { narHash: o.narHash, narSize: o.narSize, buildId: o.buildId }
             : o.pendingHash !== null && o.pendingSize !== null
               ? { narHash: o.pendingHash, narSize: o.pendingSize, buildId }
@@ -248,12 +252,14 @@ export async function recordFinished(
       .set({ state: finalState, leaseUntil: null, updatedAt: sql`now()`, endedAt: sql`now()` })
       .where(eq(builds.id, buildId));
     await endAttempt(tx, buildId, build.attempt, outcome, message);
-    await servePending(tx, buildId, build.attempt);
-    await tx.insert(events).values({ type: 'build-success', buildId, agentId, payload: { attempt: build.attempt, outcome, message } });
-    return noEffects();
+    if (!build.checkOf) await servePending(tx, buildId, build.attempt);
+    const checks = await checkedBuildSucceeded(tx, buildId, build.checkOf, build.attempt);
+    const payload = { attempt: build.attempt, outcome, message, ...(build.checkOf ? { checkOf: build.checkOf } : {}) };
+    await tx.insert(events).values({ type: 'build-success', buildId, agentId, payload });
+    return { ...noEffects(), submitted: checks.submitted, checksDecided: checks.decided };
   });
   if (outcome !== 'success' || effects.repeated) return effects;
-  return released(db, reported);
+  return { ...effects, ...(await released(db, reported)), submitted: effects.submitted, checksDecided: effects.checksDecided };
 }
 
 /** A success's outputs are served now: the builds that waited for them (after the commit; see availability.ts). */
@@ -298,8 +304,9 @@ async function failAttempt(
     .set({ state: 'failed', leaseUntil: null, updatedAt: sql`now()`, endedAt: sql`now()` })
     .where(eq(builds.id, build.id));
   await tx.insert(events).values({ type: 'build-failure', buildId: build.id, agentId, payload });
+  const checks = await checkBuildEnded(tx, build.id, `failed: ${message}`);
   // Builds waiting for what it would have made wait for nothing that will come.
-  return { ...noEffects(), ended: await failDependentsOf(tx, [build.id]) };
+  return { ...noEffects(), ended: await failDependentsOf(tx, [build.id]), checksDecided: checks.decided };
 }
 
 /** Back to the queue, free of any agent, not before `delayMs` from now (null: at once). */

@@ -115,6 +115,8 @@ async function succeedAll(db: Database, inputs: Success[]): Promise<Set<string>>
         where b.id = any(${ids}) and b.state in ('allocated', 'started')
           and v.outputs = (select count(*) from derivation_outputs o where o.derivation_path = b.derivation_path)
           and v.outputs = coalesce(g.n, 0)
+          -- Checks and checked builds take the checked path (scheduler/reproducibility.ts).
+          and b.check_of is null and not exists (select 1 from reproducibility_checks r where r.build_id = b.id and r.state = 'pending')
         order by b.id for update of b),
       done as (
         update builds b set state = 'succeeded', lease_until = null, updated_at = now(), ended_at = now()

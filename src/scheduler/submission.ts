@@ -3,7 +3,7 @@
 // stored; then the derivations and the builds (new-builds.ts) are written in one
 // transaction.
 import { randomUUID } from 'node:crypto';
-import { and, eq, exists, inArray, ne, notExists, notInArray, or, sql } from 'drizzle-orm';
+import { and, eq, exists, inArray, isNull, ne, notExists, notInArray, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
 import { builds, derivationOutputs, derivations, fodChecks, storePaths } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
@@ -15,6 +15,7 @@ import { getBuilds, type BuildRecord } from './build-queries.js';
 import { validatePriority } from './build-changes.js';
 import { insertBuilds } from './new-builds.js';
 import { validateTags, type Tag } from './tags.js';
+import { requestCheck, validateCheckRequest, type CheckRequest } from './reproducibility.js';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../protocol/limits.js';
 
 export interface SubmitBuildInput {
@@ -34,6 +35,8 @@ export interface SubmitBuildInput {
   maxSilentSeconds?: number;
   /** See NewBuild.submitMissingInputs in new-builds.ts (the farm's setting). */
   submitMissingInputs?: boolean;
+  /** Also build it on other agents and compare the outputs (reproducibility.ts); agents 0: no check. */
+  checkReproducible?: CheckRequest;
 }
 
 export interface SubmitBuildResult {
@@ -135,6 +138,11 @@ export async function submitBuilds(
         tx,
         inputs.flatMap((input, i) => (existing.has(i) || upstream.has(i) ? [] : [{ ...input, id: ids[i]! }])),
       );
+      // A check asked with an existing build is that build's check (begun now if it succeeded).
+      for (const [i, input] of inputs.entries()) {
+        if (!input.checkReproducible?.agents || upstream.has(i)) continue;
+        created.push(...(await requestCheck(tx, existing.get(i) ?? ids[i]!, input.checkReproducible)).submitted);
+      }
       return { existing, upstream, created };
     });
     // An input that arrived while this transaction ran is released now (see availability.ts).
@@ -168,6 +176,8 @@ function validateInput(input: SubmitBuildInput, at: string, maxTags: number): vo
     if (at && err instanceof KilnError) throw new KilnError(err.kind, `${at.slice(0, -1)}: ${err.message}`);
     throw err;
   }
+  if (input.checkReproducible?.agents) validateCheckRequest(input.checkReproducible, `${at}check_reproducible`);
+  else if (input.checkReproducible?.byTag) throw invalidArgument(`${at}check_reproducible_by needs check_reproducible (how many agents in all)`);
   validateLimit(input.timeoutSeconds, `${at}timeout_seconds`);
   validateLimit(input.maxSilentSeconds, `${at}max_silent_seconds`);
   if (!input.derivationPath) throw invalidArgument(`${at}derivation_path is empty: name the .drv to build`);
@@ -223,6 +233,7 @@ async function existingBuilds(
             notInArray(builds.state, ['failed', 'canceled']),
             // A fixed-output re-check (qa/fod-checks.ts) is no build of the outputs to wait on.
             notExists(db.select({ one: sql`1` }).from(fodChecks).where(eq(fodChecks.buildId, builds.id))),
+            isNull(builds.checkOf),
             or(ne(builds.state, 'succeeded'), exists(db.select({ one: sql`1` }).from(storePaths).where(eq(storePaths.path, derivationOutputs.path)))),
           ),
         )

@@ -23,7 +23,8 @@ function withKept(rules: RetentionRules, now: Date): SQL {
       select b.id, b.derivation_path, coalesce(b.ended_at, b.updated_at) as ended,
              row_number() over (partition by d.name order by coalesce(b.ended_at, b.updated_at) desc, b.seq desc) as newest
       from builds b join derivations d on d.path = b.derivation_path
-      where b.state = 'succeeded'
+      -- A reproducibility check's build serves nothing: it is no generation of its own.
+      where b.state = 'succeeded' and b.check_of is null
     ),
     kept_builds as (
       select s.derivation_path from succeeded s
@@ -56,7 +57,7 @@ function withKept(rules: RetentionRules, now: Date): SQL {
 
 export interface RemovedPath {
   path: string;
-  /** Its NAR files: the uploaded one and the other compressions. */
+  /** Its NAR files: the uploaded one, the other compressions, and its reproducibility checks' results. */
   files: { fileName: string; fileSize: number }[];
 }
 
@@ -70,10 +71,16 @@ export async function deleteUnkept(tx: Executor, rules: RetentionRules, now: Dat
       ),
       gone as (
         delete from store_paths s using doomed d where s.path = d.path returning s.path, s.file_name, s.file_size
+      ),
+      -- A reproducibility check's results go with the output they are results of.
+      gone_checks as (
+        delete from check_outputs c using doomed d where c.path = d.path returning c.path, c.file_name, c.file_size
       )
       select path, file_name, file_size from gone
       union all
-      select path, file_name, file_size from gone_files`),
+      select path, file_name, file_size from gone_files
+      union all
+      select path, file_name, file_size from gone_checks`),
   );
   return groupByPath(rows);
 }
@@ -87,16 +94,19 @@ export async function findUnkept(db: Executor, rules: RetentionRules, now: Date)
         select s.path, s.file_name, s.file_size from store_paths s join doomed d on d.path = s.path
         union all
         select f.path, f.file_name, f.file_size from nar_files f join doomed d on d.path = f.path
+        union all
+        select c.path, c.file_name, c.file_size from check_outputs c join doomed d on d.path = c.path
       )
       select f.path, f.file_name, f.file_size,
         exists (select 1 from store_paths s where s.file_name = f.file_name and s.path not in (select path from doomed))
-        or exists (select 1 from nar_files n where n.file_name = f.file_name and n.path not in (select path from doomed)) as shared
+        or exists (select 1 from nar_files n where n.file_name = f.file_name and n.path not in (select path from doomed))
+        or exists (select 1 from check_outputs c where c.file_name = f.file_name and c.path not in (select path from doomed)) as shared
       from files f`),
   );
   return { paths: groupByPath(rows), freedFiles: new Set(rows.filter((r) => !r.shared).map((r) => r.file_name)) };
 }
 
-/** Of these file names, those no stored path's (or pending output's) row names (any more). Run holding the cache lock exclusively, right before unlinking them. */
+/** Of these file names, those no stored path's (or pending output's, or check result's) row names (any more). Run holding the cache lock exclusively, right before unlinking them. */
 export async function unreferencedFiles(tx: Executor, fileNames: string[]): Promise<string[]> {
   if (fileNames.length === 0) return [];
   const rows = rowsOf<{ name: string }>(
@@ -104,7 +114,9 @@ export async function unreferencedFiles(tx: Executor, fileNames: string[]): Prom
       select n.name from unnest(${sql.param(fileNames)}::text[]) as n(name)
       where not exists (select 1 from store_paths s where s.file_name = n.name)
         and not exists (select 1 from nar_files f where f.file_name = n.name)
-        and not exists (select 1 from pending_outputs p where p.file_name = n.name)`),
+        and not exists (select 1 from pending_outputs p where p.file_name = n.name)
+        -- A reproducibility check's result (scheduler/reproducibility.ts) is kept with its row.
+        and not exists (select 1 from check_outputs c where c.file_name = n.name)`),
   );
   return rows.map((r) => r.name);
 }

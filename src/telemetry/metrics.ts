@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { DatabaseHandle } from '../db/connection.js';
 import { hookBacklog, openHookDeliveries, readyBySystem, unfinishedByStateAndSystem } from '../scheduler/queue-summary.js';
 import type { AgentSessions } from '../coordinator/agent-sessions.js';
+import { checksByState } from '../scheduler/reproducibility.js';
 
 export type UploadKind = 'output' | 'source' | 'log';
 
@@ -119,6 +120,16 @@ export class CoordinatorMetrics {
         this.reset();
         const now = Date.now();
         for (const r of (await queue()).ready) this.set({ system: r.system }, Math.max(0, (now - r.oldestCreatedAt.getTime()) / 1000));
+      },
+    });
+    new Gauge({
+      name: 'kiln_reproducibility_checks',
+      help: 'Reproducibility checks by state (pending, reproducible, unreproducible, failed).',
+      labelNames: ['state'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const r of await checksByState(db)) this.set({ state: r.state }, r.count);
       },
     });
     const backlog = perScrape(() => hookBacklog(db));

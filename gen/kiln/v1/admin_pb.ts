@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIqUCChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIyChBleGlzdGluZ19vdXRwdXRzGAkgASgOMhgua2lsbi52MS5FeGlzdGluZ091dHB1dHMiYgoTU3VibWl0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSEAoIZXhpc3RpbmcYAiABKAgSGgoSYXZhaWxhYmxlX3Vwc3RyZWFtGAMgASgIIkIKE1N1Ym1pdEJ1aWxkc1JlcXVlc3QSKwoGYnVpbGRzGAEgAygLMhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QiRAoUU3VibWl0QnVpbGRzUmVzcG9uc2USLAoGYnVpbGRzGAEgAygLMhwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlIh0KD0dldEJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSIxChBHZXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCIxChJHZXRCdWlsZExvZ1JlcXVlc3QSCgoCaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBSI1ChNHZXRCdWlsZExvZ1Jlc3BvbnNlEg8KB2F0dGVtcHQYASABKAUSDQoFY2h1bmsYAiABKAwilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEIuIBChFSZWdpc3RyYXRpb25Ub2tlbhIKCgJpZBgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVnaXN0cmF0aW9ucxgGIAEoBSJsCh5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSGgoEdGFncxgBIAMoCzIMLmtpbG4udjEuVGFnEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlwKH0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuEg4KBnNlY3JldBgCIAEoCSIfCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdCJMCh5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiIsCh5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkiTAofUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4iUwoWQ2hhbGxlbmdlQ2FjaGVzUmVxdWVzdBIOCgZjYWNoZXMYASADKAkSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnEg0KBWxpbWl0GAMgASgFIo4BCgxDYWNoZVZlcmRpY3QSDQoFY2FjaGUYASABKAkSKgoHdmVyZGljdBgCIAEoDjIZLmtpbG4udjEuQ2hhbGxlbmdlVmVyZGljdBIQCghuYXJfaGFzaBgDIAEoCRIQCghuYXJfc2l6ZRgEIAEoBBIPCgd0cnVzdGVkGAUgASgIEg4KBnJlYXNvbhgGIAEoCSKcAQoOQ2hhbGxlbmdlZFBhdGgSEgoKc3RvcmVfcGF0aBgBIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAiABKAkSEAoIYnVpbGRfaWQYAyABKAkSEAoIbmFyX2hhc2gYBCABKAkSEAoIbmFyX3NpemUYBSABKAQSJwoIdmVyZGljdHMYBiADKAsyFS5raWxuLnYxLkNhY2hlVmVyZGljdCJnChBDaGFsbGVuZ2VTdW1tYXJ5Eg0KBWNhY2hlGAEgASgJEg8KB21hdGNoZXMYAiABKA0SEgoKbWlzbWF0Y2hlcxgDIAEoDRIPCgdtaXNzaW5nGAQgASgNEg4KBmVycm9ycxgFIAEoDSJvChdDaGFsbGVuZ2VDYWNoZXNSZXNwb25zZRImCgVwYXRocxgBIAMoCzIXLmtpbG4udjEuQ2hhbGxlbmdlZFBhdGgSLAoJc3VtbWFyaWVzGAIgAygLMhkua2lsbi52MS5DaGFsbGVuZ2VTdW1tYXJ5IpMBChhDaGVja0ZpeGVkT3V0cHV0c1JlcXVlc3QSGgoEdGFncxgBIAMoCzIMLmtpbG4udjEuVGFnEgwKBG5hbWUYAiABKAkSGgoSb2xkZXJfdGhhbl9zZWNvbmRzGAMgASgEEhUKCHByaW9yaXR5GAQgASgFSACIAQESDQoFbGltaXQYBSABKAVCCwoJX3ByaW9yaXR5IuQBChBGaXhlZE91dHB1dENoZWNrEhAKCGJ1aWxkX2lkGAEgASgJEhcKD2Rlcml2YXRpb25fcGF0aBgCIAEoCRIwCgxyZXF1ZXN0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCgdvdXRjb21lGAUgASgOMiAua2lsbi52MS5GaXhlZE91dHB1dENoZWNrT3V0Y29tZRIPCgdtZXNzYWdlGAYgASgJImAKGUNoZWNrRml4ZWRPdXRwdXRzUmVzcG9uc2USKQoGY2hlY2tzGAEgAygLMhkua2lsbi52MS5GaXhlZE91dHB1dENoZWNrEhgKEGFscmVhZHlfY2hlY2tpbmcYAiADKAkilAEKHExpc3RGaXhlZE91dHB1dENoZWNrc1JlcXVlc3QSGAoQZGVyaXZhdGlvbl9wYXRocxgBIAMoCRIyCghvdXRjb21lcxgCIAMoDjIgLmtpbG4udjEuRml4ZWRPdXRwdXRDaGVja091dGNvbWUSEwoLbGF0ZXN0X29ubHkYAyABKAgSEQoJcGFnZV9zaXplGAQgASgFIkoKHUxpc3RGaXhlZE91dHB1dENoZWNrc1Jlc3BvbnNlEikKBmNoZWNrcxgBIAMoCzIZLmtpbG4udjEuRml4ZWRPdXRwdXRDaGVjayptCg9FeGlzdGluZ091dHB1dHMSIAocRVhJU1RJTkdfT1VUUFVUU19VTlNQRUNJRklFRBAAEhkKFUVYSVNUSU5HX09VVFBVVFNfS0lMThABEh0KGUVYSVNUSU5HX09VVFBVVFNfVVBTVFJFQU0QAiquAQoQQ2hhbGxlbmdlVmVyZGljdBIhCh1DSEFMTEVOR0VfVkVSRElDVF9VTlNQRUNJRklFRBAAEhsKF0NIQUxMRU5HRV9WRVJESUNUX01BVENIEAESHgoaQ0hBTExFTkdFX1ZFUkRJQ1RfTUlTTUFUQ0gQAhIdChlDSEFMTEVOR0VfVkVSRElDVF9NSVNTSU5HEAMSGwoXQ0hBTExFTkdFX1ZFUkRJQ1RfRVJST1IQBCrkAQoXRml4ZWRPdXRwdXRDaGVja091dGNvbWUSKgomRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfVU5TUEVDSUZJRUQQABImCiJGSVhFRF9PVVRQVVRfQ0hFQ0tfT1VUQ09NRV9QRU5ESU5HEAESJQohRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfUEFTU0VEEAISJQohRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfRkFJTEVEEAMSJwojRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfQ0FOQ0VMRUQQBDKJEQoMQWRtaW5TZXJ2aWNlEkgKC1N1Ym1pdEJ1aWxkEhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QaHC5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVzcG9uc2USSwoMU3VibWl0QnVpbGRzEhwua2lsbi52MS5TdWJtaXRCdWlsZHNSZXF1ZXN0Gh0ua2lsbi52MS5TdWJtaXRCdWlsZHNSZXNwb25zZRI/CghHZXRCdWlsZBIYLmtpbG4udjEuR2V0QnVpbGRSZXF1ZXN0Ghkua2lsbi52MS5HZXRCdWlsZFJlc3BvbnNlEkoKC0dldEJ1aWxkTG9nEhsua2lsbi52MS5HZXRCdWlsZExvZ1JlcXVlc3QaHC5raWxuLnYxLkdldEJ1aWxkTG9nUmVzcG9uc2UwARJFCgpMaXN0QnVpbGRzEhoua2lsbi52MS5MaXN0QnVpbGRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEkgKC0NhbmNlbEJ1aWxkEhsua2lsbi52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHC5raWxuLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USVwoQU2V0QnVpbGRQcmlvcml0eRIgLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QaIS5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRJUCg9VcGRhdGVCdWlsZFRhZ3MSHy5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QaIC5raWxuLnYxLlVwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEkgKC0NyZWF0ZUFnZW50Ehsua2lsbi52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHC5raWxuLnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USYAoTQ3JlYXRlQWdlbnRQYXNzd29yZBIjLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QaJC5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRJFCgpMaXN0QWdlbnRzEhoua2lsbi52MS5MaXN0QWdlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEFnZW50c1Jlc3BvbnNlEkUKClJldHJ5QnVpbGQSGi5raWxuLnYxLlJldHJ5QnVpbGRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUJ1aWxkUmVzcG9uc2USRQoKRHJhaW5BZ2VudBIaLmtpbG4udjEuRHJhaW5BZ2VudFJlcXVlc3QaGy5raWxuLnYxLkRyYWluQWdlbnRSZXNwb25zZRJRCg5TZXRBZ2VudEFjdGl2ZRIeLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXF1ZXN0Gh8ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlc3BvbnNlEloKEVF1ZXJ5TWlzc2luZ1BhdGhzEiEua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QaIi5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USTQoMVXBsb2FkU291cmNlEhwua2lsbi52MS5VcGxvYWRTb3VyY2VSZXF1ZXN0Gh0ua2lsbi52MS5VcGxvYWRTb3VyY2VSZXNwb25zZSgBElQKD0dldFF1ZXVlU3VtbWFyeRIfLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVxdWVzdBogLmtpbG4udjEuR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USRQoKTGlzdEV2ZW50cxIaLmtpbG4udjEuTGlzdEV2ZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RFdmVudHNSZXNwb25zZRJFCgpSZXRyeUV2ZW50Ehoua2lsbi52MS5SZXRyeUV2ZW50UmVxdWVzdBobLmtpbG4udjEuUmV0cnlFdmVudFJlc3BvbnNlElEKDkNvbGxlY3RHYXJiYWdlEh4ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlcXVlc3QaHy5raWxuLnYxLkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USbAoXQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW4SJy5raWxuLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBooLmtpbG4udjEuQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRJpChZMaXN0UmVnaXN0cmF0aW9uVG9rZW5zEiYua2lsbi52MS5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdBonLmtpbG4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1Jlc3BvbnNlEmwKF1Jldm9rZVJlZ2lzdHJhdGlvblRva2VuEicua2lsbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaKC5raWxuLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USVAoPQ2hhbGxlbmdlQ2FjaGVzEh8ua2lsbi52MS5DaGFsbGVuZ2VDYWNoZXNSZXF1ZXN0GiAua2lsbi52MS5DaGFsbGVuZ2VDYWNoZXNSZXNwb25zZRJaChFDaGVja0ZpeGVkT3V0cHV0cxIhLmtpbG4udjEuQ2hlY2tGaXhlZE91dHB1dHNSZXF1ZXN0GiIua2lsbi52MS5DaGVja0ZpeGVkT3V0cHV0c1Jlc3BvbnNlEmYKFUxpc3RGaXhlZE91dHB1dENoZWNrcxIlLmtpbG4udjEuTGlzdEZpeGVkT3V0cHV0Q2hlY2tzUmVxdWVzdBomLmtpbG4udjEuTGlzdEZpeGVkT3V0cHV0Q2hlY2tzUmVzcG9uc2ViBnByb3RvMw", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIuACChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIyChBleGlzdGluZ19vdXRwdXRzGAkgASgOMhgua2lsbi52MS5FeGlzdGluZ091dHB1dHMSGgoSY2hlY2tfcmVwcm9kdWNpYmxlGAogASgNEh0KFWNoZWNrX3JlcHJvZHVjaWJsZV9ieRgLIAEoCSJiChNTdWJtaXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIQCghleGlzdGluZxgCIAEoCBIaChJhdmFpbGFibGVfdXBzdHJlYW0YAyABKAgiQgoTU3VibWl0QnVpbGRzUmVxdWVzdBIrCgZidWlsZHMYASADKAsyGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdCJEChRTdWJtaXRCdWlsZHNSZXNwb25zZRIsCgZidWlsZHMYASADKAsyHC5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVzcG9uc2UiHQoPR2V0QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJImQKEEdldEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkEjEKD3JlcHJvZHVjaWJpbGl0eRgCIAEoCzIYLmtpbG4udjEuUmVwcm9kdWNpYmlsaXR5IjEKEkdldEJ1aWxkTG9nUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgdhdHRlbXB0GAIgASgFIjUKE0dldEJ1aWxkTG9nUmVzcG9uc2USDwoHYXR0ZW1wdBgBIAEoBRINCgVjaHVuaxgCIAEoDCKUAQoRTGlzdEJ1aWxkc1JlcXVlc3QSIwoGc3RhdGVzGAEgAygOMhMua2lsbi52MS5CdWlsZFN0YXRlEhoKBHRhZ3MYAiADKAsyDC5raWxuLnYxLlRhZxIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiTQoSTGlzdEJ1aWxkc1Jlc3BvbnNlEh4KBmJ1aWxkcxgBIAMoCzIOLmtpbG4udjEuQnVpbGQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiAKEkNhbmNlbEJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSI0ChNDYW5jZWxCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI3ChdTZXRCdWlsZFByaW9yaXR5UmVxdWVzdBIKCgJpZBgBIAEoCRIQCghwcmlvcml0eRgCIAEoBSI5ChhTZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIlQKFlVwZGF0ZUJ1aWxkVGFnc1JlcXVlc3QSCgoCaWQYASABKAkSGQoDc2V0GAIgAygLMgwua2lsbi52MS5UYWcSEwoLcmVtb3ZlX2tleXMYAyADKAkiOAoXVXBkYXRlQnVpbGRUYWdzUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIj4KEkNyZWF0ZUFnZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhoKBHRhZ3MYAiADKAsyDC5raWxuLnYxLlRhZyI0ChNDcmVhdGVBZ2VudFJlc3BvbnNlEh0KBWFnZW50GAEgASgLMg4ua2lsbi52MS5BZ2VudCIuChpDcmVhdGVBZ2VudFBhc3N3b3JkUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSIvChtDcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USEAoIcGFzc3dvcmQYASABKAkiEwoRTGlzdEFnZW50c1JlcXVlc3QiNAoSTGlzdEFnZW50c1Jlc3BvbnNlEh4KBmFnZW50cxgBIAMoCzIOLmtpbG4udjEuQWdlbnQiHwoRUmV0cnlCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiMwoSUmV0cnlCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCIlChFEcmFpbkFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSIUChJEcmFpbkFnZW50UmVzcG9uc2UiOQoVU2V0QWdlbnRBY3RpdmVSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEg4KBmFjdGl2ZRgCIAEoCCI3ChZTZXRBZ2VudEFjdGl2ZVJlc3BvbnNlEh0KBWFnZW50GAEgASgLMg4ua2lsbi52MS5BZ2VudCIpChhRdWVyeU1pc3NpbmdQYXRoc1JlcXVlc3QSDQoFcGF0aHMYASADKAkiLAoZUXVlcnlNaXNzaW5nUGF0aHNSZXNwb25zZRIPCgdtaXNzaW5nGAEgAygJIlwKDFNvdXJjZUhlYWRlchISCgpzdG9yZV9wYXRoGAEgASgJEhIKCnJlZmVyZW5jZXMYAiADKAkSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEgsKA3ZpYRgEIAMoCSKFAQoTVXBsb2FkU291cmNlUmVxdWVzdBInCgZoZWFkZXIYASABKAsyFS5raWxuLnYxLlNvdXJjZUhlYWRlckgAEg8KBWNodW5rGAIgASgMSAASKQoHdHJhaWxlchgDIAEoCzIWLmtpbG4udjEuVXBsb2FkVHJhaWxlckgAQgkKB21lc3NhZ2UiPAoUVXBsb2FkU291cmNlUmVzcG9uc2USEQoJZmlsZV9oYXNoGAEgASgJEhEKCWZpbGVfc2l6ZRgCIAEoBCIYChZHZXRRdWV1ZVN1bW1hcnlSZXF1ZXN0Ik8KClF1ZXVlQ291bnQSIgoFc3RhdGUYASABKA4yEy5raWxuLnYxLkJ1aWxkU3RhdGUSDgoGc3lzdGVtGAIgASgJEg0KBWNvdW50GAMgASgNImIKClJlYWR5UXVldWUSDgoGc3lzdGVtGAEgASgJEg0KBWNvdW50GAIgASgNEjUKEW9sZGVzdF9jcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ8ChdHZXRRdWV1ZVN1bW1hcnlSZXNwb25zZRIjCgZjb3VudHMYASADKAsyEy5raWxuLnYxLlF1ZXVlQ291bnQSIgoFcmVhZHkYAiADKAsyEy5raWxuLnYxLlJlYWR5UXVldWUSGAoQY29ubmVjdGVkX2FnZW50cxgDIAEoDSJ0ChFMaXN0RXZlbnRzUmVxdWVzdBINCgV0eXBlcxgBIAMoCRIQCghidWlsZF9pZBgCIAEoCRIXCg9kZWxpdmVyeV9zdGF0ZXMYAyADKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiTQoSTGlzdEV2ZW50c1Jlc3BvbnNlEh4KBmV2ZW50cxgBIAMoCzIOLmtpbG4udjEuRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KEVJldHJ5RXZlbnRSZXF1ZXN0EgoKAmlkGAEgASgDEgwKBGhvb2sYAiABKAkiJQoSUmV0cnlFdmVudFJlc3BvbnNlEg8KB3JldHJpZWQYASABKAUiKAoVQ29sbGVjdEdhcmJhZ2VSZXF1ZXN0Eg8KB2RyeV9ydW4YASABKAgiWwoWQ29sbGVjdEdhcmJhZ2VSZXNwb25zZRINCgVwYXRocxgBIAMoCRINCgVmaWxlcxgCIAEoBBIUCgxvcnBoYW5fZmlsZXMYAyABKAQSDQoFYnl0ZXMYBCABKAQi4gEKEVJlZ2lzdHJhdGlvblRva2VuEgoKAmlkGAEgASgJEhoKBHRhZ3MYAiADKAsyDC5raWxuLnYxLlRhZxIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWdpc3RyYXRpb25zGAYgASgFImwKHkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBIaCgR0YWdzGAEgAygLMgwua2lsbi52MS5UYWcSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXAofQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4SDgoGc2VjcmV0GAIgASgJIh8KHUxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXF1ZXN0IkwKHkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRIqCgZ0b2tlbnMYASADKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuIiwKHlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCSJMCh9SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEikKBXRva2VuGAEgASgLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiJTChZDaGFsbGVuZ2VDYWNoZXNSZXF1ZXN0Eg4KBmNhY2hlcxgBIAMoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSDQoFbGltaXQYAyABKAUijgEKDENhY2hlVmVyZGljdBINCgVjYWNoZRgBIAEoCRIqCgd2ZXJkaWN0GAIgASgOMhkua2lsbi52MS5DaGFsbGVuZ2VWZXJkaWN0EhAKCG5hcl9oYXNoGAMgASgJEhAKCG5hcl9zaXplGAQgASgEEg8KB3RydXN0ZWQYBSABKAgSDgoGcmVhc29uGAYgASgJIpwBCg5DaGFsbGVuZ2VkUGF0aBISCgpzdG9yZV9wYXRoGAEgASgJEhcKD2Rlcml2YXRpb25fcGF0aBgCIAEoCRIQCghidWlsZF9pZBgDIAEoCRIQCghuYXJfaGFzaBgEIAEoCRIQCghuYXJfc2l6ZRgFIAEoBBInCgh2ZXJkaWN0cxgGIAMoCzIVLmtpbG4udjEuQ2FjaGVWZXJkaWN0ImcKEENoYWxsZW5nZVN1bW1hcnkSDQoFY2FjaGUYASABKAkSDwoHbWF0Y2hlcxgCIAEoDRISCgptaXNtYXRjaGVzGAMgASgNEg8KB21pc3NpbmcYBCABKA0SDgoGZXJyb3JzGAUgASgNIm8KF0NoYWxsZW5nZUNhY2hlc1Jlc3BvbnNlEiYKBXBhdGhzGAEgAygLMhcua2lsbi52MS5DaGFsbGVuZ2VkUGF0aBIsCglzdW1tYXJpZXMYAiADKAsyGS5raWxuLnYxLkNoYWxsZW5nZVN1bW1hcnkikwEKGENoZWNrRml4ZWRPdXRwdXRzUmVxdWVzdBIaCgR0YWdzGAEgAygLMgwua2lsbi52MS5UYWcSDAoEbmFtZRgCIAEoCRIaChJvbGRlcl90aGFuX3NlY29uZHMYAyABKAQSFQoIcHJpb3JpdHkYBCABKAVIAIgBARINCgVsaW1pdBgFIAEoBUILCglfcHJpb3JpdHki5AEKEEZpeGVkT3V0cHV0Q2hlY2sSEAoIYnVpbGRfaWQYASABKAkSFwoPZGVyaXZhdGlvbl9wYXRoGAIgASgJEjAKDHJlcXVlc3RlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKB291dGNvbWUYBSABKA4yIC5raWxuLnYxLkZpeGVkT3V0cHV0Q2hlY2tPdXRjb21lEg8KB21lc3NhZ2UYBiABKAkiYAoZQ2hlY2tGaXhlZE91dHB1dHNSZXNwb25zZRIpCgZjaGVja3MYASADKAsyGS5raWxuLnYxLkZpeGVkT3V0cHV0Q2hlY2sSGAoQYWxyZWFkeV9jaGVja2luZxgCIAMoCSKUAQocTGlzdEZpeGVkT3V0cHV0Q2hlY2tzUmVxdWVzdBIYChBkZXJpdmF0aW9uX3BhdGhzGAEgAygJEjIKCG91dGNvbWVzGAIgAygOMiAua2lsbi52MS5GaXhlZE91dHB1dENoZWNrT3V0Y29tZRITCgtsYXRlc3Rfb25seRgDIAEoCBIRCglwYWdlX3NpemUYBCABKAUiSgodTGlzdEZpeGVkT3V0cHV0Q2hlY2tzUmVzcG9uc2USKQoGY2hlY2tzGAEgAygLMhkua2lsbi52MS5GaXhlZE91dHB1dENoZWNrIkUKEUNoZWNrQnVpbGRSZXF1ZXN0EhAKCGJ1aWxkX2lkGAEgASgJEg4KBmFnZW50cxgCIAEoDRIOCgZieV90YWcYAyABKAkiZgoSQ2hlY2tCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZBIxCg9yZXByb2R1Y2liaWxpdHkYAiABKAsyGC5raWxuLnYxLlJlcHJvZHVjaWJpbGl0eSLiAQoPUmVwcm9kdWNpYmlsaXR5EiwKBXN0YXRlGAEgASgOMh0ua2lsbi52MS5SZXByb2R1Y2liaWxpdHlTdGF0ZRIOCgZhZ2VudHMYAiABKA0SDgoGYnlfdGFnGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSLgoKZGVjaWRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoHb3V0cHV0cxgGIAMoCzIWLmtpbG4udjEuQ2hlY2tlZE91dHB1dBIXCg9jaGVja19idWlsZF9pZHMYByADKAkisAEKDUNoZWNrZWRPdXRwdXQSDAoEbmFtZRgBIAEoCRIMCgRwYXRoGAIgASgJEhQKDHJlcHJvZHVjaWJsZRgDIAEoCBIlCgdyZXN1bHRzGAQgAygLMhQua2lsbi52MS5DaGVja1Jlc3VsdBIrCgtkaWZmZXJlbmNlcxgFIAMoCzIWLmtpbG4udjEuRGlmZmVyaW5nRmlsZRIZChFkaWZmZXJlbmNlc19lcnJvchgGIAEoCSKLAQoLQ2hlY2tSZXN1bHQSEAoIcG9zaXRpb24YASABKA0SEAoIYnVpbGRfaWQYAiABKAkSEAoIYWdlbnRfaWQYAyABKAkSEQoJdGFnX3ZhbHVlGAQgASgJEhAKCG5hcl9oYXNoGAUgASgJEhAKCG5hcl9zaXplGAYgASgEEg8KB25hcl91cmwYByABKAkiRQoNRGlmZmVyaW5nRmlsZRIMCgRwYXRoGAEgASgJEiYKCHZlcnNpb25zGAIgAygLMhQua2lsbi52MS5GaWxlVmVyc2lvbiJ2CgtGaWxlVmVyc2lvbhIQCghwb3NpdGlvbhgBIAEoDRIMCgR0eXBlGAIgASgJEgwKBHNpemUYAyABKAQSDgoGc2hhMjU2GAQgASgJEhgKEGZpcnN0X2RpZmZlcmVuY2UYBSABKAMSDwoHZXhjZXJwdBgGIAEoCSptCg9FeGlzdGluZ091dHB1dHMSIAocRVhJU1RJTkdfT1VUUFVUU19VTlNQRUNJRklFRBAAEhkKFUVYSVNUSU5HX09VVFBVVFNfS0lMThABEh0KGUVYSVNUSU5HX09VVFBVVFNfVVBTVFJFQU0QAiquAQoQQ2hhbGxlbmdlVmVyZGljdBIhCh1DSEFMTEVOR0VfVkVSRElDVF9VTlNQRUNJRklFRBAAEhsKF0NIQUxMRU5HRV9WRVJESUNUX01BVENIEAESHgoaQ0hBTExFTkdFX1ZFUkRJQ1RfTUlTTUFUQ0gQAhIdChlDSEFMTEVOR0VfVkVSRElDVF9NSVNTSU5HEAMSGwoXQ0hBTExFTkdFX1ZFUkRJQ1RfRVJST1IQBCrkAQoXRml4ZWRPdXRwdXRDaGVja091dGNvbWUSKgomRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfVU5TUEVDSUZJRUQQABImCiJGSVhFRF9PVVRQVVRfQ0hFQ0tfT1VUQ09NRV9QRU5ESU5HEAESJQohRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfUEFTU0VEEAISJQohRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfRkFJTEVEEAMSJwojRklYRURfT1VUUFVUX0NIRUNLX09VVENPTUVfQ0FOQ0VMRUQQBCrUAQoUUmVwcm9kdWNpYmlsaXR5U3RhdGUSJQohUkVQUk9EVUNJQklMSVRZX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodUkVQUk9EVUNJQklMSVRZX1NUQVRFX1BFTkRJTkcQARImCiJSRVBST0RVQ0lCSUxJVFlfU1RBVEVfUkVQUk9EVUNJQkxFEAISKAokUkVQUk9EVUNJQklMSVRZX1NUQVRFX1VOUkVQUk9EVUNJQkxFEAMSIAocUkVQUk9EVUNJQklMSVRZX1NUQVRFX0ZBSUxFRBAEMtARCgxBZG1pblNlcnZpY2USSAoLU3VibWl0QnVpbGQSGy5raWxuLnYxLlN1Ym1pdEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuU3VibWl0QnVpbGRSZXNwb25zZRJLCgxTdWJtaXRCdWlsZHMSHC5raWxuLnYxLlN1Ym1pdEJ1aWxkc1JlcXVlc3QaHS5raWxuLnYxLlN1Ym1pdEJ1aWxkc1Jlc3BvbnNlEj8KCEdldEJ1aWxkEhgua2lsbi52MS5HZXRCdWlsZFJlcXVlc3QaGS5raWxuLnYxLkdldEJ1aWxkUmVzcG9uc2USSgoLR2V0QnVpbGRMb2cSGy5raWxuLnYxLkdldEJ1aWxkTG9nUmVxdWVzdBocLmtpbG4udjEuR2V0QnVpbGRMb2dSZXNwb25zZTABEkUKCkxpc3RCdWlsZHMSGi5raWxuLnYxLkxpc3RCdWlsZHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QnVpbGRzUmVzcG9uc2USSAoLQ2FuY2VsQnVpbGQSGy5raWxuLnYxLkNhbmNlbEJ1aWxkUmVxdWVzdBocLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXNwb25zZRJXChBTZXRCdWlsZFByaW9yaXR5EiAua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVxdWVzdBohLmtpbG4udjEuU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlElQKD1VwZGF0ZUJ1aWxkVGFncxIfLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBogLmtpbG4udjEuVXBkYXRlQnVpbGRUYWdzUmVzcG9uc2USSAoLQ3JlYXRlQWdlbnQSGy5raWxuLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBocLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJgChNDcmVhdGVBZ2VudFBhc3N3b3JkEiMua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVxdWVzdBokLmtpbG4udjEuQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEkUKCkxpc3RBZ2VudHMSGi5raWxuLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0QWdlbnRzUmVzcG9uc2USRQoKUmV0cnlCdWlsZBIaLmtpbG4udjEuUmV0cnlCdWlsZFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5QnVpbGRSZXNwb25zZRJFCgpEcmFpbkFnZW50Ehoua2lsbi52MS5EcmFpbkFnZW50UmVxdWVzdBobLmtpbG4udjEuRHJhaW5BZ2VudFJlc3BvbnNlElEKDlNldEFnZW50QWN0aXZlEh4ua2lsbi52MS5TZXRBZ2VudEFjdGl2ZVJlcXVlc3QaHy5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVzcG9uc2USWgoRUXVlcnlNaXNzaW5nUGF0aHMSIS5raWxuLnYxLlF1ZXJ5TWlzc2luZ1BhdGhzUmVxdWVzdBoiLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXNwb25zZRJNCgxVcGxvYWRTb3VyY2USHC5raWxuLnYxLlVwbG9hZFNvdXJjZVJlcXVlc3QaHS5raWxuLnYxLlVwbG9hZFNvdXJjZVJlc3BvbnNlKAESVAoPR2V0UXVldWVTdW1tYXJ5Eh8ua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXF1ZXN0GiAua2lsbi52MS5HZXRRdWV1ZVN1bW1hcnlSZXNwb25zZRJFCgpMaXN0RXZlbnRzEhoua2lsbi52MS5MaXN0RXZlbnRzUmVxdWVzdBobLmtpbG4udjEuTGlzdEV2ZW50c1Jlc3BvbnNlEkUKClJldHJ5RXZlbnQSGi5raWxuLnYxLlJldHJ5RXZlbnRSZXF1ZXN0Ghsua2lsbi52MS5SZXRyeUV2ZW50UmVzcG9uc2USUQoOQ29sbGVjdEdhcmJhZ2USHi5raWxuLnYxLkNvbGxlY3RHYXJiYWdlUmVxdWVzdBofLmtpbG4udjEuQ29sbGVjdEdhcmJhZ2VSZXNwb25zZRJsChdDcmVhdGVSZWdpc3RyYXRpb25Ub2tlbhInLmtpbG4udjEuQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0Gigua2lsbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEmkKFkxpc3RSZWdpc3RyYXRpb25Ub2tlbnMSJi5raWxuLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXF1ZXN0Gicua2lsbi52MS5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVzcG9uc2USbAoXUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW4SJy5raWxuLnYxLlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBooLmtpbG4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRJUCg9DaGFsbGVuZ2VDYWNoZXMSHy5raWxuLnYxLkNoYWxsZW5nZUNhY2hlc1JlcXVlc3QaIC5raWxuLnYxLkNoYWxsZW5nZUNhY2hlc1Jlc3BvbnNlEloKEUNoZWNrRml4ZWRPdXRwdXRzEiEua2lsbi52MS5DaGVja0ZpeGVkT3V0cHV0c1JlcXVlc3QaIi5raWxuLnYxLkNoZWNrRml4ZWRPdXRwdXRzUmVzcG9uc2USZgoVTGlzdEZpeGVkT3V0cHV0Q2hlY2tzEiUua2lsbi52MS5MaXN0Rml4ZWRPdXRwdXRDaGVja3NSZXF1ZXN0GiYua2lsbi52MS5MaXN0Rml4ZWRPdXRwdXRDaGVja3NSZXNwb25zZRJFCgpDaGVja0J1aWxkEhoua2lsbi52MS5DaGVja0J1aWxkUmVxdWVzdBobLmtpbG4udjEuQ2hlY2tCdWlsZFJlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -83,6 +83,23 @@ export type SubmitBuildRequest = Message<"kiln.v1.SubmitBuildRequest"> & {
    * @generated from field: kiln.v1.ExistingOutputs existing_outputs = 9;
    */
   existingOutputs: ExistingOutputs;
+
+  /**
+   * Reproducibility check (QA): besides this build, the derivation is built on other
+   * agents until this many distinct agents in all (2 to 16) built it, and the outputs
+   * are compared; 0: no check. With an existing build (existing_outputs), that build
+   * is checked. The cache serves the first success only.
+   *
+   * @generated from field: uint32 check_reproducible = 10;
+   */
+  checkReproducible: number;
+
+  /**
+   * The agents must differ in this tag's value (e.g. "cpu"), not only in their ids.
+   *
+   * @generated from field: string check_reproducible_by = 11;
+   */
+  checkReproducibleBy: string;
 };
 
 /**
@@ -188,6 +205,13 @@ export type GetBuildResponse = Message<"kiln.v1.GetBuildResponse"> & {
    * @generated from field: kiln.v1.Build build = 1;
    */
   build?: Build | undefined;
+
+  /**
+   * Its reproducibility check, when one was asked for.
+   *
+   * @generated from field: kiln.v1.Reproducibility reproducibility = 2;
+   */
+  reproducibility?: Reproducibility | undefined;
 };
 
 /**
@@ -1587,6 +1611,288 @@ export const ListFixedOutputChecksResponseSchema: GenMessage<ListFixedOutputChec
   messageDesc(file_kiln_v1_admin, 59);
 
 /**
+ * @generated from message kiln.v1.CheckBuildRequest
+ */
+export type CheckBuildRequest = Message<"kiln.v1.CheckBuildRequest"> & {
+  /**
+   * @generated from field: string build_id = 1;
+   */
+  buildId: string;
+
+  /**
+   * Distinct agents in all that build it, the build's own included: 2 to 16.
+   *
+   * @generated from field: uint32 agents = 2;
+   */
+  agents: number;
+
+  /**
+   * The agents must differ in this tag's value; empty: distinct agents.
+   *
+   * @generated from field: string by_tag = 3;
+   */
+  byTag: string;
+};
+
+/**
+ * Describes the message kiln.v1.CheckBuildRequest.
+ * Use `create(CheckBuildRequestSchema)` to create a new message.
+ */
+export const CheckBuildRequestSchema: GenMessage<CheckBuildRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 60);
+
+/**
+ * @generated from message kiln.v1.CheckBuildResponse
+ */
+export type CheckBuildResponse = Message<"kiln.v1.CheckBuildResponse"> & {
+  /**
+   * @generated from field: kiln.v1.Build build = 1;
+   */
+  build?: Build | undefined;
+
+  /**
+   * @generated from field: kiln.v1.Reproducibility reproducibility = 2;
+   */
+  reproducibility?: Reproducibility | undefined;
+};
+
+/**
+ * Describes the message kiln.v1.CheckBuildResponse.
+ * Use `create(CheckBuildResponseSchema)` to create a new message.
+ */
+export const CheckBuildResponseSchema: GenMessage<CheckBuildResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 61);
+
+/**
+ * @generated from message kiln.v1.Reproducibility
+ */
+export type Reproducibility = Message<"kiln.v1.Reproducibility"> & {
+  /**
+   * @generated from field: kiln.v1.ReproducibilityState state = 1;
+   */
+  state: ReproducibilityState;
+
+  /**
+   * Distinct agents asked for, the build's own included.
+   *
+   * @generated from field: uint32 agents = 2;
+   */
+  agents: number;
+
+  /**
+   * @generated from field: string by_tag = 3;
+   */
+  byTag: string;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp decided_at = 5;
+   */
+  decidedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated kiln.v1.CheckedOutput outputs = 6;
+   */
+  outputs: CheckedOutput[];
+
+  /**
+   * The check builds made so far, oldest first.
+   *
+   * @generated from field: repeated string check_build_ids = 7;
+   */
+  checkBuildIds: string[];
+};
+
+/**
+ * Describes the message kiln.v1.Reproducibility.
+ * Use `create(ReproducibilitySchema)` to create a new message.
+ */
+export const ReproducibilitySchema: GenMessage<Reproducibility> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 62);
+
+/**
+ * @generated from message kiln.v1.CheckedOutput
+ */
+export type CheckedOutput = Message<"kiln.v1.CheckedOutput"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * Every result has the same NAR hash (so far, while pending).
+   *
+   * @generated from field: bool reproducible = 3;
+   */
+  reproducible: boolean;
+
+  /**
+   * One per agent that built it: position 1 is the build's own, which the cache serves.
+   *
+   * @generated from field: repeated kiln.v1.CheckResult results = 4;
+   */
+  results: CheckResult[];
+
+  /**
+   * For an unreproducible output: the files whose type, size or contents differ.
+   *
+   * @generated from field: repeated kiln.v1.DifferingFile differences = 5;
+   */
+  differences: DifferingFile[];
+
+  /**
+   * Why the differences could not be listed, if they could not (a NAR too large).
+   *
+   * @generated from field: string differences_error = 6;
+   */
+  differencesError: string;
+};
+
+/**
+ * Describes the message kiln.v1.CheckedOutput.
+ * Use `create(CheckedOutputSchema)` to create a new message.
+ */
+export const CheckedOutputSchema: GenMessage<CheckedOutput> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 63);
+
+/**
+ * @generated from message kiln.v1.CheckResult
+ */
+export type CheckResult = Message<"kiln.v1.CheckResult"> & {
+  /**
+   * @generated from field: uint32 position = 1;
+   */
+  position: number;
+
+  /**
+   * The build that made it: the checked build itself, or a check build.
+   *
+   * @generated from field: string build_id = 2;
+   */
+  buildId: string;
+
+  /**
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * The agent's value of the check's by_tag.
+   *
+   * @generated from field: string tag_value = 4;
+   */
+  tagValue: string;
+
+  /**
+   * @generated from field: string nar_hash = 5;
+   */
+  narHash: string;
+
+  /**
+   * @generated from field: uint64 nar_size = 6;
+   */
+  narSize: bigint;
+
+  /**
+   * Where its NAR is served (uncompressed), relative to the coordinator's HTTP root.
+   *
+   * @generated from field: string nar_url = 7;
+   */
+  narUrl: string;
+};
+
+/**
+ * Describes the message kiln.v1.CheckResult.
+ * Use `create(CheckResultSchema)` to create a new message.
+ */
+export const CheckResultSchema: GenMessage<CheckResult> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 64);
+
+/**
+ * @generated from message kiln.v1.DifferingFile
+ */
+export type DifferingFile = Message<"kiln.v1.DifferingFile"> & {
+  /**
+   * Inside the output; empty for the output itself.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * One per result, by position.
+   *
+   * @generated from field: repeated kiln.v1.FileVersion versions = 2;
+   */
+  versions: FileVersion[];
+};
+
+/**
+ * Describes the message kiln.v1.DifferingFile.
+ * Use `create(DifferingFileSchema)` to create a new message.
+ */
+export const DifferingFileSchema: GenMessage<DifferingFile> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 65);
+
+/**
+ * @generated from message kiln.v1.FileVersion
+ */
+export type FileVersion = Message<"kiln.v1.FileVersion"> & {
+  /**
+   * @generated from field: uint32 position = 1;
+   */
+  position: number;
+
+  /**
+   * regular, executable, symlink, directory, or missing.
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * @generated from field: uint64 size = 3;
+   */
+  size: bigint;
+
+  /**
+   * sha256 of a file's contents (base16), or a symlink's target.
+   *
+   * @generated from field: string sha256 = 4;
+   */
+  sha256: string;
+
+  /**
+   * For a small text file that differs: the offset of its first differing byte, and
+   * its text from there (up to 64 bytes).
+   *
+   * @generated from field: int64 first_difference = 5;
+   */
+  firstDifference: bigint;
+
+  /**
+   * @generated from field: string excerpt = 6;
+   */
+  excerpt: string;
+};
+
+/**
+ * Describes the message kiln.v1.FileVersion.
+ * Use `create(FileVersionSchema)` to create a new message.
+ */
+export const FileVersionSchema: GenMessage<FileVersion> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 66);
+
+/**
  * @generated from enum kiln.v1.ExistingOutputs
  */
 export enum ExistingOutputs {
@@ -1707,6 +2013,50 @@ export enum FixedOutputCheckOutcome {
  */
 export const FixedOutputCheckOutcomeSchema: GenEnum<FixedOutputCheckOutcome> = /*@__PURE__*/
   enumDesc(file_kiln_v1_admin, 2);
+
+/**
+ * @generated from enum kiln.v1.ReproducibilityState
+ */
+export enum ReproducibilityState {
+  /**
+   * @generated from enum value: REPRODUCIBILITY_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Fewer agents than asked built it so far.
+   *
+   * @generated from enum value: REPRODUCIBILITY_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Every agent's outputs have the same NAR hashes.
+   *
+   * @generated from enum value: REPRODUCIBILITY_STATE_REPRODUCIBLE = 2;
+   */
+  REPRODUCIBLE = 2,
+
+  /**
+   * An output's NAR hash differs between agents.
+   *
+   * @generated from enum value: REPRODUCIBILITY_STATE_UNREPRODUCIBLE = 3;
+   */
+  UNREPRODUCIBLE = 3,
+
+  /**
+   * A check build failed for good or was canceled (message says which).
+   *
+   * @generated from enum value: REPRODUCIBILITY_STATE_FAILED = 4;
+   */
+  FAILED = 4,
+}
+
+/**
+ * Describes the enum kiln.v1.ReproducibilityState.
+ */
+export const ReproducibilityStateSchema: GenEnum<ReproducibilityState> = /*@__PURE__*/
+  enumDesc(file_kiln_v1_admin, 3);
 
 /**
  * What operators and their scripts use: submit and steer builds, manage agents.
@@ -1978,6 +2328,19 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListFixedOutputChecksRequestSchema;
     output: typeof ListFixedOutputChecksResponseSchema;
+  },
+  /**
+   * Reproducibility checks (QA): the same derivation built on several agents, the
+   * outputs compared by NAR hash. Asks for a check of a build (one that succeeded
+   * already, or one still to run): built on `agents` distinct agents in all, its own
+   * included; GetBuild gives the result. Asking again with more agents adds to it.
+   *
+   * @generated from rpc kiln.v1.AdminService.CheckBuild
+   */
+  checkBuild: {
+    methodKind: "unary";
+    input: typeof CheckBuildRequestSchema;
+    output: typeof CheckBuildResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_v1_admin, 0);

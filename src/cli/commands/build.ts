@@ -1,7 +1,7 @@
 // `kiln build …`: submit derivations and look after builds.
 import { resolve } from 'node:path';
-import { ExistingOutputs, type SubmitBuildResponse } from '../../../gen/kiln/v1/admin_pb.js';
-import { BuildState } from '../../../gen/kiln/v1/types_pb.js';
+import { ExistingOutputs, type Reproducibility, type SubmitBuildResponse } from '../../../gen/kiln/v1/admin_pb.js';
+import { BuildState, type Build } from '../../../gen/kiln/v1/types_pb.js';
 import { adminClientFor, type AdminClient } from '../admin-client.js';
 import { readDerivationClosure } from '../derivation-closure.js';
 import { uploadMissingSources } from '../source-upload.js';
@@ -10,6 +10,7 @@ import { watchBuilds } from '../build-watch.js';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { buildJson, buildLine, buildText, printJson } from '../output.js';
 import { UsageError } from '../usage-error.js';
+import { checkedBuildJson, reproducibilityText } from '../reproducibility-text.js';
 
 
 const client = adminClientFor;
@@ -30,10 +31,12 @@ export async function buildCommand(args: string[]): Promise<void> {
       return submit(rest);
     case 'show': {
       const { values, positionals } = parse(rest, CLIENT_OPTIONS);
-      const { build } = await client(values).getBuild({ id: exactlyOne(positionals, 'build id') });
-      console.log(values.json ? JSON.stringify(buildJson(build!), null, 2) : buildText(build!));
+      const { build, reproducibility } = await client(values).getBuild({ id: exactlyOne(positionals, 'build id') });
+      console.log(values.json ? JSON.stringify(checkedBuildJson(build!, reproducibility), null, 2) : checkedBuildText(build!, reproducibility));
       return;
     }
+    case 'check':
+      return check(rest);
     case 'list':
       return list(rest);
     case 'log':
@@ -73,7 +76,7 @@ export async function buildCommand(args: string[]): Promise<void> {
       return;
     }
     default:
-      throw new UsageError(`unknown build command ${JSON.stringify(sub ?? '')}: use submit, show, log, watch, list, cancel, retry, priority or tag`);
+      throw new UsageError(`unknown build command ${JSON.stringify(sub ?? '')}: use submit, show, check, log, watch, list, cancel, retry, priority or tag`);
   }
 }
 
@@ -86,6 +89,8 @@ async function submit(args: string[]): Promise<void> {
     'ignore-if-output-exists': { type: 'string' },
     timeout: { type: 'string' },
     'max-silent-time': { type: 'string' },
+    'check-reproducible': { type: 'string' },
+    'check-reproducible-by': { type: 'string' },
     wait: { type: 'boolean', default: false },
   });
   if (positionals.length === 0) throw new UsageError('kiln build submit needs at least one .drv path');
@@ -95,6 +100,8 @@ async function submit(args: string[]): Promise<void> {
   const maxSilentSeconds = secondsFrom(values['max-silent-time'], '--max-silent-time');
   const tags = tagsFrom(values.tag);
   const existing = existingOutputsFrom(values['ignore-if-output-exists']);
+  const checkReproducible = agentsFrom(values['check-reproducible'], '--check-reproducible') ?? 0;
+  if (values['check-reproducible-by'] !== undefined && !checkReproducible) throw new UsageError('--check-reproducible-by needs --check-reproducible N');
   const admin = client(values);
   const results = [];
   for (const drvPath of positionals) {
@@ -111,6 +118,8 @@ async function submit(args: string[]): Promise<void> {
       existingOutputs: EXISTING_OUTPUTS[existing],
       timeoutSeconds,
       maxSilentSeconds,
+      checkReproducible,
+      checkReproducibleBy: values['check-reproducible-by'] ?? '',
     });
     // After the submission, which the coordinator checks each source against; the build
     // is not allocated before its sources are in the cache. No build, no sources needed.
@@ -124,6 +133,26 @@ async function submit(args: string[]): Promise<void> {
     printJson(results.map((r) => (r.availableUpstream ? { build: null, existing: false, availableUpstream: true } : { build: buildJson(r.build!), existing: r.existing, availableUpstream: false })));
   }
   if (values.wait && made.length > 0 && !(await watchBuilds(admin, made, { json: values.json, tty: Boolean(process.stdout.isTTY) }))) process.exitCode = 1;
+}
+
+/** A number of agents for a reproducibility check (the coordinator checks the range). */
+function agentsFrom(text: string | undefined, what: string): number | undefined {
+  const n = intFrom(text, what);
+  if (n !== undefined && n < 2) throw new UsageError(`${what} ${n}: a reproducibility check needs 2 or more agents in all (the build's own included)`);
+  return n;
+}
+
+/** `kiln build check <build-id> N [--by TAG]`: builds it on N distinct agents in all and compares the outputs. */
+async function check(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...CLIENT_OPTIONS, by: { type: 'string' } });
+  if (positionals.length !== 2) throw new UsageError('usage: kiln build check <build-id> <agents> [--by TAG]');
+  const agents = agentsFrom(positionals[1], 'agents')!;
+  const { build, reproducibility } = await client(values).checkBuild({ buildId: positionals[0]!, agents, byTag: values.by ?? '' });
+  console.log(values.json ? JSON.stringify(checkedBuildJson(build!, reproducibility), null, 2) : checkedBuildText(build!, reproducibility));
+}
+
+function checkedBuildText(build: Build, check: Reproducibility | undefined): string {
+  return check ? `${buildText(build)}\n${reproducibilityText(check)}` : buildText(build);
 }
 
 const EXISTING_OUTPUTS: Record<ExistingOutputsChoice, ExistingOutputs> = {

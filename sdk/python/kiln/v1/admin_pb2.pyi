@@ -21,6 +21,11 @@ FIXED_OUTPUT_CHECK_OUTCOME_FAILED: FixedOutputCheckOutcome
 FIXED_OUTPUT_CHECK_OUTCOME_PASSED: FixedOutputCheckOutcome
 FIXED_OUTPUT_CHECK_OUTCOME_PENDING: FixedOutputCheckOutcome
 FIXED_OUTPUT_CHECK_OUTCOME_UNSPECIFIED: FixedOutputCheckOutcome
+REPRODUCIBILITY_STATE_FAILED: ReproducibilityState
+REPRODUCIBILITY_STATE_PENDING: ReproducibilityState
+REPRODUCIBILITY_STATE_REPRODUCIBLE: ReproducibilityState
+REPRODUCIBILITY_STATE_UNREPRODUCIBLE: ReproducibilityState
+REPRODUCIBILITY_STATE_UNSPECIFIED: ReproducibilityState
 
 class CacheVerdict(_message.Message):
     __slots__ = ["cache", "nar_hash", "nar_size", "reason", "trusted", "verdict"]
@@ -98,6 +103,24 @@ class ChallengedPath(_message.Message):
     verdicts: _containers.RepeatedCompositeFieldContainer[CacheVerdict]
     def __init__(self, store_path: _Optional[str] = ..., derivation_path: _Optional[str] = ..., build_id: _Optional[str] = ..., nar_hash: _Optional[str] = ..., nar_size: _Optional[int] = ..., verdicts: _Optional[_Iterable[_Union[CacheVerdict, _Mapping]]] = ...) -> None: ...
 
+class CheckBuildRequest(_message.Message):
+    __slots__ = ["agents", "build_id", "by_tag"]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    BY_TAG_FIELD_NUMBER: _ClassVar[int]
+    agents: int
+    build_id: str
+    by_tag: str
+    def __init__(self, build_id: _Optional[str] = ..., agents: _Optional[int] = ..., by_tag: _Optional[str] = ...) -> None: ...
+
+class CheckBuildResponse(_message.Message):
+    __slots__ = ["build", "reproducibility"]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    REPRODUCIBILITY_FIELD_NUMBER: _ClassVar[int]
+    build: _types_pb2.Build
+    reproducibility: Reproducibility
+    def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ..., reproducibility: _Optional[_Union[Reproducibility, _Mapping]] = ...) -> None: ...
+
 class CheckFixedOutputsRequest(_message.Message):
     __slots__ = ["limit", "name", "older_than_seconds", "priority", "tags"]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +142,40 @@ class CheckFixedOutputsResponse(_message.Message):
     already_checking: _containers.RepeatedScalarFieldContainer[str]
     checks: _containers.RepeatedCompositeFieldContainer[FixedOutputCheck]
     def __init__(self, checks: _Optional[_Iterable[_Union[FixedOutputCheck, _Mapping]]] = ..., already_checking: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CheckResult(_message.Message):
+    __slots__ = ["agent_id", "build_id", "nar_hash", "nar_size", "nar_url", "position", "tag_value"]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    NAR_HASH_FIELD_NUMBER: _ClassVar[int]
+    NAR_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NAR_URL_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    TAG_VALUE_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    build_id: str
+    nar_hash: str
+    nar_size: int
+    nar_url: str
+    position: int
+    tag_value: str
+    def __init__(self, position: _Optional[int] = ..., build_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., tag_value: _Optional[str] = ..., nar_hash: _Optional[str] = ..., nar_size: _Optional[int] = ..., nar_url: _Optional[str] = ...) -> None: ...
+
+class CheckedOutput(_message.Message):
+    __slots__ = ["differences", "differences_error", "name", "path", "reproducible", "results"]
+    DIFFERENCES_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REPRODUCIBLE_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    differences: _containers.RepeatedCompositeFieldContainer[DifferingFile]
+    differences_error: str
+    name: str
+    path: str
+    reproducible: bool
+    results: _containers.RepeatedCompositeFieldContainer[CheckResult]
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., reproducible: bool = ..., results: _Optional[_Iterable[_Union[CheckResult, _Mapping]]] = ..., differences: _Optional[_Iterable[_Union[DifferingFile, _Mapping]]] = ..., differences_error: _Optional[str] = ...) -> None: ...
 
 class CollectGarbageRequest(_message.Message):
     __slots__ = ["dry_run"]
@@ -180,6 +237,14 @@ class CreateRegistrationTokenResponse(_message.Message):
     token: RegistrationToken
     def __init__(self, token: _Optional[_Union[RegistrationToken, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
 
+class DifferingFile(_message.Message):
+    __slots__ = ["path", "versions"]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    versions: _containers.RepeatedCompositeFieldContainer[FileVersion]
+    def __init__(self, path: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[FileVersion, _Mapping]]] = ...) -> None: ...
+
 class DrainAgentRequest(_message.Message):
     __slots__ = ["agent_id"]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +254,22 @@ class DrainAgentRequest(_message.Message):
 class DrainAgentResponse(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
+
+class FileVersion(_message.Message):
+    __slots__ = ["excerpt", "first_difference", "position", "sha256", "size", "type"]
+    EXCERPT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    excerpt: str
+    first_difference: int
+    position: int
+    sha256: str
+    size: int
+    type: str
+    def __init__(self, position: _Optional[int] = ..., type: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., first_difference: _Optional[int] = ..., excerpt: _Optional[str] = ...) -> None: ...
 
 class FixedOutputCheck(_message.Message):
     __slots__ = ["build_id", "derivation_path", "finished_at", "message", "outcome", "requested_at"]
@@ -229,10 +310,12 @@ class GetBuildRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class GetBuildResponse(_message.Message):
-    __slots__ = ["build"]
+    __slots__ = ["build", "reproducibility"]
     BUILD_FIELD_NUMBER: _ClassVar[int]
+    REPRODUCIBILITY_FIELD_NUMBER: _ClassVar[int]
     build: _types_pb2.Build
-    def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ...) -> None: ...
+    reproducibility: Reproducibility
+    def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ..., reproducibility: _Optional[_Union[Reproducibility, _Mapping]] = ...) -> None: ...
 
 class GetQueueSummaryRequest(_message.Message):
     __slots__ = []
@@ -378,6 +461,24 @@ class RegistrationToken(_message.Message):
     tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
     def __init__(self, id: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., registrations: _Optional[int] = ...) -> None: ...
 
+class Reproducibility(_message.Message):
+    __slots__ = ["agents", "by_tag", "check_build_ids", "decided_at", "message", "outputs", "state"]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    BY_TAG_FIELD_NUMBER: _ClassVar[int]
+    CHECK_BUILD_IDS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    agents: int
+    by_tag: str
+    check_build_ids: _containers.RepeatedScalarFieldContainer[str]
+    decided_at: _timestamp_pb2.Timestamp
+    message: str
+    outputs: _containers.RepeatedCompositeFieldContainer[CheckedOutput]
+    state: ReproducibilityState
+    def __init__(self, state: _Optional[_Union[ReproducibilityState, str]] = ..., agents: _Optional[int] = ..., by_tag: _Optional[str] = ..., message: _Optional[str] = ..., decided_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[CheckedOutput, _Mapping]]] = ..., check_build_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class RetryBuildRequest(_message.Message):
     __slots__ = ["id"]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -457,8 +558,10 @@ class SourceHeader(_message.Message):
     def __init__(self, store_path: _Optional[str] = ..., references: _Optional[_Iterable[str]] = ..., derivation_path: _Optional[str] = ..., via: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitBuildRequest(_message.Message):
-    __slots__ = ["build_id", "derivation_path", "derivations", "existing_outputs", "ignore_if_output_exists", "max_silent_seconds", "priority", "tags", "timeout_seconds"]
+    __slots__ = ["build_id", "check_reproducible", "check_reproducible_by", "derivation_path", "derivations", "existing_outputs", "ignore_if_output_exists", "max_silent_seconds", "priority", "tags", "timeout_seconds"]
     BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECK_REPRODUCIBLE_BY_FIELD_NUMBER: _ClassVar[int]
+    CHECK_REPRODUCIBLE_FIELD_NUMBER: _ClassVar[int]
     DERIVATIONS_FIELD_NUMBER: _ClassVar[int]
     DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
     EXISTING_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -468,6 +571,8 @@ class SubmitBuildRequest(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     build_id: str
+    check_reproducible: int
+    check_reproducible_by: str
     derivation_path: str
     derivations: _containers.RepeatedCompositeFieldContainer[_types_pb2.DerivationText]
     existing_outputs: ExistingOutputs
@@ -476,7 +581,7 @@ class SubmitBuildRequest(_message.Message):
     priority: int
     tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
     timeout_seconds: int
-    def __init__(self, derivation_path: _Optional[str] = ..., derivations: _Optional[_Iterable[_Union[_types_pb2.DerivationText, _Mapping]]] = ..., build_id: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., ignore_if_output_exists: bool = ..., timeout_seconds: _Optional[int] = ..., max_silent_seconds: _Optional[int] = ..., existing_outputs: _Optional[_Union[ExistingOutputs, str]] = ...) -> None: ...
+    def __init__(self, derivation_path: _Optional[str] = ..., derivations: _Optional[_Iterable[_Union[_types_pb2.DerivationText, _Mapping]]] = ..., build_id: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., ignore_if_output_exists: bool = ..., timeout_seconds: _Optional[int] = ..., max_silent_seconds: _Optional[int] = ..., existing_outputs: _Optional[_Union[ExistingOutputs, str]] = ..., check_reproducible: _Optional[int] = ..., check_reproducible_by: _Optional[str] = ...) -> None: ...
 
 class SubmitBuildResponse(_message.Message):
     __slots__ = ["available_upstream", "build", "existing"]
@@ -541,4 +646,7 @@ class ChallengeVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
 
 class FixedOutputCheckOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class ReproducibilityState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -146,6 +146,11 @@ class AdminServiceStub(object):
                 request_serializer=kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksRequest.SerializeToString,
                 response_deserializer=kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksResponse.FromString,
                 )
+        self.CheckBuild = channel.unary_unary(
+                '/kiln.v1.AdminService/CheckBuild',
+                request_serializer=kiln_dot_v1_dot_admin__pb2.CheckBuildRequest.SerializeToString,
+                response_deserializer=kiln_dot_v1_dot_admin__pb2.CheckBuildResponse.FromString,
+                )
 
 
 class AdminServiceServicer(object):
@@ -348,6 +353,16 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckBuild(self, request, context):
+        """Reproducibility checks (QA): the same derivation built on several agents, the
+        outputs compared by NAR hash. Asks for a check of a build (one that succeeded
+        already, or one still to run): built on `agents` distinct agents in all, its own
+        included; GetBuild gives the result. Asking again with more agents adds to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -480,6 +495,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListFixedOutputChecks,
                     request_deserializer=kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksRequest.FromString,
                     response_serializer=kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksResponse.SerializeToString,
+            ),
+            'CheckBuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckBuild,
+                    request_deserializer=kiln_dot_v1_dot_admin__pb2.CheckBuildRequest.FromString,
+                    response_serializer=kiln_dot_v1_dot_admin__pb2.CheckBuildResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -932,5 +952,22 @@ class AdminService(object):
         return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/ListFixedOutputChecks',
             kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksRequest.SerializeToString,
             kiln_dot_v1_dot_admin__pb2.ListFixedOutputChecksResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CheckBuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/CheckBuild',
+            kiln_dot_v1_dot_admin__pb2.CheckBuildRequest.SerializeToString,
+            kiln_dot_v1_dot_admin__pb2.CheckBuildResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
