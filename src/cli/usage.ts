@@ -37,6 +37,7 @@ export const USAGE = `usage: kiln <command> [options]
   kiln build priority <build-id> <priority>
   kiln build tag <build-id> [k=v]... [--remove KEY]...
   kiln cache gc [--dry-run]
+  kiln cache export DIR       the cache as files (file:// layout), only what changed
   kiln cache public-key [--guix]
 
 Client commands (all but \`kiln coordinator\` and \`kiln agent run\`) talk to

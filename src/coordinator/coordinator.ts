@@ -240,7 +240,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       router,
       limits,
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits, byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths) }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, keyFingerprint: keys.fingerprint, limits, byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths) }, {
         buildsChanged: () => dispatcher.workAvailable(),
         buildsSubmitted: (buildIds) => {
           for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });

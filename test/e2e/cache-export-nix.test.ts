@@ -1,0 +1,237 @@
+// `kiln cache export DIR` through the real path, on both databases: the built CLI as a
+// child process exports a real coordinator's cache (outputs built by hand and published
+// in LZ4 and zstd), a real nginx serves DIR, and the machine's real Nix substitutes from
+// it with signatures required. After a gc and a second export the collected paths'
+// narinfos and NARs are gone while the files of the others were not rewritten; an
+// unreachable coordinator changes nothing; and an export that stops half-way (a NAR that
+// is not what its narinfo declares) is completed by the next run, which also removes
+// what the broken run wrote for a path collected in between.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import type { MadeDerivation } from '../../src/store/make-derivation.js';
+import { parseNarInfo } from '../../src/store/narinfo.js';
+import { parseStorePath } from '../../src/store/store-path.js';
+import { NarStorage } from '../../src/storage/nar-storage.js';
+import { parseCompressions } from '../../src/substitutes/compressions.js';
+import { parseRetention } from '../../src/substitutes/retention.js';
+import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
+import { substituteFromCache } from '../helpers/build-loop.js';
+import { cliEnv, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
+import { DATABASE_KINDS } from '../helpers/databases.js';
+import { buildByHand, DerivationMaker } from '../helpers/hand-builds.js';
+import { nixEnv } from '../helpers/nix.js';
+import { startNginx, type Nginx } from '../helpers/nginx.js';
+import { freePort } from '../helpers/postgres-server.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Every file under `dir` but the exporter's own bookkeeping, relative to it, sorted. */
+function mirrorFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => relative(dir, join(e.parentPath, e.name)))
+    .filter((f) => !f.startsWith('.kiln-export'))
+    .sort();
+}
+
+/** Which file is which inode, last written when: a rewritten file changes both. */
+function identities(dir: string): Map<string, string> {
+  return new Map(mirrorFiles(dir).map((f) => [f, `${statSync(join(dir, f)).ino}:${statSync(join(dir, f)).mtimeMs}`]));
+}
+
+describe.each(DATABASE_KINDS)('kiln cache export on %s', (kind) => {
+  let t: TestCoordinator;
+  let agent: TestAgentStream;
+  let root: string;
+  let mirror: string;
+  let nginx: Nginx;
+  const maker = new DerivationMaker();
+  const nonce = randomUUID().slice(0, 8);
+  const lib = maker.make({ name: `lib-${nonce}` });
+  const app = maker.make({ name: `app-${nonce}`, inputDrvs: new Map([[lib.path, ['out']]]) });
+  const tool = [1, 2, 3].map((g) => maker.make({ name: `tool-${nonce}`, env: { generation: String(g) } }));
+  const out = (d: MadeDerivation) => d.outputs.get('out')!;
+  const buildIds = new Map<string, string>();
+
+  /** Builds `d`, kept by the keep=true tag (the rules keep nothing else). */
+  async function buildKept(d: MadeDerivation, references: string[] = []): Promise<void> {
+    const built = await buildByHand(t, agent, maker, d, { references: () => references });
+    await t.admin.updateBuildTags({ id: built.buildId, set: [{ key: 'keep', value: 'true' }], removeKeys: [] });
+    buildIds.set(out(d), built.buildId);
+  }
+
+  const unkeep = (output: string) => t.admin.updateBuildTags({ id: buildIds.get(output)!, set: [], removeKeys: ['keep'] });
+
+  /** What the coordinator serves, as files of its layout: each narinfo's text, and the NARs they name. */
+  async function served(): Promise<{ files: string[]; narinfos: Map<string, string>; byPath: Map<string, string[]> }> {
+    const narinfos = new Map<string, string>();
+    const byPath = new Map<string, string[]>();
+    let pageToken = '';
+    do {
+      const page = await t.admin.listCachePaths({ pageSize: 3, pageToken });
+      for (const p of page.paths) {
+        const res = await fetch(`${t.coordinator.url}/${p.hashPart}.narinfo`);
+        expect(res.status).toBe(200);
+        const text = await res.text();
+        narinfos.set(`${p.hashPart}.narinfo`, text);
+        byPath.set(p.storePath, [`${p.hashPart}.narinfo`, ...parseNarInfo(text).files.map((f) => f.url)]);
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return { files: ['nix-cache-info', ...new Set([...byPath.values()].flat())].sort(), narinfos, byPath };
+  }
+
+  async function exportTo(dir: string, env = cliEnv(t)) {
+    const r = await runCli(['cache', 'export', dir, '--json'], env);
+    return { ...r, summary: r.code === 0 ? (JSON.parse(r.stdout) as Record<string, number>) : undefined };
+  }
+
+  /** Asks a client with an empty store for `path` from the mirror alone; its error text when it cannot. */
+  async function realiseFails(path: string): Promise<string> {
+    const store = mkdtempSync(join(root, 'client-'));
+    const env = {
+      ...nixEnv([`substituters = ${nginx.url}`, `trusted-public-keys = ${t.coordinator.nixPublicKey}`, 'require-sigs = true']),
+      XDG_CACHE_HOME: `${store}-cache`,
+    };
+    const err = await execFileAsync('nix-store', ['--store', store, '--realise', path], { env }).then(
+      () => undefined,
+      (e: { stderr: string }) => e.stderr,
+    );
+    if (err === undefined) throw new Error(`${path} was substituted from the mirror`);
+    return err;
+  }
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'kiln-export-'));
+    mirror = join(root, 'mirror');
+    t = await startTestCoordinator(kind, {
+      submitMissingInputs: false,
+      hookPollMs: 100,
+      compressions: parseCompressions(['lz4', 'zstd'], 'test'),
+      retention: parseRetention({ lastSuccessfulPerName: 0, tags: ['keep=true'] }, 'test'),
+    });
+    agent = await connectTestAgent(t);
+    await buildKept(lib);
+    await buildKept(app, [out(lib)]);
+    await buildKept(tool[0]!);
+  }, 120_000);
+
+  afterAll(async () => {
+    await nginx?.stop();
+    await agent?.close();
+    await t?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test('writes the cache in the file:// layout, byte for byte what the coordinator serves, and real Nix substitutes from nginx serving it', async () => {
+    const want = await served();
+    const r = await exportTo(mirror);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(mirrorFiles(mirror)).toEqual(want.files);
+    for (const [name, text] of want.narinfos) expect(readFileSync(join(mirror, name), 'utf8')).toBe(text);
+    expect(readFileSync(join(mirror, 'nix-cache-info'), 'utf8')).toBe(await (await fetch(`${t.coordinator.url}/nix-cache-info`)).text());
+    const nars = want.files.filter((f) => f.startsWith('nar/'));
+    // Outputs in LZ4 and zstd, as their narinfos name them.
+    expect(want.byPath.get(out(app))!.slice(1).map((f) => f.replace(/^.*\.nar\./, ''))).toEqual(['zst', 'lz4']);
+    const bytes = want.files.reduce((n, f) => n + statSync(join(mirror, f)).size, 0);
+    expect(r.summary).toEqual({ dir: mirror, written: want.narinfos.size, removed: 0, unchanged: 0, bytes, narsWritten: nars.length, narsRemoved: 0 });
+
+    nginx = await startNginx(mirror, 'nix-cache-info');
+    const client = await substituteFromCache(t, join(root, 'client'), [out(app), out(tool[0]!)], nginx.url);
+    expect(readFileSync(join(client, out(app)), 'utf8')).toContain(out(app));
+    // From nginx alone: it served the narinfos and the NARs of the closure (lib with app).
+    const log = nginx.accessLog();
+    for (const p of [out(app), out(lib), out(tool[0]!)]) expect(log).toContain(`GET /${parseStorePath(p).hashPart}.narinfo HTTP/1.1" 200`);
+    expect(log).toMatch(/GET \/nar\/[0-9a-z]{52}\.nar\.lz4 HTTP\/1\.1" 200/);
+  }, 120_000);
+
+  test('a second export with nothing changed writes nothing', async () => {
+    const before = identities(mirror);
+    const r = await exportTo(mirror);
+    expect(r.code).toBe(0);
+    expect(r.summary).toMatchObject({ written: 0, removed: 0, unchanged: (await served()).narinfos.size, bytes: 0, narsWritten: 0, narsRemoved: 0 });
+    expect(identities(mirror)).toEqual(before);
+  }, 60_000);
+
+  test('after a gc, the next export removes the collected paths (narinfo and every NAR) and writes only what is new', async () => {
+    // What the mirror holds: the previous export wrote it.
+    const old = await served();
+    const before = identities(mirror);
+    await unkeep(out(tool[0]!));
+    await buildKept(tool[1]!);
+    const gc = await t.admin.collectGarbage({ dryRun: false });
+    // tool 1's output and every .drv (no unfinished build needs them).
+    expect(gc.paths).toContain(out(tool[0]!));
+    expect(gc.paths).toContain(tool[0]!.path);
+    const now = await served();
+    expect([...now.byPath.keys()].sort()).toEqual([out(app), out(lib), out(tool[1]!)].sort());
+
+    const r = await exportTo(mirror);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const goneFiles = [...old.byPath].filter(([p]) => !now.byPath.has(p)).flatMap(([, files]) => files);
+    expect(r.summary).toMatchObject({ written: 1, removed: old.byPath.size - 2, unchanged: 2, narsWritten: 2, narsRemoved: goneFiles.length - (old.byPath.size - 2) });
+    expect(mirrorFiles(mirror)).toEqual(now.files);
+    for (const f of goneFiles) expect(existsSync(join(mirror, f))).toBe(false);
+    // What stayed is the same file, not rewritten.
+    const after = identities(mirror);
+    for (const f of now.files.filter((f) => before.has(f))) expect([f, after.get(f)]).toEqual([f, before.get(f)]);
+
+    await substituteFromCache(t, join(root, 'client-2'), [out(tool[1]!)], nginx.url);
+    expect(await realiseFails(out(tool[0]!))).toMatch(/don't know how to build|cannot|does not exist|not valid/i);
+    expect(nginx.accessLog()).toContain(`GET /${parseStorePath(out(tool[0]!)).hashPart}.narinfo HTTP/1.1" 404`);
+  }, 120_000);
+
+  test('exits non-zero saying so when the coordinator is out of reach, and changes nothing', async () => {
+    const before = identities(mirror);
+    const r = await runCli(['cache', 'export', mirror], { ...cliEnv(t), KILN_COORDINATOR: `http://127.0.0.1:${await freePort()}` });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot reach the coordinator/);
+    expect(identities(mirror)).toEqual(before);
+  }, 60_000);
+
+  test('an export stopped half-way is completed by the next run, which removes what it wrote for a path collected meanwhile', async () => {
+    await buildKept(tool[2]!);
+    await t.admin.collectGarbage({ dryRun: false });
+    const listed = (await t.admin.listCachePaths({})).paths;
+    // The last path in the listing gets a NAR that is not what its narinfo says: the run
+    // stops there, after writing every path before it.
+    const last = listed[listed.length - 1]!;
+    const storage = await NarStorage.open(join(t.dataDir, 'nars'));
+    const lastNars = parseNarInfo(await (await fetch(`${t.coordinator.url}/${last.hashPart}.narinfo`)).text()).files.map((f) => f.url.slice('nar/'.length));
+    const sizes = lastNars.map((n) => statSync(storage.filePath(n)).size);
+    for (const n of lastNars) appendFileSync(storage.filePath(n), 'x');
+
+    const dir = join(root, 'second-mirror');
+    const broken = await exportTo(dir);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toMatch(new RegExp(`/nar/${lastNars[0]!.replace('.', '\\.')}.* has \\d+ bytes, not the \\d+ its narinfo declares`));
+    expect(existsSync(join(dir, `${last.hashPart}.narinfo`))).toBe(false);
+    expect(existsSync(join(dir, '.kiln-export', 'state'))).toBe(false);
+    // Every path before the broken one is in place; one of them is now collected.
+    const written = listed.slice(0, -1);
+    for (const p of written) expect(existsSync(join(dir, `${p.hashPart}.narinfo`))).toBe(true);
+    const doomed = written.find((p) => p.storePath === out(tool[1]!) || p.storePath === out(app))!;
+    expect(doomed).toBeDefined();
+    const doomedFiles = [`${doomed.hashPart}.narinfo`, ...parseNarInfo(readFileSync(join(dir, `${doomed.hashPart}.narinfo`), 'utf8')).files.map((f) => f.url)];
+    await unkeep(doomed.storePath);
+    expect((await t.admin.collectGarbage({ dryRun: false })).paths).toEqual([doomed.storePath]);
+    lastNars.forEach((n, i) => truncateSync(storage.filePath(n), sizes[i]));
+
+    const r = await exportTo(dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const want = await served();
+    expect(mirrorFiles(dir)).toEqual(want.files);
+    for (const f of doomedFiles) expect(existsSync(join(dir, f))).toBe(false);
+    for (const [name, text] of want.narinfos) expect(readFileSync(join(dir, name), 'utf8')).toBe(text);
+    expect(readdirSync(join(dir, '.kiln-export', 'tmp'))).toEqual([]);
+    expect(readFileSync(join(dir, '.kiln-export', 'journal'), 'utf8')).toBe('');
+  }, 120_000);
+});
