@@ -21,10 +21,10 @@ import { parseCompressions } from '../../src/substitutes/compressions.js';
 import { parseRetention } from '../../src/substitutes/retention.js';
 import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
 import { substituteFromCache } from '../helpers/build-loop.js';
-import { cliEnv, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
+import { cliEnv, REPO_ROOT, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 import { buildByHand, DerivationMaker } from '../helpers/hand-builds.js';
-import { nixEnv } from '../helpers/nix.js';
+import { nix, nixEnv } from '../helpers/nix.js';
 import { startNginx, type Nginx } from '../helpers/nginx.js';
 import { freePort } from '../helpers/postgres-server.js';
 
@@ -42,6 +42,18 @@ function mirrorFiles(dir: string): string[] {
 /** Which file is which inode, last written when: a rewritten file changes both. */
 function identities(dir: string): Map<string, string> {
   return new Map(mirrorFiles(dir).map((f) => [f, `${statSync(join(dir, f)).ino}:${statSync(join(dir, f)).mtimeMs}`]));
+}
+
+/** The README's nginx configuration that contains `marker`, with `changes` made (each must apply). */
+function readmeNginx(marker: string, changes: [string, string][]): string {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  let text = [...readme.matchAll(/```nginx\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes(marker));
+  if (text === undefined) throw new Error(`the README has no nginx configuration with ${marker}`);
+  for (const [from, to] of changes) {
+    if (!text.includes(from)) throw new Error(`the README's nginx configuration with ${marker} has no ${from}`);
+    text = text.replaceAll(from, to);
+  }
+  return text;
 }
 
 describe.each(DATABASE_KINDS)('kiln cache export on %s', (kind) => {
@@ -142,14 +154,57 @@ describe.each(DATABASE_KINDS)('kiln cache export on %s', (kind) => {
     const bytes = want.files.reduce((n, f) => n + statSync(join(mirror, f)).size, 0);
     expect(r.summary).toEqual({ dir: mirror, written: want.narinfos.size, removed: 0, unchanged: 0, bytes, narsWritten: nars.length, narsRemoved: 0 });
 
-    nginx = await startNginx(mirror, 'nix-cache-info');
+    // The README's mirror, as written but for the port and the directory.
+    nginx = await startNginx(({ port }) => readmeNginx('/srv/kiln-mirror', [['listen 80;', `listen 127.0.0.1:${port};`], ['/srv/kiln-mirror', mirror]]), 'nix-cache-info');
+    expect((await fetch(`${nginx.url}/.kiln-export/state`)).status).toBe(404);
+    const narinfo = await fetch(`${nginx.url}/${parseStorePath(out(app)).hashPart}.narinfo`);
+    expect([narinfo.headers.get('content-type'), narinfo.headers.get('cache-control')]).toEqual(['text/x-nix-narinfo', 'public, max-age=3600']);
     const client = await substituteFromCache(t, join(root, 'client'), [out(app), out(tool[0]!)], nginx.url);
     expect(readFileSync(join(client, out(app)), 'utf8')).toContain(out(app));
     // From nginx alone: it served the narinfos and the NARs of the closure (lib with app).
     const log = nginx.accessLog();
     for (const p of [out(app), out(lib), out(tool[0]!)]) expect(log).toContain(`GET /${parseStorePath(p).hashPart}.narinfo HTTP/1.1" 200`);
     expect(log).toMatch(/GET \/nar\/[0-9a-z]{52}\.nar\.lz4 HTTP\/1\.1" 200/);
+
+    // And with no server, as the README says: nix copy from the directory.
+    const store = join(root, 'client-file');
+    const env = nixEnv([`trusted-public-keys = ${t.coordinator.nixPublicKey}`, 'require-sigs = true'], { ...process.env, XDG_CACHE_HOME: `${store}-cache` });
+    nix('nix', ['copy', '--from', `file://${mirror}`, '--to', store, out(tool[0]!)], { env });
+    expect(existsSync(join(store, out(tool[0]!)))).toBe(true);
   }, 120_000);
+
+  test('nginx in front of the coordinator, as the README configures it, caches by kiln\'s Cache-Control', async () => {
+    const front = await startNginx(
+      ({ port, dir }) =>
+        readmeNginx('proxy_cache kiln;', [
+          ['listen 80;', `listen 127.0.0.1:${port};`],
+          ['/var/cache/nginx/kiln', join(dir, 'cache')],
+          ['http://127.0.0.1:8745', t.coordinator.url],
+        ]),
+      'nix-cache-info',
+    );
+    try {
+      const twice = async (path: string) => {
+        const first = await fetch(`${front.url}${path}`);
+        const body = Buffer.from(await first.arrayBuffer());
+        const second = await fetch(`${front.url}${path}`);
+        expect(Buffer.from(await second.arrayBuffer())).toEqual(body);
+        return { status: [first.status, second.status], cache: [first.headers.get('x-cache-status'), second.headers.get('x-cache-status')], body };
+      };
+      const info = await twice(`/${parseStorePath(out(app)).hashPart}.narinfo`);
+      expect(info).toMatchObject({ status: [200, 200], cache: ['MISS', 'HIT'] });
+      expect(info.body.toString()).toBe(await (await fetch(`${t.coordinator.url}/${parseStorePath(out(app)).hashPart}.narinfo`)).text());
+      const nar = parseNarInfo(info.body.toString()).files.at(-1)!.url;
+      expect(await twice(`/${nar}`)).toMatchObject({ status: [200, 200], cache: ['MISS', 'HIT'] });
+      // A miss is kept for the minute kiln says.
+      expect(await twice(`/${'0'.repeat(32)}.narinfo`)).toMatchObject({ status: [404, 404], cache: ['MISS', 'HIT'] });
+      expect(await twice('/nix-cache-info')).toMatchObject({ status: [200, 200], cache: ['HIT', 'HIT'] });
+      // Nothing but the cache goes through.
+      expect((await fetch(`${front.url}/metrics`)).status).toBe(404);
+    } finally {
+      await front.stop();
+    }
+  }, 60_000);
 
   test('a second export with nothing changed writes nothing', async () => {
     const before = identities(mirror);

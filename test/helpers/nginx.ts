@@ -1,5 +1,5 @@
-// A real nginx (Debian's) on a free port, for tests of what kiln writes for static
-// serving: the master in the foreground, its pid, logs and temporary files in a
+// A real nginx (Debian's) on a free port, for tests of kiln behind it and of what kiln
+// writes for static serving: the master in the foreground, its pid, logs and temporary files in a
 // directory of its own, and workers as root (tests run as root, and temporary
 // directories are private to their owner).
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -19,8 +19,13 @@ export interface Nginx {
   stop(): Promise<void>;
 }
 
-/** Serves `root` as static files; `probe` is a path under it that answers 200 once nginx listens. */
-export async function startNginx(root: string, probe: string): Promise<Nginx> {
+/**
+ * nginx with the http-level configuration `config` gives (server blocks listening on
+ * 127.0.0.1:port, as an operator's conf.d file holds them; `dir` is theirs for cache
+ * directories), after what Debian's nginx.conf sets (the MIME types); `probe` is a path
+ * that answers 200 once it listens.
+ */
+export async function startNginx(config: (at: { port: number; dir: string }) => string, probe: string): Promise<Nginx> {
   const prefix = mkdtempSync(join(tmpdir(), 'kiln-nginx-'));
   const port = await freePort();
   const conf = join(prefix, 'nginx.conf');
@@ -40,12 +45,9 @@ http {
   fastcgi_temp_path ${prefix}/fastcgi;
   uwsgi_temp_path ${prefix}/uwsgi;
   scgi_temp_path ${prefix}/scgi;
-  types { text/x-nix-narinfo narinfo; text/x-nix-cache-info nix-cache-info; }
+  include /etc/nginx/mime.types;
   default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:${port};
-    root ${root};
-  }
+${config({ port, dir: prefix })}
 }
 `,
   );
