@@ -13,6 +13,8 @@ import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmS
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { and, eq } from 'drizzle-orm';
+import { narFiles, storePaths } from '../../src/db/schema.js';
 import type { MadeDerivation } from '../../src/store/make-derivation.js';
 import { parseNarInfo } from '../../src/store/narinfo.js';
 import { parseStorePath } from '../../src/store/store-path.js';
@@ -242,6 +244,29 @@ describe.each(DATABASE_KINDS)('kiln cache export on %s', (kind) => {
     expect(await realiseFails(out(tool[0]!))).toMatch(/don't know how to build|cannot|does not exist|not valid/i);
     expect(nginx.accessLog()).toContain(`GET /${parseStorePath(out(tool[0]!)).hashPart}.narinfo HTTP/1.1" 404`);
   }, 120_000);
+
+  test('a narinfo that changed is written again, and the NAR it no longer names is removed', async () => {
+    const path = out(app);
+    const name = `${parseStorePath(path).hashPart}.narinfo`;
+    const db = t.coordinator.database.db;
+    const zst = (await db.select().from(narFiles).where(eq(narFiles.path, path))).find((f) => f.fileName.endsWith('.zst'))!;
+    expect(zst).toBeDefined();
+    // As if the zstd file were dropped: the narinfo is rendered from the files left (LZ4).
+    await db.delete(narFiles).where(and(eq(narFiles.path, path), eq(narFiles.fileName, zst.fileName)));
+    await db.update(storePaths).set({ narinfo: null, narinfoSigner: null }).where(eq(storePaths.path, path));
+    const want = await served();
+    const before = identities(mirror);
+
+    const r = await exportTo(mirror);
+    expect(r.stderr).toBe('');
+    expect(r.summary).toMatchObject({ written: 1, removed: 0, unchanged: want.narinfos.size - 1, narsWritten: 0, narsRemoved: 1 });
+    expect(readFileSync(join(mirror, name), 'utf8')).toBe(want.narinfos.get(name));
+    expect(mirrorFiles(mirror)).toEqual(want.files);
+    expect(existsSync(join(mirror, 'nar', zst.fileName))).toBe(false);
+    const after = identities(mirror);
+    expect(after.get(name)).not.toBe(before.get(name));
+    for (const f of want.files.filter((f) => f !== name)) expect([f, after.get(f)]).toEqual([f, before.get(f)]);
+  }, 60_000);
 
   test('exits non-zero saying so when the coordinator is out of reach, and changes nothing', async () => {
     const before = identities(mirror);
