@@ -21,7 +21,7 @@ export interface CacheAdminDeps {
 
 const DEFAULT_PAGE_SIZE = 1000;
 const MAX_PAGE_SIZE = 10_000;
-// The page token is the last hash part of the page before.
+// The page token is the last hash part the page before covered.
 const HASH_PART = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/;
 
 export function cacheAdmin(deps: CacheAdminDeps): Pick<ServiceImpl<typeof AdminService>, 'collectGarbage' | 'listCachePaths'> {
@@ -34,11 +34,10 @@ export function cacheAdmin(deps: CacheAdminDeps): Pick<ServiceImpl<typeof AdminS
       if (req.pageSize < 0 || req.pageSize > MAX_PAGE_SIZE) throw invalidArgument(`page_size must be from 0 (the default, ${DEFAULT_PAGE_SIZE}) to ${MAX_PAGE_SIZE}, not ${req.pageSize}`);
       if (req.pageToken && !HASH_PART.test(req.pageToken)) throw invalidArgument('page_token is not one this coordinator handed out (a previous next_page_token)');
       const size = req.pageSize || DEFAULT_PAGE_SIZE;
-      const found = await listCachePaths(deps.db, deps.keyFingerprint, size + 1, req.pageToken || undefined);
-      const paths = found.slice(0, size);
+      const page = await listCachePaths(deps.db, deps.keyFingerprint, size, req.pageToken || undefined);
       return {
-        paths: paths.map((p) => ({ hashPart: p.hashPart, storePath: p.path, version: p.version })),
-        nextPageToken: found.length > size ? paths[paths.length - 1]!.hashPart : '',
+        paths: page.paths.map((p) => ({ hashPart: p.hashPart, storePath: p.path, version: p.version })),
+        nextPageToken: page.next ?? '',
       };
     },
   };

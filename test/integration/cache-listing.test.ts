@@ -69,6 +69,10 @@ describe.each(DATABASE_KINDS)('listing the cache on %s', (kind) => {
     expect(now.map((p) => p.storePath)).not.toContain(second!.storePath);
     expect((await fetch(`${t.coordinator.url}/${second!.hashPart}.narinfo`)).status).toBe(404);
     expect(now).toHaveLength(5);
+    // A page of one that covers the unsigned path lists nothing, and the next goes on.
+    const byOne = await listAll(1);
+    expect(byOne.paths).toEqual(now);
+    expect(byOne.pages).toBe(6);
   });
 
   test.each([

@@ -1224,7 +1224,7 @@ export const RevokeRegistrationTokenResponseSchema: GenMessage<RevokeRegistratio
  */
 export type ListCachePathsRequest = Message<"kiln.v1.ListCachePathsRequest"> & {
   /**
-   * At most this many paths (default 1000, at most 10000).
+   * How many stored paths a page covers (default 1000, at most 10000).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -1284,7 +1284,9 @@ export const CachePathSchema: GenMessage<CachePath> = /*@__PURE__*/
  */
 export type ListCachePathsResponse = Message<"kiln.v1.ListCachePathsResponse"> & {
   /**
-   * In ascending order of hash_part.
+   * In ascending order of hash_part. A page covers page_size stored paths and lists
+   * those served, so it may hold fewer (even none, after a key change while the
+   * coordinator signs again) with more to come.
    *
    * @generated from field: repeated kiln.v1.CachePath paths = 1;
    */
