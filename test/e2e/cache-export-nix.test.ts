@@ -3,13 +3,13 @@
 // in LZ4 and zstd), a real nginx serves DIR, and the machine's real Nix substitutes from
 // it with signatures required. After a gc and a second export the collected paths'
 // narinfos and NARs are gone while the files of the others were not rewritten; an
-// unreachable coordinator changes nothing; and an export that stops half-way (a NAR that
+// unreachable coordinator changes nothing; one export at a time writes to DIR; and an export that stops half-way (a NAR that
 // is not what its narinfo declares) is completed by the next run, which also removes
 // what the broken run wrote for a path collected in between.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -274,6 +274,21 @@ describe.each(DATABASE_KINDS)('kiln cache export on %s', (kind) => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot reach the coordinator/);
     expect(identities(mirror)).toEqual(before);
+  }, 60_000);
+
+  test('one export at a time: a live exporter\'s lock is refused, a dead one\'s taken over', async () => {
+    const lock = join(mirror, '.kiln-export', 'lock');
+    // This process is alive, and not the export.
+    writeFileSync(lock, `${process.pid}\n`);
+    const refused = await runCli(['cache', 'export', mirror], cliEnv(t));
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`another kiln cache export (process ${process.pid}) is writing to`);
+    const gone = spawnSync('true').pid;
+    writeFileSync(lock, `${gone}\n`);
+    const r = await exportTo(mirror);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(existsSync(lock)).toBe(false);
   }, 60_000);
 
   test('an export stopped half-way is completed by the next run, which removes what it wrote for a path collected meanwhile', async () => {
