@@ -27,6 +27,8 @@ export interface ExportOptions {
   /** Paths fetched at once. */
   concurrency?: number;
   pageSize?: number;
+  /** Told of a listed path left out: its narinfo or a NAR was gone when fetched. */
+  warn?: (message: string) => void;
 }
 
 export interface ExportSummary {
@@ -165,6 +167,7 @@ class ExportRun {
       return { hashPart: c.hashPart, version: c.version, nars };
     } catch (err) {
       if (!(err instanceof Vanished)) throw err;
+      this.opts.warn?.(`left out ${c.hashPart}: the coordinator answered 404 for ${err.message} (collected since it was listed?)`);
       // NARs fetched before one was missing: named by nothing unless another path names them.
       for (const name of nars) this.narCandidates.add(name);
       if (c.old) await this.remove(c.old);

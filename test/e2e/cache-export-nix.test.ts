@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFile, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -289,6 +289,35 @@ describe.each(DATABASE_KINDS)('kiln cache export on %s', (kind) => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(existsSync(lock)).toBe(false);
+  }, 60_000);
+
+  test('a listed path whose NAR is gone when fetched is left out, saying so, with nothing of it left behind', async () => {
+    const listed = (await t.admin.listCachePaths({})).paths;
+    const storage = await NarStorage.open(join(t.dataDir, 'nars'));
+    const filesOf = async (hashPart: string) => parseNarInfo(await (await fetch(`${t.coordinator.url}/${hashPart}.narinfo`)).text()).files.map((f) => f.url.slice('nar/'.length));
+    // A path in zstd and LZ4 (app's narinfo lost its zstd file above).
+    let p = listed[0]!;
+    for (const q of listed) if ((await filesOf(q.hashPart)).length === 2) p = q;
+    const files = await filesOf(p.hashPart);
+    expect(files).toHaveLength(2);
+    // The last block's file (LZ4) goes away: the zstd one before it is fetched first.
+    const nar = files.at(-1)!;
+    renameSync(storage.filePath(nar), `${storage.filePath(nar)}.away`);
+    try {
+      const dir = join(root, 'third-mirror');
+      const r = await exportTo(dir);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain(`kiln: left out ${p.hashPart}: the coordinator answered 404 for ${t.coordinator.url}/nar/${nar}`);
+      expect(r.summary).toMatchObject({ written: listed.length - 1, removed: 0 });
+      expect(existsSync(join(dir, `${p.hashPart}.narinfo`))).toBe(false);
+      const named = mirrorFiles(dir)
+        .filter((f) => f.endsWith('.narinfo'))
+        .flatMap((f) => parseNarInfo(readFileSync(join(dir, f), 'utf8')).files.map((x) => x.url));
+      expect(mirrorFiles(dir).filter((f) => f.startsWith('nar/'))).toEqual([...new Set(named)].sort());
+      expect(existsSync(join(dir, 'nar', files[0]!))).toBe(false);
+    } finally {
+      renameSync(`${storage.filePath(nar)}.away`, storage.filePath(nar));
+    }
   }, 60_000);
 
   test('an export stopped half-way is completed by the next run, which removes what it wrote for a path collected meanwhile', async () => {

@@ -28,7 +28,8 @@ export async function cacheCommand(args: string[]): Promise<void> {
       const { values, positionals } = parse(rest, CLIENT_OPTIONS);
       if (positionals.length !== 1) throw new UsageError(`kiln cache export takes one directory, got ${positionals.length ? positionals.join(' ') : 'none'}`);
       const dir = positionals[0]!;
-      const s = await exportCache({ client: adminClientFor(values), cacheUrl: coordinatorUrl(values.coordinator), dir });
+      const warn = (message: string) => console.error(`kiln: ${message}`);
+      const s = await exportCache({ client: adminClientFor(values), cacheUrl: coordinatorUrl(values.coordinator), dir, warn });
       if (values.json) {
         printJson({ dir, ...s });
         return;
