@@ -4,8 +4,9 @@
 # PostgreSQL 15 (the tests start a private server of their own), Chromium (the
 # dashboard test drives it headless through playwright-core), systemd-analyze (the
 # units in contrib/systemd are checked with it), Ceph's monitor, OSD and radosgw (the
-# blob store's S3 tests start a one-OSD cluster on memstore and its S3 gateway), and for
-# the Python SDK: protoc and the gRPC Python plugin that generate it, and the
+# blob store's S3 tests start a one-OSD cluster on memstore and its S3 gateway), nginx
+# (serves what `kiln cache export` writes, for real Nix to substitute from), and for the
+# Python SDK: protoc and the gRPC Python plugin that generate it, and the
 # python3-protobuf and python3-grpcio runtime its test runs on (all of one Debian
 # release, so that the versions agree).
 set -euo pipefail
@@ -27,6 +28,7 @@ command -v grpc_python_plugin >/dev/null || need+=(protobuf-compiler-grpc)
 command -v radosgw >/dev/null || need+=(radosgw)
 command -v ceph-mon >/dev/null || need+=(ceph-mon)
 command -v ceph-osd >/dev/null || need+=(ceph-osd)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

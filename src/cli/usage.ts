@@ -40,6 +40,7 @@ export const USAGE = `usage: kiln <command> [options]
   kiln build priority <build-id> <priority>
   kiln build tag <build-id> [k=v]... [--remove KEY]...
   kiln cache gc [--dry-run]
+  kiln cache export DIR       the cache as files (file:// layout), only what changed
   kiln cache public-key [--guix]
   kiln qa challenge [--upstream URL]... [--tag k=v]... [--limit N]
   kiln qa fod-check [--tag k=v]... [--name NAME] [--older-than 7d] [--priority N]

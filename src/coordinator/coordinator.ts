@@ -275,7 +275,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       router,
       limits,
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits, byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths), upstreams }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, keyFingerprint: keys.fingerprint, limits, byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths), upstreams }, {
         buildsChanged: () => dispatcher.workAvailable(),
         buildsSubmitted: (buildIds) => {
           for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });

@@ -149,11 +149,11 @@ export async function buildDagAndSubstitute(farm: BuildFarm): Promise<Record<str
 
 /**
  * An empty Nix store at `clientStore` substitutes `outputs` from the coordinator's cache
- * with signatures required, and every NAR hash Nix computes is the one the coordinator
- * recorded. Returns the store's directory.
+ * (or a mirror of it at `from`) with signatures required, and every NAR hash Nix computes
+ * is the one the coordinator recorded. Returns the store's directory.
  */
-export async function substituteFromCache(t: TestCoordinator, clientStore: string, outputs: string[]): Promise<string> {
-  const clientConfig = [NIX_CONFIG.replace('substituters =', `substituters = ${t.coordinator.url}`), `trusted-public-keys = ${t.coordinator.nixPublicKey}`, 'require-sigs = true'].join('\n');
+export async function substituteFromCache(t: TestCoordinator, clientStore: string, outputs: string[], from = t.coordinator.url): Promise<string> {
+  const clientConfig = [NIX_CONFIG.replace('substituters =', `substituters = ${from}`), `trusted-public-keys = ${t.coordinator.nixPublicKey}`, 'require-sigs = true'].join('\n');
   // Asynchronously: the coordinator serving these downloads runs in this process.
   const env = { ...process.env, NIX_CONFIG: clientConfig, XDG_CACHE_HOME: `${clientStore}-cache` };
   await run('nix-store', ['--store', clientStore, '--realise', ...outputs], { env });

@@ -1,6 +1,7 @@
-// `kiln cache …`: the binary cache's upkeep.
+// `kiln cache …`: the binary cache's upkeep, and mirrors of it.
 import { coordinatorUrl } from '../../config.js';
 import { adminClientFor } from '../admin-client.js';
+import { exportCache } from '../cache-export.js';
 import { CLIENT_OPTIONS, parse } from '../options.js';
 import { printJson } from '../output.js';
 import { UsageError } from '../usage-error.js';
@@ -23,6 +24,19 @@ export async function cacheCommand(args: string[]): Promise<void> {
       console.log(`${dryRun ? 'would remove' : 'removed'} ${r.paths.length} store path(s) and ${r.files} NAR file(s)${orphans}, ${sizeText(Number(r.bytes))}${dryRun ? ' (dry run: nothing was removed)' : ' freed'}`);
       return;
     }
+    case 'export': {
+      const { values, positionals } = parse(rest, CLIENT_OPTIONS);
+      if (positionals.length !== 1) throw new UsageError(`kiln cache export takes one directory, got ${positionals.length ? positionals.join(' ') : 'none'}`);
+      const dir = positionals[0]!;
+      const warn = (message: string) => console.error(`kiln: ${message}`);
+      const s = await exportCache({ client: adminClientFor(values), cacheUrl: coordinatorUrl(values.coordinator), dir, warn });
+      if (values.json) {
+        printJson({ dir, ...s });
+        return;
+      }
+      console.log(`exported to ${dir}: ${s.written} path(s) written, ${s.removed} removed, ${s.unchanged} unchanged; ${s.narsWritten} NAR file(s) written, ${s.narsRemoved} removed; ${sizeText(s.bytes)} written`);
+      return;
+    }
     case 'public-key': {
       const { values, positionals } = parse(rest, { ...CLIENT_OPTIONS, guix: { type: 'boolean', default: false } });
       if (positionals.length) throw new UsageError(`kiln cache public-key takes no arguments, got ${positionals.join(' ')}`);
@@ -38,7 +52,7 @@ export async function cacheCommand(args: string[]): Promise<void> {
       return;
     }
     default:
-      throw new UsageError(`unknown cache command ${JSON.stringify(sub ?? '')}: use gc or public-key`);
+      throw new UsageError(`unknown cache command ${JSON.stringify(sub ?? '')}: use gc, export or public-key`);
   }
 }
 

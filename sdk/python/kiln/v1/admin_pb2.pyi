@@ -27,6 +27,16 @@ REPRODUCIBILITY_STATE_REPRODUCIBLE: ReproducibilityState
 REPRODUCIBILITY_STATE_UNREPRODUCIBLE: ReproducibilityState
 REPRODUCIBILITY_STATE_UNSPECIFIED: ReproducibilityState
 
+class CachePath(_message.Message):
+    __slots__ = ["hash_part", "store_path", "version"]
+    HASH_PART_FIELD_NUMBER: _ClassVar[int]
+    STORE_PATH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    hash_part: str
+    store_path: str
+    version: str
+    def __init__(self, hash_part: _Optional[str] = ..., store_path: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
 class CacheVerdict(_message.Message):
     __slots__ = ["cache", "nar_hash", "nar_size", "reason", "trusted", "verdict"]
     CACHE_FIELD_NUMBER: _ClassVar[int]
@@ -362,6 +372,22 @@ class ListBuildsResponse(_message.Message):
     builds: _containers.RepeatedCompositeFieldContainer[_types_pb2.Build]
     next_page_token: str
     def __init__(self, builds: _Optional[_Iterable[_Union[_types_pb2.Build, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListCachePathsRequest(_message.Message):
+    __slots__ = ["page_size", "page_token"]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCachePathsResponse(_message.Message):
+    __slots__ = ["next_page_token", "paths"]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    next_page_token: str
+    paths: _containers.RepeatedCompositeFieldContainer[CachePath]
+    def __init__(self, paths: _Optional[_Iterable[_Union[CachePath, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
     __slots__ = ["build_id", "delivery_states", "page_size", "page_token", "types"]

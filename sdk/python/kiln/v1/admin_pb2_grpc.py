@@ -151,6 +151,11 @@ class AdminServiceStub(object):
                 request_serializer=kiln_dot_v1_dot_admin__pb2.CheckBuildRequest.SerializeToString,
                 response_deserializer=kiln_dot_v1_dot_admin__pb2.CheckBuildResponse.FromString,
                 )
+        self.ListCachePaths = channel.unary_unary(
+                '/kiln.v1.AdminService/ListCachePaths',
+                request_serializer=kiln_dot_v1_dot_admin__pb2.ListCachePathsRequest.SerializeToString,
+                response_deserializer=kiln_dot_v1_dot_admin__pb2.ListCachePathsResponse.FromString,
+                )
 
 
 class AdminServiceServicer(object):
@@ -363,6 +368,15 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCachePaths(self, request, context):
+        """Mirrors (`kiln cache export`): the store paths the binary cache serves, a page at a
+        time in hash-part order, each with a version that changes whenever the narinfo
+        served for it does, so that an exporter rewrites only what changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -500,6 +514,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CheckBuild,
                     request_deserializer=kiln_dot_v1_dot_admin__pb2.CheckBuildRequest.FromString,
                     response_serializer=kiln_dot_v1_dot_admin__pb2.CheckBuildResponse.SerializeToString,
+            ),
+            'ListCachePaths': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCachePaths,
+                    request_deserializer=kiln_dot_v1_dot_admin__pb2.ListCachePathsRequest.FromString,
+                    response_serializer=kiln_dot_v1_dot_admin__pb2.ListCachePathsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -969,5 +988,22 @@ class AdminService(object):
         return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/CheckBuild',
             kiln_dot_v1_dot_admin__pb2.CheckBuildRequest.SerializeToString,
             kiln_dot_v1_dot_admin__pb2.CheckBuildResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListCachePaths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/ListCachePaths',
+            kiln_dot_v1_dot_admin__pb2.ListCachePathsRequest.SerializeToString,
+            kiln_dot_v1_dot_admin__pb2.ListCachePathsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
