@@ -37,6 +37,8 @@ export function buildText(b: Build): string {
     const input = b.failedInput ? `: input ${b.failedInput}${b.failedInputBuildId ? ` (build ${b.failedInputBuildId} failed)` : ''}` : '';
     lines.push(`failed     ${b.failureReason}${input}`);
   }
+  if (b.successReason === 'cached') lines.push('succeeded  at submission: every output was in the cache already, nothing was built');
+  else if (b.successReason) lines.push(`succeeded  ${b.successReason}`);
   if (b.timeoutSeconds) lines.push(`timeout    ${b.timeoutSeconds} s`);
   if (b.maxSilentSeconds) lines.push(`max silent ${b.maxSilentSeconds} s`);
   if (b.tags.length) lines.push(`tags       ${tagText(b.tags)}`);

@@ -73,6 +73,7 @@ export function buildToProto(b: BuildRecord, wait?: WaitReason): Build {
     failureReason: b.failureReason ?? '',
     failedInput: b.failedInput ?? '',
     failedInputBuildId: b.failedInputBuild ?? '',
+    successReason: b.successReason ?? '',
     attempts: b.attempts.map((a) => ({
       attempt: a.attempt,
       agentId: a.agentId,

@@ -7,6 +7,17 @@ import type { Queryable } from './build-outputs.js';
 
 export const CACHED_MESSAGE = 'every output was in the cache already: nothing was built';
 
+/** A build's success reason (Build.success_reason) when it succeeded here. */
+export const CACHED = 'cached';
+
+/**
+ * Why a build succeeded, when no attempt says it: a success with no attempt is one made
+ * here, since every other success is an agent's report on an attempt (report-statements.ts).
+ */
+export function successReasonOf(build: { state: string; attempt: number }): typeof CACHED | null {
+  return build.state === 'succeeded' && build.attempt === 0 ? CACHED : null;
+}
+
 /**
  * Of the scheduled builds `buildIds`, those whose derivation's outputs are all in
  * store_paths succeed now (attempt 0, no agent), their waits dropped. Returns their ids.

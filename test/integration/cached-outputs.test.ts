@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
-import { CACHED_MESSAGE } from '../../src/scheduler/cached-builds.js';
+import { CACHED, CACHED_MESSAGE } from '../../src/scheduler/cached-builds.js';
 import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
 import { startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { DATABASE_KINDS } from '../helpers/databases.js';
@@ -40,6 +40,7 @@ describe.each(DATABASE_KINDS)('a build of outputs the cache holds already, on %s
       const got = (await t.admin.getBuild({ id: build!.id })).build!;
       expect(got.state).toBe(BuildState.SUCCEEDED);
       expect(got.attempts).toEqual([]);
+      expect(got.successReason).toBe(CACHED);
       const { events } = await t.admin.listEvents({ buildId: build!.id, types: ['build-success'] });
       expect(events).toHaveLength(1);
       expect(JSON.parse(events[0]!.payloadJson)).toMatchObject({ outcome: 'success', message: CACHED_MESSAGE });
@@ -53,6 +54,12 @@ describe.each(DATABASE_KINDS)('a build of outputs the cache holds already, on %s
   test('is never offered to an agent: the next build the agent gets is one with something to build', async () => {
     const again = await t.admin.submitBuild({ derivationPath: lib.path, derivations: maker.closure(lib) });
     expect(again.build!.state).toBe(BuildState.SUCCEEDED);
+    // The build an agent made says no such thing; the one of the cache does.
+    const { builds } = await t.admin.listBuilds({ derivationPath: lib.path });
+    expect(builds.map((b) => [b.state, b.attemptCount, b.successReason])).toEqual([
+      [BuildState.SUCCEEDED, 1, ''],
+      [BuildState.SUCCEEDED, 0, CACHED],
+    ]);
     const fresh = maker.make({ name: `fresh-${nonce}`, inputDrvs: new Map([[lib.path, ['out']]]) });
     const { build } = await t.admin.submitBuild({ derivationPath: fresh.path, derivations: maker.closure(fresh) });
     expect(build!.state).toBe(BuildState.SCHEDULED);

@@ -135,5 +135,15 @@ describe('the kiln CLI for an operator', () => {
     const watched = await runCli(['build', 'watch', first.buildId, '--json'], cliEnv(t));
     expect(watched.code).toBe(0);
     expect(JSON.parse(watched.stdout)).toMatchObject({ succeeded: true, builds: [{ id: first.buildId, state: 'BUILD_STATE_SUCCEEDED' }] });
+    // The leaf submitted again: its output is in the cache, so the new build succeeds at
+    // submission; --wait says so at once and exits 0, and build show says why.
+    const again = await runCli(['build', 'submit', leaf, '--wait', '--json'], cliEnv(t));
+    expect(again.code).toBe(0);
+    const [cached] = (JSON.parse(again.stdout) as { succeeded: boolean; builds: { id: string; successReason: string; attempts: unknown[] }[] }).builds;
+    expect(cached).toMatchObject({ successReason: 'cached', attempts: [] });
+    expect(cached!.id).not.toBe(first.buildId);
+    const shown = await runCli(['build', 'show', cached!.id], cliEnv(t));
+    expect(shown.stdout).toMatch(/^state +succeeded$/m);
+    expect(shown.stdout).toContain('every output was in the cache already, nothing was built');
   });
 });
