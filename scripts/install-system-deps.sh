@@ -2,8 +2,9 @@
 # Installs the system packages kiln's tests use, from Debian: the real Nix client
 # (nix-bin), Guile with libgcrypt bindings (to check Guix-style signatures as guix does),
 # PostgreSQL 15 (the tests start a private server of their own), Chromium (the
-# dashboard test drives it headless through playwright-core), and systemd-analyze (the
-# units in contrib/systemd are checked with it).
+# dashboard test drives it headless through playwright-core), systemd-analyze (the
+# units in contrib/systemd are checked with it), and promtool from prometheus (/metrics
+# is checked with `promtool check metrics`).
 set -euo pipefail
 need=()
 command -v nix-store >/dev/null || need+=(nix-bin)
@@ -16,6 +17,7 @@ command -v openssl >/dev/null || need+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null || need+=(chromium)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v promtool >/dev/null || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
