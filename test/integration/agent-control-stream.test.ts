@@ -154,14 +154,14 @@ describe.each(DATABASE_KINDS)('the agent control stream on %s', (kind) => {
         WAIT_MS,
         async () => `build ${id} to finish; it is ${BuildState[(await t.admin.getBuild({ id })).build!.state]}`,
       );
-    agent.start();
     try {
       const submit = async () => (await t.admin.submitBuild({ derivationPath: rebuilt, derivations: closureOf(rebuilt), tags })).build!.id;
-      // Both submitted before either is built: once the cache holds the output, a new
-      // build of it succeeds at submission (cached-builds.ts) and reaches no agent. The
-      // agent builds one at a time, the first first.
+      // Both submitted before the agent connects, so before either is built: once the
+      // cache holds the output, a new build of it succeeds at submission (cached-builds.ts)
+      // and reaches no agent. The agent builds one at a time, the first first.
       const first = await submit();
       const second = await submit();
+      agent.start();
       await finished(first);
       expect((await t.admin.getBuild({ id: first })).build!.state).toBe(BuildState.SUCCEEDED);
 
