@@ -102,13 +102,29 @@ describe('the kiln CLI for an operator', () => {
 
   test('error messages reach grpc-js clients escaped only as the gRPC spec asks', async () => {
     const { call, client } = grpcJsAdminClient(t.coordinator.url, t.coordinator.adminToken);
+    const failure = (p: Promise<unknown>) => p.then(() => ({ code: -1, details: 'no error' }), (e: unknown) => e as { code: number; details: string });
     const request = { derivationPath: '/nix/store/00000000000000000000000000000000-nowhere: ünknown.drv' };
-    const err = (await call('SubmitBuild', request).catch((e: unknown) => e)) as { details: string };
+    const err = await failure(call('SubmitBuild', request));
     client.close();
     const connect = (await t.admin.submitBuild(request).catch((e: unknown) => e)) as ConnectError;
     expect(err.details).toContain('/nix/store/00000000000000000000000000000000-nowhere: ünknown.drv');
     expect(err.details).not.toMatch(/%[0-9A-F]{2}/);
     expect(err.details).toBe(connect.rawMessage);
+
+    // A server-streaming call's error, with a literal "%" in it.
+    const streaming = grpcJsAdminClient(t.coordinator.url, t.coordinator.adminToken);
+    const logErr = await failure(streaming.stream('GetBuildLog', { id: 'a/b: 100%' }));
+    streaming.client.close();
+    expect(logErr).toMatchObject({ code: 3, details: 'build id "a/b: 100%" is not a UUID' });
+
+    // Refused before any handler runs (the credential check at the HTTP edge): unary and streaming.
+    const anonymous = grpcJsAdminClient(t.coordinator.url, '');
+    const refused = await failure(anonymous.call('ListAgents', {}));
+    const refusedStream = await failure(anonymous.stream('GetBuildLog', { id: randomUUID() }));
+    anonymous.client.close();
+    const missing = 'missing admin token: send "authorization: Bearer <token>" (the CLI reads KILN_ADMIN_TOKEN)';
+    expect(refused).toMatchObject({ code: 16, details: missing });
+    expect(refusedStream).toMatchObject({ code: 16, details: missing });
   });
 
   test('submit --wait follows the build and its input\'s build to the end; exit 0 only if all succeeded', async () => {
