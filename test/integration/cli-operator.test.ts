@@ -2,6 +2,7 @@
 // admin token's message, --help and --json, negative and out-of-range priorities, a
 // canceled attempt, and build logs (one that arrives while `--follow` waits).
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,8 +12,11 @@ import { uploadLog, uploadOutput } from '../../src/agent/uploader.js';
 import { silentLogger } from '../../src/logger.js';
 import { BuildResult } from '../../gen/kiln/v1/agent_pb.js';
 import { connectTestAgent, type TestAgentStream } from '../helpers/agent-stream.js';
-import { cliEnv, grpcJsAdminClient, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
-import { chain } from '../helpers/derivations.js';
+import { startCoordinator, type Coordinator } from '../../src/coordinator/coordinator.js';
+import { createAdminClient } from '../../src/cli/admin-client.js';
+import { cliEnv, grpcJsAdminClient, KILN_BIN, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
+import { chain, closureOf } from '../helpers/derivations.js';
+import { waitUntil } from '../helpers/wait.js';
 import { ConnectError } from '@connectrpc/connect';
 
 describe('the kiln CLI for an operator', () => {
@@ -162,4 +166,66 @@ describe('the kiln CLI for an operator', () => {
     expect(shown.stdout).toMatch(/^state +succeeded$/m);
     expect(shown.stdout).toContain('every output was in the cache already, nothing was built');
   });
+});
+
+/** The CLI as a child process whose output is read while it runs. */
+function startCli(args: string[], env: NodeJS.ProcessEnv): { out: () => string; err: () => string; exit: Promise<number> } {
+  const child = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+  return { out: () => out, err: () => err, exit };
+}
+
+describe('the kiln CLI across a coordinator restart', () => {
+  let dir: string;
+  let coordinator: Coordinator | undefined;
+  const start = (port: number) => startCoordinator({ port, dataDir: join(dir, 'data'), database: { dataDir: join(dir, 'db') }, log: silentLogger() });
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'kiln-cli-restart-'));
+  });
+  afterAll(async () => {
+    await coordinator?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('build watch and build log --follow wait for a coordinator that is briefly UNAVAILABLE, then go on', async () => {
+    coordinator = await start(0);
+    const port = Number(new URL(coordinator.url).port);
+    const env = { KILN_COORDINATOR: coordinator.url, KILN_ADMIN_TOKEN: coordinator.adminToken };
+    const { leaf } = chain(randomUUID().slice(0, 8));
+    const { build } = await createAdminClient(coordinator.url, coordinator.adminToken).submitBuild({ derivationPath: leaf, derivations: closureOf(leaf) });
+    const id = build!.id;
+    const watch = startCli(['build', 'watch', id], env);
+    const follow = startCli(['build', 'log', id, '--follow'], env);
+    await waitUntil(() => watch.out().includes(`${id} scheduled`), 30_000, () => `watch: ${watch.out()} ${watch.err()}`);
+
+    // The coordinator goes away: both keep trying, and say so.
+    await coordinator.stop();
+    coordinator = undefined;
+    const retrying = 'the coordinator is unavailable';
+    await waitUntil(() => watch.err().includes(retrying) && follow.err().includes(retrying), 30_000, () => `watch: ${watch.err()}\nfollow: ${follow.err()}`);
+
+    // Back on the same port with the same state: an agent takes the build, its log arrives, it fails.
+    coordinator = await start(port);
+    const t = { coordinator, admin: createAdminClient(coordinator.url, coordinator.adminToken) } as TestCoordinator;
+    const agent = await connectTestAgent(t);
+    try {
+      expect((await agent.nextAssignment()).buildId).toBe(id);
+      const file = join(dir, 'build.log');
+      writeFileSync(file, 'after the restart\n');
+      await uploadLog({ client: agentClient(coordinator.url, agent.agentId, agent.password), signal: new AbortController().signal, log: silentLogger() }, id, file);
+      agent.send({ case: 'buildFinished', value: { buildId: id, result: BuildResult.FAILURE, outputs: [], message: 'exit 1' } });
+      expect(await follow.exit).toBe(0);
+      expect(follow.out()).toBe('after the restart\n');
+      expect(await watch.exit).toBe(1);
+      expect(watch.out()).toContain(`${id} failed ${leaf}`);
+      expect(watch.err()).toContain('the coordinator answers again');
+    } finally {
+      await agent.close();
+    }
+  }, 120_000);
 });
