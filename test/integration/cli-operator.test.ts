@@ -17,6 +17,7 @@ import { createAdminClient } from '../../src/cli/admin-client.js';
 import { cliEnv, grpcJsAdminClient, KILN_BIN, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { chain, closureOf } from '../helpers/derivations.js';
 import { waitUntil } from '../helpers/wait.js';
+import { USAGE } from '../../src/cli/usage.js';
 import { ConnectError } from '@connectrpc/connect';
 
 describe('the kiln CLI for an operator', () => {
@@ -57,6 +58,59 @@ describe('the kiln CLI for an operator', () => {
     expect(key.code).toBe(0);
     expect(JSON.parse(key.stdout)).toEqual({ kind: 'nix', publicKey: t.coordinator.nixPublicKey });
   });
+
+  test('--help on every command of the usage text: exit 0 and that command\'s entry', async () => {
+    const commands = [...USAGE.matchAll(/^ {2}kiln ((?:[a-z|-]+ ?)+)/gm)].map((m) => {
+      const words = m[1]!.trim().split(' ');
+      const depth = words[0] === 'coordinator' ? 1 : words[1] === 'token' ? 3 : 2;
+      return words.slice(0, depth).map((w) => w.split('|')[0]!);
+    });
+    expect(commands.length).toBeGreaterThan(15);
+    // A few at a time: twenty node processes at once outlast runCli's timeout on a busy machine.
+    const results = [];
+    for (let i = 0; i < commands.length; i += 4) {
+      results.push(...(await Promise.all(commands.slice(i, i + 4).map(async (words) => ({ words: words.join(' '), ...(await runCli([...words, '--help'])) })))));
+    }
+    for (const r of results) {
+      expect([r.words, r.code, r.stdout.includes(`kiln ${r.words}`)]).toEqual([r.words, 0, true]);
+      expect([r.words, r.stdout.length < USAGE.length]).toEqual([r.words, true]);
+    }
+  }, 180_000);
+
+  test('--json on every client command that prints: its output is JSON', async () => {
+    const env = cliEnv(t);
+    const json = async (args: string[]) => {
+      const r = await runCli([...args, '--json'], env);
+      expect([args.join(' '), r.code, r.stderr]).toEqual([args.join(' '), 0, '']);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    };
+    const made = await json(['agent', 'new', '--name', 'json-check']);
+    const agentId = made.id as string;
+    expect(agentId).toMatch(/^[0-9a-f-]{36}$/);
+    const token = await json(['agent', 'token', 'new', '--expires', '1d']);
+    const { leaf } = chain(randomUUID().slice(0, 8));
+    const [submitted] = (await json(['build', 'submit', leaf])) as unknown as { build: { id: string } }[];
+    const buildId = submitted!.build.id;
+    const outputs = await Promise.all([
+      json(['agent', 'password', agentId]),
+      json(['agent', 'list']),
+      json(['agent', 'deactivate', agentId]),
+      json(['agent', 'token', 'list']),
+      json(['build', 'show', buildId]),
+      json(['build', 'list', '--limit', '1']),
+      json(['build', 'priority', buildId, '3']),
+      json(['build', 'tag', buildId, 'json=yes']),
+      json(['cache', 'gc', '--dry-run']),
+      json(['cache', 'public-key', '--guix']),
+    ]);
+    expect(outputs.every((o) => typeof o === 'object' && o !== null)).toBe(true);
+    await json(['agent', 'activate', agentId]);
+    await json(['agent', 'drain', agentId]);
+    await json(['agent', 'token', 'revoke', token.id as string]);
+    expect((await json(['build', 'cancel', buildId])).state).toBe('BUILD_STATE_CANCELED');
+    expect((await json(['build', 'retry', buildId])).state).toBe('BUILD_STATE_SCHEDULED');
+    await t.admin.cancelBuild({ id: buildId });
+  }, 180_000);
 
   test('negative priorities as written, an out-of-range one refused with the range', async () => {
     const { leaf } = chain(randomUUID().slice(0, 8));
