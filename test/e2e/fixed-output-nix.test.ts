@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { parseNarInfo } from '../../src/store/narinfo.js';
 import { generateNixKey, renderNixPublicKey } from '../../src/store/nix-signature.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
+import { startNewAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
 import { cliEnv, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { SYSTEM } from '../helpers/derivations.js';
 import { instantiate, nix, NIX_CONFIG } from '../helpers/nix.js';
@@ -54,9 +54,7 @@ describe('fixed-output derivations with the nix builder', () => {
     [drvs.flat, drvs.recursive] = instantiate(`[ (${fod(`fod-flat-${nonce}`, `printf 'flat ${nonce}\\n' > $out`, 'flat', flatHash)})
       (${fod(`fod-tree-${nonce}`, `mkdir $out && printf 'tree ${nonce}\\n' > $out/file`, 'recursive', treeHash)}) ]`) as [string, string];
     t = await startTestCoordinator('pglite');
-    const { agent: created } = await t.admin.createAgent({ name: 'fixed-outputs' });
-    const { password } = await t.admin.createAgentPassword({ agentId: created!.id });
-    agent = startAgentProcess({ coordinatorUrl: t.coordinator.url, id: created!.id, password, store: join(root, 'agent') });
+    agent = await startNewAgentProcess(t, 'fixed-outputs', { store: join(root, 'agent') });
   });
 
   afterAll(async () => {
