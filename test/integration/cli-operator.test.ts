@@ -77,41 +77,6 @@ describe('the kiln CLI for an operator', () => {
     }
   }, 180_000);
 
-  test('--json on every client command that prints: its output is JSON', async () => {
-    const env = cliEnv(t);
-    const json = async (args: string[]) => {
-      const r = await runCli([...args, '--json'], env);
-      expect([args.join(' '), r.code, r.stderr]).toEqual([args.join(' '), 0, '']);
-      return JSON.parse(r.stdout) as Record<string, unknown>;
-    };
-    const made = await json(['agent', 'new', '--name', 'json-check']);
-    const agentId = made.id as string;
-    expect(agentId).toMatch(/^[0-9a-f-]{36}$/);
-    const token = await json(['agent', 'token', 'new', '--expires', '1d']);
-    const { leaf } = chain(randomUUID().slice(0, 8));
-    const [submitted] = (await json(['build', 'submit', leaf])) as unknown as { build: { id: string } }[];
-    const buildId = submitted!.build.id;
-    const outputs = await Promise.all([
-      json(['agent', 'password', agentId]),
-      json(['agent', 'list']),
-      json(['agent', 'deactivate', agentId]),
-      json(['agent', 'token', 'list']),
-      json(['build', 'show', buildId]),
-      json(['build', 'list', '--limit', '1']),
-      json(['build', 'priority', buildId, '3']),
-      json(['build', 'tag', buildId, 'json=yes']),
-      json(['cache', 'gc', '--dry-run']),
-      json(['cache', 'public-key', '--guix']),
-    ]);
-    expect(outputs.every((o) => typeof o === 'object' && o !== null)).toBe(true);
-    await json(['agent', 'activate', agentId]);
-    await json(['agent', 'drain', agentId]);
-    await json(['agent', 'token', 'revoke', token.id as string]);
-    expect((await json(['build', 'cancel', buildId])).state).toBe('BUILD_STATE_CANCELED');
-    expect((await json(['build', 'retry', buildId])).state).toBe('BUILD_STATE_SCHEDULED');
-    await t.admin.cancelBuild({ id: buildId });
-  }, 180_000);
-
   test('negative priorities as written, an out-of-range one refused with the range', async () => {
     const { leaf } = chain(randomUUID().slice(0, 8));
     const submitted = await runCli(['build', 'submit', leaf, '--priority', '-5', '--json'], cliEnv(t));
@@ -220,6 +185,42 @@ describe('the kiln CLI for an operator', () => {
     expect(shown.stdout).toMatch(/^state +succeeded$/m);
     expect(shown.stdout).toContain('every output was in the cache already, nothing was built');
   });
+
+  // Last: the build it submits goes to this suite's agent, whose next assignment the tests above read.
+  test('--json on every client command that prints: its output is JSON', async () => {
+    const env = cliEnv(t);
+    const json = async (args: string[]) => {
+      const r = await runCli([...args, '--json'], env);
+      expect([args.join(' '), r.code, r.stderr]).toEqual([args.join(' '), 0, '']);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    };
+    const made = await json(['agent', 'new', '--name', 'json-check']);
+    const agentId = made.id as string;
+    expect(agentId).toMatch(/^[0-9a-f-]{36}$/);
+    const token = await json(['agent', 'token', 'new', '--expires', '1d']);
+    const { leaf } = chain(randomUUID().slice(0, 8));
+    const [submitted] = (await json(['build', 'submit', leaf])) as unknown as { build: { id: string } }[];
+    const buildId = submitted!.build.id;
+    const outputs = await Promise.all([
+      json(['agent', 'password', agentId]),
+      json(['agent', 'list']),
+      json(['agent', 'deactivate', agentId]),
+      json(['agent', 'token', 'list']),
+      json(['build', 'show', buildId]),
+      json(['build', 'list', '--limit', '1']),
+      json(['build', 'priority', buildId, '3']),
+      json(['build', 'tag', buildId, 'json=yes']),
+      json(['cache', 'gc', '--dry-run']),
+      json(['cache', 'public-key', '--guix']),
+    ]);
+    expect(outputs.every((o) => typeof o === 'object' && o !== null)).toBe(true);
+    await json(['agent', 'activate', agentId]);
+    await json(['agent', 'drain', agentId]);
+    await json(['agent', 'token', 'revoke', token.id as string]);
+    expect((await json(['build', 'cancel', buildId])).state).toBe('BUILD_STATE_CANCELED');
+    expect((await json(['build', 'retry', buildId])).state).toBe('BUILD_STATE_SCHEDULED');
+    await t.admin.cancelBuild({ id: buildId });
+  }, 180_000);
 });
 
 /** The CLI as a child process whose output is read while it runs. */
