@@ -5,7 +5,8 @@
 # dashboard test drives it headless through playwright-core), systemd-analyze (the
 # units in contrib/systemd are checked with it), Ceph's monitor, OSD and radosgw (the
 # blob store's S3 tests start a one-OSD cluster on memstore and its S3 gateway), nginx
-# (serves what `kiln cache export` writes, for real Nix to substitute from), and for the
+# (serves what `kiln cache export` writes, for real Nix to substitute from), promtool
+# from prometheus (/metrics is checked with `promtool check metrics`), and for the
 # Python SDK: protoc and the gRPC Python plugin that generate it, and the
 # python3-protobuf and python3-grpcio runtime its test runs on (all of one Debian
 # release, so that the versions agree).
@@ -29,6 +30,7 @@ command -v radosgw >/dev/null || need+=(radosgw)
 command -v ceph-mon >/dev/null || need+=(ceph-mon)
 command -v ceph-osd >/dev/null || need+=(ceph-osd)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v promtool >/dev/null || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

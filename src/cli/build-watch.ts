@@ -1,9 +1,11 @@
 // Following builds to their end: the builds asked for and the builds of their inputs
 // (found by derivation), asked again every second, with one progress line on a terminal
-// and a line per change otherwise. Succeeds only if every build of the closure did.
+// and a line per change otherwise. Succeeds only if every build of the closure did. A
+// coordinator briefly out of reach (a restart) is waited for, not a failure.
 import { BuildState, type Build } from '../../gen/kiln/v1/types_pb.js';
 import type { AdminClient } from './admin-client.js';
 import { buildJson, printJson, stateName } from './output.js';
+import { UnavailableRetry } from './unavailable-retry.js';
 
 const FINISHED = new Set([BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELED]);
 const POLL_MS = 1_000;
@@ -25,19 +27,20 @@ export async function watchBuilds(admin: AdminClient, ids: string[], opts: { jso
   const expanded = new Set<string>();
   const shown = new Map<string, BuildState>();
   let pending = [...ids];
+  const retry = new UnavailableRetry();
   for (;;) {
     // Unfinished builds asked again; finished ones keep their last answer.
     const unfinished = [...new Set([...pending, ...[...builds.values()].filter((b) => !FINISHED.has(b.state)).map((b) => b.id)])];
     pending = [];
     for (const id of unfinished) {
-      const { build } = await admin.getBuild({ id });
+      const { build } = await retry.run(() => admin.getBuild({ id }));
       builds.set(id, build!);
     }
     for (const b of [...builds.values()]) {
       if (expanded.has(b.id)) continue;
       expanded.add(b.id);
       for (const input of b.inputDerivations) {
-        const found = await buildOf(admin, input);
+        const found = await retry.run(() => buildOf(admin, input));
         if (found && !builds.has(found.id)) builds.set(found.id, found);
       }
     }

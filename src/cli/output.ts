@@ -38,6 +38,8 @@ export function buildText(b: Build): string {
     lines.push(`failed     ${b.failureReason}${input}`);
   }
   if (b.checkOfBuildId) lines.push(`check of   ${b.checkOfBuildId} (reproducibility check; its outputs are not served)`);
+  if (b.successReason === 'cached') lines.push('succeeded  at submission: every output was in the cache already, nothing was built');
+  else if (b.successReason) lines.push(`succeeded  ${b.successReason}`);
   if (b.timeoutSeconds) lines.push(`timeout    ${b.timeoutSeconds} s`);
   if (b.maxSilentSeconds) lines.push(`max silent ${b.maxSilentSeconds} s`);
   if (b.tags.length) lines.push(`tags       ${tagText(b.tags)}`);

@@ -80,6 +80,7 @@ export function buildToProto(b: BuildRecord, wait?: WaitReason): Build {
     failedInput: b.failedInput ?? '',
     failedInputBuildId: b.failedInputBuild ?? '',
     checkOfBuildId: b.checkOf ?? '',
+    successReason: b.successReason ?? '',
     attempts: b.attempts.map((a) => ({
       attempt: a.attempt,
       agentId: a.agentId,

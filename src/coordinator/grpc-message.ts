@@ -24,7 +24,8 @@ function reencode(value: unknown): unknown {
   }
 }
 
-function reencodeIn(headers: unknown): void {
+/** Spec-encodes a grpc-message that connect encoded, in a record of headers (in place). */
+export function specEncodeGrpcMessageIn(headers: unknown): void {
   if (!headers || typeof headers !== 'object' || Array.isArray(headers)) return;
   const record = headers as Record<string, unknown>;
   for (const key of Object.keys(record)) if (key.toLowerCase() === NAME) record[key] = reencode(record[key]);
@@ -36,11 +37,11 @@ export function specGrpcMessages(next: RequestHandler): RequestHandler {
     const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => typeof res;
     const addTrailers = res.addTrailers.bind(res) as (headers: unknown) => void;
     (res as { writeHead: unknown }).writeHead = (...args: unknown[]) => {
-      for (const a of args) reencodeIn(a);
+      for (const a of args) specEncodeGrpcMessageIn(a);
       return writeHead(...args);
     };
     (res as { addTrailers: unknown }).addTrailers = (headers: unknown) => {
-      reencodeIn(headers);
+      specEncodeGrpcMessageIn(headers);
       addTrailers(headers);
     };
     next(req, res);

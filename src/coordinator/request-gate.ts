@@ -14,6 +14,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { authenticatedAgent, type Authenticator } from './auth.js';
 import type { Logger } from '../logger.js';
 import { toConnectError } from './connect-errors.js';
+import { specEncodeGrpcMessageIn } from './grpc-message.js';
 import type { RequestHandler } from './listener.js';
 
 type Request = IncomingMessage | Http2ServerRequest;
@@ -76,6 +77,8 @@ function refuse(req: Request, res: Response, error: ConnectError): void {
     // Trailers-only: the status travels in the headers, and the stream ends with them.
     headers['content-type'] = contentType;
     setTrailerStatus(new Headers(), error).forEach((value, key) => (headers[key] = value));
+    // Written here on the HTTP/2 stream itself, past specGrpcMessages' reach.
+    specEncodeGrpcMessageIn(headers);
   } else if (contentType.startsWith('application/connect+')) {
     headers['content-type'] = contentType;
     body = encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(new Headers(), error, undefined))));

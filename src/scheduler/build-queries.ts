@@ -4,6 +4,7 @@ import type { Database } from '../db/connection.js';
 import { buildAttempts, builds, buildTags, derivationInputs, derivationOutputs, type BuildState } from '../db/schema.js';
 import { invalidArgument, notFound } from '../errors.js';
 import { isUuid } from '../uuid.js';
+import { successReasonOf } from './cached-builds.js';
 import type { Tag } from './tags.js';
 
 export interface OutputRecord {
@@ -41,6 +42,8 @@ export interface BuildRecord {
   failedInputBuild: string | null;
   /** For a reproducibility check's build: the build it checks (reproducibility.ts). */
   checkOf: string | null;
+  /** 'cached' for a build that succeeded at submission, its outputs all in the cache (cached-builds.ts). */
+  successReason: string | null;
   /** Filled by getBuild(s) only. */
   attempts: AttemptRecord[];
 }
@@ -159,6 +162,7 @@ async function loadBuilds(db: Database, where: SQL[], limit: number, opts: { att
     failedInput: build.failedInput,
     failedInputBuild: build.failedInputBuild,
     checkOf: build.checkOf,
+    successReason: successReasonOf(build),
     attempts: (attemptsOf.get(build.id) ?? []).map(({ buildId: _, ...a }) => a),
     priority: build.priority,
     state: build.state,

@@ -14,6 +14,7 @@ import { settleWaits } from './availability.js';
 import { getBuilds, type BuildRecord } from './build-queries.js';
 import { validatePriority } from './build-changes.js';
 import { insertBuilds } from './new-builds.js';
+import { succeedCached } from './cached-builds.js';
 import { validateTags, type Tag } from './tags.js';
 import { requestCheck, validateCheckRequest, type CheckRequest } from './reproducibility.js';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../protocol/limits.js';
@@ -138,6 +139,9 @@ export async function submitBuilds(
         tx,
         inputs.flatMap((input, i) => (existing.has(i) || upstream.has(i) ? [] : [{ ...input, id: ids[i]! }])),
       );
+      // Asked without ignoreIfOutputExists, a build whose outputs the cache holds has
+      // nothing to make: it succeeds now rather than go to an agent.
+      await succeedCached(tx, created);
       // A check asked with an existing build is that build's check (begun now if it succeeded).
       for (const [i, input] of inputs.entries()) {
         if (!input.checkReproducible?.agents || upstream.has(i)) continue;

@@ -45,7 +45,9 @@ export interface NarInfo {
  * FileHash, FileSize, NarHash, NarSize, References, Deriver, System, Sig, CA); `guix` is
  * `guix publish`'s (StorePath…System, Signature, then one URL block per NAR). In both,
  * unknown fields follow the known ones and a Guix Signature follows them, so that it
- * covers everything above it.
+ * covers everything above it; but in `guix` a CA (which `guix publish` never writes)
+ * goes after the Signature, outside what the Guix signature covers, as a Nix signature
+ * does not cover it either (Nix checks a CA by computing the store path from it).
  */
 export type NarInfoStyle = 'nix' | 'guix';
 
@@ -201,6 +203,8 @@ function validate(info: NarInfo): void {
   }
 }
 
+const caLine = (info: NarInfo) => (info.ca !== undefined ? line('CA', info.ca) : '');
+
 /**
  * The text above where the `Signature:` line goes: what a Guix signature covers. In the
  * `guix` style that is exactly the text `guix publish` signs.
@@ -215,8 +219,8 @@ export function renderSignedPart(info: NarInfo, style: NarInfoStyle = 'guix'): s
   if (info.deriver !== undefined) out += line('Deriver', info.deriver);
   if (info.system !== undefined) out += line('System', info.system);
   const sigs = info.sigs.map((s) => line('Sig', s)).join('');
-  const ca = info.ca !== undefined ? line('CA', info.ca) : '';
-  out += style === 'nix' ? sigs + ca : ca + sigs;
+  out += sigs;
+  if (style === 'nix') out += caLine(info);
   out += info.extra.map((f) => line(f.name, f.value)).join('');
   return out;
 }
@@ -224,6 +228,7 @@ export function renderSignedPart(info: NarInfo, style: NarInfoStyle = 'guix'): s
 export function renderNarInfo(info: NarInfo, style: NarInfoStyle = 'nix'): string {
   let out = renderSignedPart(info, style);
   if (info.signature !== undefined) out += line('Signature', info.signature);
+  if (style === 'guix') out += caLine(info);
   if (style === 'guix') out += info.files.map((f) => fileLines(f, style)).join('');
   return out;
 }

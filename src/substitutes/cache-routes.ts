@@ -10,6 +10,7 @@ import { buildAttempts, builds, narFiles, storePaths } from '../db/schema.js';
 import type { LogStorage } from '../storage/log-storage.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import type { CacheKeys } from './cache-keys.js';
+import { contentAddressOf } from './content-addresses.js';
 import { currentSignatures, narInfoText } from './narinfo-text.js';
 
 export interface CacheRouteDeps {
@@ -89,7 +90,11 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
       if (!signatures) return notFound(req, res, 'narinfo');
       let text = row.narinfo !== null && row.narinfoSigner === signatures.signatureKey ? row.narinfo : undefined;
       // Not published yet: rendered from the stored signatures and the files there are.
-      text ??= narInfoText({ ...row, ...signatures }, await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path)));
+      text ??= narInfoText(
+        { ...row, ...signatures },
+        await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path)),
+        await contentAddressOf(deps.db, row.path),
+      );
       send(req, res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'public, max-age=3600' }, text);
       return true;
     }

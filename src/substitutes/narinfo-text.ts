@@ -85,11 +85,14 @@ export function signNarInfoFields(
 /** Signatures made by this process (kiln_narinfo_signatures_total reads it). */
 export const signatureCount = { made: 0 };
 
-/** The narinfo text of a signed path: no signing, only rendering. */
-export function narInfoText(stored: StoredPath & NarInfoSignatures, others: readonly StoredFile[] = []): string {
+/**
+ * The narinfo text of a signed path: no signing, only rendering. `ca`: a fixed output's
+ * content address (content-addresses.ts), which neither signature covers, in Nix as here.
+ */
+export function narInfoText(stored: StoredPath & NarInfoSignatures, others: readonly StoredFile[] = [], ca?: string): string {
   // In one order whoever renders it (the publish hook, or a request before it ran).
   const files = [...[...others].sort((a, b) => (a.compression < b.compression ? -1 : 1)).map(block), block(stored)];
-  const info = { ...unsignedInfo(stored, files), sigs: [stored.nixSignature] };
+  const info = { ...unsignedInfo(stored, files), sigs: [stored.nixSignature], ...(ca !== undefined ? { ca } : {}) };
   return renderNarInfo({ ...info, signature: stored.guixSignature }, 'guix');
 }
 

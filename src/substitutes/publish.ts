@@ -15,6 +15,7 @@ import { holdCacheShared } from '../db/cache-lock.js';
 import type { CacheKeys } from './cache-keys.js';
 import { makeCompressedNar, type CompressedNar } from './compressed-nar.js';
 import { UPLOADED, type Compression } from './compressions.js';
+import { contentAddressOf } from './content-addresses.js';
 import { currentSignatures, narInfoText, signNarInfoFields } from './narinfo-text.js';
 
 export const PUBLISH_HOOK = 'publish';
@@ -104,7 +105,7 @@ export async function publishPath(deps: PublishDeps, path: string, ctx: Pick<Hoo
       const signatures = currentSignatures(now, deps.keys) ?? signNarInfoFields(now, deps.keys);
       await tx
         .update(storePaths)
-        .set({ ...signatures, narinfo: narInfoText({ ...now, ...signatures }, files), narinfoSigner: signatures.signatureKey })
+        .set({ ...signatures, narinfo: narInfoText({ ...now, ...signatures }, files, await contentAddressOf(tx, path)), narinfoSigner: signatures.signatureKey })
         .where(eq(storePaths.path, path));
       return true;
     });

@@ -8,6 +8,9 @@ import { hookBacklog, openHookDeliveries, readyBySystem, unfinishedByStateAndSys
 import type { AgentSessions } from '../coordinator/agent-sessions.js';
 import { checksByState } from '../scheduler/reproducibility.js';
 
+/** prom-client default gauges whose names end in _total, left out (see the constructor). */
+const NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export type UploadKind = 'output' | 'source' | 'log';
 
 /**
@@ -204,6 +207,9 @@ export class CoordinatorMetrics {
       },
     });
     collectDefaultMetrics({ register: this.registry });
+    // prom-client names three gauges like counters, which `promtool check metrics` refuses;
+    // each is the sum of its family by type (nodejs_active_handles{type=…} and so on).
+    for (const name of NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(name);
   }
 
   /** One attempt's final report: counted as finished (with its outcome) and, unless a success, as failed. */

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { BuildState } from '../../gen/kiln/v1/types_pb.js';
 import { buildAttempts, storePaths } from '../../src/db/schema.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
+import { startNewAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
 import { cliEnv, runCli, startTestCoordinator, type TestCoordinator } from '../helpers/coordinator.js';
 import { sourcedDrv } from '../helpers/derivations.js';
 import { NIX_CONFIG } from '../helpers/nix.js';
@@ -32,9 +32,7 @@ describe('input sources with the nix builder', () => {
     // nix-instantiate runs synchronously: before the coordinator serves.
     sourced = sourcedDrv(nonce, mkdtempSync(join(root, 'expr-')));
     t = await startTestCoordinator('pglite');
-    const { agent: created } = await t.admin.createAgent({ name: 'sources' });
-    const { password } = await t.admin.createAgentPassword({ agentId: created!.id });
-    agent = startAgentProcess({ coordinatorUrl: t.coordinator.url, id: created!.id, password, store: join(root, 'agent') });
+    agent = await startNewAgentProcess(t, 'sources', { store: join(root, 'agent') });
   });
 
   afterAll(async () => {

@@ -1,5 +1,6 @@
 // `kiln agent run` as a real child process, for end-to-end tests.
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { AdminClient } from '../../src/cli/admin-client.js';
 import { KILN_BIN } from './coordinator.js';
 import { CHROOT_STORE_CONFIG, NIX_CONFIG } from './nix.js';
 
@@ -54,4 +55,15 @@ export function startAgentProcess(opts: {
       await exited;
     },
   };
+}
+
+/** A new agent of the coordinator (its id and a password), run as a `kiln agent run` process. */
+export async function startNewAgentProcess(
+  t: { coordinator: { url: string }; admin: AdminClient },
+  name: string,
+  opts: Omit<Parameters<typeof startAgentProcess>[0], 'coordinatorUrl' | 'id' | 'password'>,
+): Promise<AgentProcess> {
+  const { agent } = await t.admin.createAgent({ name });
+  const { password } = await t.admin.createAgentPassword({ agentId: agent!.id });
+  return startAgentProcess({ coordinatorUrl: t.coordinator.url, id: agent!.id, password, ...opts });
 }

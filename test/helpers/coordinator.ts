@@ -69,7 +69,10 @@ export function cliEnv(t: TestCoordinator): NodeJS.ProcessEnv {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type GrpcJsClient = grpc.Client & Record<string, any>;
 
-export function grpcJsAdminClient(url: string, token: string): { client: GrpcJsClient; call<T>(method: string, request: object): Promise<T> } {
+export function grpcJsAdminClient(
+  url: string,
+  token: string,
+): { client: GrpcJsClient; call<T>(method: string, request: object): Promise<T>; stream<T>(method: string, request: object): Promise<T[]> } {
   const definition = protoLoader.loadSync(join(REPO_ROOT, 'proto', 'kiln', 'v1', 'admin.proto'), {
     includeDirs: [join(REPO_ROOT, 'proto')],
     longs: String,
@@ -78,12 +81,25 @@ export function grpcJsAdminClient(url: string, token: string): { client: GrpcJsC
   });
   const pkg = grpc.loadPackageDefinition(definition) as unknown as { kiln: { v1: { AdminService: grpc.ServiceClientConstructor } } };
   const client = new pkg.kiln.v1.AdminService(new URL(url).host, grpc.credentials.createInsecure()) as GrpcJsClient;
+  const metadata = () => {
+    const m = new grpc.Metadata();
+    if (token) m.set('authorization', `Bearer ${token}`);
+    return m;
+  };
   function call<T>(method: string, request: object): Promise<T> {
-    const metadata = new grpc.Metadata();
-    if (token) metadata.set('authorization', `Bearer ${token}`);
     return new Promise((resolve, reject) => {
-      client[method](request, metadata, (err: grpc.ServiceError | null, res: T) => (err ? reject(err) : resolve(res)));
+      client[method](request, metadata(), (err: grpc.ServiceError | null, res: T) => (err ? reject(err) : resolve(res)));
     });
   }
-  return { client, call };
+  /** A server-streaming call: its messages, or its error. */
+  function stream<T>(method: string, request: object): Promise<T[]> {
+    return new Promise((resolve, reject) => {
+      const messages: T[] = [];
+      const call = client[method](request, metadata()) as grpc.ClientReadableStream<T>;
+      call.on('data', (m: T) => messages.push(m));
+      call.on('error', reject);
+      call.on('end', () => resolve(messages));
+    });
+  }
+  return { client, call, stream };
 }

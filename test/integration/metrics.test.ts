@@ -2,6 +2,7 @@
 // the values are what the test did (N builds submitted → N; one success and one failure
 // reported → those counters; the queue and the agents as they stand), on both databases.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,11 +19,22 @@ import { parsePrometheusText, sampleValue, type MetricFamily } from '../helpers/
 import { uploadTinyOutputs } from '../helpers/tiny-outputs.js';
 import { waitForBuilds } from '../helpers/wait.js';
 
-async function scrape(t: TestCoordinator): Promise<Map<string, MetricFamily>> {
+async function scrapeText(t: TestCoordinator): Promise<string> {
   const res = await fetch(`${t.coordinator.url}/metrics`);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toContain('text/plain; version=0.0.4');
-  return parsePrometheusText(await res.text());
+  return res.text();
+}
+
+async function scrape(t: TestCoordinator): Promise<Map<string, MetricFamily>> {
+  return parsePrometheusText(await scrapeText(t));
+}
+
+/** `promtool check metrics` (Debian's prometheus package) on a page: its complaints, if any. */
+function promtool(page: string): { status: number | null; complaints: string } {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: page, encoding: 'utf8' });
+  if (r.error) throw r.error;
+  return { status: r.status, complaints: `${r.stdout}${r.stderr}`.trim() };
 }
 
 describe.each(DATABASE_KINDS)('/metrics on %s', (kind) => {
@@ -155,5 +167,24 @@ describe.each(DATABASE_KINDS)('/metrics on %s', (kind) => {
     expect(scraped).toBeGreaterThanOrEqual(after);
     expect(scraped).toBeLessThanOrEqual(pendingBefore);
     expect(sampleValue(m, 'kiln_db_pool_connections_in_use')).toBeGreaterThanOrEqual(0);
+  });
+
+  test('promtool check metrics accepts the page, every family with samples by now', async () => {
+    const page = await scrapeText(t);
+    // The test above left a sample in the labelled and histogram families too.
+    const families = parsePrometheusText(page);
+    for (const name of ['kiln_builds', 'kiln_agent_slots', 'kiln_upload_duration_seconds', 'kiln_allocation_latency_seconds']) {
+      expect([name, families.get(name)!.samples.length > 0]).toEqual([name, true]);
+    }
+    expect(promtool(page)).toEqual({ status: 0, complaints: '' });
+    // prom-client's gauges named like counters are gone; their families by type stay.
+    expect(families.has('nodejs_active_handles_total')).toBe(false);
+    expect(families.get('nodejs_active_handles')?.type).toBe('gauge');
+  });
+
+  test('promtool is a real check: it refuses a gauge named like a counter', () => {
+    const refused = promtool('# HELP kiln_x_total x\n# TYPE kiln_x_total gauge\nkiln_x_total 1\n');
+    expect(refused.status).not.toBe(0);
+    expect(refused.complaints).toContain('kiln_x_total non-counter metrics should not have "_total" suffix');
   });
 });

@@ -7,6 +7,7 @@ import { readDerivationClosure } from '../derivation-closure.js';
 import { uploadMissingSources } from '../source-upload.js';
 import { bareOption, CLIENT_OPTIONS, exactlyOne, existingOutputsFrom, intFrom, parse, priorityFrom, secondsFrom, tagsFrom, type ExistingOutputsChoice } from '../options.js';
 import { watchBuilds } from '../build-watch.js';
+import { UnavailableRetry } from '../unavailable-retry.js';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { buildJson, buildLine, buildText, printJson } from '../output.js';
 import { UsageError } from '../usage-error.js';
@@ -173,19 +174,32 @@ async function log(args: string[]): Promise<void> {
   const attempt = intFrom(values.attempt, '--attempt') ?? 0;
   if (attempt < 0 || (values.attempt !== undefined && attempt === 0)) throw new UsageError('--attempt counts from 1');
   const admin = client(values);
+  // With --follow, a coordinator briefly out of reach is waited for; a log cut off by it
+  // is asked again and goes on from the byte where it stopped (a stored log never changes).
+  const retry = values.follow ? new UnavailableRetry() : undefined;
+  const chunks: Uint8Array[] = [];
+  let written = 0;
+  let number = attempt;
+  const read = async () => {
+    let skip = written;
+    // Asked again, the attempt read before, not a newer one.
+    for await (const res of admin.getBuildLog({ id, attempt: number })) {
+      number = res.attempt;
+      const chunk = res.chunk.subarray(Math.min(skip, res.chunk.length));
+      skip -= res.chunk.length - chunk.length;
+      if (chunk.length === 0) continue;
+      if (values.json) chunks.push(chunk);
+      else process.stdout.write(chunk);
+      written += chunk.length;
+    }
+  };
   for (;;) {
-    const chunks: Uint8Array[] = [];
-    let number = attempt;
     try {
-      for await (const res of admin.getBuildLog({ id, attempt })) {
-        number = res.attempt;
-        if (values.json) chunks.push(res.chunk);
-        else process.stdout.write(res.chunk);
-      }
+      await (retry ? retry.run(read) : read());
       if (values.json) printJson({ buildId: id, attempt: number, log: Buffer.concat(chunks).toString('utf8') });
       return;
     } catch (err) {
-      if (!values.follow || !(err instanceof ConnectError) || err.code !== Code.NotFound || !(await stillComing(admin, id, attempt))) throw err;
+      if (!retry || !(err instanceof ConnectError) || err.code !== Code.NotFound || !(await retry.run(() => stillComing(admin, id, attempt)))) throw err;
     }
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }

@@ -133,6 +133,16 @@ describe('rendering', () => {
     expect(renderSignedPart(info)).toBe(GUIX_NARINFO.slice(0, GUIX_NARINFO.indexOf('Signature:')));
   });
 
+  test('a CA goes after Sig in Nix\'s layout, and after the Guix Signature, outside what it signs, in Guix\'s', () => {
+    const ca = 'fixed:r:sha256:1yziamqpkzq99al2dkkhrbxfgzvlf5w3pnbkq1hdpbcv8fwf5pzy';
+    const info = { ...parseNarInfo(GUIX_NARINFO), ca };
+    expect(renderSignedPart(info)).toBe(renderSignedPart(parseNarInfo(GUIX_NARINFO)));
+    const text = renderNarInfo(info, 'guix');
+    expect(text).toContain(`\nSignature: ${info.signature!}\nCA: ${ca}\nURL: `);
+    expect(parseNarInfo(text).ca).toBe(ca);
+    expect(renderNarInfo({ ...parseNarInfo(NIX_SIGNED), ca }, 'nix')).toMatch(/\nSig: other-1:.*\nCA: fixed:r:sha256:\w+\n$/);
+  });
+
   test('writes unknown fields after the known ones, just above a Guix Signature, in both layouts', () => {
     const info = { ...parseNarInfo(NIX_SIGNED), extra: [{ name: 'X-Kiln', value: 'yes' }] };
     expect(renderNarInfo(info, 'nix').trimEnd().split('\n').pop()).toBe('X-Kiln: yes');

@@ -65,7 +65,7 @@ class AgentConnection(_message.Message):
     def __init__(self, systems: _Optional[_Iterable[str]] = ..., max_parallel_builds: _Optional[int] = ..., free_slots: _Optional[int] = ..., holding: _Optional[int] = ..., load_average: _Optional[float] = ..., cpu_count: _Optional[int] = ..., free_disk_bytes: _Optional[int] = ..., draining: bool = ..., last_seen: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., system_features: _Optional[_Iterable[str]] = ..., mandatory_features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Build(_message.Message):
-    __slots__ = ["agent_id", "attempt_count", "attempts", "check_of_build_id", "created_at", "derivation_path", "derived_priority", "ended_at", "failed_input", "failed_input_build_id", "failure_reason", "id", "input_derivations", "max_silent_seconds", "not_before", "outputs", "priority", "required_features", "state", "system", "tags", "timeout_seconds", "updated_at", "wait_reason", "waiting_inputs"]
+    __slots__ = ["agent_id", "attempt_count", "attempts", "check_of_build_id", "created_at", "derivation_path", "derived_priority", "ended_at", "failed_input", "failed_input_build_id", "failure_reason", "id", "input_derivations", "max_silent_seconds", "not_before", "outputs", "priority", "required_features", "state", "success_reason", "system", "tags", "timeout_seconds", "updated_at", "wait_reason", "waiting_inputs"]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class Build(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FEATURES_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_REASON_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -110,13 +111,14 @@ class Build(_message.Message):
     priority: int
     required_features: _containers.RepeatedScalarFieldContainer[str]
     state: BuildState
+    success_reason: str
     system: str
     tags: _containers.RepeatedCompositeFieldContainer[Tag]
     timeout_seconds: int
     updated_at: _timestamp_pb2.Timestamp
     wait_reason: WaitReason
     waiting_inputs: int
-    def __init__(self, id: _Optional[str] = ..., derivation_path: _Optional[str] = ..., system: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[BuildState, str]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[DerivationOutput, _Mapping]]] = ..., input_derivations: _Optional[_Iterable[str]] = ..., agent_id: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., derived_priority: _Optional[int] = ..., attempt_count: _Optional[int] = ..., attempts: _Optional[_Iterable[_Union[BuildAttempt, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., max_silent_seconds: _Optional[int] = ..., not_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., waiting_inputs: _Optional[int] = ..., required_features: _Optional[_Iterable[str]] = ..., wait_reason: _Optional[_Union[WaitReason, _Mapping]] = ..., failure_reason: _Optional[str] = ..., failed_input: _Optional[str] = ..., failed_input_build_id: _Optional[str] = ..., check_of_build_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., derivation_path: _Optional[str] = ..., system: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[BuildState, str]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[DerivationOutput, _Mapping]]] = ..., input_derivations: _Optional[_Iterable[str]] = ..., agent_id: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., derived_priority: _Optional[int] = ..., attempt_count: _Optional[int] = ..., attempts: _Optional[_Iterable[_Union[BuildAttempt, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., max_silent_seconds: _Optional[int] = ..., not_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., waiting_inputs: _Optional[int] = ..., required_features: _Optional[_Iterable[str]] = ..., wait_reason: _Optional[_Union[WaitReason, _Mapping]] = ..., failure_reason: _Optional[str] = ..., failed_input: _Optional[str] = ..., failed_input_build_id: _Optional[str] = ..., check_of_build_id: _Optional[str] = ..., success_reason: _Optional[str] = ...) -> None: ...
 
 class BuildAttempt(_message.Message):
     __slots__ = ["agent_id", "allocated_at", "attempt", "ended_at", "log_size", "message", "outcome", "started_at", "trace_id"]
