@@ -149,7 +149,7 @@ function submitResponse(r: Omit<SubmitBuildResult, 'created'>): SubmitBuildRespo
 export function adminService(
   db: Database,
   storage: NarStorage,
-  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner; upstreamHas?: UpstreamHas },
+  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner; upstreamHas?: UpstreamHas; beforeUnlink?: () => Promise<void> },
   notify: AdminNotifications,
   live: { sessions: AgentSessions; telemetry?: BuildTelemetry; logs: LogStorage },
 ): ServiceImpl<typeof AdminService> {
@@ -157,7 +157,7 @@ export function adminService(
     ...buildLogs({ db, logs: live.logs }),
     ...sourceUploads({ db, storage, sign: farm.sign, sourceStored: () => notify.buildsChanged(), telemetry: live.telemetry }),
     ...queueStatus({ db, sessions: live.sessions }),
-    ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log }),
+    ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log, beforeUnlink: farm.beforeUnlink }),
     ...registrationTokensAdmin(db),
     async submitBuild(req) {
       const startedAt = performance.now();

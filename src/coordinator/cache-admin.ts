@@ -13,6 +13,8 @@ export interface CacheAdminDeps {
   storage: NarStorage;
   retention: RetentionRules;
   log: Logger;
+  /** Runs between the removal of the rows and of the files (the in-memory index catching up). */
+  beforeUnlink?: () => Promise<void>;
 }
 
 export function cacheAdmin(deps: CacheAdminDeps): Pick<ServiceImpl<typeof AdminService>, 'collectGarbage'> {

@@ -16,7 +16,9 @@ import { loadCacheKeys } from '../substitutes/cache-keys.js';
 import { pathSigner, startSignatureBackfill } from '../substitutes/narinfo-signer.js';
 import { signatureCount } from '../substitutes/narinfo-text.js';
 import { Counter } from 'prom-client';
-import { cacheRoutes } from '../substitutes/cache-routes.js';
+import { cacheRoutes, type CacheTtls } from '../substitutes/cache-routes.js';
+import { NarInfoMemory } from '../substitutes/narinfo-memory.js';
+import { StorePathFeed } from '../substitutes/store-path-feed.js';
 import { NarStorage } from '../storage/nar-storage.js';
 import { createLogger, type Logger } from '../logger.js';
 import { loadOrCreateAdminToken, loadOrCreateDashboardToken } from './admin-token.js';
@@ -113,6 +115,8 @@ export interface CoordinatorOptions {
   compressions?: Compression[];
   /** What garbage collection keeps (default DEFAULT_RETENTION). */
   retention?: RetentionRules;
+  /** Cache-Control max-age of narinfos (cache.ttl, cache.freshTtl, cache.negativeTtl), in seconds. */
+  cacheTtls?: Partial<CacheTtls>;
   /** How often the hook runner looks for due deliveries unprompted (default 1 s). */
   hookPollMs?: number;
   /** How long a claimed hook delivery is this coordinator's without a renewal (default 30 s; see hooks/runner.ts). */
@@ -173,6 +177,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const sessions = new AgentSessions();
   const events = new BuildEvents();
   const signals = new FarmSignals(database, log);
+  // Narinfo hits and misses from memory, kept current through store_path_changes.
+  const narinfoMemory = new NarInfoMemory();
+  const feed = new StorePathFeed(database, log.child({ part: 'cache-index' }), (hashPart) => narinfoMemory.delete(hashPart));
+  await feed.start();
   const metrics = new CoordinatorMetrics(database, sessions, storage);
   const telemetry = new BuildTelemetry({ db, metrics, events, log });
   countNarInfoSignatures(metrics);
@@ -221,6 +229,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const operators = await hooksFromSpecs(opts.hooks ?? [], () => createAdminClient(url, adminToken), builtIn.map((h) => h.name)).catch(async (err: unknown) => {
     await dispatcher.stop();
     await signals.stop();
+    await feed.stop();
     await database.close();
     throw err;
   });
@@ -240,7 +249,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       router,
       limits,
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits, byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths) }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, limits, beforeUnlink: () => feed.catchUp(), byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths) }, {
         buildsChanged: () => dispatcher.workAvailable(),
         buildsSubmitted: (buildIds) => {
           for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
@@ -287,7 +296,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       healthRoute(() => state === 'running'),
       metricsRoute(metrics),
       dashboardRoute(),
-      cacheRoutes({ db, storage, logs, keys, storeDir }),
+      cacheRoutes({ db, storage, logs, keys, storeDir, feed, memory: narinfoMemory, ttl: opts.cacheTtls }),
     ],
     (err) => log.error({ err }, 'HTTP route failed'),
   );
@@ -313,6 +322,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     telemetry.stop();
     await dispatcher.stop();
     await signals.stop();
+    await feed.stop();
     await database.close();
     throw err;
   }
@@ -357,6 +367,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         await hooks.stop();
         log.info('stopping: replica signals');
         await signals.stop();
+        await feed.stop();
         sessions.closeAll('the coordinator is shutting down');
         log.info('stopping: connections');
         await listener.close();

@@ -1,6 +1,7 @@
 // The binary cache over HTTP, in the layout Nix and Guix clients expect:
 // /nix-cache-info, /<hash>.narinfo, /nar/<file>, /log/<drv>, /signing-key.pub, /nix-public-key.
 // NARs are streamed from disk (ranges and HEAD included), never read whole.
+import { existsSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { and, desc, eq, isNotNull } from 'drizzle-orm';
@@ -10,7 +11,9 @@ import { buildAttempts, builds, narFiles, storePaths } from '../db/schema.js';
 import type { LogStorage } from '../storage/log-storage.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import type { CacheKeys } from './cache-keys.js';
+import type { NarInfoMemory, RememberedNarInfo } from './narinfo-memory.js';
 import { currentSignatures, narInfoText } from './narinfo-text.js';
+import type { StorePathFeed } from './store-path-feed.js';
 
 export interface CacheRouteDeps {
   db: Database;
@@ -20,7 +23,22 @@ export interface CacheRouteDeps {
   storeDir: string;
   /** Where this cache ranks among a client's substituters (lower is tried first). */
   priority?: number;
+  /** The in-memory index: misses answered from it, hits from its texts. Without it, the database. */
+  feed?: StorePathFeed;
+  memory?: NarInfoMemory;
+  ttl?: Partial<CacheTtls>;
 }
+
+/** Cache-Control max-age of narinfos, in seconds (as guix publish's --ttl and nar-herder's new-ttl, negative-ttl). */
+export interface CacheTtls {
+  found: number;
+  /** A path that entered the cache within the last hour: it may still get compressions. */
+  fresh: number;
+  missing: number;
+}
+
+export const DEFAULT_CACHE_TTLS: CacheTtls = { found: 3600, fresh: 300, missing: 60 };
+const FRESH_MS = 60 * 60_000;
 
 const NARINFO = /^\/([0-9abcdfghijklmnpqrsvwxyz]{32})\.narinfo$/;
 const NAR = /^\/nar\/([0-9a-z]{52}\.nar(?:\.[a-z0-9]{1,8})?)$/;
@@ -34,9 +52,26 @@ function send(req: HttpRequest, res: HttpResponse, status: number, headers: Reco
   else res.end(bytes);
 }
 
-function notFound(req: HttpRequest, res: HttpResponse, what: string): true {
-  send(req, res, 404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'public, max-age=60' }, `${what} not found\n`);
+function notFound(req: HttpRequest, res: HttpResponse, what: string, maxAge = 60): true {
+  send(req, res, 404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': `public, max-age=${maxAge}` }, `${what} not found\n`);
   return true;
+}
+
+/**
+ * The narinfo text of a hash part as the cache serves it, from the database: the one
+ * function a request calls when the text is not in memory. Signed when committed (or by
+ * the background signer): a path not signed by the current keys yet is a miss, so no
+ * request ever makes the coordinator sign.
+ */
+export async function storedNarInfo(deps: Pick<CacheRouteDeps, 'db' | 'keys'>, hashPart: string): Promise<RememberedNarInfo | undefined> {
+  const [row] = await deps.db.select().from(storePaths).where(eq(storePaths.hashPart, hashPart));
+  if (!row) return undefined;
+  const signatures = currentSignatures(row, deps.keys);
+  if (!signatures) return undefined;
+  const others = await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path));
+  // Not published yet: rendered from the stored signatures and the files there are.
+  const text = row.narinfo !== null && row.narinfoSigner === signatures.signatureKey ? row.narinfo : narInfoText({ ...row, ...signatures }, others);
+  return { text, createdAtMs: row.createdAt.getTime(), files: [row.fileName, ...others.map((f) => f.fileName)] };
 }
 
 /** A single `bytes=a-b` range, or undefined for the whole file; 'bad' when unsatisfiable. */
@@ -58,6 +93,13 @@ export function parseRange(header: string | undefined, size: number): { start: n
 }
 
 export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
+  const ttl = { ...DEFAULT_CACHE_TTLS, ...deps.ttl };
+  const { feed, memory } = deps;
+  const found = (req: HttpRequest, res: HttpResponse, info: RememberedNarInfo): true => {
+    const maxAge = Date.now() - info.createdAtMs < FRESH_MS ? Math.min(ttl.fresh, ttl.found) : ttl.found;
+    send(req, res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': `public, max-age=${maxAge}` }, info.text);
+    return true;
+  };
   return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const path = (req.url ?? '').split('?')[0]!;
@@ -81,17 +123,24 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
 
     let m = NARINFO.exec(path);
     if (m) {
-      const [row] = await deps.db.select().from(storePaths).where(eq(storePaths.hashPart, m[1]!));
-      if (!row) return notFound(req, res, 'narinfo');
-      // Signed when committed (or by the background signer): a path not signed by the
-      // current keys yet is a miss, so no request ever makes the coordinator sign.
-      const signatures = currentSignatures(row, deps.keys);
-      if (!signatures) return notFound(req, res, 'narinfo');
-      let text = row.narinfo !== null && row.narinfoSigner === signatures.signatureKey ? row.narinfo : undefined;
-      // Not published yet: rendered from the stored signatures and the files there are.
-      text ??= narInfoText({ ...row, ...signatures }, await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path)));
-      send(req, res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'public, max-age=3600' }, text);
-      return true;
+      const hashPart = m[1]!;
+      if (feed) {
+        // A change notified but not applied yet may be the path just committed.
+        if (!feed.index.has(hashPart) && feed.waking) await feed.waking;
+        if (!feed.index.has(hashPart)) return notFound(req, res, 'narinfo', ttl.missing);
+        const remembered = memory?.get(hashPart);
+        if (remembered) {
+          // Another replica may have collected it a moment ago: never a narinfo without its NARs.
+          if (remembered.files.every((f) => existsSync(deps.storage.filePath(f)))) return found(req, res, remembered);
+          memory!.delete(hashPart);
+        }
+      }
+      const version = feed?.version;
+      const info = await storedNarInfo(deps, hashPart);
+      if (!info) return notFound(req, res, 'narinfo', ttl.missing);
+      // Only what no change has overtaken since it was read.
+      if (memory && feed && feed.version === version) memory.set(hashPart, info);
+      return found(req, res, info);
     }
 
     m = NAR.exec(path);

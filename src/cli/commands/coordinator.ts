@@ -53,6 +53,8 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'upstream-key': { type: 'string', multiple: true },
     'upstream-hit-ttl': { type: 'string' },
     'upstream-miss-ttl': { type: 'string' },
+    'cache-ttl': { type: 'string' },
+    'cache-negative-ttl': { type: 'string' },
   });
   if (positionals.length) throw new UsageError(`kiln coordinator takes no arguments, got ${positionals.join(' ')}`);
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
@@ -70,6 +72,10 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
   const settings = { ...configAsFlags(config), ...given } as Parameters<typeof schedulingOptions>[0] & Parameters<typeof storageOptions>[0];
   // Before the coordinator starts, so that every span of this process is exported (when OTEL_* asks).
   const tracing = startTracing('kiln-coordinator');
+  const cache = cacheOptions(config, configPath ?? '');
+  // The flags win over cache.ttl and cache.negativeTtl of the file.
+  if (values['cache-ttl'] !== undefined) cache.cacheTtls = { ...cache.cacheTtls, found: secondsFrom(values['cache-ttl'], '--cache-ttl') };
+  if (values['cache-negative-ttl'] !== undefined) cache.cacheTtls = { ...cache.cacheTtls, missing: secondsFrom(values['cache-negative-ttl'], '--cache-negative-ttl') };
   const coordinator = await startCoordinator({
     host,
     port,
@@ -81,7 +87,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
     ...schedulingOptions(settings),
     ...storageOptions(settings),
-    ...cacheOptions(config, configPath ?? ''),
+    ...cache,
     ...limitOptions(config),
     ...upstreamSettings(config, values),
     hooks: config.hooks,
