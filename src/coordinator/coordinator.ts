@@ -293,10 +293,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   };
   const fallback = chainRoutes(
     [
+      // The cache first: its narinfos are most of what the port is asked, and no other route takes its paths.
+      cacheRoutes({ db, storage, logs, keys, storeDir, feed, memory: narinfoMemory, ttl: opts.cacheTtls }),
       healthRoute(() => state === 'running'),
       metricsRoute(metrics),
       dashboardRoute(),
-      cacheRoutes({ db, storage, logs, keys, storeDir, feed, memory: narinfoMemory, ttl: opts.cacheTtls }),
     ],
     (err) => log.error({ err }, 'HTTP route failed'),
   );

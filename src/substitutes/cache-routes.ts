@@ -9,7 +9,7 @@ import type { HttpRequest, HttpResponse, HttpRoute } from '../coordinator/http-r
 import type { Database } from '../db/connection.js';
 import { buildAttempts, builds, narFiles, storePaths } from '../db/schema.js';
 import type { LogStorage } from '../storage/log-storage.js';
-import type { NarStorage } from '../storage/nar-storage.js';
+import { readOpened, type NarStorage } from '../storage/nar-storage.js';
 import type { CacheKeys } from './cache-keys.js';
 import type { NarInfoMemory, RememberedNarInfo } from './narinfo-memory.js';
 import { currentSignatures, narInfoText } from './narinfo-text.js';
@@ -44,6 +44,7 @@ const NARINFO = /^\/([0-9abcdfghijklmnpqrsvwxyz]{32})\.narinfo$/;
 const NAR = /^\/nar\/([0-9a-z]{52}\.nar(?:\.[a-z0-9]{1,8})?)$/;
 const LOG = /^\/log\/([0-9abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\-._?=]+\.drv)$/;
 const IMMUTABLE = 'public, max-age=31536000, immutable';
+const NAR_HEADERS = { 'content-type': 'application/x-nix-nar', 'cache-control': IMMUTABLE, 'accept-ranges': 'bytes' };
 
 function send(req: HttpRequest, res: HttpResponse, status: number, headers: Record<string, string | number>, body: string | Uint8Array): void {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
@@ -71,7 +72,7 @@ export async function storedNarInfo(deps: Pick<CacheRouteDeps, 'db' | 'keys'>, h
   const others = await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path));
   // Not published yet: rendered from the stored signatures and the files there are.
   const text = row.narinfo !== null && row.narinfoSigner === signatures.signatureKey ? row.narinfo : narInfoText({ ...row, ...signatures }, others);
-  return { text, createdAtMs: row.createdAt.getTime(), files: [row.fileName, ...others.map((f) => f.fileName)] };
+  return { body: Buffer.from(text), createdAtMs: row.createdAt.getTime(), files: [row.fileName, ...others.map((f) => f.fileName)] };
 }
 
 /** A single `bytes=a-b` range, or undefined for the whole file; 'bad' when unsatisfiable. */
@@ -95,15 +96,59 @@ export function parseRange(header: string | undefined, size: number): { start: n
 export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
   const ttl = { ...DEFAULT_CACHE_TTLS, ...deps.ttl };
   const { feed, memory } = deps;
-  const found = (req: HttpRequest, res: HttpResponse, info: RememberedNarInfo): true => {
-    const maxAge = Date.now() - info.createdAtMs < FRESH_MS ? Math.min(ttl.fresh, ttl.found) : ttl.found;
-    send(req, res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': `public, max-age=${maxAge}` }, info.text);
+  const missing = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': `public, max-age=${ttl.missing}` };
+  const missingBody = Buffer.from('narinfo not found\n');
+  const foundHeaders = (maxAge: number) => ({ 'content-type': 'text/x-nix-narinfo', 'cache-control': `public, max-age=${maxAge}` });
+  const found = { old: foundHeaders(ttl.found), fresh: foundHeaders(Math.min(ttl.fresh, ttl.found)) };
+  const answer = (req: HttpRequest, res: HttpResponse, info: RememberedNarInfo): true => {
+    send(req, res, 200, Date.now() - info.createdAtMs < FRESH_MS ? found.fresh : found.old, info.body);
     return true;
   };
-  return async (req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
-    const path = (req.url ?? '').split('?')[0]!;
+  const miss = (req: HttpRequest, res: HttpResponse): true => {
+    send(req, res, 404, missing, missingBody);
+    return true;
+  };
 
+  const fromDatabase = async (req: HttpRequest, res: HttpResponse, hashPart: string): Promise<true> => {
+    const version = feed?.version;
+    const info = await storedNarInfo(deps, hashPart);
+    if (!info) return miss(req, res);
+    // Only what no change has overtaken since it was read.
+    if (memory && feed && feed.version === version) memory.set(hashPart, info);
+    return answer(req, res, info);
+  };
+
+  /**
+   * A narinfo: from the index and the texts in memory without awaiting anything (most
+   * requests, hits and misses alike), else one query.
+   */
+  const narinfo = (req: HttpRequest, res: HttpResponse, hashPart: string, waited = false): true | Promise<true> => {
+    if (!feed) return fromDatabase(req, res, hashPart);
+    if (!feed.index.has(hashPart)) {
+      // A change notified but not applied yet may be the path just committed.
+      const waking = waited ? undefined : feed.waking;
+      return waking ? waking.then(() => narinfo(req, res, hashPart, true)) : miss(req, res);
+    }
+    const remembered = memory?.get(hashPart);
+    if (remembered) {
+      // Another replica may have collected it a moment ago: never a narinfo without its NARs.
+      if (remembered.files.every((f) => existsSync(deps.storage.filePath(f)))) return answer(req, res, remembered);
+      memory!.delete(hashPart);
+    }
+    return fromDatabase(req, res, hashPart);
+  };
+
+  return (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const url = req.url ?? '';
+    const query = url.indexOf('?');
+    const path = query < 0 ? url : url.slice(0, query);
+    const m = NARINFO.exec(path);
+    if (m) return narinfo(req, res, m[1]!);
+    return others(req, res, path);
+  };
+
+  async function others(req: HttpRequest, res: HttpResponse, path: string): Promise<boolean> {
     if (path === '/nix-cache-info') {
       const body = `StoreDir: ${deps.storeDir}\nWantMassQuery: 1\nPriority: ${deps.priority ?? 40}\n`;
       send(req, res, 200, { 'content-type': 'text/x-nix-cache-info', 'cache-control': 'public, max-age=300' }, body);
@@ -121,53 +166,37 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
       return true;
     }
 
-    let m = NARINFO.exec(path);
-    if (m) {
-      const hashPart = m[1]!;
-      if (feed) {
-        // A change notified but not applied yet may be the path just committed.
-        if (!feed.index.has(hashPart) && feed.waking) await feed.waking;
-        if (!feed.index.has(hashPart)) return notFound(req, res, 'narinfo', ttl.missing);
-        const remembered = memory?.get(hashPart);
-        if (remembered) {
-          // Another replica may have collected it a moment ago: never a narinfo without its NARs.
-          if (remembered.files.every((f) => existsSync(deps.storage.filePath(f)))) return found(req, res, remembered);
-          memory!.delete(hashPart);
-        }
-      }
-      const version = feed?.version;
-      const info = await storedNarInfo(deps, hashPart);
-      if (!info) return notFound(req, res, 'narinfo', ttl.missing);
-      // Only what no change has overtaken since it was read.
-      if (memory && feed && feed.version === version) memory.set(hashPart, info);
-      return found(req, res, info);
-    }
-
+    let m: RegExpExecArray | null;
     m = NAR.exec(path);
     if (m) {
-      const fileName = m[1]!;
-      const size = await deps.storage.size(fileName);
-      if (size === undefined) return notFound(req, res, 'NAR');
-      const range = parseRange(req.headers.range, size);
-      const common = { 'content-type': 'application/x-nix-nar', 'cache-control': IMMUTABLE, 'accept-ranges': 'bytes' };
-      if (range === 'bad') {
-        res.writeHead(416, { ...common, 'content-range': `bytes */${size}` });
-        res.end();
+      const file = await deps.storage.openStored(m[1]!);
+      if (!file) return notFound(req, res, 'NAR');
+      let streaming = false;
+      try {
+        const { size } = file;
+        const range = parseRange(req.headers.range, size);
+        if (range === 'bad') {
+          res.writeHead(416, { ...NAR_HEADERS, 'content-range': `bytes */${size}` });
+          res.end();
+          return true;
+        }
+        if (range) {
+          res.writeHead(206, { ...NAR_HEADERS, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` });
+        } else {
+          res.writeHead(200, { ...NAR_HEADERS, 'content-length': size });
+        }
+        if (req.method === 'HEAD' || size === 0) {
+          res.end();
+          return true;
+        }
+        streaming = true;
+        await pipeline(readOpened(file, range), res as NodeJS.WritableStream).catch(() => {
+          // The client went away mid-download; the stream closed the file.
+        });
         return true;
+      } finally {
+        if (!streaming) await file.handle.close();
       }
-      if (range) {
-        res.writeHead(206, { ...common, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` });
-      } else {
-        res.writeHead(200, { ...common, 'content-length': size });
-      }
-      if (req.method === 'HEAD') {
-        res.end();
-        return true;
-      }
-      await pipeline(deps.storage.read(fileName, range), res as NodeJS.WritableStream).catch(() => {
-        // The client went away mid-download; nothing to clean up but the stream.
-      });
-      return true;
     }
 
     m = LOG.exec(path);
@@ -190,5 +219,5 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
       return true;
     }
     return false;
-  };
+  }
 }

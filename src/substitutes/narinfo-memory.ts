@@ -2,7 +2,8 @@
 // a hit costs no database round trip. Entries are dropped when the store-path feed says
 // their path changed (collected, uploaded again, published with new compressions).
 export interface RememberedNarInfo {
-  text: string;
+  /** The signed text, as sent. */
+  body: Buffer;
   /** When the path entered the cache: a new one gets the shorter TTL. */
   createdAtMs: number;
   /** The NAR files it names: a hit checks they are still there. */
@@ -25,7 +26,7 @@ export class NarInfoMemory {
   set(hashPart: string, entry: RememberedNarInfo): void {
     this.delete(hashPart);
     this.entries.set(hashPart, entry);
-    this.bytes += entry.text.length;
+    this.bytes += entry.body.length;
     while (this.bytes > this.maxBytes) {
       const oldest = this.entries.keys().next().value!;
       this.delete(oldest);
@@ -36,6 +37,6 @@ export class NarInfoMemory {
     const had = this.entries.get(hashPart);
     if (!had) return;
     this.entries.delete(hashPart);
-    this.bytes -= had.text.length;
+    this.bytes -= had.body.length;
   }
 }
