@@ -3,6 +3,7 @@
 //
 //   npm run bench [-- --only nar|upload|tracing|schedule|abuse|upstream|serve] [--builds N] [--agents M] [--replicas R]
 //                 [--engines postgres,pglite] [--anchor no] [--paths N] [--seconds S] [--large-mib M]
+//                 [--serve-agents no]
 import { benchAbuse, type AbuseRow } from './abuse.js';
 import { benchNar, type BenchNarReport } from './nar.js';
 import { benchServe, SCENARIOS, serveRatio, type BenchServeReport } from './serve.js';
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
     console.log('\n== Serving substitutes: kiln against nginx on the same files, wrk (bench/serve.ts) ==');
     const number = (name: string) => (option(name) === undefined ? undefined : Number(option(name)));
     const engines = option('engines')?.split(',') as Engine[] | undefined;
-    rows.push(...serveRows(await benchServe({ paths: number('paths'), seconds: number('seconds'), largeMiB: number('large-mib'), engines })));
+    rows.push(...serveRows(await benchServe({ paths: number('paths'), seconds: number('seconds'), largeMiB: number('large-mib'), engines, agents: option('serve-agents') !== 'no' })));
   }
 
   if (!only || only === 'abuse') {
@@ -154,6 +155,10 @@ function serveRows(r: BenchServeReport): Row[] {
       const ratio = serveRatio(r, e, s);
       return { benchmark: `${e.engine}, ${e.paths} paths: ${s}, kiln / nginx`, figure: ratio.toFixed(2), target: '≥ 0.5', met: ratio >= 0.5 };
     }),
+    ...(e.underAgents
+      ? [{ benchmark: `${e.engine}: narinfo hits, agents busy / idle`, figure: (e.underAgents.hits.requestsPerSecond / e.kiln['narinfo hits'].requestsPerSecond).toFixed(2), target: '', met: undefined }]
+      : []),
+    ...(e.index ? [{ benchmark: `${e.engine}: cache index, bytes a path`, figure: (e.index.bytes / Math.max(1, e.index.paths)).toFixed(0), target: '< 64', met: e.index.bytes / Math.max(1, e.index.paths) < 64 }] : []),
     ...(['narinfo hits', 'narinfo misses'] as const).map((s) => ({
       benchmark: `${e.engine}: ${s} p99`,
       figure: `${e.kiln[s].p99Ms.toFixed(2)} ms`,

@@ -17,6 +17,7 @@ import { BASE32_ALPHABET, encodeBase32 } from '../src/store/base32.js';
 import { loadCacheKeys } from '../src/substitutes/cache-keys.js';
 import { narInfoText, signNarInfoFields, type StoredPath } from '../src/substitutes/narinfo-text.js';
 import { startCoordinatorProcess, type CoordinatorProcess } from './coordinator-process.js';
+import { underAgentLoad, type AgentLoad } from './serve-agents.js';
 import { startNginx } from './nginx.js';
 import { startPostgres } from './postgres-server.js';
 import type { Engine } from './schedule.js';
@@ -29,6 +30,8 @@ export interface ServeOptions {
   hits?: number;
   largeMiB?: number;
   seconds?: number;
+  /** Also measure narinfo hits while simulated agents build on the same port (default true). */
+  agents?: boolean;
 }
 
 export const SCENARIOS = ['narinfo hits', 'narinfo misses', 'narinfo 80 % misses', 'NAR 100 KiB', 'NAR large'] as const;
@@ -43,7 +46,11 @@ export interface ServeEngineReport {
   /** The coordinator's resident set after start and after the runs. */
   rssStartBytes: number;
   rssEndBytes: number;
+  /** What the coordinator logged when its cache index was loaded. */
+  index: { paths: number; bytes: number; ms: number } | undefined;
   kiln: Record<Scenario, WrkRun>;
+  /** Narinfo hits while agents built over gRPC on the same port. */
+  underAgents?: { hits: WrkRun; load: AgentLoad };
 }
 
 export interface BenchServeReport {
@@ -53,6 +60,8 @@ export interface BenchServeReport {
 }
 
 const STORE = '/nix/store';
+/** As the other benchmarks: KILN_BENCH_COORDINATOR_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR' profiles the coordinator. */
+const nodeArgs = () => (process.env.KILN_BENCH_COORDINATOR_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 
 function randomHashPart(): string {
   const bytes = randomBytes(32);
@@ -105,6 +114,16 @@ function narFile(dir: string, bytes: number): string {
   for (let left = bytes; left > 0; left -= chunk.length) parts.push(left >= chunk.length ? chunk : chunk.subarray(0, left));
   writeFileSync(join(dir, name), Buffer.concat(parts));
   return name;
+}
+
+/** The coordinator's "cache index loaded" log line: paths, packed bytes, milliseconds. */
+function indexLoaded(stderr: string): ServeEngineReport['index'] {
+  for (const line of stderr.split('\n')) {
+    if (!line.includes('"cache index loaded"')) continue;
+    const { paths, bytes, ms } = JSON.parse(line) as { paths: number; bytes: number; ms: number };
+    return { paths, bytes, ms };
+  }
+  return undefined;
 }
 
 function rssBytes(pid: number): number {
@@ -197,14 +216,24 @@ export async function benchServe(opts: ServeOptions = {}): Promise<BenchServeRep
         }
 
         const spawned = performance.now();
-        coordinator = await startCoordinatorProcess({ dataDir, databaseUrl: pg?.url, env: { KILN_LOG_LEVEL: 'warn' } });
+        // Info, not warn: the index's size and load time are in its log line.
+        coordinator = await startCoordinatorProcess({ dataDir, databaseUrl: pg?.url, env: { KILN_LOG_LEVEL: 'info' }, nodeArgs: nodeArgs(), startTimeoutMs: 600_000 });
         const first = await fetch(`${coordinator.url}${targets.hits[0]!}`);
         if (first.status !== 200) throw new Error(`kiln answered ${first.status} for a published narinfo`);
         await first.text();
         const startSeconds = (performance.now() - spawned) / 1000;
         const rssStartBytes = rssBytes(coordinator.child.pid!);
+        const index = indexLoaded(coordinator.stderr());
         const kiln = await runAll(coordinator.url, targets, work, seconds, true);
-        reports.push({ engine, paths: n, fillSeconds, startSeconds, rssStartBytes, rssEndBytes: rssBytes(coordinator.child.pid!), kiln });
+        const rssEndBytes = rssBytes(coordinator.child.pid!);
+        const url = coordinator.url;
+        const underAgents =
+          opts.agents === false
+            ? undefined
+            : await underAgentLoad({ url, dataDir, coordinatorPid: coordinator.child.pid! }, () => runWrk({ url, paths: targets.hits, connections: 32, seconds, dir: work })).then(
+                ({ result, load }) => ({ hits: result, load }),
+              );
+        reports.push({ engine, paths: n, fillSeconds, startSeconds, rssStartBytes, rssEndBytes, index, kiln, underAgents });
       } finally {
         await coordinator?.stop();
         await pg?.stop();
@@ -224,11 +253,23 @@ function printServe(r: BenchServeReport): void {
   const cell = (w: WrkRun) => `${w.requestsPerSecond.toFixed(0).padStart(7)} req/s ${(w.bytesPerSecond / MB).toFixed(1).padStart(7)} MB/s p50 ${w.p50Ms.toFixed(2).padStart(6)} p99 ${w.p99Ms.toFixed(2).padStart(6)} ms`;
   for (const e of r.engines) {
     console.log(`\n${e.engine}, ${e.paths.toLocaleString('en')} paths: start to first narinfo ${e.startSeconds.toFixed(1)} s, RSS ${(e.rssStartBytes / MB).toFixed(0)} → ${(e.rssEndBytes / MB).toFixed(0)} MB`);
+    if (e.index) {
+      const perPath = e.index.bytes / Math.max(1, e.index.paths);
+      console.log(`  index: ${e.index.paths.toLocaleString('en')} paths, ${(e.index.bytes / MB).toFixed(1)} MB packed (${perPath.toFixed(0)} B a path, 10 M paths: ${((perPath * 1e7) / MB).toFixed(0)} MB), loaded in ${(e.index.ms / 1000).toFixed(1)} s`);
+    }
     for (const s of SCENARIOS) {
       const k = e.kiln[s];
       const x = r.nginx[s];
       const ratio = s.startsWith('NAR') ? k.bytesPerSecond / x.bytesPerSecond : k.requestsPerSecond / x.requestsPerSecond;
-      console.log(`  ${s.padEnd(20)} kiln  ${cell(k)}\n  ${''.padEnd(20)} nginx ${cell(x)}  ratio ${ratio.toFixed(2)}`);
+      const label = s === 'NAR large' ? `NAR ${r.largeMiB} MiB` : s;
+      console.log(`  ${label.padEnd(20)} kiln  ${cell(k)}\n  ${''.padEnd(20)} nginx ${cell(x)}  ratio ${ratio.toFixed(2)}`);
+    }
+    if (e.underAgents) {
+      const { hits, load } = e.underAgents;
+      console.log(
+        `  hits, agents busy    kiln  ${cell(hits)}  ratio ${(hits.requestsPerSecond / r.nginx['narinfo hits'].requestsPerSecond).toFixed(2)}, ${(hits.requestsPerSecond / e.kiln['narinfo hits'].requestsPerSecond).toFixed(2)} of idle\n` +
+          `  ${''.padEnd(20)} beside ${load.agents} agents × ${load.slots} slots over gRPC on the port: ${load.builds} builds (${load.buildsPerSecond.toFixed(0)}/s, ${load.left} still queued), coordinator ${load.coordinatorCores.toFixed(2)} cores`,
+      );
     }
   }
 }
