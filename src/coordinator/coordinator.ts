@@ -17,6 +17,7 @@ import { pathSigner, startSignatureBackfill } from '../substitutes/narinfo-signe
 import { signatureCount } from '../substitutes/narinfo-text.js';
 import { Counter } from 'prom-client';
 import { cacheRoutes, type CacheTtls } from '../substitutes/cache-routes.js';
+import { OpenNars } from '../substitutes/open-nars.js';
 import { NarInfoMemory } from '../substitutes/narinfo-memory.js';
 import { StorePathFeed } from '../substitutes/store-path-feed.js';
 import { NarStorage } from '../storage/nar-storage.js';
@@ -179,6 +180,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const signals = new FarmSignals(database, log);
   // Narinfo hits and misses from memory, kept current through store_path_changes.
   const narinfoMemory = new NarInfoMemory();
+  const openNars = new OpenNars(storage);
   const feed = new StorePathFeed(database, log.child({ part: 'cache-index' }), (hashPart) => narinfoMemory.delete(hashPart));
   await feed.start();
   const metrics = new CoordinatorMetrics(database, sessions, storage);
@@ -294,7 +296,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const fallback = chainRoutes(
     [
       // The cache first: its narinfos are most of what the port is asked, and no other route takes its paths.
-      cacheRoutes({ db, storage, logs, keys, storeDir, feed, memory: narinfoMemory, ttl: opts.cacheTtls }),
+      cacheRoutes({ db, storage, logs, keys, storeDir, feed, memory: narinfoMemory, openNars, ttl: opts.cacheTtls }),
       healthRoute(() => state === 'running'),
       metricsRoute(metrics),
       dashboardRoute(),
@@ -372,6 +374,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         sessions.closeAll('the coordinator is shutting down');
         log.info('stopping: connections');
         await listener.close();
+        openNars.close();
         telemetry.stop();
         log.info('stopping: events not written yet');
         await agentEvents.stop();

@@ -35,12 +35,6 @@ export interface OpenedFile {
   size: number;
 }
 
-/** Streams an opened file, or a byte range of it (inclusive end); the stream closes the handle. */
-export function readOpened(file: OpenedFile, range?: { start: number; end: number }): ReadStream {
-  // `end` is always given: without one a 100 KiB file would get a 1 MiB buffer.
-  return file.handle.createReadStream({ start: range?.start ?? 0, end: range?.end ?? Math.max(0, file.size - 1), highWaterMark: READ_CHUNK_BYTES });
-}
-
 export interface FrameRecord {
   /** Bytes of the frame as stored (compressed). */
   stored: number;
@@ -347,7 +341,7 @@ export class NarStorage {
   /**
    * A stored file opened for serving, with its size from the same descriptor: what is
    * streamed is the file that was measured, even if it is removed meanwhile. The caller
-   * closes the handle (or a stream of `readOpened` does).
+   * closes the handle.
    */
   async openStored(fileName: string): Promise<OpenedFile | undefined> {
     const handle = await open(this.filePath(fileName), 'r').catch((err: NodeJS.ErrnoException) => {

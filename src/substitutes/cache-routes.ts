@@ -9,9 +9,10 @@ import type { HttpRequest, HttpResponse, HttpRoute } from '../coordinator/http-r
 import type { Database } from '../db/connection.js';
 import { buildAttempts, builds, narFiles, storePaths } from '../db/schema.js';
 import type { LogStorage } from '../storage/log-storage.js';
-import { readOpened, type NarStorage } from '../storage/nar-storage.js';
+import type { NarStorage } from '../storage/nar-storage.js';
 import type { CacheKeys } from './cache-keys.js';
 import type { NarInfoMemory, RememberedNarInfo } from './narinfo-memory.js';
+import type { OpenNars } from './open-nars.js';
 import { currentSignatures, narInfoText } from './narinfo-text.js';
 import type { StorePathFeed } from './store-path-feed.js';
 
@@ -26,6 +27,8 @@ export interface CacheRouteDeps {
   /** The in-memory index: misses answered from it, hits from its texts. Without it, the database. */
   feed?: StorePathFeed;
   memory?: NarInfoMemory;
+  /** NAR files kept open between downloads. */
+  openNars: OpenNars;
   ttl?: Partial<CacheTtls>;
 }
 
@@ -96,6 +99,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
 export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
   const ttl = { ...DEFAULT_CACHE_TTLS, ...deps.ttl };
   const { feed, memory } = deps;
+  const nars = deps.openNars;
   const missing = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': `public, max-age=${ttl.missing}` };
   const missingBody = Buffer.from('narinfo not found\n');
   const foundHeaders = (maxAge: number) => ({ 'content-type': 'text/x-nix-narinfo', 'cache-control': `public, max-age=${maxAge}` });
@@ -169,7 +173,7 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
     let m: RegExpExecArray | null;
     m = NAR.exec(path);
     if (m) {
-      const file = await deps.storage.openStored(m[1]!);
+      const file = await nars.open(m[1]!);
       if (!file) return notFound(req, res, 'NAR');
       let streaming = false;
       try {
@@ -190,12 +194,12 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
           return true;
         }
         streaming = true;
-        await pipeline(readOpened(file, range), res as NodeJS.WritableStream).catch(() => {
-          // The client went away mid-download; the stream closed the file.
+        await pipeline(file.stream(range), res as NodeJS.WritableStream).catch(() => {
+          // The client went away mid-download; the stream is closed.
         });
         return true;
       } finally {
-        if (!streaming) await file.handle.close();
+        if (!streaming) file.done();
       }
     }
 

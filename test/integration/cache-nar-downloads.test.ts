@@ -1,11 +1,12 @@
 // NAR downloads from the binary cache over a real socket: a file several read chunks
 // long comes back whole and byte for byte, byte ranges (open, closed, suffix) as 206
 // with the right Content-Range, an unsatisfiable one as 416, HEAD with the length and no
-// body, a missing file as 404, and many downloads on one kept-alive connection.
+// body, a missing file as 404, many downloads on one kept-alive connection, and a file
+// removed from disk is a 404 at once though its descriptor was kept open.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { request, Agent } from 'node:http';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeBase32 } from '../../src/store/base32.js';
 import { READ_CHUNK_BYTES } from '../../src/storage/nar-storage.js';
@@ -20,7 +21,8 @@ describe('NAR downloads', () => {
   const smallName = `${encodeBase32(randomBytes(32))}.nar`;
 
   beforeAll(async () => {
-    t = await startTestCoordinator('pglite');
+    // One database is enough: serving a NAR reads no row.
+    t = await startTestCoordinator('postgres');
     writeFileSync(join(t.dataDir, 'nars', 'nar', name), content);
     writeFileSync(join(t.dataDir, 'nars', 'nar', smallName), small);
   });
@@ -97,5 +99,17 @@ describe('NAR downloads', () => {
     } finally {
       agent.destroy();
     }
+  });
+
+  test('a NAR removed from disk is a 404 on the next request, though its descriptor was kept', async () => {
+    const gone = `${encodeBase32(randomBytes(32))}.nar.xz`;
+    const file = join(t.dataDir, 'nars', 'nar', gone);
+    writeFileSync(file, small);
+    // Two downloads at once and one after: the descriptor is shared, then kept.
+    const both = await Promise.all([get(`/nar/${gone}`), get(`/nar/${gone}`)]);
+    expect(both.map((r) => r.body.equals(small))).toEqual([true, true]);
+    expect((await get(`/nar/${gone}`)).status).toBe(200);
+    rmSync(file);
+    expect((await get(`/nar/${gone}`)).status).toBe(404);
   });
 });
