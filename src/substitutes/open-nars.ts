@@ -4,7 +4,9 @@
 // while its file is still there (a stat: gc here or on another replica may have removed
 // it) and for KEEP_MS after it was opened; at most MAX_OPEN are held, the oldest closed
 // first, each once its last download ends.
-import { createReadStream, existsSync, type ReadStream } from 'node:fs';
+import { existsSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { READ_CHUNK_BYTES, type NarStorage, type OpenedFile } from '../storage/nar-storage.js';
 
 const MAX_OPEN = 128;
@@ -27,7 +29,7 @@ export class OpenNars {
   ) {}
 
   /** The file's size and a stream of it (or of a range, inclusive end); undefined when it is not stored. */
-  async open(fileName: string): Promise<{ size: number; stream(range?: { start: number; end: number }): ReadStream; done(): void } | undefined> {
+  async open(fileName: string): Promise<{ size: number; stream(range?: { start: number; end: number }): Readable; done(): void } | undefined> {
     const entry = await this.entry(fileName);
     if (!entry) return undefined;
     entry.users++;
@@ -42,15 +44,7 @@ export class OpenNars {
     return {
       size,
       done,
-      stream(range) {
-        // The descriptor, not the FileHandle: a stream of a FileHandle adds a listener to it
-        // that is never removed. Positional reads, so downloads of one file do not interfere.
-        const s = createReadStream('', {
-          fd: entry.file.handle.fd, autoClose: false, start: range?.start ?? 0, end: range?.end ?? Math.max(0, size - 1), highWaterMark: READ_CHUNK_BYTES,
-        });
-        s.once('close', done);
-        return s;
-      },
+      stream: (range) => positionalStream(entry.file.handle, range?.start ?? 0, range?.end ?? size - 1, done),
     };
   }
 
@@ -89,4 +83,40 @@ export class OpenNars {
     entry.retired = true;
     if (entry.users === 0) void entry.file.handle.close().catch(() => undefined);
   }
+}
+
+/**
+ * Bytes start..end (inclusive) of a shared descriptor, by positional reads, so downloads of
+ * one file do not interfere; `closed` is called once, when the stream ends or is destroyed.
+ * Not fs.ReadStream: destroying one closes its descriptor whatever autoClose says, and a
+ * stream of a FileHandle adds a listener to it that is never removed. A FileHandle's
+ * close waits for its reads in flight.
+ */
+function positionalStream(handle: FileHandle, start: number, end: number, closed: () => void): Readable {
+  let at = start;
+  return new Readable({
+    highWaterMark: READ_CHUNK_BYTES,
+    read() {
+      const n = Math.min(READ_CHUNK_BYTES, end + 1 - at);
+      if (n <= 0) {
+        this.push(null);
+        return;
+      }
+      handle.read(Buffer.allocUnsafe(n), 0, n, at).then(
+        ({ bytesRead, buffer }) => {
+          if (this.destroyed) return;
+          // Stored files never shrink: a short file is one being removed, not a NAR to send cut.
+          if (bytesRead === 0) return void this.destroy(new Error(`NAR file ended at byte ${at} of ${end + 1}`));
+          at += bytesRead;
+          this.push(bytesRead === n ? buffer : buffer.subarray(0, bytesRead));
+          if (at > end) this.push(null);
+        },
+        (err: unknown) => this.destroy(err as Error),
+      );
+    },
+    destroy(err, callback) {
+      closed();
+      callback(err);
+    },
+  });
 }

@@ -2,7 +2,8 @@
 // long comes back whole and byte for byte, byte ranges (open, closed, suffix) as 206
 // with the right Content-Range, an unsatisfiable one as 416, HEAD with the length and no
 // body, a missing file as 404, many downloads on one kept-alive connection, and a file
-// removed from disk is a 404 at once though its descriptor was kept open.
+// removed from disk is a 404 at once though its descriptor was kept open, and a download
+// its client cuts off leaves that descriptor good for the next.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { request, Agent } from 'node:http';
@@ -111,5 +112,20 @@ describe('NAR downloads', () => {
     expect((await get(`/nar/${gone}`)).status).toBe(200);
     rmSync(file);
     expect((await get(`/nar/${gone}`)).status).toBe(404);
+  });
+
+  test('a download cut off by its client leaves the kept descriptor good for the next ones', async () => {
+    await get(`/nar/${name}`); // kept open from here
+    for (let i = 0; i < 3; i++) {
+      const cut = new AbortController();
+      const res = await fetch(`${t.coordinator.url}/nar/${name}`, { signal: cut.signal });
+      const reader = res.body!.getReader();
+      await reader.read();
+      cut.abort();
+      await reader.read().catch(() => undefined);
+    }
+    const again = await get(`/nar/${name}`);
+    expect(again.status).toBe(200);
+    expect(again.body.equals(content)).toBe(true);
   });
 });
