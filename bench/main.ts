@@ -1,10 +1,12 @@
 // `npm run bench`: every benchmark in turn (never two at once: they share the machine's
 // cores and page cache), then one summary table. Data is built once under bench-data/.
 //
-//   npm run bench [-- --only nar|upload|tracing|schedule|abuse|upstream] [--builds N] [--agents M] [--replicas R]
-//                 [--engines postgres,pglite] [--anchor no]
+//   npm run bench [-- --only nar|upload|tracing|schedule|abuse|upstream|serve] [--builds N] [--agents M] [--replicas R]
+//                 [--engines postgres,pglite] [--anchor no] [--paths N] [--seconds S] [--large-mib M]
+//                 [--serve-agents no]
 import { benchAbuse, type AbuseRow } from './abuse.js';
 import { benchNar, type BenchNarReport } from './nar.js';
+import { benchServe, SCENARIOS, serveRatio, type BenchServeReport } from './serve.js';
 import { benchSchedule, type BenchScheduleReport, type Engine } from './schedule.js';
 import { benchTracing, type BenchTracingReport } from './tracing.js';
 import { benchUpload, type BenchUploadReport } from './upload.js';
@@ -47,6 +49,13 @@ async function main(): Promise<void> {
     const number = (name: string) => (option(name) === undefined ? undefined : Number(option(name)));
     const engines = option('engines')?.split(',') as Engine[] | undefined;
     rows.push(...scheduleRows(await benchSchedule({ builds: number('builds'), agents: number('agents'), replicas: number('replicas'), engines, anchor: option('anchor') !== 'no' })));
+  }
+
+  if (!only || only === 'serve') {
+    console.log('\n== Serving substitutes: kiln against nginx on the same files, wrk (bench/serve.ts) ==');
+    const number = (name: string) => (option(name) === undefined ? undefined : Number(option(name)));
+    const engines = option('engines')?.split(',') as Engine[] | undefined;
+    rows.push(...serveRows(await benchServe({ paths: number('paths'), seconds: number('seconds'), largeMiB: number('large-mib'), engines, agents: option('serve-agents') !== 'no' })));
   }
 
   if (!only || only === 'abuse') {
@@ -138,6 +147,25 @@ function scheduleRows(r: BenchScheduleReport): Row[] {
     }
   }
   return rows;
+}
+
+function serveRows(r: BenchServeReport): Row[] {
+  return r.engines.flatMap((e) => [
+    ...SCENARIOS.map((s) => {
+      const ratio = serveRatio(r, e, s);
+      return { benchmark: `${e.engine}, ${e.paths} paths: ${s}, kiln / nginx`, figure: ratio.toFixed(2), target: '≥ 0.5', met: ratio >= 0.5 };
+    }),
+    ...(e.underAgents
+      ? [{ benchmark: `${e.engine}: narinfo hits, agents busy / idle`, figure: (e.underAgents.hits.requestsPerSecond / e.kiln['narinfo hits'].requestsPerSecond).toFixed(2), target: '', met: undefined }]
+      : []),
+    ...(e.index ? [{ benchmark: `${e.engine}: cache index, bytes a path`, figure: (e.index.bytes / Math.max(1, e.index.paths)).toFixed(0), target: '< 64', met: e.index.bytes / Math.max(1, e.index.paths) < 64 }] : []),
+    ...(['narinfo hits', 'narinfo misses'] as const).map((s) => ({
+      benchmark: `${e.engine}: ${s} p99`,
+      figure: `${e.kiln[s].p99Ms.toFixed(2)} ms`,
+      target: e.engine === 'postgres' ? '< 5 ms' : '',
+      met: e.engine === 'postgres' ? e.kiln[s].p99Ms < 5 : undefined,
+    })),
+  ]);
 }
 
 function abuseRows(rows: AbuseRow[]): Row[] {

@@ -158,7 +158,7 @@ function submitResponse(r: Omit<SubmitBuildResult, 'created'>): SubmitBuildRespo
 export function adminService(
   db: Database,
   storage: NarStorage,
-  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; keyFingerprint: string; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner; upstreamHas?: UpstreamHas; upstreams?: readonly Upstream[] },
+  farm: { submitMissingInputs: boolean; retention: RetentionRules; log: Logger; keyFingerprint: string; limits?: InputLimits; byPath?: DerivationsByPath; sign?: PathSigner; upstreamHas?: UpstreamHas; upstreams?: readonly Upstream[]; beforeUnlink?: () => Promise<void> },
   notify: AdminNotifications,
   live: { sessions: AgentSessions; telemetry?: BuildTelemetry; logs: LogStorage },
 ): ServiceImpl<typeof AdminService> {
@@ -167,7 +167,7 @@ export function adminService(
     ...buildLogs({ db, logs: live.logs }),
     ...sourceUploads({ db, storage, sign: farm.sign, sourceStored: () => notify.buildsChanged(), telemetry: live.telemetry }),
     ...queueStatus({ db, sessions: live.sessions }),
-    ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log, keyFingerprint: farm.keyFingerprint }),
+    ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log, keyFingerprint: farm.keyFingerprint, beforeUnlink: farm.beforeUnlink }),
     ...registrationTokensAdmin(db),
     ...qaAdmin({ db, storage, sign: farm.sign, upstreams: farm.upstreams ?? [], submitted: (ids) => notify.buildsSubmitted(ids) }),
     async submitBuild(req) {

@@ -17,6 +17,8 @@ export interface CacheAdminDeps {
   log: Logger;
   /** CacheKeys.fingerprint of the keys the cache signs with: only paths they signed are served, so listed. */
   keyFingerprint: string;
+  /** Runs between the removal of the rows and of the files (the in-memory index catching up). */
+  beforeUnlink?: () => Promise<void>;
 }
 
 const DEFAULT_PAGE_SIZE = 1000;

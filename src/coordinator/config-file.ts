@@ -45,6 +45,12 @@ export interface KilnConfig {
   cache?: {
     /** NAME or NAME:LEVEL: lz4 (always: agents upload it), zstd, gzip. */
     compressions?: string[];
+    /** Cache-Control max-age of a narinfo found, in seconds (default 3600; `--cache-ttl`). */
+    ttl?: number;
+    /** Of one whose path entered the cache within the last hour (default 300). */
+    freshTtl?: number;
+    /** Of a narinfo not found (default 60; `--cache-negative-ttl`). */
+    negativeTtl?: number;
   };
   storage?: {
     /** Uploads are refused while the NAR directory has less free than this many GiB (`--min-free-nar-gib`). */
@@ -91,7 +97,7 @@ const SECTIONS: Record<keyof KilnConfig, readonly string[]> = {
   retry: ['retries', 'on', 'backoffSeconds', 'byTag'],
   hooks: [],
   builtinHooks: ['publish'],
-  cache: ['compressions'],
+  cache: ['compressions', 'ttl', 'freshTtl', 'negativeTtl'],
   storage: ['minFreeNarGiB', 'maxOutputSize', 'maxLogSize', 'narStore', 'narRedirectSeconds', 's3'],
   retention: [],
   limits: ['messageBytes', 'defaultMessageBytes', 'derivation', 'tagsPerBuild', 'tagsPerAgent'],
@@ -251,6 +257,10 @@ export function checkConfig(raw: unknown, where: string): KilnConfig {
   try {
     const compressions = (config.cache as Record<string, unknown> | undefined)?.compressions;
     if (compressions !== undefined) parseCompressions(compressions, `${where}: cache.compressions`);
+    for (const key of ['ttl', 'freshTtl', 'negativeTtl']) {
+      const v = (config.cache as Record<string, unknown> | undefined)?.[key];
+      if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 0)) fail(`cache.${key}`, 'must be a whole number of seconds, 0 or more');
+    }
     parseRetention(config.retention, `${where}: retention`);
   } catch (err) {
     throw new ConfigError((err as Error).message);
@@ -301,9 +311,11 @@ export function limitOptions(config: KilnConfig): Pick<CoordinatorOptions, 'limi
 }
 
 /** The cache's part (compressions, publishing, retention) as coordinator options; the config was checked. */
-export function cacheOptions(config: KilnConfig, where: string): Pick<CoordinatorOptions, 'compressions' | 'publish' | 'retention'> {
+export function cacheOptions(config: KilnConfig, where: string): Pick<CoordinatorOptions, 'compressions' | 'publish' | 'retention' | 'cacheTtls'> {
   const publish = config.builtinHooks?.publish;
+  const c = config.cache;
   return {
+    cacheTtls: { ...(c?.ttl !== undefined ? { found: c.ttl } : {}), ...(c?.freshTtl !== undefined ? { fresh: c.freshTtl } : {}), ...(c?.negativeTtl !== undefined ? { missing: c.negativeTtl } : {}) },
     compressions: config.cache?.compressions ? parseCompressions(config.cache.compressions, `${where}: cache.compressions`) : undefined,
     publish:
       publish === false

@@ -16,7 +16,10 @@ import { loadCacheKeys } from '../substitutes/cache-keys.js';
 import { pathSigner, startSignatureBackfill } from '../substitutes/narinfo-signer.js';
 import { signatureCount } from '../substitutes/narinfo-text.js';
 import { Counter } from 'prom-client';
-import { cacheRoutes } from '../substitutes/cache-routes.js';
+import { cacheRoutes, type CacheTtls } from '../substitutes/cache-routes.js';
+import { OpenNars } from '../substitutes/open-nars.js';
+import { NarInfoMemory } from '../substitutes/narinfo-memory.js';
+import { StorePathFeed } from '../substitutes/store-path-feed.js';
 import { checkRoutes } from '../qa/check-routes.js';
 import { NarStorage } from '../storage/nar-storage.js';
 import { openBlobStore, type BlobStoreLocation, type S3Credentials } from '../storage/blob-store-url.js';
@@ -123,6 +126,8 @@ export interface CoordinatorOptions {
   compressions?: Compression[];
   /** What garbage collection keeps (default DEFAULT_RETENTION). */
   retention?: RetentionRules;
+  /** Cache-Control max-age of narinfos (cache.ttl, cache.freshTtl, cache.negativeTtl), in seconds. */
+  cacheTtls?: Partial<CacheTtls>;
   /** How often the hook runner looks for due deliveries unprompted (default 1 s). */
   hookPollMs?: number;
   /** How long a claimed hook delivery is this coordinator's without a renewal (default 30 s; see hooks/runner.ts). */
@@ -189,6 +194,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const sessions = new AgentSessions();
   const events = new BuildEvents();
   const signals = new FarmSignals(database, log);
+  // Narinfo hits and misses from memory, kept current through store_path_changes.
+  const narinfoMemory = new NarInfoMemory();
+  const openNars = new OpenNars(storage);
+  const feed = new StorePathFeed(database, log.child({ part: 'cache-index' }), (hashPart) => narinfoMemory.delete(hashPart));
+  await feed.start();
   const metrics = new CoordinatorMetrics(database, sessions, storage);
   const telemetry = new BuildTelemetry({ db, metrics, events, log });
   countNarInfoSignatures(metrics);
@@ -256,6 +266,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const operators = await hooksFromSpecs(opts.hooks ?? [], () => createAdminClient(url, adminToken), builtIn.map((h) => h.name)).catch(async (err: unknown) => {
     await dispatcher.stop();
     await signals.stop();
+    await feed.stop();
     await database.close();
     throw err;
   });
@@ -275,7 +286,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       router,
       limits,
       AdminService,
-      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, keyFingerprint: keys.fingerprint, limits, byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths), upstreams }, {
+      adminService(db, storage, { submitMissingInputs: opts.submitMissingInputs ?? true, retention: opts.retention ?? DEFAULT_RETENTION, log, keyFingerprint: keys.fingerprint, limits, beforeUnlink: () => feed.catchUp(), byPath: derivationsByPath(db, upstreams), sign, upstreamHas: (paths) => lookups.whichHave(paths), upstreams }, {
         buildsChanged: () => dispatcher.workAvailable(),
         buildsSubmitted: (buildIds) => {
           for (const buildId of buildIds) events.emit({ buildId, kind: 'submitted' });
@@ -319,10 +330,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   };
   const fallback = chainRoutes(
     [
+      // The cache first: its narinfos are most of what the port is asked, and no other route takes its paths.
+      cacheRoutes({ db, storage, logs, keys, storeDir, feed, memory: narinfoMemory, openNars, ttl: opts.cacheTtls }),
       healthRoute(() => state === 'running'),
       metricsRoute(metrics),
       dashboardRoute(),
-      cacheRoutes({ db, storage, logs, keys, storeDir }),
       checkRoutes({ db, storage }),
     ],
     (err) => log.error({ err }, 'HTTP route failed'),
@@ -349,6 +361,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     telemetry.stop();
     await dispatcher.stop();
     await signals.stop();
+    await feed.stop();
     await database.close();
     throw err;
   }
@@ -396,9 +409,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
         await hooks.stop();
         log.info('stopping: replica signals');
         await signals.stop();
+        await feed.stop();
         sessions.closeAll('the coordinator is shutting down');
         log.info('stopping: connections');
         await listener.close();
+        openNars.close();
         telemetry.stop();
         log.info('stopping: events not written yet');
         await agentEvents.stop();

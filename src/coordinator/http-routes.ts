@@ -20,17 +20,38 @@ export function healthRoute(isReady: () => boolean): HttpRoute {
   };
 }
 
-/** Tries each route in turn; 404 when none answers, 500 (logged by the caller) on a throw. */
+/**
+ * Tries each route in turn; 404 when none answers, 500 (logged by the caller) on a throw.
+ * A route that answers without awaiting (the cache's narinfos from memory) is answered
+ * in the same tick: no promise is made for it.
+ */
 export function chainRoutes(routes: HttpRoute[], onError: (err: unknown) => void) {
+  const failed = (res: HttpResponse, err: unknown) => {
+    onError(err);
+    if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end();
+  };
+  const from = async (req: HttpRequest, res: HttpResponse, at: number, pending: Promise<boolean>): Promise<void> => {
+    if (await pending) return;
+    for (let i = at + 1; i < routes.length; i++) if (await routes[i]!(req, res)) return;
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end('not found\n');
+  };
   return (req: HttpRequest, res: HttpResponse): void => {
-    void (async () => {
-      for (const route of routes) if (await route(req, res)) return;
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end('not found\n');
-    })().catch((err: unknown) => {
-      onError(err);
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end();
-    });
+    try {
+      for (let i = 0; i < routes.length; i++) {
+        const answered = routes[i]!(req, res);
+        if (answered === true) return;
+        if (answered !== false) {
+          from(req, res, i, answered).catch((err: unknown) => failed(res, err));
+          return;
+        }
+      }
+    } catch (err) {
+      failed(res, err);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end('not found\n');
   };
 }

@@ -373,6 +373,20 @@ export const storePaths = pgTable('store_paths', {
 ]);
 
 /**
+ * Every insert, delete and new narinfo of a store_paths row, in the order they were made
+ * (written by triggers on store_paths, in the writer's transaction, whoever the writer
+ * is): each coordinator replays it to keep its in-memory index of hash parts and its
+ * narinfo texts current (substitutes/store-path-feed.ts). `present` says whether the
+ * path is there after the change. Rows older than an hour are pruned.
+ */
+export const storePathChanges = pgTable('store_path_changes', {
+  seq: bigserial('seq', { mode: 'number' }).primaryKey(),
+  hashPart: text('hash_part').notNull(),
+  present: boolean('present').notNull(),
+  at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
+}, (t) => [index('store_path_changes_at').on(t.at)]);
+
+/**
  * Outputs an attempt uploaded that are not served yet: they become store_paths rows
  * together, in the statement that accepts the attempt's success, and go when the attempt
  * ends otherwise (scheduler/pending-outputs.ts). The NAR file is under nar/ already, named

@@ -29,6 +29,18 @@ import type { BlobStore } from './blob-store.js';
 import { formatBytes } from '../byte-sizes.js';
 import { freeBytes, isOutOfSpace, outOfSpaceError, shortWrite } from './disk-space.js';
 
+/**
+ * Reads of a stored file for serving and decompressing: 1 MiB each, not fs's 64 KiB, so a
+ * 100 MiB NAR is a hundred reads and socket writes, not sixteen hundred. A read never
+ * allocates past the end it was given, so a small file still costs its own size.
+ */
+export const READ_CHUNK_BYTES = 1 << 20;
+
+export interface OpenedFile {
+  handle: FileHandle;
+  size: number;
+}
+
 export interface FrameRecord {
   /** Bytes of the frame as stored (compressed). */
   stored: number;
@@ -365,10 +377,15 @@ export class NarStorage {
     return s?.isFile() ? s.size : undefined;
   }
 
+  /** NARs are files of this machine's nar/ directory (openStored, filePath); false with a blob store. */
+  get servesLocalFiles(): boolean {
+    return !this.blobs;
+  }
+
   /** Streams a stored file, or a byte range of it (inclusive end, as HTTP ranges are). */
   read(fileName: string, range?: { start: number; end: number }): Readable {
     const path = this.filePath(fileName);
-    if (!this.blobs) return createReadStream(path, range ? { start: range.start, end: range.end } : {});
+    if (!this.blobs) return createReadStream(path, { ...range, highWaterMark: READ_CHUNK_BYTES });
     // The store answers asynchronously; its failure (not found, unreachable) is the stream's.
     const out = new PassThrough();
     this.blobs.read(blobKey(fileName), range).then(
@@ -385,6 +402,29 @@ export class NarStorage {
   async readUrl(fileName: string): Promise<string | undefined> {
     if (!this.blobs || this.redirectSeconds <= 0) return undefined;
     return this.blobs.readUrl(blobKey(this.checkName(fileName)), this.redirectSeconds);
+  }
+
+  /**
+   * A stored file opened for serving, with its size from the same descriptor: what is
+   * streamed is the file that was measured, even if it is removed meanwhile. The caller
+   * closes the handle. Only for NARs on the filesystem (see servesLocalFiles).
+   */
+  async openStored(fileName: string): Promise<OpenedFile | undefined> {
+    if (this.blobs) throw new Error('openStored is for NARs on the filesystem; a blob store is read with read()');
+    const handle = await open(this.filePath(fileName), 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'EISDIR') return undefined;
+      throw err;
+    });
+    if (!handle) return undefined;
+    try {
+      const s = await handle.stat();
+      if (s.isFile()) return { handle, size: s.size };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    await handle.close();
+    return undefined;
   }
 
   async remove(fileName: string): Promise<void> {

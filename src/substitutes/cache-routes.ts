@@ -1,6 +1,7 @@
 // The binary cache over HTTP, in the layout Nix and Guix clients expect:
 // /nix-cache-info, /<hash>.narinfo, /nar/<file>, /log/<drv>, /signing-key.pub, /nix-public-key.
 // NARs are streamed from disk (ranges and HEAD included), never read whole.
+import { existsSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { and, desc, eq, isNotNull } from 'drizzle-orm';
@@ -11,7 +12,10 @@ import type { LogStorage } from '../storage/log-storage.js';
 import type { NarStorage } from '../storage/nar-storage.js';
 import type { CacheKeys } from './cache-keys.js';
 import { contentAddressOf } from './content-addresses.js';
+import type { NarInfoMemory, RememberedNarInfo } from './narinfo-memory.js';
+import type { OpenNars } from './open-nars.js';
 import { currentSignatures, narInfoText } from './narinfo-text.js';
+import type { StorePathFeed } from './store-path-feed.js';
 
 export interface CacheRouteDeps {
   db: Database;
@@ -21,12 +25,30 @@ export interface CacheRouteDeps {
   storeDir: string;
   /** Where this cache ranks among a client's substituters (lower is tried first). */
   priority?: number;
+  /** The in-memory index: misses answered from it, hits from its texts. Without it, the database. */
+  feed?: StorePathFeed;
+  memory?: NarInfoMemory;
+  /** NAR files kept open between downloads. */
+  openNars: OpenNars;
+  ttl?: Partial<CacheTtls>;
 }
+
+/** Cache-Control max-age of narinfos, in seconds (as guix publish's --ttl and nar-herder's new-ttl, negative-ttl). */
+export interface CacheTtls {
+  found: number;
+  /** A path that entered the cache within the last hour: it may still get compressions. */
+  fresh: number;
+  missing: number;
+}
+
+export const DEFAULT_CACHE_TTLS: CacheTtls = { found: 3600, fresh: 300, missing: 60 };
+const FRESH_MS = 60 * 60_000;
 
 const NARINFO = /^\/([0-9abcdfghijklmnpqrsvwxyz]{32})\.narinfo$/;
 const NAR = /^\/nar\/([0-9a-z]{52}\.nar(?:\.[a-z0-9]{1,8})?)$/;
 const LOG = /^\/log\/([0-9abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\-._?=]+\.drv)$/;
 const IMMUTABLE = 'public, max-age=31536000, immutable';
+const NAR_HEADERS = { 'content-type': 'application/x-nix-nar', 'cache-control': IMMUTABLE, 'accept-ranges': 'bytes' };
 
 function send(req: HttpRequest, res: HttpResponse, status: number, headers: Record<string, string | number>, body: string | Uint8Array): void {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
@@ -35,9 +57,29 @@ function send(req: HttpRequest, res: HttpResponse, status: number, headers: Reco
   else res.end(bytes);
 }
 
-function notFound(req: HttpRequest, res: HttpResponse, what: string): true {
-  send(req, res, 404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'public, max-age=60' }, `${what} not found\n`);
+function notFound(req: HttpRequest, res: HttpResponse, what: string, maxAge = 60): true {
+  send(req, res, 404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': `public, max-age=${maxAge}` }, `${what} not found\n`);
   return true;
+}
+
+/**
+ * The narinfo text of a hash part as the cache serves it, from the database: the one
+ * function a request calls when the text is not in memory. Signed when committed (or by
+ * the background signer): a path not signed by the current keys yet is a miss, so no
+ * request ever makes the coordinator sign.
+ */
+export async function storedNarInfo(deps: Pick<CacheRouteDeps, 'db' | 'keys'>, hashPart: string): Promise<RememberedNarInfo | undefined> {
+  const [row] = await deps.db.select().from(storePaths).where(eq(storePaths.hashPart, hashPart));
+  if (!row) return undefined;
+  const signatures = currentSignatures(row, deps.keys);
+  if (!signatures) return undefined;
+  const others = await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path));
+  // Not published yet: rendered from the stored signatures and the files there are.
+  const text =
+    row.narinfo !== null && row.narinfoSigner === signatures.signatureKey
+      ? row.narinfo
+      : narInfoText({ ...row, ...signatures }, others, await contentAddressOf(deps.db, row.path));
+  return { body: Buffer.from(text), createdAtMs: row.createdAt.getTime(), files: [row.fileName, ...others.map((f) => f.fileName)] };
 }
 
 /** A single `bytes=a-b` range, or undefined for the whole file; 'bad' when unsatisfiable. */
@@ -59,10 +101,64 @@ export function parseRange(header: string | undefined, size: number): { start: n
 }
 
 export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
-  return async (req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
-    const path = (req.url ?? '').split('?')[0]!;
+  const ttl = { ...DEFAULT_CACHE_TTLS, ...deps.ttl };
+  const { feed, memory } = deps;
+  const nars = deps.openNars;
+  const missing = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': `public, max-age=${ttl.missing}` };
+  const missingBody = Buffer.from('narinfo not found\n');
+  const foundHeaders = (maxAge: number) => ({ 'content-type': 'text/x-nix-narinfo', 'cache-control': `public, max-age=${maxAge}` });
+  const found = { old: foundHeaders(ttl.found), fresh: foundHeaders(Math.min(ttl.fresh, ttl.found)) };
+  const answer = (req: HttpRequest, res: HttpResponse, info: RememberedNarInfo): true => {
+    send(req, res, 200, Date.now() - info.createdAtMs < FRESH_MS ? found.fresh : found.old, info.body);
+    return true;
+  };
+  const miss = (req: HttpRequest, res: HttpResponse): true => {
+    send(req, res, 404, missing, missingBody);
+    return true;
+  };
 
+  const fromDatabase = async (req: HttpRequest, res: HttpResponse, hashPart: string): Promise<true> => {
+    const version = feed?.version;
+    const info = await storedNarInfo(deps, hashPart);
+    if (!info) return miss(req, res);
+    // Only what no change has overtaken since it was read.
+    if (memory && feed && feed.version === version) memory.set(hashPart, info);
+    return answer(req, res, info);
+  };
+
+  /**
+   * A narinfo: from the index and the texts in memory without awaiting anything (most
+   * requests, hits and misses alike), else one query.
+   */
+  const narinfo = (req: HttpRequest, res: HttpResponse, hashPart: string, waited = false): true | Promise<true> => {
+    if (!feed) return fromDatabase(req, res, hashPart);
+    if (!feed.index.has(hashPart)) {
+      // A change notified but not applied yet may be the path just committed.
+      const waking = waited ? undefined : feed.waking;
+      return waking ? waking.then(() => narinfo(req, res, hashPart, true)) : miss(req, res);
+    }
+    // Another replica may have collected it a moment ago: never a narinfo without its NARs.
+    // Files here are checked at once; NARs in a blob store are not asked for on every
+    // request, so there the row decides (gc removes it before the objects).
+    const remembered = deps.storage.servesLocalFiles ? memory?.get(hashPart) : undefined;
+    if (remembered) {
+      if (remembered.files.every((f) => existsSync(deps.storage.filePath(f)))) return answer(req, res, remembered);
+      memory!.delete(hashPart);
+    }
+    return fromDatabase(req, res, hashPart);
+  };
+
+  return (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const url = req.url ?? '';
+    const query = url.indexOf('?');
+    const path = query < 0 ? url : url.slice(0, query);
+    const m = NARINFO.exec(path);
+    if (m) return narinfo(req, res, m[1]!);
+    return others(req, res, path);
+  };
+
+  async function others(req: HttpRequest, res: HttpResponse, path: string): Promise<boolean> {
     if (path === '/nix-cache-info') {
       const body = `StoreDir: ${deps.storeDir}\nWantMassQuery: 1\nPriority: ${deps.priority ?? 40}\n`;
       send(req, res, 200, { 'content-type': 'text/x-nix-cache-info', 'cache-control': 'public, max-age=300' }, body);
@@ -80,57 +176,38 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
       return true;
     }
 
-    let m = NARINFO.exec(path);
-    if (m) {
-      const [row] = await deps.db.select().from(storePaths).where(eq(storePaths.hashPart, m[1]!));
-      if (!row) return notFound(req, res, 'narinfo');
-      // Signed when committed (or by the background signer): a path not signed by the
-      // current keys yet is a miss, so no request ever makes the coordinator sign.
-      const signatures = currentSignatures(row, deps.keys);
-      if (!signatures) return notFound(req, res, 'narinfo');
-      let text = row.narinfo !== null && row.narinfoSigner === signatures.signatureKey ? row.narinfo : undefined;
-      // Not published yet: rendered from the stored signatures and the files there are.
-      text ??= narInfoText(
-        { ...row, ...signatures },
-        await deps.db.select().from(narFiles).where(eq(narFiles.path, row.path)),
-        await contentAddressOf(deps.db, row.path),
-      );
-      send(req, res, 200, { 'content-type': 'text/x-nix-narinfo', 'cache-control': 'public, max-age=3600' }, text);
-      return true;
-    }
-
+    let m: RegExpExecArray | null;
     m = NAR.exec(path);
+    if (m && !deps.storage.servesLocalFiles) return blobNar(req, res, m[1]!);
     if (m) {
-      const fileName = m[1]!;
-      const size = await deps.storage.size(fileName);
-      if (size === undefined) return notFound(req, res, 'NAR');
-      // Set to redirect (an S3 store's presigned URL): the client downloads from the store.
-      const redirect = await deps.storage.readUrl(fileName);
-      if (redirect) {
-        res.writeHead(302, { location: redirect, 'cache-control': 'no-store' });
-        res.end();
+      const file = await nars.open(m[1]!);
+      if (!file) return notFound(req, res, 'NAR');
+      let streaming = false;
+      try {
+        const { size } = file;
+        const range = parseRange(req.headers.range, size);
+        if (range === 'bad') {
+          res.writeHead(416, { ...NAR_HEADERS, 'content-range': `bytes */${size}` });
+          res.end();
+          return true;
+        }
+        if (range) {
+          res.writeHead(206, { ...NAR_HEADERS, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` });
+        } else {
+          res.writeHead(200, { ...NAR_HEADERS, 'content-length': size });
+        }
+        if (req.method === 'HEAD' || size === 0) {
+          res.end();
+          return true;
+        }
+        streaming = true;
+        await pipeline(file.stream(range), res as NodeJS.WritableStream).catch(() => {
+          // The client went away mid-download; the stream is closed.
+        });
         return true;
+      } finally {
+        if (!streaming) file.done();
       }
-      const range = parseRange(req.headers.range, size);
-      const common = { 'content-type': 'application/x-nix-nar', 'cache-control': IMMUTABLE, 'accept-ranges': 'bytes' };
-      if (range === 'bad') {
-        res.writeHead(416, { ...common, 'content-range': `bytes */${size}` });
-        res.end();
-        return true;
-      }
-      if (range) {
-        res.writeHead(206, { ...common, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` });
-      } else {
-        res.writeHead(200, { ...common, 'content-length': size });
-      }
-      if (req.method === 'HEAD') {
-        res.end();
-        return true;
-      }
-      await pipeline(deps.storage.read(fileName, range), res as NodeJS.WritableStream).catch(() => {
-        // The client went away mid-download; nothing to clean up but the stream.
-      });
-      return true;
     }
 
     m = LOG.exec(path);
@@ -153,5 +230,37 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
       return true;
     }
     return false;
-  };
+  }
+
+  /** A NAR in the blob store: streamed through kiln, or a redirect to the store's own URL where set. */
+  async function blobNar(req: HttpRequest, res: HttpResponse, fileName: string): Promise<true> {
+    const size = await deps.storage.size(fileName);
+    if (size === undefined) return notFound(req, res, 'NAR');
+    // Set to redirect (an S3 store's presigned URL): the client downloads from the store.
+    const redirect = await deps.storage.readUrl(fileName);
+    if (redirect) {
+      res.writeHead(302, { location: redirect, 'cache-control': 'no-store' });
+      res.end();
+      return true;
+    }
+    const range = parseRange(req.headers.range, size);
+    if (range === 'bad') {
+      res.writeHead(416, { ...NAR_HEADERS, 'content-range': `bytes */${size}` });
+      res.end();
+      return true;
+    }
+    if (range) {
+      res.writeHead(206, { ...NAR_HEADERS, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` });
+    } else {
+      res.writeHead(200, { ...NAR_HEADERS, 'content-length': size });
+    }
+    if (req.method === 'HEAD' || size === 0) {
+      res.end();
+      return true;
+    }
+    await pipeline(deps.storage.read(fileName, range), res as NodeJS.WritableStream).catch(() => {
+      // The client went away mid-download; nothing to clean up but the stream.
+    });
+    return true;
+  }
 }

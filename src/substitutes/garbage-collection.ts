@@ -17,6 +17,12 @@ export interface GarbageOptions {
   dryRun: boolean;
   log: Logger;
   now?: Date;
+  /**
+   * Called once the rows are gone and before any file is: this process's in-memory index
+   * drops the paths here (StorePathFeed.catchUp), so it never serves one whose files are
+   * gone. Other replicas check the files of a remembered narinfo before serving it.
+   */
+  beforeUnlink?: () => Promise<void>;
 }
 
 export interface GarbageReport {
@@ -45,6 +51,7 @@ export async function collectGarbage(opts: GarbageOptions): Promise<GarbageRepor
     await holdCacheExclusive(tx);
     return { removed: await deleteUnkept(tx, opts.rules, now), stale: await deleteStalePending(tx) };
   });
+  await opts.beforeUnlink?.();
   const sizes = new Map([...removed.flatMap((p) => p.files), ...stale].map((f) => [f.fileName, f.fileSize] as const));
   const freed = await unlinkUnreferenced(opts, [...sizes.keys()], sizes);
   const orphans = await sweepOrphans(opts, now, new Set(sizes.keys()), false);

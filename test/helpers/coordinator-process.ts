@@ -37,6 +37,8 @@ export interface CoordinatorProcessOptions {
   nodeArgs?: string[];
   /** The port to listen on (a restart keeps its address), else a free one. */
   port?: number;
+  /** How long it may take to say it listens (default 30 s): a large cache index loads first. */
+  startTimeoutMs?: number;
 }
 
 export async function startCoordinatorProcess(opts: CoordinatorProcessOptions): Promise<CoordinatorProcess> {
@@ -55,7 +57,7 @@ export async function startCoordinatorProcess(opts: CoordinatorProcessOptions): 
     }),
   );
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${stderr}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`coordinator did not start:\n${stderr}`)), opts.startTimeoutMs ?? 30_000);
     let listening = false;
     child.stderr!.on('data', (c: Buffer) => {
       stderr += c.toString();

@@ -84,16 +84,24 @@ export interface HandBuilt {
 /**
  * Submits `d` (which must be ready: its inputs in the cache), builds it on `agent` with
  * each output declaring `references(outputName)`, and waits until the publish hook has
- * handled its success.
+ * handled its success: on `t`, or on any of `publishers` (replicas on one database, whose
+ * hook runners all claim deliveries).
  */
 export async function buildByHand(
   t: TestCoordinator,
   agent: TestAgentStream,
   maker: DerivationMaker,
   d: MadeDerivation,
-  opts: { references?: (output: string) => string[] } = {},
+  opts: { references?: (output: string) => string[]; publishers?: TestCoordinator[] } = {},
 ): Promise<HandBuilt> {
-  const deliveries = watchDeliveries(t);
+  const watched = (opts.publishers ?? [t]).map((c) => watchDeliveries(c));
+  const deliveries = {
+    until: (match: (d: DeliveryOutcome) => boolean) =>
+      Promise.any(watched.map((w) => w.until(match))).catch((err: AggregateError) => {
+        throw err.errors[0];
+      }),
+    stop: () => watched.forEach((w) => w.stop()),
+  };
   try {
     const { build } = await t.admin.submitBuild({ derivationPath: d.path, derivations: maker.closure(d) });
     const assign = await agent.nextAssignment();

@@ -56,6 +56,8 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     'upstream-key': { type: 'string', multiple: true },
     'upstream-hit-ttl': { type: 'string' },
     'upstream-miss-ttl': { type: 'string' },
+    'cache-ttl': { type: 'string' },
+    'cache-negative-ttl': { type: 'string' },
   });
   if (positionals.length) throw new UsageError(`kiln coordinator takes no arguments, got ${positionals.join(' ')}`);
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw new UsageError('--tls-cert and --tls-key go together');
@@ -76,6 +78,10 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
   const settings = { ...configAsFlags(config), ...given } as Parameters<typeof schedulingOptions>[0] & Parameters<typeof storageOptions>[0];
   // Before the coordinator starts, so that every span of this process is exported (when OTEL_* asks).
   const tracing = startTracing('kiln-coordinator');
+  const cache = cacheOptions(config, configPath ?? '');
+  // The flags win over cache.ttl and cache.negativeTtl of the file.
+  if (values['cache-ttl'] !== undefined) cache.cacheTtls = { ...cache.cacheTtls, found: secondsFrom(values['cache-ttl'], '--cache-ttl') };
+  if (values['cache-negative-ttl'] !== undefined) cache.cacheTtls = { ...cache.cacheTtls, missing: secondsFrom(values['cache-negative-ttl'], '--cache-negative-ttl') };
   const coordinator = await startCoordinator({
     host,
     port,
@@ -88,7 +94,7 @@ export async function coordinatorCommand(args: string[]): Promise<void> {
     ...schedulingOptions(settings),
     ...storageOptions(settings),
     narStoreCredentials: config.storage?.s3,
-    ...cacheOptions(config, configPath ?? ''),
+    ...cache,
     ...limitOptions(config),
     ...qaOptions(config),
     ...upstreamSettings(config, values),
