@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/v1/admin.proto.
  */
 export const file_kiln_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIqUCChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIyChBleGlzdGluZ19vdXRwdXRzGAkgASgOMhgua2lsbi52MS5FeGlzdGluZ091dHB1dHMiYgoTU3VibWl0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSEAoIZXhpc3RpbmcYAiABKAgSGgoSYXZhaWxhYmxlX3Vwc3RyZWFtGAMgASgIIkIKE1N1Ym1pdEJ1aWxkc1JlcXVlc3QSKwoGYnVpbGRzGAEgAygLMhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QiRAoUU3VibWl0QnVpbGRzUmVzcG9uc2USLAoGYnVpbGRzGAEgAygLMhwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlIh0KD0dldEJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSIxChBHZXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCIxChJHZXRCdWlsZExvZ1JlcXVlc3QSCgoCaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBSI1ChNHZXRCdWlsZExvZ1Jlc3BvbnNlEg8KB2F0dGVtcHQYASABKAUSDQoFY2h1bmsYAiABKAwilAEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RCdWlsZHNSZXNwb25zZRIeCgZidWlsZHMYASADKAsyDi5raWxuLnYxLkJ1aWxkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxCdWlsZFJlcXVlc3QSCgoCaWQYASABKAkiNAoTQ2FuY2VsQnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiNwoXU2V0QnVpbGRQcmlvcml0eVJlcXVlc3QSCgoCaWQYASABKAkSEAoIcHJpb3JpdHkYAiABKAUiOQoYU2V0QnVpbGRQcmlvcml0eVJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCJUChZVcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0EgoKAmlkGAEgASgJEhkKA3NldBgCIAMoCzIMLmtpbG4udjEuVGFnEhMKC3JlbW92ZV9rZXlzGAMgAygJIjgKF1VwZGF0ZUJ1aWxkVGFnc1Jlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCI+ChJDcmVhdGVBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWciNAoTQ3JlYXRlQWdlbnRSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiLgoaQ3JlYXRlQWdlbnRQYXNzd29yZFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiLwobQ3JlYXRlQWdlbnRQYXNzd29yZFJlc3BvbnNlEhAKCHBhc3N3b3JkGAEgASgJIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IjQKEkxpc3RBZ2VudHNSZXNwb25zZRIeCgZhZ2VudHMYASADKAsyDi5raWxuLnYxLkFnZW50Ih8KEVJldHJ5QnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjMKElJldHJ5QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRHJhaW5BZ2VudFJlc3BvbnNlIjkKFVNldEFnZW50QWN0aXZlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiNwoWU2V0QWdlbnRBY3RpdmVSZXNwb25zZRIdCgVhZ2VudBgBIAEoCzIOLmtpbG4udjEuQWdlbnQiKQoYUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0Eg0KBXBhdGhzGAEgAygJIiwKGVF1ZXJ5TWlzc2luZ1BhdGhzUmVzcG9uc2USDwoHbWlzc2luZxgBIAMoCSJcCgxTb3VyY2VIZWFkZXISEgoKc3RvcmVfcGF0aBgBIAEoCRISCgpyZWZlcmVuY2VzGAIgAygJEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCRILCgN2aWEYBCADKAkihQEKE1VwbG9hZFNvdXJjZVJlcXVlc3QSJwoGaGVhZGVyGAEgASgLMhUua2lsbi52MS5Tb3VyY2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAEikKB3RyYWlsZXIYAyABKAsyFi5raWxuLnYxLlVwbG9hZFRyYWlsZXJIAEIJCgdtZXNzYWdlIjwKFFVwbG9hZFNvdXJjZVJlc3BvbnNlEhEKCWZpbGVfaGFzaBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAQiGAoWR2V0UXVldWVTdW1tYXJ5UmVxdWVzdCJPCgpRdWV1ZUNvdW50EiIKBXN0YXRlGAEgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlEg4KBnN5c3RlbRgCIAEoCRINCgVjb3VudBgDIAEoDSJiCgpSZWFkeVF1ZXVlEg4KBnN5c3RlbRgBIAEoCRINCgVjb3VudBgCIAEoDRI1ChFvbGRlc3RfY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoXR2V0UXVldWVTdW1tYXJ5UmVzcG9uc2USIwoGY291bnRzGAEgAygLMhMua2lsbi52MS5RdWV1ZUNvdW50EiIKBXJlYWR5GAIgAygLMhMua2lsbi52MS5SZWFkeVF1ZXVlEhgKEGNvbm5lY3RlZF9hZ2VudHMYAyABKA0idAoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFdHlwZXMYASADKAkSEAoIYnVpbGRfaWQYAiABKAkSFwoPZGVsaXZlcnlfc3RhdGVzGAMgAygJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJIk0KEkxpc3RFdmVudHNSZXNwb25zZRIeCgZldmVudHMYASADKAsyDi5raWxuLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSItChFSZXRyeUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoAxIMCgRob29rGAIgASgJIiUKElJldHJ5RXZlbnRSZXNwb25zZRIPCgdyZXRyaWVkGAEgASgFIigKFUNvbGxlY3RHYXJiYWdlUmVxdWVzdBIPCgdkcnlfcnVuGAEgASgIIlsKFkNvbGxlY3RHYXJiYWdlUmVzcG9uc2USDQoFcGF0aHMYASADKAkSDQoFZmlsZXMYAiABKAQSFAoMb3JwaGFuX2ZpbGVzGAMgASgEEg0KBWJ5dGVzGAQgASgEIuIBChFSZWdpc3RyYXRpb25Ub2tlbhIKCgJpZBgBIAEoCRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVnaXN0cmF0aW9ucxgGIAEoBSJsCh5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSGgoEdGFncxgBIAMoCzIMLmtpbG4udjEuVGFnEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlwKH0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USKQoFdG9rZW4YASABKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuEg4KBnNlY3JldBgCIAEoCSIfCh1MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVxdWVzdCJMCh5MaXN0UmVnaXN0cmF0aW9uVG9rZW5zUmVzcG9uc2USKgoGdG9rZW5zGAEgAygLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiIsCh5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QSCgoCaWQYASABKAkiTAofUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4qbQoPRXhpc3RpbmdPdXRwdXRzEiAKHEVYSVNUSU5HX09VVFBVVFNfVU5TUEVDSUZJRUQQABIZChVFWElTVElOR19PVVRQVVRTX0tJTE4QARIdChlFWElTVElOR19PVVRQVVRTX1VQU1RSRUFNEAIy7w4KDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEksKDFN1Ym1pdEJ1aWxkcxIcLmtpbG4udjEuU3VibWl0QnVpbGRzUmVxdWVzdBodLmtpbG4udjEuU3VibWl0QnVpbGRzUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJKCgtHZXRCdWlsZExvZxIbLmtpbG4udjEuR2V0QnVpbGRMb2dSZXF1ZXN0Ghwua2lsbi52MS5HZXRCdWlsZExvZ1Jlc3BvbnNlMAESRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZRJaChFRdWVyeU1pc3NpbmdQYXRocxIhLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0GiIua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEk0KDFVwbG9hZFNvdXJjZRIcLmtpbG4udjEuVXBsb2FkU291cmNlUmVxdWVzdBodLmtpbG4udjEuVXBsb2FkU291cmNlUmVzcG9uc2UoARJUCg9HZXRRdWV1ZVN1bW1hcnkSHy5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlcXVlc3QaIC5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlc3BvbnNlEkUKCkxpc3RFdmVudHMSGi5raWxuLnYxLkxpc3RFdmVudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0RXZlbnRzUmVzcG9uc2USRQoKUmV0cnlFdmVudBIaLmtpbG4udjEuUmV0cnlFdmVudFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5RXZlbnRSZXNwb25zZRJRCg5Db2xsZWN0R2FyYmFnZRIeLmtpbG4udjEuQ29sbGVjdEdhcmJhZ2VSZXF1ZXN0Gh8ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlc3BvbnNlEmwKF0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuEicua2lsbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaKC5raWxuLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USaQoWTGlzdFJlZ2lzdHJhdGlvblRva2VucxImLmtpbG4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1JlcXVlc3QaJy5raWxuLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRJsChdSZXZva2VSZWdpc3RyYXRpb25Ub2tlbhInLmtpbG4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0Gigua2lsbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlYgZwcm90bzM", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
+  fileDesc("ChNraWxuL3YxL2FkbWluLnByb3RvEgdraWxuLnYxIqUCChJTdWJtaXRCdWlsZFJlcXVlc3QSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEiwKC2Rlcml2YXRpb25zGAIgAygLMhcua2lsbi52MS5EZXJpdmF0aW9uVGV4dBIQCghidWlsZF9pZBgDIAEoCRIQCghwcmlvcml0eRgEIAEoBRIaCgR0YWdzGAUgAygLMgwua2lsbi52MS5UYWcSHwoXaWdub3JlX2lmX291dHB1dF9leGlzdHMYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEhoKEm1heF9zaWxlbnRfc2Vjb25kcxgIIAEoDRIyChBleGlzdGluZ19vdXRwdXRzGAkgASgOMhgua2lsbi52MS5FeGlzdGluZ091dHB1dHMiYgoTU3VibWl0QnVpbGRSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQSEAoIZXhpc3RpbmcYAiABKAgSGgoSYXZhaWxhYmxlX3Vwc3RyZWFtGAMgASgIIkIKE1N1Ym1pdEJ1aWxkc1JlcXVlc3QSKwoGYnVpbGRzGAEgAygLMhsua2lsbi52MS5TdWJtaXRCdWlsZFJlcXVlc3QiRAoUU3VibWl0QnVpbGRzUmVzcG9uc2USLAoGYnVpbGRzGAEgAygLMhwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlIh0KD0dldEJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSIxChBHZXRCdWlsZFJlc3BvbnNlEh0KBWJ1aWxkGAEgASgLMg4ua2lsbi52MS5CdWlsZCIxChJHZXRCdWlsZExvZ1JlcXVlc3QSCgoCaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoBSI1ChNHZXRCdWlsZExvZ1Jlc3BvbnNlEg8KB2F0dGVtcHQYASABKAUSDQoFY2h1bmsYAiABKAwi6QEKEUxpc3RCdWlsZHNSZXF1ZXN0EiMKBnN0YXRlcxgBIAMoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIaCgR0YWdzGAIgAygLMgwua2lsbi52MS5UYWcSFwoPZGVyaXZhdGlvbl9wYXRoGAMgASgJEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJEhQKDG5ld2VzdF9maXJzdBgGIAEoCBIOCgZzeXN0ZW0YByABKAkSFQoNbmFtZV9jb250YWlucxgIIAEoCRIWCg53aXRob3V0X2lucHV0cxgJIAEoCCJNChJMaXN0QnVpbGRzUmVzcG9uc2USHgoGYnVpbGRzGAEgAygLMg4ua2lsbi52MS5CdWlsZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSQ2FuY2VsQnVpbGRSZXF1ZXN0EgoKAmlkGAEgASgJIjQKE0NhbmNlbEJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIjcKF1NldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHByaW9yaXR5GAIgASgFIjkKGFNldEJ1aWxkUHJpb3JpdHlSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiVAoWVXBkYXRlQnVpbGRUYWdzUmVxdWVzdBIKCgJpZBgBIAEoCRIZCgNzZXQYAiADKAsyDC5raWxuLnYxLlRhZxITCgtyZW1vdmVfa2V5cxgDIAMoCSI4ChdVcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRIdCgVidWlsZBgBIAEoCzIOLmtpbG4udjEuQnVpbGQiPgoSQ3JlYXRlQWdlbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGgoEdGFncxgCIAMoCzIMLmtpbG4udjEuVGFnIjQKE0NyZWF0ZUFnZW50UmVzcG9uc2USHQoFYWdlbnQYASABKAsyDi5raWxuLnYxLkFnZW50Ii4KGkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIi8KG0NyZWF0ZUFnZW50UGFzc3dvcmRSZXNwb25zZRIQCghwYXNzd29yZBgBIAEoCSITChFMaXN0QWdlbnRzUmVxdWVzdCI0ChJMaXN0QWdlbnRzUmVzcG9uc2USHgoGYWdlbnRzGAEgAygLMg4ua2lsbi52MS5BZ2VudCIfChFSZXRyeUJ1aWxkUmVxdWVzdBIKCgJpZBgBIAEoCSIzChJSZXRyeUJ1aWxkUmVzcG9uc2USHQoFYnVpbGQYASABKAsyDi5raWxuLnYxLkJ1aWxkIiUKEURyYWluQWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIhQKEkRyYWluQWdlbnRSZXNwb25zZSI5ChVTZXRBZ2VudEFjdGl2ZVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDgoGYWN0aXZlGAIgASgIIjcKFlNldEFnZW50QWN0aXZlUmVzcG9uc2USHQoFYWdlbnQYASABKAsyDi5raWxuLnYxLkFnZW50IikKGFF1ZXJ5TWlzc2luZ1BhdGhzUmVxdWVzdBINCgVwYXRocxgBIAMoCSIsChlRdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEg8KB21pc3NpbmcYASADKAkiXAoMU291cmNlSGVhZGVyEhIKCnN0b3JlX3BhdGgYASABKAkSEgoKcmVmZXJlbmNlcxgCIAMoCRIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAkSCwoDdmlhGAQgAygJIoUBChNVcGxvYWRTb3VyY2VSZXF1ZXN0EicKBmhlYWRlchgBIAEoCzIVLmtpbG4udjEuU291cmNlSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABIpCgd0cmFpbGVyGAMgASgLMhYua2lsbi52MS5VcGxvYWRUcmFpbGVySABCCQoHbWVzc2FnZSI8ChRVcGxvYWRTb3VyY2VSZXNwb25zZRIRCglmaWxlX2hhc2gYASABKAkSEQoJZmlsZV9zaXplGAIgASgEIhgKFkdldFF1ZXVlU3VtbWFyeVJlcXVlc3QiTwoKUXVldWVDb3VudBIiCgVzdGF0ZRgBIAEoDjITLmtpbG4udjEuQnVpbGRTdGF0ZRIOCgZzeXN0ZW0YAiABKAkSDQoFY291bnQYAyABKA0ifgoKUmVhZHlRdWV1ZRIOCgZzeXN0ZW0YASABKAkSDQoFY291bnQYAiABKA0SNQoRb2xkZXN0X2NyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEm1hdGNoaW5nX2Nvbm5lY3RlZBgEIAEoDSJ8ChdHZXRRdWV1ZVN1bW1hcnlSZXNwb25zZRIjCgZjb3VudHMYASADKAsyEy5raWxuLnYxLlF1ZXVlQ291bnQSIgoFcmVhZHkYAiADKAsyEy5raWxuLnYxLlJlYWR5UXVldWUSGAoQY29ubmVjdGVkX2FnZW50cxgDIAEoDSJ0ChFMaXN0RXZlbnRzUmVxdWVzdBINCgV0eXBlcxgBIAMoCRIQCghidWlsZF9pZBgCIAEoCRIXCg9kZWxpdmVyeV9zdGF0ZXMYAyADKAkSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiTQoSTGlzdEV2ZW50c1Jlc3BvbnNlEh4KBmV2ZW50cxgBIAMoCzIOLmtpbG4udjEuRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KEVJldHJ5RXZlbnRSZXF1ZXN0EgoKAmlkGAEgASgDEgwKBGhvb2sYAiABKAkiJQoSUmV0cnlFdmVudFJlc3BvbnNlEg8KB3JldHJpZWQYASABKAUiKAoVQ29sbGVjdEdhcmJhZ2VSZXF1ZXN0Eg8KB2RyeV9ydW4YASABKAgiWwoWQ29sbGVjdEdhcmJhZ2VSZXNwb25zZRINCgVwYXRocxgBIAMoCRINCgVmaWxlcxgCIAEoBBIUCgxvcnBoYW5fZmlsZXMYAyABKAQSDQoFYnl0ZXMYBCABKAQi4gEKEVJlZ2lzdHJhdGlvblRva2VuEgoKAmlkGAEgASgJEhoKBHRhZ3MYAiADKAsyDC5raWxuLnYxLlRhZxIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWdpc3RyYXRpb25zGAYgASgFImwKHkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBIaCgR0YWdzGAEgAygLMgwua2lsbi52MS5UYWcSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXAofQ3JlYXRlUmVnaXN0cmF0aW9uVG9rZW5SZXNwb25zZRIpCgV0b2tlbhgBIAEoCzIaLmtpbG4udjEuUmVnaXN0cmF0aW9uVG9rZW4SDgoGc2VjcmV0GAIgASgJIh8KHUxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXF1ZXN0IkwKHkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRIqCgZ0b2tlbnMYASADKAsyGi5raWxuLnYxLlJlZ2lzdHJhdGlvblRva2VuIiwKHlJldm9rZVJlZ2lzdHJhdGlvblRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCSJMCh9SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEikKBXRva2VuGAEgASgLMhoua2lsbi52MS5SZWdpc3RyYXRpb25Ub2tlbiJAChhHZXRCdWlsZFJlbGF0aW9uc1JlcXVlc3QSCgoCaWQYASABKAkSGAoQZGVwZW5kYW50c19saW1pdBgCIAEoBSJdCgxSZWxhdGVkQnVpbGQSFwoPZGVyaXZhdGlvbl9wYXRoGAEgASgJEhAKCGJ1aWxkX2lkGAIgASgJEiIKBXN0YXRlGAMgASgOMhMua2lsbi52MS5CdWlsZFN0YXRlIoYBChlHZXRCdWlsZFJlbGF0aW9uc1Jlc3BvbnNlEiUKBmlucHV0cxgBIAMoCzIVLmtpbG4udjEuUmVsYXRlZEJ1aWxkEikKCmRlcGVuZGFudHMYAiADKAsyFS5raWxuLnYxLlJlbGF0ZWRCdWlsZBIXCg9kZXBlbmRhbnRfY291bnQYAyABKA0iKAoVR2V0RmFybUhpc3RvcnlSZXF1ZXN0Eg8KB21pbnV0ZXMYASABKA0icAoPUXVldWVEZXB0aFBvaW50EiYKAmF0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglzY2hlZHVsZWQYAiABKA0SEQoJYWxsb2NhdGVkGAMgASgNEg8KB3N0YXJ0ZWQYBCABKA0icwoQRmluaXNoZWRJbk1pbnV0ZRIqCgZtaW51dGUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXN1Y2NlZWRlZBgCIAEoDRIOCgZmYWlsZWQYAyABKA0SEAoIY2FuY2VsZWQYBCABKA0iRwoPQWdlbnRTbG90c0luVXNlEhAKCGFnZW50X2lkGAEgASgJEhIKCmFnZW50X25hbWUYAiABKAkSDgoGaW5fdXNlGAMgAygNIrkBChZHZXRGYXJtSGlzdG9yeVJlc3BvbnNlEi0KC3F1ZXVlX2RlcHRoGAEgAygLMhgua2lsbi52MS5RdWV1ZURlcHRoUG9pbnQSFAoMc3RlcF9zZWNvbmRzGAIgASgNEisKCGZpbmlzaGVkGAMgAygLMhkua2lsbi52MS5GaW5pc2hlZEluTWludXRlEi0KC2FnZW50X3Nsb3RzGAQgAygLMhgua2lsbi52MS5BZ2VudFNsb3RzSW5Vc2UqbQoPRXhpc3RpbmdPdXRwdXRzEiAKHEVYSVNUSU5HX09VVFBVVFNfVU5TUEVDSUZJRUQQABIZChVFWElTVElOR19PVVRQVVRTX0tJTE4QARIdChlFWElTVElOR19PVVRQVVRTX1VQU1RSRUFNEAIynhAKDEFkbWluU2VydmljZRJICgtTdWJtaXRCdWlsZBIbLmtpbG4udjEuU3VibWl0QnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5TdWJtaXRCdWlsZFJlc3BvbnNlEksKDFN1Ym1pdEJ1aWxkcxIcLmtpbG4udjEuU3VibWl0QnVpbGRzUmVxdWVzdBodLmtpbG4udjEuU3VibWl0QnVpbGRzUmVzcG9uc2USPwoIR2V0QnVpbGQSGC5raWxuLnYxLkdldEJ1aWxkUmVxdWVzdBoZLmtpbG4udjEuR2V0QnVpbGRSZXNwb25zZRJKCgtHZXRCdWlsZExvZxIbLmtpbG4udjEuR2V0QnVpbGRMb2dSZXF1ZXN0Ghwua2lsbi52MS5HZXRCdWlsZExvZ1Jlc3BvbnNlMAESRQoKTGlzdEJ1aWxkcxIaLmtpbG4udjEuTGlzdEJ1aWxkc1JlcXVlc3QaGy5raWxuLnYxLkxpc3RCdWlsZHNSZXNwb25zZRJICgtDYW5jZWxCdWlsZBIbLmtpbG4udjEuQ2FuY2VsQnVpbGRSZXF1ZXN0Ghwua2lsbi52MS5DYW5jZWxCdWlsZFJlc3BvbnNlElcKEFNldEJ1aWxkUHJpb3JpdHkSIC5raWxuLnYxLlNldEJ1aWxkUHJpb3JpdHlSZXF1ZXN0GiEua2lsbi52MS5TZXRCdWlsZFByaW9yaXR5UmVzcG9uc2USVAoPVXBkYXRlQnVpbGRUYWdzEh8ua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXF1ZXN0GiAua2lsbi52MS5VcGRhdGVCdWlsZFRhZ3NSZXNwb25zZRJICgtDcmVhdGVBZ2VudBIbLmtpbG4udjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Ghwua2lsbi52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEmAKE0NyZWF0ZUFnZW50UGFzc3dvcmQSIy5raWxuLnYxLkNyZWF0ZUFnZW50UGFzc3dvcmRSZXF1ZXN0GiQua2lsbi52MS5DcmVhdGVBZ2VudFBhc3N3b3JkUmVzcG9uc2USRQoKTGlzdEFnZW50cxIaLmtpbG4udjEuTGlzdEFnZW50c1JlcXVlc3QaGy5raWxuLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJFCgpSZXRyeUJ1aWxkEhoua2lsbi52MS5SZXRyeUJ1aWxkUmVxdWVzdBobLmtpbG4udjEuUmV0cnlCdWlsZFJlc3BvbnNlEkUKCkRyYWluQWdlbnQSGi5raWxuLnYxLkRyYWluQWdlbnRSZXF1ZXN0Ghsua2lsbi52MS5EcmFpbkFnZW50UmVzcG9uc2USUQoOU2V0QWdlbnRBY3RpdmUSHi5raWxuLnYxLlNldEFnZW50QWN0aXZlUmVxdWVzdBofLmtpbG4udjEuU2V0QWdlbnRBY3RpdmVSZXNwb25zZRJaChFRdWVyeU1pc3NpbmdQYXRocxIhLmtpbG4udjEuUXVlcnlNaXNzaW5nUGF0aHNSZXF1ZXN0GiIua2lsbi52MS5RdWVyeU1pc3NpbmdQYXRoc1Jlc3BvbnNlEk0KDFVwbG9hZFNvdXJjZRIcLmtpbG4udjEuVXBsb2FkU291cmNlUmVxdWVzdBodLmtpbG4udjEuVXBsb2FkU291cmNlUmVzcG9uc2UoARJUCg9HZXRRdWV1ZVN1bW1hcnkSHy5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlcXVlc3QaIC5raWxuLnYxLkdldFF1ZXVlU3VtbWFyeVJlc3BvbnNlEkUKCkxpc3RFdmVudHMSGi5raWxuLnYxLkxpc3RFdmVudHNSZXF1ZXN0Ghsua2lsbi52MS5MaXN0RXZlbnRzUmVzcG9uc2USRQoKUmV0cnlFdmVudBIaLmtpbG4udjEuUmV0cnlFdmVudFJlcXVlc3QaGy5raWxuLnYxLlJldHJ5RXZlbnRSZXNwb25zZRJRCg5Db2xsZWN0R2FyYmFnZRIeLmtpbG4udjEuQ29sbGVjdEdhcmJhZ2VSZXF1ZXN0Gh8ua2lsbi52MS5Db2xsZWN0R2FyYmFnZVJlc3BvbnNlEmwKF0NyZWF0ZVJlZ2lzdHJhdGlvblRva2VuEicua2lsbi52MS5DcmVhdGVSZWdpc3RyYXRpb25Ub2tlblJlcXVlc3QaKC5raWxuLnYxLkNyZWF0ZVJlZ2lzdHJhdGlvblRva2VuUmVzcG9uc2USaQoWTGlzdFJlZ2lzdHJhdGlvblRva2VucxImLmtpbG4udjEuTGlzdFJlZ2lzdHJhdGlvblRva2Vuc1JlcXVlc3QaJy5raWxuLnYxLkxpc3RSZWdpc3RyYXRpb25Ub2tlbnNSZXNwb25zZRJsChdSZXZva2VSZWdpc3RyYXRpb25Ub2tlbhInLmtpbG4udjEuUmV2b2tlUmVnaXN0cmF0aW9uVG9rZW5SZXF1ZXN0Gigua2lsbi52MS5SZXZva2VSZWdpc3RyYXRpb25Ub2tlblJlc3BvbnNlEloKEUdldEJ1aWxkUmVsYXRpb25zEiEua2lsbi52MS5HZXRCdWlsZFJlbGF0aW9uc1JlcXVlc3QaIi5raWxuLnYxLkdldEJ1aWxkUmVsYXRpb25zUmVzcG9uc2USUQoOR2V0RmFybUhpc3RvcnkSHi5raWxuLnYxLkdldEZhcm1IaXN0b3J5UmVxdWVzdBofLmtpbG4udjEuR2V0RmFybUhpc3RvcnlSZXNwb25zZWIGcHJvdG8z", [file_kiln_v1_agent, file_google_protobuf_timestamp, file_kiln_v1_types]);
 
 /**
  * @generated from message kiln.v1.SubmitBuildRequest
@@ -285,6 +285,37 @@ export type ListBuildsRequest = Message<"kiln.v1.ListBuildsRequest"> & {
    * @generated from field: string page_token = 5;
    */
   pageToken: string;
+
+  /**
+   * Added for the dashboard:
+   * Newest first (the latest submitted first) instead of in submission order. A page
+   * token holds its order: it is refused with the other one.
+   *
+   * @generated from field: bool newest_first = 6;
+   */
+  newestFirst: boolean;
+
+  /**
+   * Only builds for this system.
+   *
+   * @generated from field: string system = 7;
+   */
+  system: string;
+
+  /**
+   * Only builds whose derivation's name (the store path's part after the hash, without
+   * .drv) holds this text, in any case.
+   *
+   * @generated from field: string name_contains = 8;
+   */
+  nameContains: string;
+
+  /**
+   * Leave each build's input_derivations out (a list does not show them).
+   *
+   * @generated from field: bool without_inputs = 9;
+   */
+  withoutInputs: boolean;
 };
 
 /**
@@ -849,6 +880,15 @@ export type ReadyQueue = Message<"kiln.v1.ReadyQueue"> & {
    * @generated from field: google.protobuf.Timestamp oldest_created_at = 3;
    */
   oldestCreatedAt?: Timestamp | undefined;
+
+  /**
+   * For the dashboard: of count, how many an agent connected to the answering
+   * coordinator (active, not draining) offers what they need (system, tags, features);
+   * the rest wait for an agent no one connected here offers.
+   *
+   * @generated from field: uint32 matching_connected = 4;
+   */
+  matchingConnected: number;
 };
 
 /**
@@ -1220,6 +1260,248 @@ export const RevokeRegistrationTokenResponseSchema: GenMessage<RevokeRegistratio
   messageDesc(file_kiln_v1_admin, 49);
 
 /**
+ * @generated from message kiln.v1.GetBuildRelationsRequest
+ */
+export type GetBuildRelationsRequest = Message<"kiln.v1.GetBuildRelationsRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * At most this many dependants (default 100, at most 1000); inputs are all listed.
+   *
+   * @generated from field: int32 dependants_limit = 2;
+   */
+  dependantsLimit: number;
+};
+
+/**
+ * Describes the message kiln.v1.GetBuildRelationsRequest.
+ * Use `create(GetBuildRelationsRequestSchema)` to create a new message.
+ */
+export const GetBuildRelationsRequestSchema: GenMessage<GetBuildRelationsRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 50);
+
+/**
+ * A derivation next to a build's, with its latest build (unset fields when it has none).
+ *
+ * @generated from message kiln.v1.RelatedBuild
+ */
+export type RelatedBuild = Message<"kiln.v1.RelatedBuild"> & {
+  /**
+   * @generated from field: string derivation_path = 1;
+   */
+  derivationPath: string;
+
+  /**
+   * @generated from field: string build_id = 2;
+   */
+  buildId: string;
+
+  /**
+   * @generated from field: kiln.v1.BuildState state = 3;
+   */
+  state: BuildState;
+};
+
+/**
+ * Describes the message kiln.v1.RelatedBuild.
+ * Use `create(RelatedBuildSchema)` to create a new message.
+ */
+export const RelatedBuildSchema: GenMessage<RelatedBuild> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 51);
+
+/**
+ * @generated from message kiln.v1.GetBuildRelationsResponse
+ */
+export type GetBuildRelationsResponse = Message<"kiln.v1.GetBuildRelationsResponse"> & {
+  /**
+   * The build's input derivations, by path.
+   *
+   * @generated from field: repeated kiln.v1.RelatedBuild inputs = 1;
+   */
+  inputs: RelatedBuild[];
+
+  /**
+   * Derivations that take the build's derivation as an input, by path, at most
+   * dependants_limit of them.
+   *
+   * @generated from field: repeated kiln.v1.RelatedBuild dependants = 2;
+   */
+  dependants: RelatedBuild[];
+
+  /**
+   * How many dependants there are in all.
+   *
+   * @generated from field: uint32 dependant_count = 3;
+   */
+  dependantCount: number;
+};
+
+/**
+ * Describes the message kiln.v1.GetBuildRelationsResponse.
+ * Use `create(GetBuildRelationsResponseSchema)` to create a new message.
+ */
+export const GetBuildRelationsResponseSchema: GenMessage<GetBuildRelationsResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 52);
+
+/**
+ * @generated from message kiln.v1.GetFarmHistoryRequest
+ */
+export type GetFarmHistoryRequest = Message<"kiln.v1.GetFarmHistoryRequest"> & {
+  /**
+   * How far back, in minutes (default 180, at most 1440).
+   *
+   * @generated from field: uint32 minutes = 1;
+   */
+  minutes: number;
+};
+
+/**
+ * Describes the message kiln.v1.GetFarmHistoryRequest.
+ * Use `create(GetFarmHistoryRequestSchema)` to create a new message.
+ */
+export const GetFarmHistoryRequestSchema: GenMessage<GetFarmHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 53);
+
+/**
+ * The queue at one moment.
+ *
+ * @generated from message kiln.v1.QueueDepthPoint
+ */
+export type QueueDepthPoint = Message<"kiln.v1.QueueDepthPoint"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 1;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint32 scheduled = 2;
+   */
+  scheduled: number;
+
+  /**
+   * @generated from field: uint32 allocated = 3;
+   */
+  allocated: number;
+
+  /**
+   * @generated from field: uint32 started = 4;
+   */
+  started: number;
+};
+
+/**
+ * Describes the message kiln.v1.QueueDepthPoint.
+ * Use `create(QueueDepthPointSchema)` to create a new message.
+ */
+export const QueueDepthPointSchema: GenMessage<QueueDepthPoint> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 54);
+
+/**
+ * Builds that ended in one minute, by how they ended.
+ *
+ * @generated from message kiln.v1.FinishedInMinute
+ */
+export type FinishedInMinute = Message<"kiln.v1.FinishedInMinute"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp minute = 1;
+   */
+  minute?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint32 succeeded = 2;
+   */
+  succeeded: number;
+
+  /**
+   * @generated from field: uint32 failed = 3;
+   */
+  failed: number;
+
+  /**
+   * @generated from field: uint32 canceled = 4;
+   */
+  canceled: number;
+};
+
+/**
+ * Describes the message kiln.v1.FinishedInMinute.
+ * Use `create(FinishedInMinuteSchema)` to create a new message.
+ */
+export const FinishedInMinuteSchema: GenMessage<FinishedInMinute> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 55);
+
+/**
+ * How many builds an agent held (allocated or started) at each moment of queue_depth.
+ *
+ * @generated from message kiln.v1.AgentSlotsInUse
+ */
+export type AgentSlotsInUse = Message<"kiln.v1.AgentSlotsInUse"> & {
+  /**
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: string agent_name = 2;
+   */
+  agentName: string;
+
+  /**
+   * @generated from field: repeated uint32 in_use = 3;
+   */
+  inUse: number[];
+};
+
+/**
+ * Describes the message kiln.v1.AgentSlotsInUse.
+ * Use `create(AgentSlotsInUseSchema)` to create a new message.
+ */
+export const AgentSlotsInUseSchema: GenMessage<AgentSlotsInUse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 56);
+
+/**
+ * @generated from message kiln.v1.GetFarmHistoryResponse
+ */
+export type GetFarmHistoryResponse = Message<"kiln.v1.GetFarmHistoryResponse"> & {
+  /**
+   * Oldest first, step_seconds apart on a grid of whole steps since the epoch, and the
+   * last one at the moment of the answer.
+   *
+   * @generated from field: repeated kiln.v1.QueueDepthPoint queue_depth = 1;
+   */
+  queueDepth: QueueDepthPoint[];
+
+  /**
+   * @generated from field: uint32 step_seconds = 2;
+   */
+  stepSeconds: number;
+
+  /**
+   * Oldest first; only minutes in which some build ended.
+   *
+   * @generated from field: repeated kiln.v1.FinishedInMinute finished = 3;
+   */
+  finished: FinishedInMinute[];
+
+  /**
+   * Agents that held a build during the period, by name.
+   *
+   * @generated from field: repeated kiln.v1.AgentSlotsInUse agent_slots = 4;
+   */
+  agentSlots: AgentSlotsInUse[];
+};
+
+/**
+ * Describes the message kiln.v1.GetFarmHistoryResponse.
+ * Use `create(GetFarmHistoryResponseSchema)` to create a new message.
+ */
+export const GetFarmHistoryResponseSchema: GenMessage<GetFarmHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_kiln_v1_admin, 57);
+
+/**
  * @generated from enum kiln.v1.ExistingOutputs
  */
 export enum ExistingOutputs {
@@ -1490,6 +1772,30 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof RevokeRegistrationTokenRequestSchema;
     output: typeof RevokeRegistrationTokenResponseSchema;
+  },
+  /**
+   * For the dashboard (dashboard/): the builds a build's page links to, and the farm
+   * over the last hours for its charts.
+   * A build's input derivations and the derivations that take its derivation as an input
+   * (its dependants), each with its latest build.
+   *
+   * @generated from rpc kiln.v1.AdminService.GetBuildRelations
+   */
+  getBuildRelations: {
+    methodKind: "unary";
+    input: typeof GetBuildRelationsRequestSchema;
+    output: typeof GetBuildRelationsResponseSchema;
+  },
+  /**
+   * Queue depth by state, builds finished per minute and each agent's builds in hand over
+   * time, from the builds' and attempts' timestamps: every replica answers the same.
+   *
+   * @generated from rpc kiln.v1.AdminService.GetFarmHistory
+   */
+  getFarmHistory: {
+    methodKind: "unary";
+    input: typeof GetFarmHistoryRequestSchema;
+    output: typeof GetFarmHistoryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_v1_admin, 0);
