@@ -100,16 +100,17 @@ export function stackedBars(id, label, t0, t1, stepMs, buckets, series) {
   return [svg, legend(series)];
 }
 
-/** One step line: times (ms), values, and a dashed ceiling (slots) when known. */
+/** One step line: times (ms), the value over the step that ends at each, and a dashed ceiling (slots) when known. */
 export function stepLine(id, label, times, values, ceiling) {
   const t0 = times[0] ?? Date.now();
   const t1 = times[times.length - 1] ?? t0;
   const { svg, x, y } = frame(id, label, t0, t1, Math.max(ceiling ?? 0, ...values));
   if (ceiling) svg.append(s('line', { class: 'ceiling', x1: PAD.left, x2: W - PAD.right, y1: y(ceiling), y2: y(ceiling) }, s('title', {}, `${ceiling} slots`)));
-  const path = times.map((t, i) => `${i ? `H${x(t).toFixed(1)}` : `M${x(t).toFixed(1)}`} V${y(values[i]).toFixed(1)}`).join(' ');
-  if (times.length) svg.append(s('path', { class: 'line', d: path.replace(/^M([\d.]+) V/, 'M$1,') }));
+  // Each value holds over the step that ends at its moment.
+  const path = times.map((t, i) => (i ? `V${y(values[i]).toFixed(1)} H${x(t).toFixed(1)}` : `M${x(t).toFixed(1)},${y(values[i]).toFixed(1)}`)).join(' ');
+  if (times.length) svg.append(s('path', { class: 'line', d: path }));
   times.forEach((t, i) =>
-    svg.append(s('circle', { class: 'point', cx: x(t), cy: y(values[i]), r: 1.6, 'data-at': new Date(t).toISOString(), 'data-value': values[i] }, s('title', {}, `${clock(t)}: ${values[i]} in use`))),
+    svg.append(s('circle', { class: 'point', cx: x(t), cy: y(values[i]), r: 1.6, 'data-at': new Date(t).toISOString(), 'data-value': values[i] }, s('title', {}, `${clock(t)}: ${values[i]} builds held on average`))),
   );
   return svg;
 }

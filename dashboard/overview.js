@@ -118,7 +118,7 @@ function chartsSection(history, slots) {
         { name: 'canceled', cls: 's-canceled' },
       ])),
     ),
-    h('h3', {}, 'Builds each agent held (dashed: its slots, when connected here)'),
+    h('h3', {}, 'Builds each agent held, on average over each step (dashed: its slots, when connected here)'),
     (history.agentSlots ?? []).length
       ? h(
           'section',

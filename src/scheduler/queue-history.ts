@@ -1,7 +1,7 @@
 // The farm over the last hours, for the dashboard's charts, from timestamps the database
 // keeps anyway (no history table): how many builds were scheduled, allocated and started
 // at each moment of a grid, how many ended each minute, and how many builds each agent
-// held. The grid is whole steps since the epoch by the database's clock, so every replica
+// held on average over each step. The grid is whole steps since the epoch by the database's clock, so every replica
 // answers the same. A build's life is created_at..ended_at and an attempt's
 // allocated_at..started_at..ended_at (an attempt left open by a build that ended, ends with
 // it); a failed build retried later counts as waiting while it was failed.
@@ -26,7 +26,7 @@ export interface FinishedInMinute {
 export interface AgentSlotsInUse {
   agentId: string;
   agentName: string;
-  /** One per queue depth point. */
+  /** One per queue depth point: the builds held on average over the step that ends there. */
   inUse: number[];
 }
 
@@ -73,12 +73,16 @@ export async function farmHistory(db: Database, minutes = DEFAULT_HISTORY_MINUTE
         (select count(*) from a where a.started_at <= t.at and (a.ended_at is null or a.ended_at > t.at)) as started
       from t order by t.i`),
   );
-  const held = rowsOf<{ agent_id: string; name: string; i: Num; n: Num }>(
-    await db.execute(sql`${ctes}
-      select a.agent_id, coalesce(ag.name, '') as name, t.i, count(*) as n
-      from t join a on a.allocated_at <= t.at and (a.ended_at is null or a.ended_at > t.at)
+  // Builds held in the step that ends at each point: the seconds of overlap with it.
+  const held = rowsOf<{ agent_id: string; name: string; i: Num; busy: Num; step: Num }>(
+    await db.execute(sql`${ctes},
+      steps as (select at, i, coalesce(lag(at) over (order by i), at - make_interval(secs => ${step})) as since from t)
+      select a.agent_id, coalesce(ag.name, '') as name, s.i,
+        sum(extract(epoch from least(coalesce(a.ended_at, now()), s.at) - greatest(a.allocated_at, s.since))) as busy,
+        extract(epoch from s.at - s.since) as step
+      from steps s join a on a.allocated_at < s.at and (a.ended_at is null or a.ended_at > s.since)
       left join agents ag on ag.id = a.agent_id
-      group by a.agent_id, ag.name, t.i`),
+      group by a.agent_id, ag.name, s.i, s.at, s.since`),
   );
   const finished = rowsOf<{ minute: Date | string; succeeded: Num; failed: Num; canceled: Num }>(
     await db.execute(sql`
@@ -99,7 +103,8 @@ export async function farmHistory(db: Database, minutes = DEFAULT_HISTORY_MINUTE
   for (const r of held) {
     let series = agents.get(r.agent_id);
     if (!series) agents.set(r.agent_id, (series = { agentId: r.agent_id, agentName: r.name, inUse: queueDepth.map(() => 0) }));
-    series.inUse[Number(r.i)] = Number(r.n);
+    // Rounded to hundredths: the same on every replica and driver.
+    series.inUse[Number(r.i)] = Number(r.step) > 0 ? Math.round((Number(r.busy) / Number(r.step)) * 100) / 100 : 0;
   }
   return {
     stepSeconds: step,
