@@ -155,7 +155,7 @@ function message(a) {
   if (!text.includes('\n') && text.length <= 160) return text;
   const t = tail(text, MESSAGE_TAIL_LINES);
   return [
-    h('pre', { class: 'message' }, t.cut ? `… ${t.cut} lines above\n${t.text}` : t.text),
+    h('pre', { class: 'message', 'data-scroll-end': true }, t.cut ? `… ${t.cut} lines above\n${t.text}` : t.text),
     t.cut ? h('details', { 'data-fold': `message-${a.attempt}` }, h('summary', {}, 'whole message'), h('pre', { class: 'message' }, text)) : undefined,
   ];
 }
@@ -207,6 +207,6 @@ function logSection(drv, logPath, text) {
   );
   return [
     h('h2', {}, 'Log ', h('a', { href: logPath, id: 'log-raw' }, 'raw'), ' ', t.cut ? toggle : undefined),
-    h('pre', { class: 'log', id: 'log', 'data-lines': whole ? t.total : t.total - t.cut }, whole || !t.cut ? text : `… ${t.cut} lines above\n${t.text}`),
+    h('pre', { class: 'log', id: 'log', 'data-scroll-end': true, 'data-lines': whole ? t.total : t.total - t.cut }, whole || !t.cut ? text : `… ${t.cut} lines above\n${t.text}`),
   ];
 }

@@ -110,7 +110,7 @@ export function stepLine(id, label, times, values, ceiling) {
   const path = times.map((t, i) => (i ? `V${y(values[i]).toFixed(1)} H${x(t).toFixed(1)}` : `M${x(t).toFixed(1)},${y(values[i]).toFixed(1)}`)).join(' ');
   if (times.length) svg.append(s('path', { class: 'line', d: path }));
   times.forEach((t, i) =>
-    svg.append(s('circle', { class: 'point', cx: x(t), cy: y(values[i]), r: 1.6, 'data-at': new Date(t).toISOString(), 'data-value': values[i] }, s('title', {}, `${clock(t)}: ${values[i]} builds held on average`))),
+    svg.append(s('circle', { class: 'point', cx: x(t), cy: y(values[i]), r: 1.6, 'data-at': new Date(t).toISOString(), 'data-value': values[i] }, s('title', {}, `${clock(t)}: ${values[i].toFixed(2)} builds held on average`))),
   );
   return svg;
 }

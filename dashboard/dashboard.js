@@ -31,7 +31,10 @@ function show(page, sections) {
     const json = JSON.stringify(s.data);
     if (shown.data.get(s.key) === json) continue;
     shown.data.set(s.key, json);
-    shown.boxes.get(s.key).replaceChildren(...[s.render(s.data)].flat(Infinity).filter(Boolean));
+    const box = shown.boxes.get(s.key);
+    box.replaceChildren(...[s.render(s.data)].flat(Infinity).filter(Boolean));
+    // A tail is read from its end: scrolled there when drawn, left where the reader put it after.
+    for (const el of box.querySelectorAll('[data-scroll-end]')) el.scrollTop = el.scrollHeight;
   }
   refreshAgo(main);
 }

@@ -103,8 +103,7 @@ export async function farmHistory(db: Database, minutes = DEFAULT_HISTORY_MINUTE
   for (const r of held) {
     let series = agents.get(r.agent_id);
     if (!series) agents.set(r.agent_id, (series = { agentId: r.agent_id, agentName: r.name, inUse: queueDepth.map(() => 0) }));
-    // Rounded to hundredths: the same on every replica and driver.
-    series.inUse[Number(r.i)] = Number(r.step) > 0 ? Math.round((Number(r.busy) / Number(r.step)) * 100) / 100 : 0;
+    series.inUse[Number(r.i)] = Number(r.step) > 0 ? Number(r.busy) / Number(r.step) : 0;
   }
   return {
     stepSeconds: step,
