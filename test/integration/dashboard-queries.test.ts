@@ -117,7 +117,7 @@ describe.each(DATABASE_KINDS)('the dashboard\'s AdminService calls on %s', (kind
     const limited = await t.admin.getBuildRelations({ id: midBuild.id, dependantsLimit: 1 });
     expect(limited.dependants.length).toBe(1);
     expect(limited.dependantCount).toBe(2);
-    expect((await t.admin.getBuildRelations({ id: randomUUID() }).catch((e: ConnectError) => e)).code).toBe(Code.NotFound);
+    await expect(t.admin.getBuildRelations({ id: randomUUID() })).rejects.toMatchObject({ code: Code.NotFound });
   });
 
   test('draws the last hours from timestamps: queue depth, builds finished per minute, builds each agent held', async () => {
@@ -127,12 +127,12 @@ describe.each(DATABASE_KINDS)('the dashboard\'s AdminService calls on %s', (kind
     const failed = (await t.admin.submitBuild({ derivationPath: bad.path, derivations: maker.closure(bad) })).build!;
     expect((await agent.nextAssignment()).buildId).toBe(failed.id);
     agent.send({ case: 'buildFinished', value: { buildId: failed.id, result: BuildResult.FAILURE, outputs: [], message: 'exit 1' } });
-    await waitForBuilds(t.coordinator, async () => (await t.admin.getBuild({ id: failed.id })).build!.state === BuildState.FAILED, 20_000, () => `build ${failed.id} did not fail`);
+    await waitForBuilds(t.coordinator, async () => (await t.admin.getBuild({ id: failed.id })).build!.state === BuildState.FAILED, 20_000, async () => `build ${failed.id} did not fail`);
     const held = make(`hist-held-${nonce}`);
     const holding = (await t.admin.submitBuild({ derivationPath: held.path, derivations: maker.closure(held) })).build!;
     expect((await agent.nextAssignment()).buildId).toBe(holding.id);
     agent.send({ case: 'buildStarted', value: { buildId: holding.id } });
-    await waitForBuilds(t.coordinator, async () => (await t.admin.getBuild({ id: holding.id })).build!.state === BuildState.STARTED, 20_000, () => `build ${holding.id} did not start`);
+    await waitForBuilds(t.coordinator, async () => (await t.admin.getBuild({ id: holding.id })).build!.state === BuildState.STARTED, 20_000, async () => `build ${holding.id} did not start`);
 
     const h = await t.admin.getFarmHistory({ minutes: 60 });
     expect(h.stepSeconds).toBe(60);
