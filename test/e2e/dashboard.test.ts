@@ -238,7 +238,7 @@ describe('the dashboard in headless Chromium', () => {
     await page.waitForURL(`**/#/build/${topBuild.id}`);
     await page.locator('#wait-reason').waitFor({ timeout: 10_000 });
     expect(await page.locator('#wait-reason').getAttribute('data-kind')).toBe('WAIT_KIND_NO_MATCHING_AGENT');
-    expect(await page.locator('#wait').innerText()).toContain(`need=nobody-${nonce}`);
+    expect(await page.locator('#wait').innerText()).toMatch(new RegExp(`no agent offers the tags\\s+need=nobody-${nonce}`));
 
     // The failed build: its message and its log as monospace tails, the whole log on request.
     await page.goto(`${t.coordinator.url}/dashboard/#/build/${failed.id}`);
