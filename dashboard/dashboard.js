@@ -1,254 +1,47 @@
-// kiln's dashboard: a read-only view of the farm, fed by AdminService through the
-// Connect protocol's JSON over HTTP (POST /kiln.v1.AdminService/<Method>), refreshed
-// every few seconds. The token comes once in the link the coordinator prints
+// kiln's dashboard: a read-only view of the farm, fed by AdminService (api.js) and
+// refreshed every few seconds. The token comes once in the link the coordinator prints
 // (#token=…, the read-only dashboard token) or is pasted into the form; it is kept in
-// this browser's localStorage and sent as a bearer token.
+// this browser's localStorage and sent as a bearer token. Each page is a list of
+// sections, and a section is redrawn only when its data changed, so that what a person
+// opened (folds) or scrolled (the log) stays as it was.
+import { ApiError, forgetToken, setToken, token } from './api.js';
+import { buildPage, buildRefreshMs } from './build-page.js';
+import { h, refreshAgo } from './dom.js';
+import { overview } from './overview.js';
 
-const TOKEN_KEY = 'kiln-dashboard-token';
 const REFRESH_MS = 3000;
 const main = document.getElementById('main');
 const statusLine = document.getElementById('status');
 const forgetButton = document.getElementById('forget');
 
-/** Makes an element: h('td', { class: 'mono' }, 'text', child…). Text is never parsed as HTML. */
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? '' : String(v));
+// The sections on screen: their keys in order, and the data each was drawn from.
+let shown = { page: '', keys: '', data: new Map(), boxes: new Map() };
+
+function show(page, sections) {
+  const keys = sections.map((s) => s.key).join(' ');
+  if (shown.page !== page || shown.keys !== keys) {
+    shown = { page, keys, data: new Map(), boxes: new Map() };
+    main.replaceChildren(...sections.map((s) => {
+      const box = h('div', { 'data-section': s.key });
+      shown.boxes.set(s.key, box);
+      return box;
+    }));
   }
-  for (const c of children.flat()) if (c !== undefined && c !== null) el.append(c instanceof Node ? c : String(c));
-  return el;
-}
-
-class ApiError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.code = code;
+  for (const s of sections) {
+    const json = JSON.stringify(s.data);
+    if (shown.data.get(s.key) === json) continue;
+    shown.data.set(s.key, json);
+    const box = shown.boxes.get(s.key);
+    box.replaceChildren(...[s.render(s.data)].flat(Infinity).filter(Boolean));
+    // A tail is read from its end: scrolled there when drawn, left where the reader put it after.
+    for (const el of box.querySelectorAll('[data-scroll-end]')) el.scrollTop = el.scrollHeight;
   }
+  refreshAgo(main);
 }
-
-function token() {
-  return localStorage.getItem(TOKEN_KEY) ?? '';
-}
-
-/** One AdminService call as Connect JSON. */
-async function call(method, request = {}) {
-  const res = await fetch(`/kiln.v1.AdminService/${method}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'connect-protocol-version': '1', authorization: `Bearer ${token()}` },
-    body: JSON.stringify(request),
-  });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new ApiError(body.code ?? `http ${res.status}`, body.message ?? res.statusText);
-  return body;
-}
-
-// ---- formatting ---------------------------------------------------------------------
-
-const stateName = (s) => (s ?? 'BUILD_STATE_UNSPECIFIED').replace('BUILD_STATE_', '').toLowerCase();
-const drvName = (path) => (path ?? '').replace(/^.*\/[0-9a-z]{32}-/, '').replace(/\.drv$/, '');
-const shortId = (id) => (id ?? '').slice(0, 8);
-
-function ago(timestamp) {
-  if (!timestamp) return '';
-  const s = Math.max(0, (Date.now() - Date.parse(timestamp)) / 1000);
-  if (s < 90) return `${Math.round(s)} s ago`;
-  if (s < 5400) return `${Math.round(s / 60)} min ago`;
-  if (s < 129600) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} d ago`;
-}
-
-function when(timestamp) {
-  return timestamp ? h('span', { title: timestamp }, ago(timestamp)) : h('span', { class: 'muted' }, '—');
-}
-
-function bytes(n) {
-  const v = Number(n ?? 0);
-  if (!v) return '—';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  const i = Math.min(units.length - 1, Math.floor(Math.log(v) / Math.log(1024)));
-  return `${(v / 1024 ** i).toFixed(i ? 1 : 0)} ${units[i]}`;
-}
-
-const stateCell = (s) => h('span', { class: `state state-${stateName(s)}` }, stateName(s));
-const buildLink = (b) => h('a', { href: `#/build/${b.id}`, class: 'mono' }, shortId(b.id));
-
-// ---- views ---------------------------------------------------------------------------
-
-let stateFilter = '';
-
-async function overview() {
-  const [summary, agents, builds] = await Promise.all([
-    call('GetQueueSummary'),
-    call('ListAgents'),
-    call('ListBuilds', { pageSize: 50, states: stateFilter ? [stateFilter] : [] }),
-  ]);
-  const total = (state) => (summary.counts ?? []).filter((c) => c.state === state).reduce((a, c) => a + (c.count ?? 0), 0);
-  const ready = (summary.ready ?? []).reduce((a, r) => a + (r.count ?? 0), 0);
-  const oldest = (summary.ready ?? []).map((r) => r.oldestCreatedAt).sort()[0];
-  const card = (n, label, extra) => h('div', { class: 'card' }, h('div', { class: 'n' }, n), h('div', { class: 'label' }, label), extra);
-
-  const filter = h(
-    'select',
-    { id: 'state-filter', onchange: (e) => ((stateFilter = e.target.value), refresh()) },
-    ['', 'SCHEDULED', 'ALLOCATED', 'STARTED', 'SUCCEEDED', 'FAILED', 'CANCELED'].map((s) =>
-      h('option', { value: s ? `BUILD_STATE_${s}` : '', selected: (s ? `BUILD_STATE_${s}` : '') === stateFilter }, s ? s.toLowerCase() : 'all states'),
-    ),
-  );
-
-  return [
-    h('h2', {}, 'Queue'),
-    h(
-      'section',
-      { class: 'cards', id: 'queue' },
-      card(total('BUILD_STATE_SCHEDULED'), 'scheduled'),
-      card(ready, 'ready for an agent', oldest ? h('div', { class: 'label' }, `oldest submitted ${ago(oldest)}`) : undefined),
-      card(total('BUILD_STATE_ALLOCATED'), 'allocated'),
-      card(total('BUILD_STATE_STARTED'), 'started'),
-      card(summary.connectedAgents ?? 0, 'agents connected'),
-    ),
-    (summary.counts ?? []).length
-      ? h(
-          'table',
-          { id: 'queue-by-system' },
-          h('tr', {}, h('th', {}, 'system'), h('th', {}, 'state'), h('th', {}, 'builds')),
-          summary.counts.map((c) => h('tr', {}, h('td', {}, c.system), h('td', {}, stateCell(c.state)), h('td', {}, c.count ?? 0))),
-        )
-      : undefined,
-    h('h2', {}, 'Agents'),
-    h(
-      'table',
-      { id: 'agents' },
-      h('tr', {}, ['name', 'id', 'stream', 'systems', 'free / slots', 'holding', 'load', 'free disk', 'last seen'].map((t) => h('th', {}, t))),
-      (agents.agents ?? []).map((a) => {
-        const c = a.connection;
-        const stream = !a.active ? 'deactivated' : c ? (c.draining ? 'draining' : 'connected') : 'not connected here';
-        return h(
-          'tr',
-          {},
-          h('td', {}, a.name || h('span', { class: 'muted' }, '(unnamed)')),
-          h('td', { class: 'mono', title: a.id }, shortId(a.id)),
-          h('td', { class: c ? '' : 'muted' }, stream),
-          h('td', {}, c ? (c.systems ?? []).join(' ') : ''),
-          h('td', {}, c ? `${c.freeSlots ?? 0} / ${c.maxParallelBuilds ?? 0}` : ''),
-          h('td', {}, c ? c.holding ?? 0 : ''),
-          h('td', {}, c ? `${(c.loadAverage ?? 0).toFixed(2)}${c.cpuCount ? ` on ${c.cpuCount} CPUs` : ''}` : ''),
-          h('td', {}, c ? bytes(c.freeDiskBytes) : ''),
-          h('td', {}, c ? when(c.lastSeen) : ''),
-        );
-      }),
-    ),
-    h('h2', {}, 'Recent builds', filter),
-    h(
-      'table',
-      { id: 'builds' },
-      h('tr', {}, ['build', 'derivation', 'system', 'state', 'priority', 'attempts', 'agent', 'submitted', 'updated'].map((t) => h('th', {}, t))),
-      (builds.builds ?? []).map((b) =>
-        h(
-          'tr',
-          { 'data-build-id': b.id },
-          h('td', {}, buildLink(b)),
-          h('td', { title: b.derivationPath }, drvName(b.derivationPath)),
-          h('td', {}, b.system),
-          h('td', {}, stateCell(b.state)),
-          h('td', {}, b.derivedPriority ?? 0),
-          h('td', {}, b.attemptCount ?? 0),
-          h('td', { class: 'mono' }, shortId(b.agentId)),
-          h('td', {}, when(b.createdAt)),
-          h('td', {}, when(b.updatedAt)),
-        ),
-      ),
-    ),
-  ];
-}
-
-async function buildPage(id) {
-  const { build: b } = await call('GetBuild', { id });
-  const attempts = b.attempts ?? [];
-  const field = (label, value) => [h('dt', {}, label), h('dd', {}, value)];
-  const parts = [
-    h('h2', {}, 'Build ', h('span', { class: 'mono' }, b.id)),
-    h(
-      'dl',
-      { class: 'fields', id: 'build-fields' },
-      field('derivation', h('span', { class: 'mono' }, b.derivationPath)),
-      field('state', stateCell(b.state)),
-      field('system', b.system),
-      field('priority', `${b.priority ?? 0} (derived ${b.derivedPriority ?? 0})`),
-      field('tags', (b.tags ?? []).map((t) => `${t.key}=${t.value}`).join(' ') || '—'),
-      field('waiting for inputs', String(b.waitingInputs ?? 0)),
-      field('required features', (b.requiredFeatures ?? []).join(' ') || '—'),
-      b.waitReason ? field('why it waits', h('span', { id: 'wait-reason', 'data-kind': b.waitReason.kind }, b.waitReason.text)) : [],
-      ...(b.failureReason
-        ? [field('failed because', `${b.failureReason}${b.failedInput ? `: input ${b.failedInput}` : ''}${b.failedInputBuildId ? ` (build ${b.failedInputBuildId} failed)` : ''}`)]
-        : []),
-      field('submitted', when(b.createdAt)),
-      field('ended', when(b.endedAt)),
-      field('trace id (latest attempt)', h('span', { class: 'mono', id: 'trace-id' }, attempts.length ? attempts[attempts.length - 1].traceId : '—')),
-    ),
-    (b.waitReason?.missingInputs ?? []).length
-      ? [
-          h('h2', {}, 'Missing inputs'),
-          h(
-            'table',
-            { id: 'missing-inputs' },
-            h('tr', {}, h('th', {}, 'path'), h('th', {}, 'made by'), h('th', {}, 'upstream asked')),
-            b.waitReason.missingInputs.map((m) =>
-              h('tr', {}, h('td', { class: 'mono' }, m.path), h('td', {}, m.buildId ? buildLink({ id: m.buildId }) : 'no build'), h('td', {}, m.upstreamAsked ? 'yes' : 'no')),
-            ),
-          ),
-        ]
-      : [],
-    h('h2', {}, 'Outputs'),
-    h(
-      'table',
-      { id: 'outputs' },
-      h('tr', {}, h('th', {}, 'name'), h('th', {}, 'path')),
-      (b.outputs ?? []).map((o) => h('tr', {}, h('td', {}, o.name), h('td', { class: 'mono' }, o.path))),
-    ),
-    h('h2', {}, 'Input derivations'),
-    (b.inputDerivations ?? []).length
-      ? h('table', { id: 'inputs' }, b.inputDerivations.map((p) => h('tr', {}, h('td', { class: 'mono' }, p))))
-      : h('p', { class: 'muted' }, 'none'),
-    h('h2', {}, 'Attempts'),
-    attempts.length
-      ? h(
-          'table',
-          { id: 'attempts' },
-          h('tr', {}, ['#', 'agent', 'allocated', 'started', 'ended', 'outcome', 'message', 'log', 'trace id'].map((t) => h('th', {}, t))),
-          attempts.map((a) =>
-            h(
-              'tr',
-              {},
-              h('td', {}, a.attempt),
-              h('td', { class: 'mono', title: a.agentId }, shortId(a.agentId)),
-              h('td', {}, when(a.allocatedAt)),
-              h('td', {}, when(a.startedAt)),
-              h('td', {}, when(a.endedAt)),
-              h('td', { class: a.outcome ? `outcome-${a.outcome}` : 'muted' }, a.outcome || (a.startedAt ? 'running' : 'not started yet')),
-              h('td', {}, a.message ?? ''),
-              h('td', {}, bytes(a.logSize)),
-              h('td', { class: 'mono' }, a.traceId),
-            ),
-          ),
-        )
-      : h('p', { class: 'muted' }, 'not handed to an agent yet'),
-  ];
-  // The binary cache serves the latest log of a derivation, once an attempt uploaded one.
-  const logPath = `/log/${b.derivationPath.replace(/^.*\//, '')}`;
-  const hasLog = attempts.some((a) => Number(a.logSize ?? 0) > 0);
-  const log = hasLog ? await fetch(logPath).then((r) => (r.ok ? r.text() : '')) : '';
-  parts.push(h('h2', {}, 'Log ', h('a', { href: logPath }, 'raw')));
-  parts.push(log ? h('pre', { class: 'log', id: 'log' }, log.length > 65536 ? `…\n${log.slice(-65536)}` : log) : h('p', { class: 'muted' }, 'no log yet'));
-  return parts;
-}
-
-// ---- token and refresh ------------------------------------------------------------------
 
 function askForToken(message) {
   forgetButton.hidden = true;
+  shown = { page: '', keys: '', data: new Map(), boxes: new Map() };
   statusLine.textContent = 'a token is needed';
   const input = h('input', { name: 'token', autocomplete: 'off', placeholder: 'dashboard-token or admin-token' });
   main.replaceChildren(
@@ -258,7 +51,7 @@ function askForToken(message) {
         class: 'token',
         onsubmit: (e) => {
           e.preventDefault();
-          localStorage.setItem(TOKEN_KEY, input.value.trim());
+          setToken(input.value.trim());
           void refresh();
         },
       },
@@ -271,37 +64,52 @@ function askForToken(message) {
 }
 
 let timer;
-async function refresh() {
+let running = Promise.resolve();
+/** One refresh at a time: a hash change during one waits for it, then draws the new page. */
+function refresh() {
+  running = running.then(draw, draw);
+  return running;
+}
+
+async function draw() {
   clearTimeout(timer);
   if (!token()) return askForToken();
   const route = location.hash.replace(/^#/, '');
   const buildId = /^\/build\/([0-9a-fA-F-]{36})$/.exec(route)?.[1];
+  let next = REFRESH_MS;
   try {
-    const content = buildId ? await buildPage(buildId) : await overview();
-    main.replaceChildren(...content.flat().filter(Boolean));
+    if (buildId) {
+      const { build, sections } = await buildPage(buildId);
+      show(`build ${buildId}`, sections);
+      next = buildRefreshMs(build);
+    } else {
+      const query = route.includes('?') ? route.slice(route.indexOf('?') + 1) : '';
+      show('overview', await overview(query));
+    }
     statusLine.textContent = `updated ${new Date().toLocaleTimeString()}`;
     statusLine.className = 'muted';
     forgetButton.hidden = false;
   } catch (err) {
     if (err instanceof ApiError && (err.code === 'unauthenticated' || err.code === 'permission_denied')) {
-      localStorage.removeItem(TOKEN_KEY);
+      forgetToken();
       return askForToken(`the coordinator refused the token: ${err.message}`);
     }
     statusLine.textContent = `could not refresh: ${err.message}`;
     statusLine.className = 'error';
   }
-  timer = setTimeout(refresh, REFRESH_MS);
+  timer = setTimeout(refresh, next);
 }
 
 // A token in the link is taken once and removed from the address bar (and history).
 const fromLink = /(?:^#|&)token=([^&]+)/.exec(location.hash);
 if (fromLink) {
-  localStorage.setItem(TOKEN_KEY, decodeURIComponent(fromLink[1]));
+  setToken(decodeURIComponent(fromLink[1]));
   history.replaceState(null, '', `${location.pathname}#/`);
 }
 forgetButton.addEventListener('click', () => {
-  localStorage.removeItem(TOKEN_KEY);
+  forgetToken();
   void refresh();
 });
 window.addEventListener('hashchange', () => void refresh());
+window.addEventListener('kiln-redraw', () => void refresh());
 void refresh();

@@ -4,14 +4,15 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { AdminService, ExistingOutputs, SubmitBuildResponseSchema, type SubmitBuildRequest, type SubmitBuildResponse } from '../../gen/kiln/v1/admin_pb.js';
-import { AgentSchema, BuildSchema, BuildState, EventSchema, type Agent, type Build, type Event } from '../../gen/kiln/v1/types_pb.js';
+import { AgentSchema, BuildSchema, EventSchema, type Agent, type Build, type Event } from '../../gen/kiln/v1/types_pb.js';
 import { listEvents, type EventRecord } from '../hooks/event-queries.js';
 import { retryDeliveries } from '../hooks/deliveries.js';
 import type { Database } from '../db/connection.js';
 import type { NarStorage } from '../storage/nar-storage.js';
-import type { BuildState as DbBuildState } from '../db/schema.js';
 import { invalidArgument, KilnError } from '../errors.js';
 import type { BuildRecord } from '../scheduler/build-queries.js';
+import { STATE_TO_PROTO, stateFromProto } from './build-states.js';
+import { dashboardAdmin } from './dashboard-admin.js';
 import { getBuild, listBuilds } from '../scheduler/build-queries.js';
 import { cancelBuild, retryBuild, setBuildPriority, updateBuildTags } from '../scheduler/build-changes.js';
 import { submitBuild, submitBuilds, type SubmitBuildInput, type SubmitBuildResult, type UpstreamHas } from '../scheduler/submission.js';
@@ -38,21 +39,6 @@ import type { RestoreDerivationFiles } from '../scheduler/derivation-files.js';
 import type { InputLimits } from '../protocol/limits.js';
 import { requestCheck } from '../scheduler/reproducibility.js';
 import { reproducibilityOf } from './reproducibility-admin.js';
-
-const STATE_TO_PROTO: Record<DbBuildState, BuildState> = {
-  scheduled: BuildState.SCHEDULED,
-  allocated: BuildState.ALLOCATED,
-  started: BuildState.STARTED,
-  succeeded: BuildState.SUCCEEDED,
-  failed: BuildState.FAILED,
-  canceled: BuildState.CANCELED,
-};
-
-export function stateFromProto(state: BuildState): DbBuildState {
-  const found = (Object.entries(STATE_TO_PROTO) as [DbBuildState, BuildState][]).find(([, p]) => p === state);
-  if (!found) throw invalidArgument(`unknown build state ${state}`);
-  return found[0];
-}
 
 export function buildToProto(b: BuildRecord, wait?: WaitReason): Build {
   return create(BuildSchema, {
@@ -170,6 +156,7 @@ export function adminService(
     ...cacheAdmin({ db, storage, retention: farm.retention, log: farm.log, keyFingerprint: farm.keyFingerprint, beforeUnlink: farm.beforeUnlink }),
     ...registrationTokensAdmin(db),
     ...qaAdmin({ db, storage, sign: farm.sign, upstreams: farm.upstreams ?? [], submitted: (ids) => notify.buildsSubmitted(ids) }),
+    ...dashboardAdmin(db),
     async submitBuild(req) {
       const startedAt = performance.now();
       const input = submission(req, farm);
@@ -202,8 +189,10 @@ export function adminService(
           states: req.states.map(stateFromProto),
           tags: req.tags.map(({ key, value }) => ({ key, value })),
           derivationPath: req.derivationPath || undefined,
+          system: req.system || undefined,
+          nameContains: req.nameContains || undefined,
         },
-        { size: req.pageSize, token: req.pageToken },
+        { size: req.pageSize, token: req.pageToken, newestFirst: req.newestFirst, withoutInputs: req.withoutInputs },
       );
       return { builds: page.builds.map((b) => buildToProto(b)), nextPageToken: page.nextToken };
     },

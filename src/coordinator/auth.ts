@@ -57,7 +57,7 @@ class CredentialCache {
 }
 
 /** AdminService calls that only read: the dashboard's token may make these and no others. */
-export const READ_ONLY_ADMIN_METHODS: ReadonlySet<string> = new Set(['GetBuild', 'GetBuildLog', 'ListBuilds', 'ListAgents', 'GetQueueSummary', 'ListFixedOutputChecks']);
+export const READ_ONLY_ADMIN_METHODS: ReadonlySet<string> = new Set(['GetBuild', 'GetBuildLog', 'ListBuilds', 'ListAgents', 'GetQueueSummary', 'ListFixedOutputChecks', 'GetBuildRelations', 'GetFarmHistory']);
 
 export interface CallCredentials {
   /** The service's type name and the method's name, from the request path. */

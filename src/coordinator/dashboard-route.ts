@@ -1,5 +1,5 @@
 // GET /dashboard/: the read-only dashboard, static files from the package's dashboard/
-// folder (no build step: plain HTML, CSS and a browser module). The page reads
+// folder (no build step: plain HTML, CSS and browser modules). The page reads
 // everything through AdminService's Connect JSON endpoints with a bearer token, so the
 // files themselves hold nothing secret. GET / leads there.
 import { readFile } from 'node:fs/promises';
@@ -11,6 +11,11 @@ import type { HttpRoute } from './http-routes.js';
 const FILES: Record<string, string> = {
   'index.html': 'text/html; charset=utf-8',
   'dashboard.js': 'text/javascript; charset=utf-8',
+  'api.js': 'text/javascript; charset=utf-8',
+  'dom.js': 'text/javascript; charset=utf-8',
+  'overview.js': 'text/javascript; charset=utf-8',
+  'build-page.js': 'text/javascript; charset=utf-8',
+  'charts.js': 'text/javascript; charset=utf-8',
   'dashboard.css': 'text/css; charset=utf-8',
 };
 

@@ -4,25 +4,23 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import type { AdminService } from '../../gen/kiln/v1/admin_pb.js';
-import { AgentConnectionSchema, BuildState, type AgentConnection } from '../../gen/kiln/v1/types_pb.js';
+import { AgentConnectionSchema, type AgentConnection } from '../../gen/kiln/v1/types_pb.js';
+import { STATE_TO_PROTO } from './build-states.js';
 import type { Database } from '../db/connection.js';
-import type { BuildState as DbBuildState } from '../db/schema.js';
 import { readyBySystem, unfinishedByStateAndSystem } from '../scheduler/queue-summary.js';
 import type { AgentSession, AgentSessions } from './agent-sessions.js';
-
-const UNFINISHED_TO_PROTO: Partial<Record<DbBuildState, BuildState>> = {
-  scheduled: BuildState.SCHEDULED,
-  allocated: BuildState.ALLOCATED,
-  started: BuildState.STARTED,
-};
 
 export function queueStatus(deps: { db: Database; sessions: AgentSessions }): Pick<ServiceImpl<typeof AdminService>, 'getQueueSummary'> {
   return {
     async getQueueSummary() {
-      const [counts, ready] = [await unfinishedByStateAndSystem(deps.db), await readyBySystem(deps.db)];
+      const offers = deps.sessions
+        .all()
+        .filter((s) => s.active && !s.draining)
+        .map((s) => ({ systems: s.systems, tags: s.tags, features: s.features }));
+      const [counts, ready] = [await unfinishedByStateAndSystem(deps.db), await readyBySystem(deps.db, offers)];
       return {
-        counts: counts.map((c) => ({ state: UNFINISHED_TO_PROTO[c.state] ?? BuildState.UNSPECIFIED, system: c.system, count: c.count })),
-        ready: ready.map((r) => ({ system: r.system, count: r.count, oldestCreatedAt: timestampFromDate(r.oldestCreatedAt) })),
+        counts: counts.map((c) => ({ state: STATE_TO_PROTO[c.state], system: c.system, count: c.count })),
+        ready: ready.map((r) => ({ system: r.system, count: r.count, oldestCreatedAt: timestampFromDate(r.oldestCreatedAt), matchingConnected: r.matchingConnected })),
         connectedAgents: deps.sessions.all().length,
       };
     },

@@ -4,3 +4,8 @@ export function rowsOf<T>(result: unknown): T[] {
   if (Array.isArray(result)) return result as T[];
   return ((result as { rows?: T[] }).rows ?? []) as T[];
 }
+
+/** A timestamp from a raw statement (or min()): a string from one driver, a Date from the other. */
+export function dateOf(value: Date | string | null): Date {
+  return value instanceof Date ? value : new Date(value ?? 0);
+}

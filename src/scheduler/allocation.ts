@@ -77,17 +77,25 @@ function readyFor(agent: Candidate, system: string, extraColumns: SQL = sql``): 
     from builds b
     where b.state = 'scheduled' and b.waiting = 0 and b.system = ${system}
       and (b.not_before is null or b.not_before <= now())
-      and not exists (
+      and ${offersWhatItNeeds(agent)}
+      ${agent.agentId === undefined ? sql`` : sql`and not exists (select 1 from build_exclusions x where x.build_id = b.id and x.agent_id = ${agent.agentId})`}
+      and (b.check_of is null or ${checkByTagAllows(agent)})
+    order by b.derived_priority desc nulls last, b.seq`;
+}
+
+/**
+ * Whether the agent carries every tag of build `b` and supports every feature it requires,
+ * and `b` requires every mandatory feature of the agent (placement.ts, tags.ts).
+ */
+export function offersWhatItNeeds(agent: Pick<AgentCapabilities, 'tags' | 'features'>): SQL {
+  return sql`not exists (
         select 1 from build_tags t
         where t.build_id = b.id
           and not exists (
             select 1 from unnest(${sql.param(agent.tags.map((t) => t.key))}::text[], ${sql.param(agent.tags.map((t) => t.value))}::text[]) as a(k, v)
             where a.k = t.key and a.v = t.value))
       and b.required_features <@ ${sql.param(agent.features.supported)}::text[]
-      ${agent.features.mandatory.length === 0 ? sql`` : sql`and b.required_features @> ${sql.param(agent.features.mandatory)}::text[]`}
-      ${agent.agentId === undefined ? sql`` : sql`and not exists (select 1 from build_exclusions x where x.build_id = b.id and x.agent_id = ${agent.agentId})`}
-      and (b.check_of is null or ${checkByTagAllows(agent)})
-    order by b.derived_priority desc nulls last, b.seq`;
+      ${agent.features.mandatory.length === 0 ? sql`` : sql`and b.required_features @> ${sql.param(agent.features.mandatory)}::text[]`}`;
 }
 
 /**

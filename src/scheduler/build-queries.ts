@@ -1,7 +1,7 @@
 // Reading builds: one build with everything about it, and filtered, paged lists.
-import { and, asc, eq, exists, gt, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, exists, gt, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
-import { buildAttempts, builds, buildTags, derivationInputs, derivationOutputs, type BuildState } from '../db/schema.js';
+import { buildAttempts, builds, buildTags, derivationInputs, derivationOutputs, derivations, type BuildState } from '../db/schema.js';
 import { invalidArgument, notFound } from '../errors.js';
 import { isUuid } from '../uuid.js';
 import { successReasonOf } from './cached-builds.js';
@@ -63,6 +63,18 @@ export interface BuildFilter {
   states?: BuildState[];
   tags?: Tag[];
   derivationPath?: string;
+  system?: string;
+  /** Text the derivation's name holds, in any case. */
+  nameContains?: string;
+}
+
+export interface PageRequest {
+  size?: number;
+  token?: string;
+  /** The latest submitted first; the token says which order it continues. */
+  newestFirst?: boolean;
+  /** Leave inputDerivations empty. */
+  withoutInputs?: boolean;
 }
 
 export const DEFAULT_PAGE_SIZE = 100;
@@ -82,16 +94,21 @@ export async function getBuilds(db: Database, ids: string[]): Promise<Map<string
   return new Map(found.map((b) => [b.id, b]));
 }
 
-/** A page of builds in submission order; the cursor is the last build's sequence number. */
-export async function listBuilds(
-  db: Database,
-  filter: BuildFilter,
-  page: { size?: number; token?: string },
-): Promise<{ builds: BuildRecord[]; nextToken: string }> {
+/**
+ * A page of builds in submission order, or newest first; the cursor is the last build's
+ * sequence number (keyset paging: a page costs the same however deep it is).
+ */
+export async function listBuilds(db: Database, filter: BuildFilter, page: PageRequest): Promise<{ builds: BuildRecord[]; nextToken: string }> {
   const size = page.size && page.size > 0 ? Math.min(page.size, MAX_PAGE_SIZE) : DEFAULT_PAGE_SIZE;
+  const order: Order = page.newestFirst ? 'newest' : 'oldest';
   const where: SQL[] = [];
   if (filter.states?.length) where.push(inArray(builds.state, filter.states));
   if (filter.derivationPath) where.push(eq(builds.derivationPath, filter.derivationPath));
+  if (filter.system) where.push(eq(builds.system, filter.system));
+  if (filter.nameContains) {
+    const pattern = `%${filter.nameContains.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    where.push(exists(db.select({ one: derivations.path }).from(derivations).where(and(eq(derivations.path, builds.derivationPath), sql`${derivations.name} ilike ${pattern}`))));
+  }
   for (const tag of filter.tags ?? []) {
     where.push(
       exists(
@@ -102,30 +119,44 @@ export async function listBuilds(
       ),
     );
   }
-  if (page.token) where.push(gt(builds.seq, decodeCursor(page.token)));
-  const found = await loadBuilds(db, where, size + 1);
+  if (page.token) {
+    const seq = decodeCursor(page.token, order);
+    where.push(order === 'newest' ? lt(builds.seq, seq) : gt(builds.seq, seq));
+  }
+  const found = await loadBuilds(db, where, size + 1, { order, inputs: !page.withoutInputs });
   const more = found.length > size;
   const pageBuilds = found.slice(0, size);
   const last = pageBuilds[pageBuilds.length - 1];
-  return { builds: pageBuilds, nextToken: more && last ? encodeCursor(last) : '' };
+  return { builds: pageBuilds, nextToken: more && last ? encodeCursor(last, order) : '' };
 }
 
-function encodeCursor(b: BuildRecord): string {
-  return Buffer.from(`seq:${b.seq}`).toString('base64url');
+type Order = 'oldest' | 'newest';
+const CURSOR_PREFIX: Record<Order, string> = { oldest: 'seq', newest: 'before' };
+
+function encodeCursor(b: BuildRecord, order: Order): string {
+  return Buffer.from(`${CURSOR_PREFIX[order]}:${b.seq}`).toString('base64url');
 }
 
-function decodeCursor(token: string): number {
-  const m = /^seq:(\d{1,15})$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
+function decodeCursor(token: string, order: Order): number {
+  const m = /^(seq|before):(\d{1,15})$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
   if (!m) throw invalidArgument('page_token is not one this coordinator handed out');
-  return Number(m[1]);
+  if (m[1] !== CURSOR_PREFIX[order]) {
+    throw invalidArgument(`page_token continues a list ${order === 'newest' ? 'in submission order' : 'newest first'}: ask with the same newest_first as the first page`);
+  }
+  return Number(m[2]);
 }
 
-async function loadBuilds(db: Database, where: SQL[], limit: number, opts: { attempts?: boolean } = {}): Promise<BuildRecord[]> {
+async function loadBuilds(
+  db: Database,
+  where: SQL[],
+  limit: number,
+  opts: { attempts?: boolean; order?: Order; inputs?: boolean } = {},
+): Promise<BuildRecord[]> {
   const rows = await db
     .select({ build: builds })
     .from(builds)
     .where(and(...where))
-    .orderBy(asc(builds.seq))
+    .orderBy(opts.order === 'newest' ? desc(builds.seq) : asc(builds.seq))
     .limit(limit);
   if (rows.length === 0) return [];
   const ids = sql.param(rows.map((r) => r.build.id));
@@ -133,11 +164,13 @@ async function loadBuilds(db: Database, where: SQL[], limit: number, opts: { att
   const [tags, outputs, inputs, attempts] = await Promise.all([
     db.select().from(buildTags).where(sql`${buildTags.buildId} = any(${ids}::uuid[])`).orderBy(asc(buildTags.key)),
     db.select().from(derivationOutputs).where(sql`${derivationOutputs.derivationPath} = any(${drvs}::text[])`).orderBy(asc(derivationOutputs.name)),
-    db
-      .selectDistinct({ derivationPath: derivationInputs.derivationPath, inputPath: derivationInputs.inputPath })
-      .from(derivationInputs)
-      .where(sql`${derivationInputs.derivationPath} = any(${drvs}::text[])`)
-      .orderBy(asc(derivationInputs.inputPath)),
+    opts.inputs === false
+      ? Promise.resolve([])
+      : db
+          .selectDistinct({ derivationPath: derivationInputs.derivationPath, inputPath: derivationInputs.inputPath })
+          .from(derivationInputs)
+          .where(sql`${derivationInputs.derivationPath} = any(${drvs}::text[])`)
+          .orderBy(asc(derivationInputs.inputPath)),
     opts.attempts
       ? db.select().from(buildAttempts).where(sql`${buildAttempts.buildId} = any(${ids}::uuid[])`).orderBy(asc(buildAttempts.attempt))
       : Promise.resolve([]),

@@ -2,9 +2,11 @@
 // system (the builds_unfinished index), the ready ones with the oldest's submission
 // time, and the hook events not yet processed. Each is one statement over a partial
 // index, so a scrape stays cheap however long the history grows.
-import { and, count, eq, inArray, isNull, lte, min, or, sql } from 'drizzle-orm';
+import { count, inArray, isNull, min, sql } from 'drizzle-orm';
 import type { Database } from '../db/connection.js';
+import { dateOf, rowsOf } from '../db/rows.js';
 import { builds, events, hookDeliveries, type BuildState, type DeliveryState } from '../db/schema.js';
+import { offersWhatItNeeds, type AgentCapabilities } from './allocation.js';
 
 export const UNFINISHED: BuildState[] = ['scheduled', 'allocated', 'started'];
 
@@ -18,6 +20,8 @@ export interface ReadyCount {
   system: string;
   count: number;
   oldestCreatedAt: Date;
+  /** Of count, how many an agent of those asked about offers what they need. */
+  matchingConnected: number;
 }
 
 export interface HookBacklog {
@@ -34,14 +38,31 @@ export async function unfinishedByStateAndSystem(db: Database): Promise<StateCou
   return rows.map((r) => ({ state: r.state, system: r.system, count: Number(r.count) }));
 }
 
-/** Builds an agent could take now: scheduled, every input in the cache, past any backoff. */
-export async function readyBySystem(db: Database): Promise<ReadyCount[]> {
-  const rows = await db
-    .select({ system: builds.system, count: count(), oldest: min(builds.createdAt) })
-    .from(builds)
-    .where(and(eq(builds.state, 'scheduled'), eq(builds.waiting, 0), or(isNull(builds.notBefore), lte(builds.notBefore, sql`now()`))))
-    .groupBy(builds.system);
-  return rows.map((r) => ({ system: r.system, count: Number(r.count), oldestCreatedAt: toDate(r.oldest) }));
+/** What an agent offers, as matching sees it (systems, tags, features). */
+export type AgentOffer = Pick<AgentCapabilities, 'systems' | 'tags' | 'features'>;
+
+/**
+ * Builds an agent could take now: scheduled, every input in the cache, past any backoff;
+ * with how many of them one of `agents` offers what they need (tags, features; exclusions
+ * of single agents aside). Agents alike are asked about once.
+ */
+export async function readyBySystem(db: Database, agents: AgentOffer[] = []): Promise<ReadyCount[]> {
+  const offers = [...new Map(agents.filter((a) => a.systems.length > 0).map((a) => [JSON.stringify([[...a.systems].sort(), a.tags, a.features]), a])).values()];
+  const matching = offers.length
+    ? sql`count(*) filter (where ${sql.join(
+        offers.map((a) => sql`(b.system = any(${sql.param(a.systems)}::text[]) and ${offersWhatItNeeds(a)})`),
+        sql` or `,
+      )})`
+    : sql`0`;
+  const rows = rowsOf<{ system: string; count: number | string; oldest: Date | string; matching: number | string }>(
+    await db.execute(sql`
+      select b.system, count(*) as count, min(b.created_at) as oldest, ${matching} as matching
+      from builds b
+      where b.state = 'scheduled' and b.waiting = 0 and (b.not_before is null or b.not_before <= now())
+      group by b.system
+      order by b.system`),
+  );
+  return rows.map((r) => ({ system: r.system, count: Number(r.count), oldestCreatedAt: dateOf(r.oldest), matchingConnected: Number(r.matching) }));
 }
 
 /** Deliveries not done, by hook and state: what the hooks still owe (pending, running) and what they gave up on (parked). */
@@ -57,10 +78,5 @@ export async function openHookDeliveries(db: Database): Promise<{ hook: string; 
 /** Events written with a state change that the hook runner has not fanned out into deliveries yet. */
 export async function hookBacklog(db: Database): Promise<HookBacklog> {
   const [row] = await db.select({ pending: count(), oldest: min(events.createdAt) }).from(events).where(isNull(events.processedAt));
-  return { pending: Number(row?.pending ?? 0), oldestCreatedAt: row?.oldest ? toDate(row.oldest) : null };
-}
-
-/** min() of a timestamp comes back as a string from one driver and a Date from the other. */
-function toDate(value: Date | string | null): Date {
-  return value instanceof Date ? value : new Date(value ?? 0);
+  return { pending: Number(row?.pending ?? 0), oldestCreatedAt: row?.oldest ? dateOf(row.oldest) : null };
 }

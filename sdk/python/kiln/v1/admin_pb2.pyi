@@ -27,6 +27,16 @@ REPRODUCIBILITY_STATE_REPRODUCIBLE: ReproducibilityState
 REPRODUCIBILITY_STATE_UNREPRODUCIBLE: ReproducibilityState
 REPRODUCIBILITY_STATE_UNSPECIFIED: ReproducibilityState
 
+class AgentSlotsInUse(_message.Message):
+    __slots__ = ["agent_id", "agent_name", "in_use"]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    agent_name: str
+    in_use: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., in_use: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class CachePath(_message.Message):
     __slots__ = ["hash_part", "store_path", "version"]
     HASH_PART_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +291,18 @@ class FileVersion(_message.Message):
     type: str
     def __init__(self, position: _Optional[int] = ..., type: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., first_difference: _Optional[int] = ..., excerpt: _Optional[str] = ...) -> None: ...
 
+class FinishedInMinute(_message.Message):
+    __slots__ = ["canceled", "failed", "minute", "succeeded"]
+    CANCELED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    canceled: int
+    failed: int
+    minute: _timestamp_pb2.Timestamp
+    succeeded: int
+    def __init__(self, minute: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., canceled: _Optional[int] = ...) -> None: ...
+
 class FixedOutputCheck(_message.Message):
     __slots__ = ["build_id", "derivation_path", "finished_at", "message", "outcome", "requested_at"]
     BUILD_ID_FIELD_NUMBER: _ClassVar[int]
@@ -313,6 +335,24 @@ class GetBuildLogResponse(_message.Message):
     chunk: bytes
     def __init__(self, attempt: _Optional[int] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
+class GetBuildRelationsRequest(_message.Message):
+    __slots__ = ["dependants_limit", "id"]
+    DEPENDANTS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    dependants_limit: int
+    id: str
+    def __init__(self, id: _Optional[str] = ..., dependants_limit: _Optional[int] = ...) -> None: ...
+
+class GetBuildRelationsResponse(_message.Message):
+    __slots__ = ["dependant_count", "dependants", "inputs"]
+    DEPENDANTS_FIELD_NUMBER: _ClassVar[int]
+    DEPENDANT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    dependant_count: int
+    dependants: _containers.RepeatedCompositeFieldContainer[RelatedBuild]
+    inputs: _containers.RepeatedCompositeFieldContainer[RelatedBuild]
+    def __init__(self, inputs: _Optional[_Iterable[_Union[RelatedBuild, _Mapping]]] = ..., dependants: _Optional[_Iterable[_Union[RelatedBuild, _Mapping]]] = ..., dependant_count: _Optional[int] = ...) -> None: ...
+
 class GetBuildRequest(_message.Message):
     __slots__ = ["id"]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -326,6 +366,24 @@ class GetBuildResponse(_message.Message):
     build: _types_pb2.Build
     reproducibility: Reproducibility
     def __init__(self, build: _Optional[_Union[_types_pb2.Build, _Mapping]] = ..., reproducibility: _Optional[_Union[Reproducibility, _Mapping]] = ...) -> None: ...
+
+class GetFarmHistoryRequest(_message.Message):
+    __slots__ = ["minutes"]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    minutes: int
+    def __init__(self, minutes: _Optional[int] = ...) -> None: ...
+
+class GetFarmHistoryResponse(_message.Message):
+    __slots__ = ["agent_slots", "finished", "queue_depth", "step_seconds"]
+    AGENT_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    STEP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    agent_slots: _containers.RepeatedCompositeFieldContainer[AgentSlotsInUse]
+    finished: _containers.RepeatedCompositeFieldContainer[FinishedInMinute]
+    queue_depth: _containers.RepeatedCompositeFieldContainer[QueueDepthPoint]
+    step_seconds: int
+    def __init__(self, queue_depth: _Optional[_Iterable[_Union[QueueDepthPoint, _Mapping]]] = ..., step_seconds: _Optional[int] = ..., finished: _Optional[_Iterable[_Union[FinishedInMinute, _Mapping]]] = ..., agent_slots: _Optional[_Iterable[_Union[AgentSlotsInUse, _Mapping]]] = ...) -> None: ...
 
 class GetQueueSummaryRequest(_message.Message):
     __slots__ = []
@@ -352,18 +410,26 @@ class ListAgentsResponse(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[_Union[_types_pb2.Agent, _Mapping]]] = ...) -> None: ...
 
 class ListBuildsRequest(_message.Message):
-    __slots__ = ["derivation_path", "page_size", "page_token", "states", "tags"]
+    __slots__ = ["derivation_path", "name_contains", "newest_first", "page_size", "page_token", "states", "system", "tags", "without_inputs"]
     DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    NAME_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    WITHOUT_INPUTS_FIELD_NUMBER: _ClassVar[int]
     derivation_path: str
+    name_contains: str
+    newest_first: bool
     page_size: int
     page_token: str
     states: _containers.RepeatedScalarFieldContainer[_types_pb2.BuildState]
+    system: str
     tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
-    def __init__(self, states: _Optional[_Iterable[_Union[_types_pb2.BuildState, str]]] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., derivation_path: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    without_inputs: bool
+    def __init__(self, states: _Optional[_Iterable[_Union[_types_pb2.BuildState, str]]] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., derivation_path: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., newest_first: bool = ..., system: _Optional[str] = ..., name_contains: _Optional[str] = ..., without_inputs: bool = ...) -> None: ...
 
 class ListBuildsResponse(_message.Message):
     __slots__ = ["builds", "next_page_token"]
@@ -461,15 +527,29 @@ class QueueCount(_message.Message):
     system: str
     def __init__(self, state: _Optional[_Union[_types_pb2.BuildState, str]] = ..., system: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
+class QueueDepthPoint(_message.Message):
+    __slots__ = ["allocated", "at", "scheduled", "started"]
+    ALLOCATED_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    allocated: int
+    at: _timestamp_pb2.Timestamp
+    scheduled: int
+    started: int
+    def __init__(self, at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., scheduled: _Optional[int] = ..., allocated: _Optional[int] = ..., started: _Optional[int] = ...) -> None: ...
+
 class ReadyQueue(_message.Message):
-    __slots__ = ["count", "oldest_created_at", "system"]
+    __slots__ = ["count", "matching_connected", "oldest_created_at", "system"]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    MATCHING_CONNECTED_FIELD_NUMBER: _ClassVar[int]
     OLDEST_CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     count: int
+    matching_connected: int
     oldest_created_at: _timestamp_pb2.Timestamp
     system: str
-    def __init__(self, system: _Optional[str] = ..., count: _Optional[int] = ..., oldest_created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, system: _Optional[str] = ..., count: _Optional[int] = ..., oldest_created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., matching_connected: _Optional[int] = ...) -> None: ...
 
 class RegistrationToken(_message.Message):
     __slots__ = ["created_at", "expires_at", "id", "registrations", "revoked_at", "tags"]
@@ -486,6 +566,16 @@ class RegistrationToken(_message.Message):
     revoked_at: _timestamp_pb2.Timestamp
     tags: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tag]
     def __init__(self, id: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[_types_pb2.Tag, _Mapping]]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., registrations: _Optional[int] = ...) -> None: ...
+
+class RelatedBuild(_message.Message):
+    __slots__ = ["build_id", "derivation_path", "state"]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    build_id: str
+    derivation_path: str
+    state: _types_pb2.BuildState
+    def __init__(self, derivation_path: _Optional[str] = ..., build_id: _Optional[str] = ..., state: _Optional[_Union[_types_pb2.BuildState, str]] = ...) -> None: ...
 
 class Reproducibility(_message.Message):
     __slots__ = ["agents", "by_tag", "check_build_ids", "decided_at", "message", "outputs", "state"]

@@ -156,6 +156,16 @@ class AdminServiceStub(object):
                 request_serializer=kiln_dot_v1_dot_admin__pb2.ListCachePathsRequest.SerializeToString,
                 response_deserializer=kiln_dot_v1_dot_admin__pb2.ListCachePathsResponse.FromString,
                 )
+        self.GetBuildRelations = channel.unary_unary(
+                '/kiln.v1.AdminService/GetBuildRelations',
+                request_serializer=kiln_dot_v1_dot_admin__pb2.GetBuildRelationsRequest.SerializeToString,
+                response_deserializer=kiln_dot_v1_dot_admin__pb2.GetBuildRelationsResponse.FromString,
+                )
+        self.GetFarmHistory = channel.unary_unary(
+                '/kiln.v1.AdminService/GetFarmHistory',
+                request_serializer=kiln_dot_v1_dot_admin__pb2.GetFarmHistoryRequest.SerializeToString,
+                response_deserializer=kiln_dot_v1_dot_admin__pb2.GetFarmHistoryResponse.FromString,
+                )
 
 
 class AdminServiceServicer(object):
@@ -377,6 +387,24 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBuildRelations(self, request, context):
+        """For the dashboard (dashboard/): the builds a build's page links to, and the farm
+        over the last hours for its charts.
+        A build's input derivations and the derivations that take its derivation as an input
+        (its dependants), each with its latest build.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFarmHistory(self, request, context):
+        """Queue depth by state, builds finished per minute and each agent's builds in hand over
+        time, from the builds' and attempts' timestamps: every replica answers the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -519,6 +547,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListCachePaths,
                     request_deserializer=kiln_dot_v1_dot_admin__pb2.ListCachePathsRequest.FromString,
                     response_serializer=kiln_dot_v1_dot_admin__pb2.ListCachePathsResponse.SerializeToString,
+            ),
+            'GetBuildRelations': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBuildRelations,
+                    request_deserializer=kiln_dot_v1_dot_admin__pb2.GetBuildRelationsRequest.FromString,
+                    response_serializer=kiln_dot_v1_dot_admin__pb2.GetBuildRelationsResponse.SerializeToString,
+            ),
+            'GetFarmHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFarmHistory,
+                    request_deserializer=kiln_dot_v1_dot_admin__pb2.GetFarmHistoryRequest.FromString,
+                    response_serializer=kiln_dot_v1_dot_admin__pb2.GetFarmHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1005,5 +1043,39 @@ class AdminService(object):
         return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/ListCachePaths',
             kiln_dot_v1_dot_admin__pb2.ListCachePathsRequest.SerializeToString,
             kiln_dot_v1_dot_admin__pb2.ListCachePathsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetBuildRelations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/GetBuildRelations',
+            kiln_dot_v1_dot_admin__pb2.GetBuildRelationsRequest.SerializeToString,
+            kiln_dot_v1_dot_admin__pb2.GetBuildRelationsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetFarmHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/kiln.v1.AdminService/GetFarmHistory',
+            kiln_dot_v1_dot_admin__pb2.GetFarmHistoryRequest.SerializeToString,
+            kiln_dot_v1_dot_admin__pb2.GetFarmHistoryResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
