@@ -42,7 +42,7 @@ import { errorInterceptor } from './connect-errors.js';
 import { BuildEvents } from './build-events.js';
 import { Dispatcher } from './dispatcher.js';
 import { FarmSignals, type AgentSignal } from './farm-signals.js';
-import { chainRoutes, healthRoute } from './http-routes.js';
+import { chainRoutes, healthRoute, type HttpRequest, type HttpResponse } from './http-routes.js';
 import { HookRunner } from '../hooks/runner.js';
 import { StandaloneEvents } from './standalone-events.js';
 import { hooksFromSpecs, type HookSpec } from '../hooks/hook-specs.js';
@@ -50,7 +50,7 @@ import { createAdminClient } from '../../sdk/typescript/src/index.js';
 import { NO_LOAD_LIMITS, type AgentSessions as Sessions, type LoadLimits } from './agent-sessions.js';
 import { priorityFirst, type AllocationPolicy } from '../scheduler/allocation.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../scheduler/retry-policy.js';
-import { listen, type IdleTimeouts, type Listener } from './listener.js';
+import { listen, type IdleTimeouts, type Listener, type RequestHandler } from './listener.js';
 import { dashboardRoute } from './dashboard-route.js';
 import { metricsRoute } from './metrics-route.js';
 import { BuildTelemetry } from '../telemetry/build-telemetry.js';
@@ -356,7 +356,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const tls = opts.tls ? { cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) } : undefined;
   let listener: Listener;
   try {
-    listener = await listen(gate.handler(specGrpcMessages(handler)), { host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT, tls, pingIntervalMs: 10_000, timeouts: opts.idleTimeouts });
+    listener = await listen(plainOrRpc(fallback, gate.handler(specGrpcMessages(handler))), { host: opts.host ?? '127.0.0.1', port: opts.port ?? DEFAULT_PORT, tls, pingIntervalMs: 10_000, timeouts: opts.idleTimeouts });
   } catch (err) {
     telemetry.stop();
     await dispatcher.stop();
@@ -476,4 +476,14 @@ function tellAgent(sessions: Sessions, signal: AgentSignal, dispatcher: Dispatch
       if (signal.active) dispatcher.poke();
       return;
   }
+}
+
+/**
+ * GET and HEAD requests (the binary cache, metrics, the dashboard's files) go straight to
+ * the plain routes: gRPC and Connect calls are POSTs (no method of kiln's API is marked
+ * for Connect's GET), so the credential gate, the grpc-message rewriting and Connect's
+ * router have nothing to do for them, and a narinfo from memory is answered sooner.
+ */
+function plainOrRpc(plain: (req: HttpRequest, res: HttpResponse) => void, rpc: RequestHandler): RequestHandler {
+  return (req, res) => (req.method === 'GET' || req.method === 'HEAD' ? plain(req, res) : rpc(req, res));
 }
