@@ -39,6 +39,8 @@ export const READ_CHUNK_BYTES = 1 << 20;
 export interface OpenedFile {
   handle: FileHandle;
   size: number;
+  /** The file's inode: a file renamed over it later is another file. */
+  ino: number;
 }
 
 export interface FrameRecord {
@@ -418,7 +420,7 @@ export class NarStorage {
     if (!handle) return undefined;
     try {
       const s = await handle.stat();
-      if (s.isFile()) return { handle, size: s.size };
+      if (s.isFile()) return { handle, size: s.size, ino: s.ino };
     } catch (err) {
       await handle.close();
       throw err;

@@ -1,10 +1,11 @@
 // NAR files kept open a moment after a download, so that a NAR asked for again and again
 // (one of a popular closure) costs one positional read per chunk instead of open, fstat,
 // read and close, each a trip through libuv's thread pool. A kept descriptor is used only
-// while its file is still there (a stat: gc here or on another replica may have removed
-// it) and for KEEP_MS after it was opened; at most MAX_OPEN are held, the oldest closed
+// while the path still names the same file, unchanged (a stat: gc here or on another
+// replica may have removed it, or a file may have been put in its place) and for KEEP_MS
+// after it was opened; at most MAX_OPEN are held, the oldest closed
 // first, each once its last download ends.
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { READ_CHUNK_BYTES, type NarStorage, type OpenedFile } from '../storage/nar-storage.js';
@@ -57,7 +58,7 @@ export class OpenNars {
     const now = Date.now();
     const held = this.kept.get(fileName);
     if (held) {
-      if (now - held.openedAtMs < this.keepMs && existsSync(this.storage.filePath(fileName))) return held;
+      if (now - held.openedAtMs < this.keepMs && this.unchanged(fileName, held.file)) return held;
       this.retire(fileName, held);
     }
     const file = await this.storage.openStored(fileName);
@@ -75,6 +76,12 @@ export class OpenNars {
       if (oldest !== entry) this.retire(name, oldest);
     }
     return entry;
+  }
+
+  /** Whether the stored file is still the one held open, at the size measured then. */
+  private unchanged(fileName: string, file: OpenedFile): boolean {
+    const now = statSync(this.storage.filePath(fileName), { throwIfNoEntry: false });
+    return now !== undefined && now.ino === file.ino && now.size === file.size;
   }
 
   private retire(fileName: string, entry: Kept): void {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { request, Agent } from 'node:http';
-import { rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeBase32 } from '../../src/store/base32.js';
 import { READ_CHUNK_BYTES } from '../../src/storage/nar-storage.js';
@@ -112,6 +112,21 @@ describe('NAR downloads', () => {
     expect((await get(`/nar/${gone}`)).status).toBe(200);
     rmSync(file);
     expect((await get(`/nar/${gone}`)).status).toBe(404);
+  });
+
+  test('a file put in a NAR\'s place, or changed in place, is served as it is now, not through the kept descriptor', async () => {
+    const replaced = `${encodeBase32(randomBytes(32))}.nar.zst`;
+    const file = join(t.dataDir, 'nars', 'nar', replaced);
+    writeFileSync(file, small);
+    expect((await get(`/nar/${replaced}`)).body.equals(small)).toBe(true); // kept open from here
+    const other = randomBytes(300);
+    writeFileSync(`${file}.new`, other);
+    renameSync(`${file}.new`, file);
+    expect((await get(`/nar/${replaced}`)).body.equals(other)).toBe(true);
+    appendFileSync(file, 'x');
+    expect((await get(`/nar/${replaced}`)).body.equals(Buffer.concat([other, Buffer.from('x')]))).toBe(true);
+    truncateSync(file, other.length);
+    expect((await get(`/nar/${replaced}`)).body.equals(other)).toBe(true);
   });
 
   test('a download cut off by its client leaves the kept descriptor good for the next ones', async () => {
