@@ -14,6 +14,7 @@ export const USAGE = `usage: kiln <command> [options]
                    [--local-agent [--local-agent-tag k=v]...]
                    [--upstream URL --upstream-key KEY...]... [--upstream-hit-ttl SECONDS]
                    [--upstream-miss-ttl SECONDS]
+                   [--cache-ttl SECONDS] [--cache-negative-ttl SECONDS]
   kiln agent new [--name N] [--tag k=v]...
   kiln agent password <agent-id>
   kiln agent list

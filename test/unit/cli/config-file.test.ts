@@ -71,7 +71,7 @@ describe('kiln coordinator --config', () => {
     ['{"cache": {"compressions": ["lz4", "zstd:25"]}}', /: cache.compressions\[1\]: zstd levels go from 1 to 19, not 25/],
     ['{"cache": {"compressions": ["zstd"]}}', /: cache.compressions: must include lz4: agents upload NARs as lz4/],
     ['{"cache": {"compressions": ["lz4", "gzip", "gzip:9"]}}', /: cache.compressions: gzip is listed twice/],
-    ['{"cache": {"compression": ["lz4"]}}', /cache.compression: is not a setting \(known: compressions\)/],
+    ['{"cache": {"compression": ["lz4"]}}', /cache.compression: is not a setting \(known: compressions, ttl, freshTtl, negativeTtl\)/],
     ['{"retention": {"lastSuccessful": 3}}', /: retention.lastSuccessful: is not a setting \(known: lastSuccessfulPerName, newerThanDays, newerThan, tags\)/],
     ['{"retention": {"lastSuccessfulPerName": -1}}', /: retention.lastSuccessfulPerName: must be a whole number of at least 0, not -1/],
     ['{"retention": {"newerThan": "last tuesday"}}', /: retention.newerThan: must be an ISO 8601 date \(2025-01-31\)/],
@@ -89,16 +89,17 @@ describe('kiln coordinator --config', () => {
     await expect(loadConfig(file(`bad-${Math.random().toString(36).slice(2)}.json`, text))).rejects.toThrow(message);
   });
 
-  test('the cache part becomes the coordinator options: compressions with their levels, the publish hook, retention', async () => {
+  test('the cache part becomes the coordinator options: compressions with their levels, narinfo TTLs, the publish hook, retention', async () => {
     const path = file(
       'cache.json',
       JSON.stringify({
-        cache: { compressions: ['lz4', 'zstd:19'] },
+        cache: { compressions: ['lz4', 'zstd:19'], ttl: 600, negativeTtl: 30 },
         builtinHooks: { publish: { concurrency: 4, timeoutSeconds: 7200 } },
         retention: { lastSuccessfulPerName: 5, newerThanDays: 30, newerThan: '2025-01-31', tags: ['keep=true', 'release=yes'] },
       }),
     );
     expect(cacheOptions(await loadConfig(path), path)).toEqual({
+      cacheTtls: { found: 600, missing: 30 },
       compressions: [{ name: 'lz4' }, { name: 'zstd', level: 19 }],
       publish: { concurrency: 4, timeoutMs: 7_200_000 },
       retention: {
@@ -109,7 +110,7 @@ describe('kiln coordinator --config', () => {
       },
     });
     const off = file('off.json', JSON.stringify({ builtinHooks: { publish: false } }));
-    expect(cacheOptions(await loadConfig(off), off)).toEqual({ compressions: undefined, publish: false, retention: DEFAULT_RETENTION });
+    expect(cacheOptions(await loadConfig(off), off)).toEqual({ cacheTtls: {}, compressions: undefined, publish: false, retention: DEFAULT_RETENTION });
   });
 
   test('the date rules keep from the earlier of their two times', () => {
