@@ -184,28 +184,13 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
       if (!file) return notFound(req, res, 'NAR');
       let streaming = false;
       try {
-        const { size } = file;
-        const range = parseRange(req.headers.range, size);
-        if (range === 'bad') {
-          res.writeHead(416, { ...NAR_HEADERS, 'content-range': `bytes */${size}` });
-          res.end();
-          return true;
-        }
-        if (range) {
-          res.writeHead(206, { ...NAR_HEADERS, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` });
-        } else {
-          res.writeHead(200, { ...NAR_HEADERS, 'content-length': size });
-        }
-        if (req.method === 'HEAD' || size === 0) {
-          res.end();
-          return true;
-        }
-        streaming = true;
-        await pipeline(file.stream(range), res as NodeJS.WritableStream).catch(() => {
-          // The client went away mid-download; the stream is closed.
+        await sendNar(req, res, file.size, (range) => {
+          streaming = true;
+          return file.stream(range);
         });
         return true;
       } finally {
+        // A stream of the kept file releases it when it ends; without one, it is released here.
         if (!streaming) file.done();
       }
     }
@@ -243,24 +228,31 @@ export function cacheRoutes(deps: CacheRouteDeps): HttpRoute {
       res.end();
       return true;
     }
-    const range = parseRange(req.headers.range, size);
-    if (range === 'bad') {
-      res.writeHead(416, { ...NAR_HEADERS, 'content-range': `bytes */${size}` });
-      res.end();
-      return true;
-    }
-    if (range) {
-      res.writeHead(206, { ...NAR_HEADERS, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` });
-    } else {
-      res.writeHead(200, { ...NAR_HEADERS, 'content-length': size });
-    }
-    if (req.method === 'HEAD' || size === 0) {
-      res.end();
-      return true;
-    }
-    await pipeline(deps.storage.read(fileName, range), res as NodeJS.WritableStream).catch(() => {
-      // The client went away mid-download; nothing to clean up but the stream.
-    });
+    await sendNar(req, res, size, (range) => deps.storage.read(fileName, range));
     return true;
   }
+}
+
+/**
+ * Answers a NAR of `size` bytes: 416 for a range it cannot satisfy, headers alone for HEAD
+ * or an empty file, else the bytes `stream` gives for the range (or the whole file). A
+ * client that goes away mid-download ends the stream; nothing else is to be done.
+ */
+async function sendNar(req: HttpRequest, res: HttpResponse, size: number, stream: (range?: { start: number; end: number }) => Readable): Promise<void> {
+  const range = parseRange(req.headers.range, size);
+  if (range === 'bad') {
+    res.writeHead(416, { ...NAR_HEADERS, 'content-range': `bytes */${size}` });
+    res.end();
+    return;
+  }
+  if (range) {
+    res.writeHead(206, { ...NAR_HEADERS, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` });
+  } else {
+    res.writeHead(200, { ...NAR_HEADERS, 'content-length': size });
+  }
+  if (req.method === 'HEAD' || size === 0) {
+    res.end();
+    return;
+  }
+  await pipeline(stream(range), res as NodeJS.WritableStream).catch(() => undefined);
 }
